@@ -1,0 +1,28 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// No package dependencies: the toolchain only. The backend chosen by `Loop`
+// is set at build time: plain `swift build` gives epoll,
+// `swift build -Xswiftc -DLEGACY_LOOP` the select/signal loop.
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "LoopMigration",
+    products: [
+        .library(name: "Compat", targets: ["Compat"]),
+        .library(name: "UdpServer", targets: ["UdpServer"]),
+        .executable(name: "loop-harness", targets: ["loop-harness"]),
+    ],
+    targets: [
+        .target(name: "CLoopShim"),
+        .target(name: "LoopCore", dependencies: ["CLoopShim"], swiftSettings: strict),
+        .target(name: "LegacyLoop", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
+        .target(name: "EpollLoop", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
+        .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
+        .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer"], swiftSettings: strict),
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "loop-harness"], swiftSettings: strict),
+        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat"], swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,39 @@
+// What Glibc's Swift module does not export: epoll, timerfd, eventfd,
+// signalfd, the FD_* macros and a few thread-directed signal calls.
+#ifndef CLOOPSHIM_H
+#define CLOOPSHIM_H
+
+#include <stdint.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/select.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/time.h>
+#include <time.h>
+
+// fd_set macros (glibc aborts when fd >= FD_SETSIZE; callers check first).
+void shim_fd_zero(fd_set *set);
+void shim_fd_set(int fd, fd_set *set);
+void shim_fd_clr(int fd, fd_set *set);
+int shim_fd_isset(int fd, const fd_set *set);
+int shim_fd_setsize(void);
+
+// epoll_event is packed on x86_64; keep its layout on the C side.
+int shim_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+int shim_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int timeout_ms);
+
+// Thread-directed signals and ids.
+int shim_gettid(void);
+int shim_tgkill(int tgid, int tid, int sig);
+
+// siginfo fields Swift cannot reach through the union.
+int shim_siginfo_code(const siginfo_t *info);
+
+// sigaction with an SA_SIGINFO handler.
+typedef void (*shim_sig_handler)(int, siginfo_t *, void *);
+int shim_install_handler(int sig, shim_sig_handler handler, const sigset_t *mask, int flags,
+                         struct sigaction *previous);
+
+#endif

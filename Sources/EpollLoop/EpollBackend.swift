@@ -1,0 +1,216 @@
+import CLoopShim
+import Glibc
+import LoopCore
+
+/// The new design: level-triggered `epoll_wait`; a 10 ms quickpoll timerfd
+/// and a 1 ms real timerfd on CLOCK_MONOTONIC; an eventfd for wake-ups; a
+/// signalfd for SIGHUP/SIGTERM/SIGINT/SIGPWR (and SIGPIPE, to count it).
+/// No `select`, no `setitimer`, no signal handlers.
+///
+/// signalfd sees a process-directed signal only if every thread blocks it:
+/// this backend blocks the signals on the loop thread, worker threads inherit
+/// a blocked mask, and an executable must block them in `main` before it
+/// starts any other thread (see README).
+public final class EpollBackend: LoopBackend {
+    public let kind = LoopBackendKind.epoll
+    public let descriptorLimit: Int32? = nil
+    public let signals = LoopSignals()
+    public var waker: any LoopWaker { EventFDWaker(fd: wakeFD) }
+
+    private let configuration: LoopConfiguration
+    private var epollFD: Int32 = -1
+    private var wakeFD: Int32 = -1
+    private var quickTimerFD: Int32 = -1
+    private var realTimerFD: Int32 = -1
+    private var signalFD: Int32 = -1
+    private var savedMask = sigset_t()
+    private var maskChanged = false
+    private var timersArmed = false
+    /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
+    private var nextQuickPollCheck: Int64 = 0
+    private var datas = [UInt64](repeating: 0, count: 256)
+    private var flags = [UInt32](repeating: 0, count: 256)
+
+    /// epoll data of the backend's own descriptors: generation 0, which the core never hands out.
+    private enum Control: UInt64 { case wake = 1, quickTimer = 2, signal = 3 }
+
+    public init(configuration: LoopConfiguration = LoopConfiguration()) {
+        self.configuration = configuration
+    }
+
+    public func start() throws(LoopError) {
+        do {
+            epollFD = try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+            wakeFD = try systemCall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+            quickTimerFD = try systemCall("timerfd_create") {
+                timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
+            }
+            realTimerFD = try systemCall("timerfd_create") {
+                timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
+            }
+            var mask = sigset_t()
+            sigemptyset(&mask)
+            sigaddset(&mask, SIGPIPE)
+            if configuration.handlesAdminSignals { for s in adminSignals { sigaddset(&mask, s) } }
+            pthread_sigmask(SIG_BLOCK, &mask, &savedMask)
+            maskChanged = true
+            signalFD = try systemCall("signalfd") { signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
+
+            try control(.wake, wakeFD)
+            try control(.quickTimer, quickTimerFD)
+            try control(.signal, signalFD)
+            // The real timer is not watched: its expirations are read around each
+            // wait and split into busy and idle ticks, so it costs no wake-ups.
+            setTimersEnabled(true)
+        } catch {
+            stop()
+            throw .system(error)
+        }
+    }
+
+    private func control(_ c: Control, _ fd: Int32) throws(SystemError) {
+        _ = try systemCall("epoll_ctl(ADD)") { shim_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, c.rawValue) }
+    }
+
+    public func prepare(fd: Int32) throws(LoopError) {
+        do { try setStatusFlags(fd: fd, adding: O_NONBLOCK) } catch { throw .system(error) }
+    }
+
+    public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
+        var events: UInt32 = 0
+        if new.contains(.read) { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
+        if new.contains(.write) { events |= EPOLLOUT.rawValue }
+        let data = UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+        var op = new.isEmpty ? EPOLL_CTL_DEL : (old.isEmpty ? EPOLL_CTL_ADD : EPOLL_CTL_MOD)
+        while true {
+            if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 { return }
+            switch (errno, op) {
+            case (EINTR, _): continue
+            // The owner closed the fd earlier, so the kernel forgot it: add afresh.
+            case (ENOENT, EPOLL_CTL_MOD): op = EPOLL_CTL_ADD
+            case (EEXIST, EPOLL_CTL_ADD): op = EPOLL_CTL_MOD
+            case (ENOENT, EPOLL_CTL_DEL), (EBADF, EPOLL_CTL_DEL): return
+            default: throw .system(SystemError("epoll_ctl(\(fd))", errno: errno))
+            }
+        }
+    }
+
+    public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
+        signals.recordCPUTicks(busy: true, count: Self.expirations(realTimerFD))
+        let n = datas.withUnsafeMutableBufferPointer { d in
+            flags.withUnsafeMutableBufferPointer { f in
+                shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))
+            }
+        }
+        signals.recordCPUTicks(busy: false, count: Self.expirations(realTimerFD))
+        if n < 0 {
+            if errno == EINTR { return }
+            throw .system(SystemError("epoll_wait", errno: errno))
+        }
+        for i in 0..<Int(n) {
+            let data = datas[i]
+            let ev = flags[i]
+            if data >> 32 == 0 {
+                handleControl(Control(rawValue: data))
+                continue
+            }
+            let failed = ev & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
+            events.append(ReadyEvent(
+                fd: Int32(truncatingIfNeeded: data), generation: UInt32(data >> 32),
+                readable: failed || ev & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0,
+                writable: failed || ev & EPOLLOUT.rawValue != 0))
+        }
+    }
+
+    private func handleControl(_ c: Control?) {
+        switch c {
+        case .wake:
+            var value: UInt64 = 0
+            if read(wakeFD, &value, 8) == 8 { signals.wakeups.add(1, ordering: .relaxed) }
+        case .quickTimer:
+            quickPollTick(Self.expirations(quickTimerFD))
+        case .signal:
+            var info = signalfd_siginfo()
+            while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+                let signo = Int32(info.ssi_signo)
+                if signo == SIGPIPE {
+                    signals.sigPipes.add(1, ordering: .relaxed)
+                } else {
+                    signals.requestShutdown(ShutdownReason.forSignal(signo))
+                }
+            }
+        case nil:
+            break
+        }
+    }
+
+    private func quickPollTick(_ count: Int) {
+        guard count > 0 else { return }
+        signals.quickPollTick(count: count, intervalMs: Int64(configuration.quickPollIntervalMs))
+        nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
+    }
+
+    /// Busy work cannot wait in epoll_wait, so the QUICKPOLL call site asks
+    /// here: a vDSO clock read, and only once an interval may have passed, a
+    /// non-blocking read of the quickpoll timerfd.
+    public func pollQuickPollTimer() {
+        guard timersArmed, monotonicNanoseconds() >= nextQuickPollCheck else { return }
+        let n = Self.expirations(quickTimerFD)
+        if n > 0 { quickPollTick(n) } else { nextQuickPollCheck = monotonicNanoseconds() + 1_000_000 }
+    }
+
+    /// Number of expirations since the last read; 0 when none (EAGAIN).
+    private static func expirations(_ fd: Int32) -> Int {
+        var count: UInt64 = 0
+        return read(fd, &count, 8) == 8 ? Int(count) : 0
+    }
+
+    public func setTimersEnabled(_ enabled: Bool) {
+        timersArmed = enabled
+        arm(quickTimerFD, ms: enabled ? configuration.quickPollIntervalMs : 0)
+        arm(realTimerFD, ms: enabled ? configuration.realTimerIntervalMs : 0)
+        nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
+    }
+
+    private func arm(_ fd: Int32, ms: Int) {
+        guard fd >= 0 else { return }
+        let period = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+        var spec = itimerspec(it_interval: period, it_value: period)
+        timerfd_settime(fd, 0, &spec, nil)
+    }
+
+    public func setInterruptsEnabled(_ enabled: Bool) {
+        // No asynchronous signal handlers: nothing to mask.
+    }
+
+    public func stop() {
+        if signalFD >= 0 {
+            // Take pending signals off the queue before unblocking, or they would
+            // hit their default action (terminate) the moment the mask is restored.
+            var info = signalfd_siginfo()
+            while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
+                if Int32(info.ssi_signo) != SIGPIPE { signals.requestShutdown(.forSignal(Int32(info.ssi_signo))) }
+            }
+        }
+        if maskChanged {
+            pthread_sigmask(SIG_SETMASK, &savedMask, nil)
+            maskChanged = false
+        }
+        for fd in [signalFD, realTimerFD, quickTimerFD, wakeFD, epollFD] { closeDescriptor(fd) }
+        signalFD = -1; realTimerFD = -1; quickTimerFD = -1; wakeFD = -1; epollFD = -1
+    }
+}
+
+/// Wakes an epoll loop from any thread by bumping its eventfd.
+struct EventFDWaker: LoopWaker {
+    let fd: Int32
+    func wakeup() {
+        var one: UInt64 = 1
+        _ = write(fd, &one, 8)
+    }
+}
+
+/// A loop on the epoll backend.
+public func makeEpollLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
+    try EventLoop(backend: EpollBackend(configuration: configuration), configuration: configuration)
+}

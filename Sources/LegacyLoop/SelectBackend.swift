@@ -1,0 +1,174 @@
+import CLoopShim
+import Glibc
+import LoopCore
+
+/// The original design: `select()` for readiness, `setitimer` for the 1 ms
+/// real and 10 ms virtual timers, signals for wake-ups and shutdown.
+///
+/// The original's lost wake-up (a SIGCHLD arriving between the check and
+/// `select()`, or on another thread) is closed here: workers direct SIGCHLD
+/// at the loop thread with `tgkill`, the loop thread keeps SIGCHLD blocked
+/// outside the wait, and `pselect` unblocks it atomically for the wait, so a
+/// wake-up that arrives early stays pending and ends the wait at once.
+public final class SelectBackend: LoopBackend {
+    public let kind = LoopBackendKind.legacy
+    public let descriptorLimit: Int32? = Int32(shim_fd_setsize())
+    public var signals: LoopSignals { LegacyProcessState.signals }
+    public let waker: any LoopWaker = SignalWaker()
+
+    private let configuration: LoopConfiguration
+    private var readSet = fd_set()
+    private var writeSet = fd_set()
+    private var generations: [UInt32]
+    private var highestFd: Int32 = -1
+    private var started = false
+    private var savedActions: [(Int32, sigaction)] = []
+    private var savedMask = sigset_t()
+    private var waitMask = sigset_t()
+    private var savedRealTimer = itimerval()
+    private var savedVirtualTimer = itimerval()
+
+    /// The signals this backend installs handlers for.
+    static let handledSignals: [Int32] = [SIGALRM, SIGVTALRM, SIGCHLD, SIGPIPE, SIGIO]
+
+    public init(configuration: LoopConfiguration = LoopConfiguration()) {
+        self.configuration = configuration
+        self.generations = Array(repeating: 0, count: Int(shim_fd_setsize()))
+        shim_fd_zero(&readSet)
+        shim_fd_zero(&writeSet)
+    }
+
+    public func start() throws(LoopError) {
+        guard LegacyProcessState.active.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+        else { throw .legacyLoopAlreadyActive }
+        LegacyProcessState.signals.reset()
+        LegacyProcessState.loopThreadID.store(shim_gettid(), ordering: .relaxed)
+        started = true
+
+        // While the handler runs, SIGPIPE/SIGCHLD/SIGIO are masked, as in the original.
+        var handlerMask = sigset_t()
+        sigemptyset(&handlerMask)
+        for s in [SIGPIPE, SIGCHLD, SIGIO] { sigaddset(&handlerMask, s) }
+        var wanted = Self.handledSignals
+        if configuration.handlesAdminSignals { wanted += adminSignals }
+        for signo in wanted {
+            var previous = sigaction()
+            // SA_RESTART: other threads' slow syscalls resume; select/pselect never restart anyway.
+            if shim_install_handler(signo, legacySignalHandler, &handlerMask, SA_RESTART, &previous) != 0 {
+                let err = errno
+                stop()
+                throw .system(SystemError("sigaction(\(signalName(signo)))", errno: err))
+            }
+            savedActions.append((signo, previous))
+        }
+
+        // SIGCHLD stays blocked on the loop thread except inside pselect.
+        var chld = sigset_t()
+        sigemptyset(&chld)
+        sigaddset(&chld, SIGCHLD)
+        pthread_sigmask(SIG_BLOCK, &chld, &savedMask)
+        waitMask = savedMask
+        sigdelset(&waitMask, SIGCHLD)
+
+        getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer)
+        getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer)
+        setTimersEnabled(true)
+    }
+
+    public func prepare(fd: Int32) throws(LoopError) {
+        do { try setStatusFlags(fd: fd, adding: O_NONBLOCK | O_ASYNC) } catch { throw .system(error) }
+    }
+
+    public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
+        guard fd >= 0, fd < shim_fd_setsize() else { throw .descriptorOutOfRange(fd: fd, limit: descriptorLimit!) }
+        if new.contains(.read) { shim_fd_set(fd, &readSet) } else { shim_fd_clr(fd, &readSet) }
+        if new.contains(.write) { shim_fd_set(fd, &writeSet) } else { shim_fd_clr(fd, &writeSet) }
+        generations[Int(fd)] = generation
+        if !new.isEmpty {
+            highestFd = max(highestFd, fd)
+        } else if fd == highestFd {
+            while highestFd >= 0 && shim_fd_isset(highestFd, &readSet) == 0 && shim_fd_isset(highestFd, &writeSet) == 0 {
+                highestFd -= 1
+            }
+        }
+    }
+
+    public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
+        var readable = readSet
+        var writable = writeSet
+        // A wake-up published before we got here: do not sleep.
+        let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs
+        var ts = timespec(tv_sec: timeout / 1000, tv_nsec: (timeout % 1000) * 1_000_000)
+        let n = pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
+        if n < 0 {
+            switch errno {
+            case EINTR: return  // a timer tick, a wake-up or an admin signal
+            case EBADF: dropClosedDescriptors(); return
+            default: throw .system(SystemError("pselect", errno: errno))
+            }
+        }
+        guard n > 0 else { return }
+        var fd: Int32 = 0
+        while fd <= highestFd {
+            let r = shim_fd_isset(fd, &readable) != 0
+            let w = shim_fd_isset(fd, &writable) != 0
+            if r || w { events.append(ReadyEvent(fd: fd, generation: generations[Int(fd)], readable: r, writable: w)) }
+            fd += 1
+        }
+    }
+
+    /// An owner closed a registered fd without unregistering it; select would
+    /// fail with EBADF forever. The kernel forgets such an fd under epoll, so do the same.
+    private func dropClosedDescriptors() {
+        var fd: Int32 = 0
+        while fd <= highestFd {
+            if (shim_fd_isset(fd, &readSet) != 0 || shim_fd_isset(fd, &writeSet) != 0) && fcntl(fd, F_GETFD) < 0 {
+                shim_fd_clr(fd, &readSet)
+                shim_fd_clr(fd, &writeSet)
+            }
+            fd += 1
+        }
+    }
+
+    public func pollQuickPollTimer() {
+        // SIGVTALRM raises the flag itself.
+    }
+
+    public func setTimersEnabled(_ enabled: Bool) {
+        var real = itimerval()
+        var virtual = itimerval()
+        if enabled {
+            real.it_interval = timeval(tv_sec: 0, tv_usec: configuration.realTimerIntervalMs * 1000)
+            real.it_value = real.it_interval
+            virtual.it_interval = timeval(tv_sec: 0, tv_usec: configuration.quickPollIntervalMs * 1000)
+            virtual.it_value = virtual.it_interval
+        }
+        setitimer(Int32(ITIMER_REAL.rawValue), &real, nil)
+        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &virtual, nil)
+    }
+
+    public func setInterruptsEnabled(_ enabled: Bool) {
+        // The original blocks an empty signal set here: only the loop's flag changes.
+    }
+
+    public func stop() {
+        guard started else { return }
+        started = false
+        setTimersEnabled(false)
+        pthread_sigmask(SIG_SETMASK, &savedMask, nil)
+        // Discard timer signals still pending before the previous dispositions come back.
+        signal(SIGALRM, SIG_IGN)
+        signal(SIGVTALRM, SIG_IGN)
+        for (signo, var previous) in savedActions.reversed() { sigaction(signo, &previous, nil) }
+        savedActions.removeAll()
+        setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
+        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
+        LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
+        LegacyProcessState.active.store(false, ordering: .releasing)
+    }
+}
+
+/// A loop on the legacy backend. Only one may exist in a process at a time.
+public func makeLegacyLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
+    try EventLoop(backend: SelectBackend(configuration: configuration), configuration: configuration)
+}

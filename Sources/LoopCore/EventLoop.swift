@@ -1,0 +1,511 @@
+import Glibc
+
+/// The loop: registrations, dispatch by niceness, sleep callbacks, quickpoll,
+/// worker completions and shutdown. Written once; a `LoopBackend` supplies only
+/// the wait, the timers, the wake-up and the signals.
+///
+/// Not thread-safe by design: every method but `waker`/`stopHandle` must be
+/// called on the thread that created the loop, and throws `.wrongThread`
+/// otherwise.
+public final class EventLoop {
+    public let backend: any LoopBackend
+    public let configuration: LoopConfiguration
+    public var kind: LoopBackendKind { backend.kind }
+
+    /// ms, refreshed every iteration (the original's `getTime()`).
+    public private(set) var now: Int64
+    /// ms, refreshed every iteration and advanced by the quickpoll timer in between.
+    public var nowApprox: Int64 { signals.nowApprox.load(ordering: .relaxed) }
+    /// Moving average of CPU use in percent, fed by the real timer.
+    public var cpuUsage: Double { signals.cpuUsage }
+    /// The niceness of the callback now running.
+    public private(set) var niceness = 0
+    public private(set) var inQuickPoll = false
+    /// The sleep-callback scan period: starts at 40 ms, lowered by faster callbacks.
+    public private(set) var minTick: Int64 = defaultMinimumTickMs
+    public private(set) var isClosed = false
+    /// False between `disableTimer()` and `enableTimer()`.
+    public private(set) var timersEnabled = true
+    public private(set) var interruptsEnabled = false
+
+    let signals: LoopSignals
+    private let owner: pthread_t
+    private var descriptors: [DescriptorEntry?] = []
+    private var sleepers: [Registration] = []
+    private var lastSleepRun: Int64
+    private var nextGeneration: UInt32 = 0
+    private var liveRegistrations = 0
+    private var bottomHalves: [(needed: () -> Bool, run: () -> Void)] = []
+    private var pendingCloses: [Int32] = []
+    private var dispatchDepth = 0
+    private var events: [ReadyEvent] = []
+    private var quickEvents: [ReadyEvent] = []
+    private var stats: LoopCounters
+    private var workers: WorkerPool?
+    private var nextJobID: UInt64 = 0
+    private var completions: [UInt64: (any Sendable) -> Void] = [:]
+
+    public init(backend: any LoopBackend, configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
+        self.backend = backend
+        self.configuration = configuration
+        self.signals = backend.signals
+        self.owner = pthread_self()
+        let t = configuration.clock.milliseconds()
+        self.now = t
+        self.lastSleepRun = t
+        self.stats = LoopCounters(backend: backend.kind)
+        events.reserveCapacity(256)
+        quickEvents.reserveCapacity(256)
+        try backend.start()
+        signals.nowApprox.store(t, ordering: .relaxed)
+    }
+
+    deinit {
+        if !isClosed { closeResources() }
+    }
+
+    // MARK: Registration
+
+    /// Calls `callback(fd)` whenever `fd` is readable. Registering the same
+    /// non-nil `owner` on the same fd again is a no-op returning the first handle.
+    @discardableResult
+    public func registerRead(fd: Int32, niceness: Int = 0, owner: AnyHashable? = nil,
+                             _ callback: @escaping (Int32) -> Void) throws(LoopError) -> Registration {
+        try register(kind: .read, fd: fd, niceness: niceness, owner: owner, callback)
+    }
+
+    /// Calls `callback(fd)` whenever `fd` is writable.
+    @discardableResult
+    public func registerWrite(fd: Int32, niceness: Int = 0, owner: AnyHashable? = nil,
+                              _ callback: @escaping (Int32) -> Void) throws(LoopError) -> Registration {
+        try register(kind: .write, fd: fd, niceness: niceness, owner: owner, callback)
+    }
+
+    /// Calls `callback` about every `periodMs` ms, never more often, counted from its last call.
+    @discardableResult
+    public func registerSleep(every periodMs: Int, niceness: Int = 0, owner: AnyHashable? = nil,
+                              _ callback: @escaping () -> Void) throws(LoopError) -> Registration {
+        try checkUsable("registerSleep")
+        guard periodMs >= 1 else { throw .invalidPeriod(periodMs) }
+        if let owner, let existing = sleepers.first(where: { $0.owner == owner }) { return existing }
+        try reserveRegistration()
+        let r = Registration(kind: .sleep, fd: -1, niceness: niceness, owner: owner,
+                             tick: Int64(periodMs), now: now, fdCallback: nil, sleepCallback: callback)
+        sleepers.insert(r, at: 0)
+        minTick = min(minTick, r.tick)
+        return r
+    }
+
+    /// Removes a registration. Safe from inside any callback, including the
+    /// registration's own; unknown or already removed handles are ignored.
+    public func unregister(_ registration: Registration) throws(LoopError) {
+        try checkThread("unregister")
+        guard registration.isActive else { return }
+        registration.isActive = false
+        liveRegistrations -= 1
+        switch registration.kind {
+        case .sleep:
+            sleepers.removeAll { $0 === registration }
+            minTick = sleepers.reduce(defaultMinimumTickMs) { min($0, $1.tick) }
+        case .read, .write:
+            let fd = registration.fd
+            guard let entry = entry(fd) else { return }
+            let old = entry.interest
+            if registration.kind == .read {
+                entry.reads.removeAll { $0 === registration }
+            } else {
+                entry.writes.removeAll { $0 === registration }
+            }
+            let new = entry.interest
+            if new.isEmpty { descriptors[Int(fd)] = nil }
+            if new != old {
+                // The fd may already be closed by its owner; the kernel then dropped it itself.
+                try? backend.setInterest(fd: fd, generation: entry.generation, old: old, new: new)
+            }
+        }
+    }
+
+    /// Removes every registration of `fd`.
+    public func unregisterAll(fd: Int32) throws(LoopError) {
+        try checkThread("unregisterAll")
+        guard let entry = entry(fd) else { return }
+        for r in entry.reads + entry.writes { try unregister(r) }
+    }
+
+    /// Unregisters `fd` and closes it once the current batch of events has
+    /// been dispatched, so no event of this batch reaches a reused fd number.
+    public func closeAfterBatch(fd: Int32) throws(LoopError) {
+        try unregisterAll(fd: fd)
+        if dispatchDepth > 0 { pendingCloses.append(fd) } else { closeDescriptor(fd) }
+    }
+
+    /// Work the loop runs at the top of each full poll while `needed()` says so
+    /// (the UDP server's `needBottom`).
+    public func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) {
+        try checkUsable("addBottomHalf")
+        bottomHalves.append((needed, run))
+    }
+
+    // MARK: Running
+
+    /// Runs until a shutdown is requested (admin signal or `stop()`); returns why.
+    public func run() throws(LoopError) -> ShutdownReason {
+        try checkUsable("run")
+        interruptsOn()
+        defer { interruptsOff() }
+        while true {
+            refreshClock()
+            signals.needsToQuickPoll.store(false, ordering: .relaxed)
+            if let reason = signals.shutdownReason { return reason }
+            try poll(quick: false)
+        }
+    }
+
+    /// One iteration of the loop (the original's `doPoll`), for callers that drive it themselves.
+    public func runOnce() throws(LoopError) {
+        try checkUsable("runOnce")
+        refreshClock()
+        signals.needsToQuickPoll.store(false, ordering: .relaxed)
+        try poll(quick: false)
+    }
+
+    /// Asks `run()` to return `.stopped` after the current iteration. Loop thread only;
+    /// from elsewhere use `stopHandle`.
+    public func stop() {
+        signals.requestShutdown(.stopped)
+    }
+
+    /// The shutdown requested so far, if any.
+    public var shutdownReason: ShutdownReason? { signals.shutdownReason }
+
+    /// A Sendable handle other threads use to wake or stop the loop.
+    public var stopHandle: LoopStopHandle { LoopStopHandle(signals: signals, waker: backend.waker) }
+
+    /// Wakes the loop from any thread.
+    public var waker: any LoopWaker { backend.waker }
+
+    /// Tears the loop down: stops the workers and restores every process-wide
+    /// setting the backend changed. Registered fds are left open; they belong to their owners.
+    public func close() throws(LoopError) {
+        try checkThread("close")
+        guard !isClosed else { return }
+        closeResources()
+    }
+
+    private func closeResources() {
+        isClosed = true
+        workers?.shutdown()
+        workers = nil
+        for fd in pendingCloses { closeDescriptor(fd) }
+        pendingCloses.removeAll()
+        descriptors.removeAll()
+        sleepers.removeAll()
+        backend.stop()
+    }
+
+    // MARK: Quickpoll
+
+    /// True when long work at niceness > 0 should call `quickPoll` now.
+    public var needsToQuickPoll: Bool {
+        backend.pollQuickPollTimer()
+        return signals.needsToQuickPoll.load(ordering: .acquiring)
+    }
+
+    /// The original's `QUICKPOLL(niceness)`: cheap enough for inner loops.
+    @inline(__always)
+    public func quickPollIfNeeded(niceness: Int) {
+        guard niceness > 0, !inQuickPoll, needsToQuickPoll else { return }
+        _ = quickPoll(niceness: niceness)
+    }
+
+    /// Serves ready niceness-0 descriptors and due niceness-0 sleep callbacks from
+    /// inside long background work. Returns false when refused (niceness 0,
+    /// re-entry, wrong thread or closed loop).
+    @discardableResult
+    public func quickPoll(niceness: Int) -> Bool {
+        guard niceness > 0, !isClosed, pthread_equal(owner, pthread_self()) != 0 else { return false }
+        guard !inQuickPoll else {
+            stats.quickPollsRefused += 1
+            return false
+        }
+        inQuickPoll = true
+        signals.inQuickPoll.store(true, ordering: .relaxed)
+        stats.quickPolls += 1
+        let savedNiceness = self.niceness
+        defer {
+            self.niceness = savedNiceness
+            inQuickPoll = false
+            signals.inQuickPoll.store(false, ordering: .relaxed)
+            signals.needsToQuickPoll.store(false, ordering: .relaxed)
+        }
+        try? poll(quick: true)
+        runSleepers(urgentOnly: true)
+        return true
+    }
+
+    /// True iff `niceness > 0` and the loop is not shutting down or between disable/enableTimer.
+    public func canQuickPoll(_ niceness: Int) -> Bool {
+        niceness > 0 && timersEnabled && signals.shutdownReason == nil
+    }
+
+    /// Stops the timers (around `system()`/`popen()`-style child creation).
+    public func disableTimer() {
+        timersEnabled = false
+        backend.setTimersEnabled(false)
+    }
+
+    public func enableTimer() {
+        timersEnabled = true
+        backend.setTimersEnabled(true)
+    }
+
+    public func interruptsOff() {
+        interruptsEnabled = false
+        backend.setInterruptsEnabled(false)
+    }
+
+    public func interruptsOn() {
+        interruptsEnabled = true
+        backend.setInterruptsEnabled(true)
+    }
+
+    // MARK: Workers
+
+    /// Runs `work` on a worker thread and `completion(result)` later on the loop thread.
+    /// Completions of niceness-0 jobs run before those of background jobs.
+    public func submit<T: Sendable>(niceness: Int = 0, _ work: @escaping @Sendable () -> T,
+                                    completion: @escaping (T) -> Void) throws(LoopError) {
+        try checkUsable("submit")
+        if workers == nil {
+            workers = WorkerPool(threads: configuration.workerThreads, signals: signals, waker: backend.waker)
+        }
+        nextJobID += 1
+        let id = nextJobID
+        completions[id] = { completion($0 as! T) }
+        workers!.submit(.init(id: id, niceness: niceness, work: { work() }))
+    }
+
+    /// Jobs submitted whose completion has not run yet.
+    public var pendingJobs: Int { completions.count }
+
+    // MARK: Counters
+
+    public var counters: LoopCounters {
+        var c = stats
+        c.alarms = signals.alarms.load(ordering: .relaxed)
+        c.vtAlarms = signals.vtAlarms.load(ordering: .relaxed)
+        c.sigChlds = signals.sigChlds.load(ordering: .relaxed)
+        c.sigQueues = signals.sigQueues.load(ordering: .relaxed)
+        c.sigPipes = signals.sigPipes.load(ordering: .relaxed)
+        c.sigIOs = signals.sigIOs.load(ordering: .relaxed)
+        c.sigOthers = signals.sigOthers.load(ordering: .relaxed)
+        c.wakeups = signals.wakeups.load(ordering: .relaxed)
+        c.registrations = liveRegistrations
+        c.cpuUsage = signals.cpuUsage
+        return c
+    }
+
+    // MARK: The poll (the original's doPoll)
+
+    private func poll(quick: Bool) throws(LoopError) {
+        stats.polls += 1
+        if !quick { runBottomHalves() }
+
+        var batch = quick ? quickEvents : events
+        batch.removeAll(keepingCapacity: true)
+        signals.inWaitState.store(true, ordering: .relaxed)
+        do {
+            try backend.wait(timeoutMs: quick ? 0 : waitTimeout(), into: &batch)
+        } catch {
+            signals.inWaitState.store(false, ordering: .relaxed)
+            throw error
+        }
+        signals.inWaitState.store(false, ordering: .relaxed)
+        now = configuration.clock.milliseconds()
+
+        dispatchDepth += 1
+        runCompletions(budgetMs: 3, urgentOnly: true)
+        dispatch(batch, urgent: true)
+        runCompletions(budgetMs: 3, urgentOnly: true)
+        if !quick {
+            dispatch(batch, urgent: false)
+            runCompletions(budgetMs: 4, urgentOnly: false)
+            now = configuration.clock.milliseconds()
+            if now - lastSleepRun >= minTick || now < lastSleepRun {
+                runSleepers(urgentOnly: false)
+                lastSleepRun = now
+                runCompletions(budgetMs: 4, urgentOnly: false)
+            }
+        }
+        dispatchDepth -= 1
+        if quick { quickEvents = batch } else { events = batch }
+        if dispatchDepth == 0 && !pendingCloses.isEmpty {
+            for fd in pendingCloses { closeDescriptor(fd) }
+            pendingCloses.removeAll()
+        }
+    }
+
+    /// 0 when work is already waiting, else until the next sleep scan, at most the quickpoll interval.
+    private func waitTimeout() -> Int {
+        if signals.needsCleanup.load(ordering: .acquiring) || signals.shutdownReason != nil { return 0 }
+        if bottomHalves.contains(where: { $0.needed() }) { return 0 }
+        let untilSleepScan = sleepers.isEmpty ? Int64.max : max(0, lastSleepRun + minTick - now)
+        return Int(min(Int64(configuration.quickPollIntervalMs), untilSleepScan))
+    }
+
+    /// Pass 1 (`urgent`) runs the niceness-0 registrations of every ready fd;
+    /// pass 2 the niceness > 0 ones. Reads before writes in each pass.
+    private func dispatch(_ batch: [ReadyEvent], urgent: Bool) {
+        for kind in [Registration.Kind.read, .write] {
+            for event in batch where kind == .read ? event.readable : event.writable {
+                guard let entry = entry(event.fd) else {
+                    if urgent && kind == .read { stats.staleEvents += 1 }
+                    continue
+                }
+                guard entry.generation == event.generation else {
+                    if urgent && kind == .read { stats.staleEvents += 1 }
+                    continue
+                }
+                let chain = kind == .read ? entry.reads : entry.writes
+                for r in chain where r.isActive && (r.niceness == 0) == urgent {
+                    call(r)
+                }
+            }
+        }
+    }
+
+    private func call(_ r: Registration) {
+        let saved = niceness
+        niceness = r.effectiveNiceness
+        stats.callbacks[min(max(r.niceness, 0), 2)] += 1
+        if let cb = r.fdCallback { cb(r.fd) } else { r.sleepCallback?() }
+        niceness = saved
+    }
+
+    /// Calls the due sleep callbacks; a last-call time in the future (clock went back) is reset to now.
+    private func runSleepers(urgentOnly: Bool) {
+        let snapshot = sleepers
+        for r in snapshot where r.isActive && (!urgentOnly || r.niceness == 0) {
+            if r.lastCall > now { r.lastCall = now }
+            guard r.lastCall + r.tick <= now else { continue }
+            r.lastCall = now
+            stats.sleepCallbacks += 1
+            call(r)
+        }
+    }
+
+    private func runBottomHalves() {
+        for half in bottomHalves where half.needed() { half.run() }
+    }
+
+    /// The original's `timedCleanUp`: runs finished jobs' completions until the budget is spent.
+    private func runCompletions(budgetMs: Int64, urgentOnly: Bool) {
+        guard let workers else { return }
+        if !urgentOnly || !workers.hasFinished {
+            // Clear before taking, so a job finishing meanwhile raises it again.
+            signals.needsCleanup.store(false, ordering: .relaxed)
+        }
+        guard workers.hasFinished else { return }
+        let deadline = monotonicNanoseconds() + budgetMs * 1_000_000
+        while true {
+            let finished = workers.takeFinished(urgentOnly: urgentOnly, limit: 16)
+            if finished.isEmpty { break }
+            for job in finished {
+                guard let completion = completions.removeValue(forKey: job.id) else { continue }
+                let saved = niceness
+                niceness = min(max(job.niceness, 0), 1)
+                stats.jobsCompleted += 1
+                completion(job.result)
+                niceness = saved
+            }
+            if monotonicNanoseconds() >= deadline { break }
+        }
+        if workers.hasFinished { signals.needsCleanup.store(true, ordering: .relaxed) }
+    }
+
+    private func refreshClock() {
+        now = configuration.clock.milliseconds()
+        signals.nowApprox.store(now, ordering: .relaxed)
+    }
+
+    // MARK: Helpers
+
+    private func register(kind: Registration.Kind, fd: Int32, niceness: Int, owner: AnyHashable?,
+                          _ callback: @escaping (Int32) -> Void) throws(LoopError) -> Registration {
+        try checkUsable(kind == .read ? "registerRead" : "registerWrite")
+        guard fd >= 0 else { throw .invalidDescriptor(fd) }
+        if let limit = backend.descriptorLimit, fd >= limit { throw .descriptorOutOfRange(fd: fd, limit: limit) }
+        let existing = entry(fd)
+        if let owner, let entry = existing,
+           let same = (kind == .read ? entry.reads : entry.writes).first(where: { $0.owner == owner }) {
+            return same
+        }
+        try reserveRegistration()
+        let entry: DescriptorEntry
+        if let existing {
+            entry = existing
+        } else {
+            do { try backend.prepare(fd: fd) } catch {
+                liveRegistrations -= 1
+                throw error
+            }
+            nextGeneration &+= 1
+            if nextGeneration == 0 { nextGeneration = 1 }  // 0 marks the backends' own descriptors
+            entry = DescriptorEntry(generation: nextGeneration)
+        }
+        let r = Registration(kind: kind, fd: fd, niceness: niceness, owner: owner, tick: 0, now: now,
+                             fdCallback: callback, sleepCallback: nil)
+        let old = existing?.interest ?? []
+        if kind == .read { entry.reads.insert(r, at: 0) } else { entry.writes.insert(r, at: 0) }
+        let new = entry.interest
+        if new != old {
+            do {
+                try backend.setInterest(fd: fd, generation: entry.generation, old: old, new: new)
+            } catch {
+                if kind == .read { entry.reads.removeFirst() } else { entry.writes.removeFirst() }
+                liveRegistrations -= 1
+                throw error
+            }
+        }
+        if existing == nil {
+            if descriptors.count <= Int(fd) { descriptors.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - descriptors.count)) }
+            descriptors[Int(fd)] = entry
+        }
+        return r
+    }
+
+    private func reserveRegistration() throws(LoopError) {
+        guard liveRegistrations < configuration.maxRegistrations else {
+            throw .noEmptySlots(limit: configuration.maxRegistrations)
+        }
+        liveRegistrations += 1
+    }
+
+    @inline(__always)
+    private func entry(_ fd: Int32) -> DescriptorEntry? {
+        fd >= 0 && Int(fd) < descriptors.count ? descriptors[Int(fd)] : nil
+    }
+
+    @inline(__always)
+    private func checkThread(_ operation: String) throws(LoopError) {
+        guard pthread_equal(owner, pthread_self()) != 0 else { throw .wrongThread(operation: operation) }
+    }
+
+    private func checkUsable(_ operation: String) throws(LoopError) {
+        try checkThread(operation)
+        guard !isClosed else { throw .closed }
+    }
+}
+
+/// Stops or wakes a loop from any thread.
+public struct LoopStopHandle: Sendable {
+    let signals: LoopSignals
+    let waker: any LoopWaker
+
+    public func stop() {
+        signals.requestShutdown(.stopped)
+        waker.wakeup()
+    }
+
+    public func wakeup() { waker.wakeup() }
+}

@@ -1,0 +1,45 @@
+/// One consistent-enough snapshot of everything the loop counts.
+public struct LoopCounters: Sendable, Equatable, CustomStringConvertible {
+    public var backend: LoopBackendKind
+    /// Real-timer ticks (SIGALRM, or the 1 ms timerfd's expirations).
+    public var alarms = 0
+    /// Quickpoll-timer ticks (SIGVTALRM, or the 10 ms timerfd's expirations).
+    public var vtAlarms = 0
+    public var quickPolls = 0
+    public var quickPollsRefused = 0
+    public var sigChlds = 0
+    public var sigQueues = 0
+    public var sigPipes = 0
+    public var sigIOs = 0
+    public var sigOthers = 0
+    /// Wake-ups that reached the loop (eventfd reads, or SIGCHLD/sigqueue deliveries).
+    public var wakeups = 0
+    public var polls = 0
+    /// Callbacks run, by niceness 0, 1, 2.
+    public var callbacks: [Int] = [0, 0, 0]
+    public var sleepCallbacks = 0
+    public var jobsCompleted = 0
+    /// Events dropped because their registration went away within the batch.
+    public var staleEvents = 0
+    public var registrations = 0
+    public var cpuUsage: Double = 0
+
+    public init(backend: LoopBackendKind) { self.backend = backend }
+
+    /// Name/value pairs in a fixed order, for tables and JSON.
+    public var fields: [(String, Int)] {
+        [("alarms", alarms), ("vtalarms", vtAlarms), ("quickpolls", quickPolls),
+         ("quickpollsRefused", quickPollsRefused), ("sigchlds", sigChlds), ("sigqueues", sigQueues),
+         ("sigpipes", sigPipes), ("sigios", sigIOs), ("sigothers", sigOthers), ("wakeups", wakeups),
+         ("polls", polls), ("callbacks0", callbacks[0]), ("callbacks1", callbacks[1]),
+         ("callbacks2", callbacks[2]), ("sleepCallbacks", sleepCallbacks),
+         ("jobsCompleted", jobsCompleted), ("staleEvents", staleEvents),
+         ("registrations", registrations)]
+    }
+
+    public var description: String {
+        "backend=\(backend) " + fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+            + " cpu=\(Int(cpuUsage.rounded()))%"
+    }
+
+}

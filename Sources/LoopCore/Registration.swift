@@ -1,0 +1,55 @@
+/// A handle to one registered callback; pass it to `EventLoop.unregister`.
+/// Identity is the handle itself; `owner` keys the legacy dedup rule.
+public final class Registration {
+    public enum Kind: Sendable, Equatable { case read, write, sleep }
+
+    public let kind: Kind
+    /// The watched descriptor; -1 for sleep callbacks.
+    public let fd: Int32
+    /// 0 = urgent, 1 = background, 2 = lowest.
+    public let niceness: Int
+    /// Registering the same (fd, kind, owner) again returns this handle.
+    public let owner: AnyHashable?
+    /// False once unregistered: a dispatch in progress skips it.
+    public internal(set) var isActive = true
+
+    let fdCallback: ((Int32) -> Void)?
+    let sleepCallback: (() -> Void)?
+    /// Sleep callbacks: period and last call time (ms).
+    let tick: Int64
+    var lastCall: Int64
+
+    init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,
+         fdCallback: ((Int32) -> Void)?, sleepCallback: (() -> Void)?) {
+        self.kind = kind
+        self.fd = fd
+        self.niceness = niceness
+        self.owner = owner
+        self.tick = tick
+        self.lastCall = now
+        self.fdCallback = fdCallback
+        self.sleepCallback = sleepCallback
+    }
+
+    /// The niceness the loop reports while this callback runs (2 counts as 1).
+    var effectiveNiceness: Int { min(max(niceness, 0), 1) }
+}
+
+/// The registrations of one descriptor. A fresh entry gets a fresh
+/// generation, so events for an older registration of the same fd number are
+/// recognised as stale.
+final class DescriptorEntry {
+    let generation: UInt32
+    /// Head of the chain first, as the original inserts new registrations at the head.
+    var reads: [Registration] = []
+    var writes: [Registration] = []
+
+    init(generation: UInt32) { self.generation = generation }
+
+    var interest: Interest {
+        var i: Interest = []
+        if !reads.isEmpty { i.insert(.read) }
+        if !writes.isEmpty { i.insert(.write) }
+        return i
+    }
+}

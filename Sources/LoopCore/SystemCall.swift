@@ -1,0 +1,47 @@
+import Glibc
+
+/// A failed system call: the call's name and its errno.
+public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let call: String
+    public let errno: Int32
+
+    public init(_ call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// Every raw syscall the loops make goes through here once: `EINTR` is retried
+/// unless the caller wants to see it, and errno becomes a typed error.
+@inline(__always)
+public func systemCall<R: BinaryInteger>(
+    _ name: @autoclosure () -> String,
+    retryOnInterrupt: Bool = true,
+    _ body: () -> R
+) throws(SystemError) -> R {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let err = Glibc.errno
+        if err == EINTR && retryOnInterrupt { continue }
+        throw SystemError(name(), errno: err)
+    }
+}
+
+/// Sets `O_NONBLOCK` (plus `extra` flags such as `O_ASYNC`) on a descriptor.
+public func setStatusFlags(fd: Int32, adding extra: Int32) throws(SystemError) {
+    let flags = try systemCall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+    let wanted = flags | extra
+    if wanted != flags {
+        _ = try systemCall("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, wanted) }
+    }
+}
+
+/// Closes a descriptor the loop owns; `EINTR` on close must not be retried on Linux.
+public func closeDescriptor(_ fd: Int32) {
+    if fd >= 0 { _ = Glibc.close(fd) }
+}

@@ -1,0 +1,2 @@
+import Compat
+print(LoopBackendKind.buildDefault)

@@ -62,12 +62,16 @@ public final class SelectBackend: LoopBackend {
             savedActions.append((signo, previous))
         }
 
-        // SIGCHLD stays blocked on the loop thread except inside pselect.
-        var chld = sigset_t()
-        sigemptyset(&chld)
-        sigaddset(&chld, SIGCHLD)
-        pthread_sigmask(SIG_BLOCK, &chld, &savedMask)
-        waitMask = savedMask
+        // The loop thread takes the signals it handles (a runtime may have
+        // started it with everything blocked), except SIGCHLD, which stays
+        // blocked outside pselect so that an early wake-up stays pending.
+        var mask = sigset_t()
+        pthread_sigmask(SIG_SETMASK, nil, &savedMask)
+        mask = savedMask
+        for signo in wanted { sigdelset(&mask, signo) }
+        sigaddset(&mask, SIGCHLD)
+        pthread_sigmask(SIG_SETMASK, &mask, nil)
+        waitMask = mask
         sigdelset(&waitMask, SIGCHLD)
 
         getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer)

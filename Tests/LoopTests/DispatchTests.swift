@@ -1,0 +1,119 @@
+import Compat
+import Glibc
+import Testing
+
+extension LoopConformance {
+    @Suite struct Dispatch {
+        @Test(arguments: LoopBackendKind.allCases)
+        func urgentDescriptorsRunBeforeBackgroundOnes(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let background = Pipe(), lowest = Pipe(), urgent = Pipe()
+                var order: [Int] = []
+                // Registered background first, so fd order alone would put it first.
+                try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in order.append(1); background.drain() }
+                try loop.registerRead(fd: lowest.readEnd, niceness: 2) { _ in order.append(2); lowest.drain() }
+                try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in order.append(0); urgent.drain() }
+                background.fill(); lowest.fill(); urgent.fill()
+                #expect(try runUntil(loop) { order.count >= 3 })
+                #expect(order.first == 0)
+                #expect(Set(order) == [0, 1, 2])
+                let c = loop.counters
+                #expect(c.callbacks[0] >= 1 && c.callbacks[1] >= 1 && c.callbacks[2] >= 1)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func callbackSeesItsNiceness(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let p0 = Pipe(), p2 = Pipe()
+                var seen: [Int] = []
+                try loop.registerRead(fd: p0.readEnd, niceness: 0) { _ in seen.append(loop.niceness); p0.drain() }
+                try loop.registerRead(fd: p2.readEnd, niceness: 2) { _ in seen.append(loop.niceness); p2.drain() }
+                p0.fill(); p2.fill()
+                #expect(try runUntil(loop) { seen.count >= 2 })
+                // Niceness 2 runs as 1, as in the original.
+                #expect(seen.sorted() == [0, 1])
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func quickPollServesOnlyUrgentWorkAndRefusesReentry(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let trigger = Pipe(), urgent = Pipe(), background = Pipe()
+                var log: [String] = []
+                var innerResult: Bool?
+                try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in
+                    log.append("urgent")
+                    urgent.drain()
+                    innerResult = loop.quickPoll(niceness: 1)  // re-entry
+                }
+                try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in log.append("background"); background.drain() }
+                try loop.registerRead(fd: trigger.readEnd, niceness: 1) { _ in
+                    trigger.drain()
+                    urgent.fill()
+                    background.fill()
+                    log.append("quickpoll")
+                    #expect(loop.quickPoll(niceness: 1))
+                    #expect(!loop.quickPoll(niceness: 0))  // niceness 0 never quickpolls
+                    log.append("back")
+                }
+                trigger.fill()
+                #expect(try runUntil(loop) { log.contains("background") })
+                #expect(Array(log.prefix(3)) == ["quickpoll", "urgent", "back"])
+                #expect(innerResult == false)
+                #expect(loop.counters.quickPolls == 1)
+                #expect(loop.counters.quickPollsRefused == 1)
+            }
+        }
+
+        /// A busy niceness-1 callback that calls QUICKPOLL serves a niceness-0 UDP
+        /// request within 50 ms (the quickpoll interval is 10 ms).
+        @Test(arguments: LoopBackendKind.allCases)
+        func busyBackgroundWorkServesUrgentSocketWithinFiftyMs(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let server = UDPSocket(), client = UDPSocket()
+                let trigger = Pipe()
+                var sentAt: Int64 = 0, servedAt: Int64 = 0
+                try loop.registerRead(fd: server.fd, niceness: 0) { _ in
+                    _ = server.drain()
+                    if servedAt == 0 { servedAt = monotonicNanoseconds() }
+                }
+                try loop.registerRead(fd: trigger.readEnd, niceness: 1) { _ in
+                    trigger.drain()
+                    let start = monotonicNanoseconds()
+                    var spin: UInt64 = 0
+                    while servedAt == 0 && monotonicNanoseconds() - start < 2_000_000_000 {
+                        for i in 0..<1000 { spin &+= UInt64(i) &* 2654435761 }
+                        if sentAt == 0 && monotonicNanoseconds() - start > 15_000_000 {
+                            sentAt = monotonicNanoseconds()
+                            client.send(to: server)
+                        }
+                        loop.quickPollIfNeeded(niceness: loop.niceness)
+                    }
+                    #expect(spin != 1)
+                }
+                trigger.fill()
+                #expect(try runUntil(loop) { servedAt != 0 })
+                let latency = Double(servedAt - sentAt) / 1e6
+                #expect(latency < 50, "served after \(latency) ms")
+                #expect(loop.counters.quickPolls >= 1)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func needsToQuickPollIsRaisedDuringBusyWork(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                try loop.runOnce()
+                let start = monotonicNanoseconds()
+                var raised = false
+                var x: UInt64 = 0
+                while !raised && monotonicNanoseconds() - start < 2_000_000_000 {
+                    for i in 0..<1000 { x &+= UInt64(i) }
+                    raised = loop.needsToQuickPoll
+                }
+                #expect(raised)
+                #expect(x != 1)
+            }
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import CLoopShim
+import Compat
+import Glibc
+import Testing
+
+extension LoopConformance {
+    @Suite struct Signals {
+        static let shutdownSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGPWR]
+
+        /// Real process-directed signals, sent with kill(2) to a child whose
+        /// threads are all the loop's own.
+        @Test(arguments: LoopBackendKind.allCases, shutdownSignals)
+        func adminSignalShutsTheLoopDown(kind: LoopBackendKind, signo: Int32) throws {
+            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue])
+            let ready = try #require(child.line(startingWith: "ready"))
+            #expect(ready.hasSuffix(kind.rawValue))
+            kill(child.pid, signo)
+            let line = try #require(child.line(startingWith: "shutdown"))
+            let fields = line.split(separator: " ")
+            #expect(fields[1] == (signo == SIGPWR ? "3" : "1"))
+            #expect(fields[2] == "\(signo)")
+            let status = try #require(child.waitForExit())
+            #expect(exited(status) == 0)
+        }
+
+        /// The legacy handler runs on whichever thread the kernel picks and
+        /// forwards a wake-up to the loop thread; signalfd instead needs the
+        /// signal blocked in every thread, and a thread that does not block it
+        /// gets the default action: the process dies. That is the embedder's rule.
+        @Test(arguments: LoopBackendKind.allCases)
+        func signalLandingOnAnotherThread(kind: LoopBackendKind) throws {
+            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue, "--unblocked-thread"])
+            _ = try #require(child.line(startingWith: "ready"))
+            kill(child.pid, SIGTERM)
+            switch kind {
+            case .legacy:
+                let line = try #require(child.line(startingWith: "shutdown"))
+                #expect(line.hasPrefix("shutdown 1 \(SIGTERM)"))
+                #expect(exited(try #require(child.waitForExit())) == 0)
+            case .epoll:
+                let status = try #require(child.waitForExit())
+                #expect(killedBy(status) == SIGTERM)
+            }
+        }
+
+        /// A signal directed at the loop thread reaches both designs in-process:
+        /// the legacy handler, or the loop thread's signalfd.
+        @Test(arguments: LoopBackendKind.allCases)
+        func threadDirectedSignalInProcess(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                pthread_kill(pthread_self(), SIGHUP)
+                let reason = try loop.run()
+                #expect(reason == .signal(SIGHUP))
+                #expect(reason.legacyCode == 1)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func sigpipeIsCountedNotFatal(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let p = Pipe()
+                close(p.readEnd)
+                var b: UInt8 = 1
+                #expect(write(p.writeEnd, &b, 1) == -1 && errno == EPIPE)
+                let counted = try runUntil(loop) { loop.counters.sigPipes >= 1 }
+                #expect(counted)
+            }
+        }
+
+        /// ITIMER_VIRTUAL counts CPU time: an idle legacy loop sees few SIGVTALRMs,
+        /// a busy one about one per 10 ms. The epoll quickpoll timer is wall time.
+        @Test(arguments: LoopBackendKind.allCases)
+        func quickPollTimerTicksFollowCPUOnLegacyAndWallTimeOnEpoll(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let idleStart = loop.counters.vtAlarms
+                try runFor(loop, ms: 300)
+                let idleTicks = loop.counters.vtAlarms - idleStart
+                let busyStart = loop.counters.vtAlarms
+                let start = monotonicNanoseconds()
+                var x: UInt64 = 0
+                while monotonicNanoseconds() - start < 300_000_000 {
+                    for i in 0..<1000 { x &+= UInt64(i) }
+                    _ = loop.needsToQuickPoll
+                }
+                try loop.runOnce()
+                let busyTicks = loop.counters.vtAlarms - busyStart
+                #expect(x != 1)
+                #expect(busyTicks >= 10, "busy ticks \(busyTicks)")
+                switch kind {
+                case .legacy: #expect(idleTicks < 15, "idle ticks \(idleTicks)")
+                case .epoll: #expect(idleTicks >= 10, "idle ticks \(idleTicks)")
+                }
+            }
+        }
+
+        /// A process-directed SIGVTALRM may land on any thread that does not block
+        /// it; the flag is an atomic, so the loop thread sees it all the same.
+        @Test func virtualTimerOnAnotherThreadStillRaisesTheFlag() throws {
+            try withLoop(.legacy) { loop in
+                var block = sigset_t(), saved = sigset_t()
+                sigemptyset(&block)
+                sigaddset(&block, SIGVTALRM)
+                pthread_sigmask(SIG_BLOCK, &block, &saved)
+                defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+                try loop.runOnce()
+                let start = monotonicNanoseconds()
+                var raised = false
+                var x: UInt64 = 0
+                while !raised && monotonicNanoseconds() - start < 3_000_000_000 {
+                    for i in 0..<1000 { x &+= UInt64(i) }
+                    raised = loop.needsToQuickPoll
+                }
+                #expect(raised)
+                #expect(x != 1)
+                var pending = sigset_t()
+                sigpending(&pending)
+                // Handled elsewhere, not left pending on this thread forever.
+                #expect(loop.counters.vtAlarms >= 1)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func disableTimerStopsTicksAndEnableRestartsThem(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                try runFor(loop, ms: 30)
+                loop.disableTimer()
+                #expect(!loop.canQuickPoll(1))
+                try loop.runOnce()
+                let before = loop.counters.alarms
+                try runFor(loop, ms: 100)
+                #expect(loop.counters.alarms - before <= 2)
+                loop.enableTimer()
+                #expect(loop.canQuickPoll(1))
+                #expect(!loop.canQuickPoll(0))
+                try runFor(loop, ms: 100)
+                #expect(loop.counters.alarms - before >= 20)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func cpuUsageAverageMovesWithLoad(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                try runFor(loop, ms: 300)
+                let idle = loop.cpuUsage
+                let start = monotonicNanoseconds()
+                var x: UInt64 = 0
+                while monotonicNanoseconds() - start < 400_000_000 {
+                    for i in 0..<1000 { x &+= UInt64(i) }
+                }
+                try loop.runOnce()
+                let busy = loop.cpuUsage
+                #expect(x != 1)
+                #expect(busy > idle, "idle \(idle)% busy \(busy)%")
+                #expect(busy > 30, "busy \(busy)%")
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Compat
+import Glibc
+import Synchronization
+import Testing
+
+extension LoopConformance {
+    @Suite struct SleepCallbacks {
+        @Test(arguments: LoopBackendKind.allCases)
+        func cadenceIsAboutThePeriodAndNeverFaster(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                var fast: [Int64] = [], slow: [Int64] = []
+                try loop.registerSleep(every: 10) { fast.append(loop.now) }
+                try loop.registerSleep(every: 100) { slow.append(loop.now) }
+                try runFor(loop, ms: 600)
+                let fastGaps = zip(fast.dropFirst(), fast).map { $0 - $1 }
+                let slowGaps = zip(slow.dropFirst(), slow).map { $0 - $1 }
+                #expect(fastGaps.allSatisfy { $0 >= 10 }, "\(fastGaps)")
+                #expect(slowGaps.allSatisfy { $0 >= 100 }, "\(slowGaps)")
+                // 600 ms: at most 60 fires at 10 ms; a loaded 2-core machine may give far fewer.
+                #expect((10...60).contains(fast.count), "\(fast.count) fires at 10 ms")
+                #expect((2...6).contains(slow.count), "\(slow.count) fires at 100 ms")
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func minimumTickFollowsTheFastestCallback(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                #expect(loop.minTick == 40)
+                let slow = try loop.registerSleep(every: 100) {}
+                #expect(loop.minTick == 40)
+                let fast = try loop.registerSleep(every: 10) {}
+                #expect(loop.minTick == 10)
+                try loop.unregister(fast)
+                #expect(loop.minTick == 40)
+                let faster = try loop.registerSleep(every: 5) {}
+                try loop.unregister(slow)
+                #expect(loop.minTick == 5)
+                try loop.unregister(faster)
+                #expect(loop.minTick == 40)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func clockGoingBackwardsResetsLastCall(kind: LoopBackendKind) throws {
+            let time = Mutex<Int64>(1_000)
+            var config = LoopConfiguration()
+            config.clock = LoopClock { time.withLock { $0 } }
+            try withLoop(kind, configuration: config) { loop in
+                var fires = 0
+                try loop.registerSleep(every: 50) { fires += 1 }
+                time.withLock { $0 = 1_060 }
+                try loop.runOnce()
+                #expect(fires == 1)
+                time.withLock { $0 = 500 }  // back 560 ms
+                try loop.runOnce()
+                try loop.runOnce()
+                #expect(fires == 1)
+                time.withLock { $0 = 540 }
+                try loop.runOnce()
+                #expect(fires == 1)  // 40 ms after the reset: not due
+                time.withLock { $0 = 560 }
+                try loop.runOnce()
+                #expect(fires == 1)  // due, but the scan ran 20 ms ago: the minimum tick (40 ms) gates it
+                time.withLock { $0 = 580 }
+                try loop.runOnce()
+                #expect(fires == 2)
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func sleepCallbackMayUnregisterItselfAndOthers(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                var a = 0, b = 0
+                var ra: Registration!, rb: Registration!
+                rb = try loop.registerSleep(every: 5) { b += 1 }
+                ra = try loop.registerSleep(every: 5) {
+                    a += 1
+                    try? loop.unregister(ra)
+                    try? loop.unregister(rb)
+                }
+                try runFor(loop, ms: 100)
+                #expect(a == 1)
+                #expect(b <= 1)
+            }
+        }
+    }
+}

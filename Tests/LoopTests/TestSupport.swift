@@ -1,0 +1,117 @@
+import CLoopShim
+import Compat
+import Glibc
+import Synchronization
+import Testing
+
+/// Every loop test lives under this suite: loops touch process-wide signal
+/// state and only one legacy loop may exist at a time, so they run one at a time.
+@Suite(.serialized) struct LoopConformance {}
+
+/// Makes a loop of `kind`, runs `body`, and always tears the loop down.
+func withLoop<R>(_ kind: LoopBackendKind, configuration: LoopConfiguration = LoopConfiguration(),
+                 _ body: (Loop) throws -> R) throws -> R {
+    let loop = try Loop.make(kind, configuration: configuration)
+    defer { try? loop.close() }
+    return try body(loop)
+}
+
+/// Drives the loop until `done()` or the deadline; never hangs. Returns whether `done()` became true.
+@discardableResult
+func runUntil(_ loop: Loop, timeoutMs: Int64 = 10_000, _ done: () -> Bool) throws -> Bool {
+    let deadline = monotonicNanoseconds() + timeoutMs * 1_000_000
+    while !done() {
+        if monotonicNanoseconds() > deadline { return false }
+        try loop.runOnce()
+    }
+    return true
+}
+
+/// Drives the loop for `ms` milliseconds.
+func runFor(_ loop: Loop, ms: Int64) throws {
+    let end = monotonicNanoseconds() + ms * 1_000_000
+    while monotonicNanoseconds() < end { try loop.runOnce() }
+}
+
+func elapsedMs(since start: Int64) -> Double { Double(monotonicNanoseconds() - start) / 1e6 }
+
+/// A pipe whose ends close with the value.
+final class Pipe {
+    let readEnd: Int32
+    let writeEnd: Int32
+    init() {
+        var fds: [Int32] = [-1, -1]
+        precondition(pipe(&fds) == 0)
+        readEnd = fds[0]
+        writeEnd = fds[1]
+    }
+    func fill(_ byte: UInt8 = 1) {
+        var b = byte
+        _ = write(writeEnd, &b, 1)
+    }
+    func drain() {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while read(readEnd, &buf, buf.count) > 0 {}
+    }
+    deinit {
+        close(readEnd)
+        close(writeEnd)
+    }
+}
+
+/// A UDP socket bound to 127.0.0.1 on an ephemeral port.
+final class UDPSocket {
+    let fd: Int32
+    let port: UInt16
+    init() {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                precondition(bind(fd, $0, len) == 0)
+                precondition(getsockname(fd, $0, &len) == 0)
+            }
+        }
+        self.fd = fd
+        port = UInt16(bigEndian: addr.sin_port)
+    }
+    func send(to other: UDPSocket, _ bytes: [UInt8] = [1]) {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = other.port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+    }
+    func drain() -> Int {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var n = 0
+        while recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT)) >= 0 { n += 1 }
+        return n
+    }
+    deinit { close(fd) }
+}
+
+/// A value other threads may set; read on the test thread.
+final class Flag: Sendable {
+    private let value = Atomic<Int>(0)
+    func add(_ n: Int = 1) { value.add(n, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
+}
+
+/// Raises the soft descriptor limit to the hard one for the duration of `body`.
+func withRaisedDescriptorLimit<R>(_ body: () throws -> R) rethrows -> R {
+    var saved = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+    var raised = saved
+    raised.rlim_cur = saved.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+    defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) }
+    return try body()
+}

@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Compat", targets: ["Compat"]),
         .library(name: "UdpServer", targets: ["UdpServer"]),
         .executable(name: "loop-harness", targets: ["loop-harness"]),
+        .executable(name: "loop-bench", targets: ["loop-bench"]),
     ],
     targets: [
         .target(name: "CLoopShim"),
@@ -21,6 +22,7 @@ let package = Package(
         .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
         .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer"], swiftSettings: strict),
+        .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer"], swiftSettings: strict),
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "loop-harness"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat"], swiftSettings: strict),
     ],

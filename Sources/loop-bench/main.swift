@@ -1,0 +1,2 @@
+import Compat
+print("loop-bench: backends \(LoopBackendKind.allCases)")

@@ -28,6 +28,7 @@ public final class EpollBackend: LoopBackend {
     private var timersArmed = false
     /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
     private var nextQuickPollCheck: Int64 = 0
+    private var nextRealTimerRead: Int64 = 0
     private var datas = [UInt64](repeating: 0, count: 256)
     private var flags = [UInt32](repeating: 0, count: 256)
 
@@ -96,13 +97,13 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
-        signals.recordCPUTicks(busy: true, count: Self.expirations(realTimerFD))
+        collectRealTimerTicks(busy: true)
         let n = datas.withUnsafeMutableBufferPointer { d in
             flags.withUnsafeMutableBufferPointer { f in
                 shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))
             }
         }
-        signals.recordCPUTicks(busy: false, count: Self.expirations(realTimerFD))
+        collectRealTimerTicks(busy: false)
         if n < 0 {
             if errno == EINTR { return }
             throw .system(SystemError("epoll_wait", errno: errno))
@@ -120,6 +121,16 @@ public final class EpollBackend: LoopBackend {
                 readable: failed || ev & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0,
                 writable: failed || ev & EPOLLOUT.rawValue != 0))
         }
+    }
+
+    /// Real-timer expirations since the last read count as busy (before a wait)
+    /// or idle (after one). Read at most once per tick, so a loop turning
+    /// over fast does not pay a syscall per iteration.
+    private func collectRealTimerTicks(busy: Bool) {
+        let now = monotonicNanoseconds()
+        guard timersArmed, now >= nextRealTimerRead else { return }
+        nextRealTimerRead = now + Int64(configuration.realTimerIntervalMs) * 1_000_000
+        signals.recordCPUTicks(busy: busy, count: Self.expirations(realTimerFD))
     }
 
     private func handleControl(_ c: Control?) {

@@ -311,7 +311,9 @@ public final class EventLoop {
         stats.polls += 1
         if !quick { runBottomHalves() }
 
-        var batch = quick ? quickEvents : events
+        // Take the buffer out so it is uniquely referenced and keeps its capacity.
+        var batch: [ReadyEvent] = []
+        if quick { swap(&batch, &quickEvents) } else { swap(&batch, &events) }
         batch.removeAll(keepingCapacity: true)
         signals.inWaitState.store(true, ordering: .relaxed)
         do {
@@ -400,7 +402,11 @@ public final class EventLoop {
 
     /// The original's `timedCleanUp`: runs finished jobs' completions until the budget is spent.
     private func runCompletions(budgetMs: Int64, urgentOnly: Bool) {
-        guard let workers else { return }
+        guard let workers else {
+            // A SIGCHLD from a child process, not a worker: nothing to collect.
+            signals.needsCleanup.store(false, ordering: .relaxed)
+            return
+        }
         if !urgentOnly || !workers.hasFinished {
             // Clear before taking, so a job finishing meanwhile raises it again.
             signals.needsCleanup.store(false, ordering: .relaxed)

@@ -24,23 +24,30 @@ extension LoopConformance {
         }
 
         /// The legacy handler runs on whichever thread the kernel picks and
-        /// forwards a wake-up to the loop thread; signalfd instead needs the
-        /// signal blocked in every thread, and a thread that does not block it
-        /// gets the default action: the process dies. That is the embedder's rule.
+        /// forwards a wake-up to the loop thread, so the loop always shuts down
+        /// cleanly. signalfd needs the signal blocked in every thread: a thread
+        /// that does not block it may take the signal's default action and kill
+        /// the process (which thread gets it is the kernel's choice, so the epoll
+        /// case tries a few times). That is the embedder's rule in the README.
         @Test(arguments: LoopBackendKind.allCases)
         func signalLandingOnAnotherThread(kind: LoopBackendKind) throws {
-            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue, "--unblocked-thread"])
-            _ = try #require(child.line(startingWith: "ready"))
-            kill(child.pid, SIGTERM)
-            switch kind {
-            case .legacy:
-                let line = try #require(child.line(startingWith: "shutdown"))
-                #expect(line.hasPrefix("shutdown 1 \(SIGTERM)"))
-                #expect(exited(try #require(child.waitForExit())) == 0)
-            case .epoll:
+            var killed = 0
+            for _ in 0..<10 {
+                let child = try ChildProcess(["child-loop", "--backend", kind.rawValue, "--unblocked-thread"])
+                _ = try #require(child.line(startingWith: "ready"))
+                kill(child.pid, SIGTERM)
+                let report = child.line(startingWith: "shutdown")
                 let status = try #require(child.waitForExit())
-                #expect(killedBy(status) == SIGTERM)
+                switch kind {
+                case .legacy:
+                    #expect(report?.hasPrefix("shutdown 1 \(SIGTERM)") == true)
+                    #expect(exited(status) == 0)
+                case .epoll:
+                    if killedBy(status) == SIGTERM { killed += 1 } else { #expect(exited(status) == 0) }
+                }
+                if kind == .legacy || killed > 0 { break }
             }
+            if kind == .epoll { #expect(killed > 0) }
         }
 
         /// A signal directed at the loop thread reaches both designs in-process:

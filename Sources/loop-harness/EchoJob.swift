@@ -55,6 +55,19 @@ struct UDPEchoSocket {
         self.port = UInt16(bigEndian: addr.sin_port)
     }
 
+    /// Sends `bytes` to 127.0.0.1:`port`.
+    func send(to port: UInt16, _ bytes: [UInt8]) {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+    }
+
     /// Echoes every queued datagram; returns how many.
     func echoAll() -> Int {
         var buffer = [UInt8](repeating: 0, count: 65536)

@@ -1,6 +1,7 @@
 import CLoopShim
 import Compat
 import Glibc
+import LoopTools
 import Testing
 
 extension LoopConformance {

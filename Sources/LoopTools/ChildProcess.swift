@@ -1,17 +1,17 @@
-import Compat
 import Glibc
+import LoopCore
 
-/// `loop-harness` run as a child process, its stdout read through a pipe.
+/// A program (by default `loop-harness`) run as a child process, its stdout read through a pipe.
 /// Signals sent with kill(2) reach a process where every thread is the
 /// harness's own, which the test runner's threads would otherwise get in the way of.
-final class ChildProcess {
-    let pid: pid_t
+public final class ChildProcess {
+    public let pid: pid_t
     private let output: Int32
     private var buffer: [UInt8] = []
-    private(set) var exitStatus: Int32?
+    public private(set) var exitStatus: Int32?
 
-    /// The harness is built next to the test bundle.
-    static var harnessPath: String {
+    /// The harness is built next to the test bundle and the other executables.
+    public static var harnessPath: String {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         let exe = String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -19,7 +19,7 @@ final class ChildProcess {
         return dir + "/loop-harness"
     }
 
-    init(_ arguments: [String]) throws {
+    public init(_ arguments: [String], executable: String = ChildProcess.harnessPath) throws {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { throw SystemError("pipe", errno: errno) }
         var actions = posix_spawn_file_actions_t()
@@ -36,24 +36,24 @@ final class ChildProcess {
         posix_spawnattr_setsigmask(&attr, &empty)
         posix_spawnattr_setsigdefault(&attr, &defaults)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = [Self.harnessPath] + arguments
+        let argv = [executable] + arguments
         var cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, Self.harnessPath, &actions, &attr, &cargs, environ)
+        let rc = posix_spawn(&child, executable, &actions, &attr, &cargs, environ)
         posix_spawn_file_actions_destroy(&actions)
         posix_spawnattr_destroy(&attr)
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])
-            throw SystemError("posix_spawn \(Self.harnessPath)", errno: rc)
+            throw SystemError("posix_spawn \(executable)", errno: rc)
         }
         pid = child
         output = fds[0]
     }
 
     /// The next line that starts with `prefix`, waiting at most `timeoutMs`.
-    func line(startingWith prefix: String, timeoutMs: Int32 = 10_000) -> String? {
+    public func line(startingWith prefix: String, timeoutMs: Int32 = 10_000) -> String? {
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while true {
             while let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
@@ -74,7 +74,7 @@ final class ChildProcess {
 
     /// Waits for exit up to `timeoutMs`; kills the child if it does not exit.
     @discardableResult
-    func waitForExit(timeoutMs: Int64 = 10_000) -> Int32? {
+    public func waitForExit(timeoutMs: Int64 = 10_000) -> Int32? {
         let deadline = monotonicNanoseconds() + timeoutMs * 1_000_000
         var status: Int32 = 0
         while monotonicNanoseconds() < deadline {
@@ -100,8 +100,8 @@ final class ChildProcess {
 }
 
 /// WIFEXITED / WEXITSTATUS / WIFSIGNALED / WTERMSIG, which Swift does not import.
-func exited(_ status: Int32) -> Int32? { status & 0x7f == 0 ? (status >> 8) & 0xff : nil }
-func killedBy(_ status: Int32) -> Int32? {
+public func exited(_ status: Int32) -> Int32? { status & 0x7f == 0 ? (status >> 8) & 0xff : nil }
+public func killedBy(_ status: Int32) -> Int32? {
     let sig = status & 0x7f
     return sig != 0 && sig != 0x7f ? sig : nil
 }

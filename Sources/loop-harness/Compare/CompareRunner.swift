@@ -1,0 +1,114 @@
+import Compat
+import Glibc
+import LoopTools
+
+/// `loop-harness compare`: a fixed set of scenarios run on both backends in
+/// one process, one table, a stated tolerance per scenario. A divergence
+/// beyond a tolerance fails the command.
+struct CompareOptions: Sendable {
+    /// Short runs (seconds in all) for smoke tests.
+    var quick = false
+    /// Multiplies every tolerance; 0 forces any divergence out of tolerance.
+    var toleranceScale = 1.0
+    var only: Set<String> = []
+    var json = false
+}
+
+/// Measurements of one backend in one scenario, by metric name.
+typealias Measurements = [(name: String, value: Double)]
+
+struct Scenario: Sendable {
+    let name: String
+    let summary: String
+    let tolerance: String
+    let measure: @Sendable (LoopBackendKind, CompareOptions) throws -> Measurements
+    /// Returns nil when within tolerance, else what diverged.
+    let judge: @Sendable (_ epoll: [String: Double], _ legacy: [String: Double], _ scale: Double) -> String?
+}
+
+struct ScenarioReport {
+    let scenario: Scenario
+    let epoll: Measurements
+    let legacy: Measurements
+    let divergence: String?
+}
+
+func runCompare(_ args: Arguments) throws -> Int32 {
+    var options = CompareOptions()
+    options.quick = args.flag("--quick")
+    options.json = args.flag("--json")
+    if let raw = args.value("--tolerance-scale") {
+        guard let v = Double(raw), v >= 0 else { throw UsageError("--tolerance-scale takes a number >= 0") }
+        options.toleranceScale = v
+    }
+    if let only = args.value("--only") { options.only = Set(only.split(separator: ",").map(String.init)) }
+    let scenarios = allScenarios.filter { options.only.isEmpty || options.only.contains($0.name) }
+    let unknown = options.only.subtracting(allScenarios.map(\.name))
+    guard unknown.isEmpty else {
+        throw UsageError("unknown scenario(s) \(unknown.sorted()); known: \(allScenarios.map(\.name).joined(separator: ", "))")
+    }
+
+    var reports: [ScenarioReport] = []
+    for scenario in scenarios {
+        if !options.json { complain("compare: \(scenario.name) …") }
+        let epoll = try scenario.measure(.epoll, options)
+        let legacy = try scenario.measure(.legacy, options)
+        let verdict = scenario.judge(Dictionary(epoll, uniquingKeysWith: { a, _ in a }),
+                                     Dictionary(legacy, uniquingKeysWith: { a, _ in a }), options.toleranceScale)
+        reports.append(ScenarioReport(scenario: scenario, epoll: epoll, legacy: legacy, divergence: verdict))
+    }
+    say(options.json ? compareJSON(reports).description : compareTable(reports))
+    return reports.allSatisfy { $0.divergence == nil } ? 0 : 1
+}
+
+func compareTable(_ reports: [ScenarioReport]) -> String {
+    var rows: [[String]] = [["scenario", "metric", "epoll", "legacy", "epoll/legacy"]]
+    for r in reports {
+        let legacy = Dictionary(r.legacy, uniquingKeysWith: { a, _ in a })
+        for (i, m) in r.epoll.enumerated() {
+            let l = legacy[m.name] ?? .nan
+            let ratio = l != 0 ? m.value / l : .nan
+            rows.append([i == 0 ? r.scenario.name : "", m.name, format(m.value), format(l), format(ratio)])
+        }
+    }
+    let widths = (0..<5).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    func line(_ row: [String]) -> String {
+        row.enumerated().map { c, cell in
+            c < 2 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[c] - cell.count) + cell
+        }.joined(separator: "  ")
+    }
+    var out = rows.map(line)
+    out.insert(String(repeating: "-", count: out[0].count), at: 1)
+    out.append("")
+    for r in reports {
+        let mark = r.divergence == nil ? "ok  " : "FAIL"
+        out.append("\(mark) \(r.scenario.name): \(r.scenario.tolerance)" + (r.divergence.map { " — \($0)" } ?? ""))
+    }
+    let failed = reports.filter { $0.divergence != nil }.count
+    out.append("\(reports.count - failed) passed, \(failed) failed")
+    return out.joined(separator: "\n")
+}
+
+func compareJSON(_ reports: [ScenarioReport]) -> JSON {
+    .object([
+        ("scenarios", .array(reports.map { r in
+            .object([
+                ("name", .string(r.scenario.name)),
+                ("summary", .string(r.scenario.summary)),
+                ("tolerance", .string(r.scenario.tolerance)),
+                ("ok", .bool(r.divergence == nil)),
+                ("divergence", r.divergence.map(JSON.string) ?? .null),
+                ("epoll", .object(r.epoll.map { ($0.name, .number($0.value)) })),
+                ("legacy", .object(r.legacy.map { ($0.name, .number($0.value)) })),
+            ])
+        })),
+        ("ok", .bool(reports.allSatisfy { $0.divergence == nil })),
+    ])
+}
+
+extension String {
+    func padding(toLength n: Int, withPad pad: String, startingAt _: Int) -> String {
+        count >= n ? self : self + String(repeating: pad, count: n - count)
+    }
+}

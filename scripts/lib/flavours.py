@@ -1,0 +1,45 @@
+"""The two build flavours of the package, shared by the scripts in scripts/.
+
+Each flavour has its own scratch path so that the two builds never overwrite
+each other (see README, "Choosing the backend"), and scripts/test uses the
+same commands.
+"""
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+# scripts/lib/ -> repository root
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class Flavour:
+    name: str           # also the backend a plain Loop.make() gives in this build
+    scratch: str        # scratch path, relative to the repository root
+    swift_args: tuple   # arguments for every swift build / swift test of this flavour
+
+    @property
+    def harness(self) -> str:
+        return os.path.join(ROOT, self.scratch, "debug", "loop-harness")
+
+    def build(self, tests: bool = False) -> None:
+        """`swift build [--build-tests]` for this flavour; exits on failure."""
+        cmd = ["swift", "build"] + (["--build-tests"] if tests else []) + list(self.swift_args)
+        print(f"== {self.name}: {' '.join(cmd)}", flush=True)
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            sys.exit(f"{self.name}: build failed: {' '.join(cmd)}")
+
+
+EPOLL = Flavour("epoll", ".build", ())
+LEGACY = Flavour("legacy", ".build-legacy", ("--scratch-path", ".build-legacy", "-Xswiftc", "-DLEGACY_LOOP"))
+FLAVOURS = (EPOLL, LEGACY)
+
+
+def clean_environment() -> dict:
+    """The environment for the package's executables: LOOP_BACKEND would
+    override the build flavour, which is what the scripts want to observe."""
+    env = dict(os.environ)
+    env.pop("LOOP_BACKEND", None)
+    return env

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import LoopTools
 import Testing
 
 extension LoopConformance {
@@ -8,14 +9,14 @@ extension LoopConformance {
         func readinessOnPipesAndSockets(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 let pipe = Pipe()
-                let receiver = UDPSocket(), sender = UDPSocket()
+                let receiver = try LoopbackSocket(), sender = try LoopbackSocket()
                 var pipeReads = 0, socketReads = 0, writable = 0
                 try loop.registerRead(fd: pipe.readEnd) { _ in pipeReads += 1; pipe.drain() }
                 try loop.registerRead(fd: receiver.fd) { _ in socketReads += receiver.drain() }
                 let w = try loop.registerWrite(fd: sender.fd) { _ in writable += 1 }
                 pipe.fill()
-                sender.send(to: receiver)
-                sender.send(to: receiver)
+                sender.send(to: receiver.port)
+                sender.send(to: receiver.port)
                 #expect(try runUntil(loop) { pipeReads >= 1 && socketReads >= 2 && writable >= 1 })
                 try loop.unregister(w)
                 // Nothing ready: no more read callbacks.

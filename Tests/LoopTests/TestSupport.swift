@@ -59,45 +59,6 @@ final class Pipe {
     }
 }
 
-/// A UDP socket bound to 127.0.0.1 on an ephemeral port.
-final class UDPSocket {
-    let fd: Int32
-    let port: UInt16
-    init() {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                precondition(bind(fd, $0, len) == 0)
-                precondition(getsockname(fd, $0, &len) == 0)
-            }
-        }
-        self.fd = fd
-        port = UInt16(bigEndian: addr.sin_port)
-    }
-    func send(to other: UDPSocket, _ bytes: [UInt8] = [1]) {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = other.port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-    }
-    func drain() -> Int {
-        var buf = [UInt8](repeating: 0, count: 65536)
-        var n = 0
-        while recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT)) >= 0 { n += 1 }
-        return n
-    }
-    deinit { close(fd) }
-}
-
 /// A value other threads may set; read on the test thread.
 final class Flag: Sendable {
     private let value = Atomic<Int>(0)

@@ -1,1 +1,2 @@
-import Compat
+// Users of the server get the loop API (`Loop`, `LoopBackendKind`, …) with it.
+@_exported import Compat

@@ -3,19 +3,29 @@ import Glibc
 import LoopTools
 
 let usage = """
-    usage: loop-harness [command] [options]
+    usage: loop-harness <command> [options]
 
     commands:
-      run         (default) a loop with a heartbeat and a UDP echo on 127.0.0.1; stops on SIGINT/SIGTERM/SIGHUP
-      child-loop  a bare loop that reports how it was shut down (used by tests and compare)
-      compare     run the side-by-side scenarios on both backends in this process and print one table;
-                  exits non-zero when a scenario diverges beyond its tolerance
-                  [--json] [--quick] [--only a,b] [--tolerance-scale X (0 forces every divergence out)]
+      demo        a node and a client in one process: pings, 1 MiB echoes, a worker job, stats,
+                  a timeout, then save-and-exit. Exits non-zero if any step fails.
+      serve       an RPC node on 127.0.0.1: handlers for ping, echo, stats, work and save-and-exit
+                  (loopback peers only); heartbeat; stats printed on exit (SIGINT/SIGTERM/SIGHUP)
+                    --port P (default 0: any)  --seconds N  --save PATH (written on save-and-exit)
+      ping        echo requests to a node:  --to 127.0.0.1:P  --count N (100)  --size S (64)
+                    --concurrency C (1)  --timeout-ms T (5000); prints RTT p50/p99, throughput, errors
+      stats       a running node's counters (JSON):  --to 127.0.0.1:P
+      shutdown    ask a node to save and exit:  --to 127.0.0.1:P
+      compare     the side-by-side scenarios on both backends in this process, one table; exits
+                  non-zero when a scenario diverges beyond its tolerance
+                    --quick  --only a,b  --tolerance-scale X (0 forces every divergence out)
+      run         (default) a raw loop: heartbeat and a UDP echo read callback  --port P  --seconds N
+      child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
 
-    options:
+    options for every command:
       --backend epoll|legacy   override the build's default (also LOOP_BACKEND)
-      --port P                 UDP port for run (default 0: any free port)
-      --seconds N              run: stop by itself after N seconds (default: until a signal)
+      --json                   machine-readable output
+      --datagram-size N        RPC datagram size (default 16400, the loopback size)
+      --help                   this text
     """
 
 let arguments = Arguments(CommandLine.arguments)
@@ -28,6 +38,11 @@ do {
     case "", "run": exit(try runEcho(arguments))
     case "child-loop": exit(try runChildLoop(arguments))
     case "compare": exit(try runCompare(arguments))
+    case "serve": exit(try runServe(arguments))
+    case "ping": exit(try runPingCommand(arguments))
+    case "stats": exit(try runAdminCommand(arguments, .stats))
+    case "shutdown": exit(try runAdminCommand(arguments, .saveAndExit))
+    case "demo": exit(try runDemo(arguments))
     default: throw UsageError("unknown command '\(arguments.command)'\n\n\(usage)")
     }
 } catch {

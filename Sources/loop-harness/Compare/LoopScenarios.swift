@@ -2,9 +2,9 @@ import Compat
 import Glibc
 import LoopTools
 
-/// The scenarios `compare` runs, in order. The RPC scenario lives with the node code.
+/// The scenarios `compare` runs, in order.
 var allScenarios: [Scenario] {
-    [readinessScenario, sleepScenario, quickPollScenario, wakeupScenario, signalScenario, idleScenario]
+    [readinessScenario, sleepScenario, quickPollScenario, wakeupScenario, signalScenario, rpcScenario, idleScenario]
 }
 
 /// Runs `body` with a fresh loop of `kind`, closing it afterwards.

@@ -1,0 +1,64 @@
+import Glibc
+
+/// An IPv4 address and port, in host byte order.
+public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, LosslessStringConvertible {
+    /// e.g. `0x7f00_0001` for 127.0.0.1.
+    public var ip: UInt32
+    public var port: UInt16
+
+    public init(ip: UInt32, port: UInt16) {
+        self.ip = ip
+        self.port = port
+    }
+
+    /// 127.0.0.1 on `port`.
+    public static func loopback(port: UInt16) -> PeerAddress { PeerAddress(ip: 0x7f00_0001, port: port) }
+
+    /// Parses `"a.b.c.d:port"`.
+    public init?(_ description: String) {
+        guard let colon = description.lastIndex(of: ":"),
+              let ip = Self.parseIPv4(description[..<colon]),
+              let port = UInt16(description[description.index(after: colon)...]) else { return nil }
+        self.init(ip: ip, port: port)
+    }
+
+    /// Parses a dotted quad, strictly: four decimal octets, no extras.
+    public static func parseIPv4(_ text: some StringProtocol) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var ip: UInt32 = 0
+        for part in parts {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII),
+                  let octet = UInt8(part) else { return nil }
+            ip = ip << 8 | UInt32(octet)
+        }
+        return ip
+    }
+
+    public var ipString: String {
+        "\(ip >> 24).\(ip >> 16 & 0xff).\(ip >> 8 & 0xff).\(ip & 0xff)"
+    }
+
+    public var description: String { "\(ipString):\(port)" }
+
+    /// A peer on our own network gets the shorter background resend time:
+    /// 10.x, 192.168.x, loopback, or the same /16 as `local`.
+    public func isLocal(to local: UInt32) -> Bool {
+        let first = ip >> 24
+        return first == 10 || ip >> 16 == 0xc0a8 || first == 127 || ip >> 16 == local >> 16
+    }
+
+    // MARK: sockaddr
+
+    init(_ address: sockaddr_in) {
+        self.init(ip: UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
+    }
+
+    var socketAddress: sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = ip.bigEndian
+        return address
+    }
+}

@@ -1,0 +1,100 @@
+import Glibc
+
+/// The server's UDP socket: bind, send and receive with errno turned into values.
+/// Closing is the owner's job (through the loop, so no event reaches a reused fd).
+struct DatagramSocket {
+    let fd: Int32
+    let address: PeerAddress
+
+    enum SendOutcome: Equatable {
+        case sent
+        /// `EAGAIN`: the send buffer is full; wait for writability.
+        case wouldBlock
+        case failed(errno: Int32)
+    }
+
+    enum ReceiveOutcome: Equatable {
+        /// `length` is the datagram's real length, which may exceed the buffer (it was truncated).
+        case datagram(length: Int, from: PeerAddress)
+        case wouldBlock
+        case failed(errno: Int32)
+    }
+
+    /// A non-blocking socket bound to `address` with `SO_REUSEADDR` and the given buffer sizes.
+    static func bind(_ address: PeerAddress, receiveBufferSize: Int,
+                     sendBufferSize: Int) throws(SystemError) -> DatagramSocket {
+        let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let fd = try systemCall("socket") { socket(AF_INET, type, 0) }
+        do {
+            try setOption(fd, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)")
+            try setOption(fd, SO_RCVBUF, Int32(clamping: receiveBufferSize), "setsockopt(SO_RCVBUF)")
+            try setOption(fd, SO_SNDBUF, Int32(clamping: sendBufferSize), "setsockopt(SO_SNDBUF)")
+            var bound = address.socketAddress
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            try withUnsafeMutablePointer(to: &bound) { (pointer) throws(SystemError) in
+                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemError) in
+                    _ = try systemCall("bind(\(address))") { Glibc.bind(fd, raw, length) }
+                    _ = try systemCall("getsockname") { getsockname(fd, raw, &length) }
+                }
+            }
+            // The loop sets O_NONBLOCK on registration too; do not depend on it.
+            try setStatusFlags(fd: fd, adding: O_NONBLOCK)
+            return DatagramSocket(fd: fd, address: PeerAddress(bound))
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+    }
+
+    private static func setOption(_ fd: Int32, _ option: Int32, _ value: Int32, _ name: String) throws(SystemError) {
+        var value = value
+        _ = try systemCall(name) {
+            setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    /// The buffer size the kernel granted (it doubles the request, and caps it).
+    func bufferSize(_ option: Int32) -> Int {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, option, &value, &length) == 0 else { return 0 }
+        return Int(value)
+    }
+
+    func send(_ bytes: UnsafeRawBufferPointer, to peer: PeerAddress) -> SendOutcome {
+        var destination = peer.socketAddress
+        while true {
+            let result = withUnsafePointer(to: &destination) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0,
+                           socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if result >= 0 { return .sent }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let e: return .failed(errno: e)
+            }
+        }
+    }
+
+    func receive(into buffer: UnsafeMutableRawBufferPointer) -> ReceiveOutcome {
+        var source = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        while true {
+            // MSG_TRUNC: report the real length of an oversized datagram.
+            let result = withUnsafeMutablePointer(to: &source) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC | MSG_DONTWAIT), $0, &length)
+                }
+            }
+            if result >= 0 { return .datagram(length: result, from: PeerAddress(source)) }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .wouldBlock
+            case let e: return .failed(errno: e)
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+/// Shutting down: stop taking work, drain, close.
+extension UdpServer {
+    /// Stops taking new requests: new incoming requests are dropped and
+    /// `sendRequest` ends at once with `.shuttingDown`. Transactions in progress
+    /// finish (or time out) unless `urgent`, which ends them now, requests with
+    /// `.shuttingDown`. Once none is left the socket is closed and `whenDrained`
+    /// runs (on the loop thread, after every request callback queued before it).
+    public func shutdown(urgent: Bool = false, whenDrained: (() -> Void)? = nil) {
+        if let whenDrained {
+            if isDrained {
+                callbackQueues[1].append(.drained(whenDrained))
+            } else {
+                drainedCallbacks.append(whenDrained)
+            }
+        }
+        isShuttingDown = true
+        if urgent {
+            for transaction in slots.values.sorted(by: { $0.serial < $1.serial }) {
+                if transaction.isRequester {
+                    finish(transaction, .failure(.shuttingDown))
+                } else {
+                    remove(transaction)
+                }
+            }
+        }
+        checkDrained()
+    }
+
+    func checkDrained() {
+        guard isShuttingDown, !isDrained, slots.isEmpty else { return }
+        closeSocket()
+        isDrained = true
+        for callback in drainedCallbacks { callbackQueues[1].append(.drained(callback)) }
+        drainedCallbacks.removeAll()
+    }
+
+    /// Unregisters from the loop and closes the socket once the loop's current
+    /// batch of events is dispatched (so no event of it reaches a reused fd).
+    func closeSocket() {
+        if let registration = sleepRegistration { try? loop.unregister(registration) }
+        sleepRegistration = nil
+        readRegistration = nil
+        writeRegistration = nil
+        heldDatagrams.removeAll()
+        guard let socket else { return }
+        self.socket = nil
+        do {
+            try loop.closeAfterBatch(fd: socket.fd)
+        } catch {
+            closeDescriptor(socket.fd)  // wrong thread or closed loop: close it ourselves
+        }
+    }
+}

@@ -1,0 +1,324 @@
+import Glibc
+
+/// The UDP RPC server: sends requests and calls back with their replies, and
+/// runs a handler for each request it receives. Messages of any size up to the
+/// configured maximum travel as numbered datagrams, each acknowledged, with at
+/// most `ackWindow` unacknowledged in flight, resent on a backoff when ACKs do
+/// not come.
+///
+/// Everything happens on the loop's thread: the socket's read callback, a sleep
+/// callback every `pollTimeMs` for resends and timeouts, a write callback while
+/// the socket would block, and the loop's bottom half for callbacks held back
+/// during quickpoll. Every request's callback runs exactly once, on the loop
+/// thread, never from inside `sendRequest` itself.
+///
+/// Shut the server down (`shutdown`) before dropping it: requests still in
+/// progress when it is deinitialised never get their callback.
+public final class UdpServer {
+    public let loop: Loop
+    public let configuration: UdpServerConfiguration
+    let geometry: DatagramGeometry
+    private let configurationError: ConfigurationError?
+
+    /// The bound port (the ephemeral one when configured with 0); 0 before `start()`.
+    public var port: UInt16 { socket?.address.port ?? boundAddress?.port ?? 0 }
+    /// The bound address and port, once started.
+    public private(set) var boundAddress: PeerAddress?
+    /// No new requests are taken or started.
+    public internal(set) var isShuttingDown = false
+    /// Shut down, every transaction ended, the socket closed.
+    public internal(set) var isDrained = false
+
+    var socket: DatagramSocket?
+    var readRegistration: Registration?
+    var writeRegistration: Registration?
+    var sleepRegistration: Registration?
+
+    var slots: [TransactionKey: Transaction] = [:]
+    /// Outgoing transactions by request id, for `cancel`.
+    var requests: [UInt64: TransactionKey] = [:]
+    var handlers = [((IncomingRequest) -> Void)?](repeating: nil, count: 256)
+    /// Transactions with something to send, niceness 0 first.
+    var sendQueues = [FifoQueue<Transaction>(), FifoQueue<Transaction>()]
+    /// Finished work waiting for its callback, niceness 0 first.
+    var callbackQueues = [FifoQueue<CallbackItem>(), FifoQueue<CallbackItem>()]
+    var finishedTransactions: FinishedTransactions
+    var drainedCallbacks: [() -> Void] = []
+    var counters = UdpServerStats()
+    var outgoingCount = 0
+    var incomingCount = 0
+    var bufferedIncomingBytes = 0
+
+    var random: SplitMix64
+    var nextTransactionId: UInt32
+    var nextRequestID: UInt64 = 0
+    var nextSerial: UInt64 = 0
+
+    /// One datagram plus a byte, so an oversized one shows as too long.
+    let receiveBuffer: UnsafeMutableRawBufferPointer
+    /// Where each outgoing datagram is assembled.
+    let sendBuffer: UnsafeMutableRawBufferPointer
+    /// Datagrams a filter delayed, sent after the next one.
+    var heldDatagrams: [(bytes: [UInt8], destination: PeerAddress, header: DatagramHeader)] = []
+    var isSending = false
+
+    enum CallbackItem {
+        case reply((RpcResult) -> Void, RpcResult)
+        case request(Transaction)
+        case drained(() -> Void)
+    }
+
+    public init(loop: Loop, configuration: UdpServerConfiguration = UdpServerConfiguration()) {
+        self.loop = loop
+        self.configuration = configuration
+        do {
+            geometry = try configuration.validated()
+            configurationError = nil
+        } catch {
+            geometry = .lan
+            configurationError = error
+        }
+        finishedTransactions = FinishedTransactions(capacity: max(1, configuration.maxSlots) * 4)
+        let seed = configuration.randomSeed ?? UInt64(bitPattern: monotonicNanoseconds()) ^ UInt64(getpid())
+        random = SplitMix64(seed: seed)
+        // A random first id makes a restarted peer unlikely to reuse ids the other side remembers.
+        nextTransactionId = UInt32(truncatingIfNeeded: random.next()) & DatagramHeader.maxTransactionId
+        receiveBuffer = .allocate(byteCount: geometry.datagramSize + 1, alignment: 8)
+        sendBuffer = .allocate(byteCount: geometry.datagramSize, alignment: 8)
+    }
+
+    deinit {
+        if socket != nil { closeSocket() }
+        receiveBuffer.deallocate()
+        sendBuffer.deallocate()
+    }
+
+    /// Binds the socket and registers with the loop.
+    public func start() throws(UdpServerError) {
+        if let configurationError { throw .configuration(configurationError) }
+        guard boundAddress == nil, !isShuttingDown else { throw .alreadyStarted }
+        guard let ip = PeerAddress.parseIPv4(configuration.bindAddress) else {
+            throw .invalidBindAddress(configuration.bindAddress)
+        }
+        let socket: DatagramSocket
+        do {
+            socket = try DatagramSocket.bind(PeerAddress(ip: ip, port: configuration.port),
+                                             receiveBufferSize: configuration.receiveBufferSize,
+                                             sendBufferSize: configuration.sendBufferSize)
+        } catch {
+            throw .system(error)
+        }
+        self.socket = socket
+        boundAddress = socket.address
+        do {
+            readRegistration = try loop.registerRead(fd: socket.fd, niceness: 0) { [weak self] _ in
+                self?.readPoll()
+            }
+            sleepRegistration = try loop.registerSleep(every: configuration.pollTimeMs, niceness: 0) { [weak self] in
+                self?.timePoll()
+            }
+            try loop.addBottomHalf(needed: { [weak self] in self?.needsBottomHalf ?? false },
+                                   run: { [weak self] in self?.bottomHalf() })
+        } catch {
+            closeSocket()
+            throw .loop(error)
+        }
+    }
+
+    // MARK: Requests
+
+    /// Sends `message` to `peer` as a request of `type`; `callback` runs exactly
+    /// once, later, on the loop thread, with the reply or the reason there is none.
+    ///
+    /// - Parameters:
+    ///   - timeoutMs: no progress for this long ends the request with `.timedOut`.
+    ///   - niceness: 0 = urgent; > 0 = background (its callback waits outside quickpoll).
+    ///   - backoffMs: first resend time, doubled per resend; nil for the defaults.
+    ///   - maxWaitMs: cap on the resend time; nil for the defaults.
+    @discardableResult
+    public func sendRequest(_ message: [UInt8], type: UInt8, to peer: PeerAddress,
+                            timeoutMs: Int = 60_000, niceness: Int = 1,
+                            backoffMs: Int? = nil, maxWaitMs: Int? = nil,
+                            callback: @escaping (RpcResult) -> Void) -> RequestHandle {
+        precondition(boundAddress != nil, "start() the server before sending requests")
+        nextRequestID += 1
+        let handle = RequestHandle(id: nextRequestID)
+        let level = min(max(niceness, 0), 1)
+        counters.requestsSent += 1
+        if isShuttingDown {
+            callbackQueues[level].append(.reply(callback, .failure(.shuttingDown)))
+            return handle
+        }
+        guard message.count <= geometry.maxMessageSize else {
+            callbackQueues[level].append(
+                .reply(callback, .failure(.messageTooLarge(size: message.count, limit: geometry.maxMessageSize))))
+            return handle
+        }
+        guard slots.count < configuration.maxSlots else {
+            counters.noSlotRequests += 1
+            callbackQueues[level].append(.reply(callback, .failure(.noSlots)))
+            return handle
+        }
+        let key = TransactionKey(transactionId: allocateTransactionId(for: peer), peer: peer, initiatedByUs: true)
+        let policy = ResendPolicy(niceness: level, backoffMs: backoffMs, maxWaitMs: maxWaitMs,
+                                  peerIsLocal: peer.isLocal(to: boundAddress?.ip ?? 0))
+        let transaction = Transaction(key: key, type: type, niceness: level, timeoutMs: Int64(max(1, timeoutMs)),
+                                      serial: makeSerial(), phase: .sendingRequest, now: currentTime(),
+                                      resendPolicy: policy, requestID: handle.id, callback: callback)
+        transaction.outgoing = OutgoingMessage(bytes: message, hadError: false, geometry: geometry)
+        resetResendTime(transaction)
+        insert(transaction)
+        requests[handle.id] = key
+        queueForSend(transaction)
+        sendPoll()
+        return handle
+    }
+
+    /// Ends a request with `.cancelled`. False if it already ended.
+    @discardableResult
+    public func cancel(_ handle: RequestHandle) -> Bool {
+        guard let key = requests[handle.id], let transaction = slots[key] else { return false }
+        finish(transaction, .failure(.cancelled))
+        checkDrained()
+        return true
+    }
+
+    /// Ends every outgoing request of `type` with `.cancelled`; returns how many.
+    @discardableResult
+    public func cancelAll(type: UInt8) -> Int {
+        let matching = slots.values.filter { $0.isRequester && $0.type == type }.sorted { $0.serial < $1.serial }
+        for transaction in matching { finish(transaction, .failure(.cancelled)) }
+        checkDrained()
+        return matching.count
+    }
+
+    // MARK: Handlers and replies
+
+    /// Runs `handler` for each whole request of `type` received, replacing any
+    /// earlier handler. The handler must eventually answer with `sendReply` or
+    /// `sendErrorReply` (the request otherwise times out at this end).
+    /// Requests of a type with no handler get an error reply (`RemoteErrno.noHandler`).
+    public func registerHandler(type: UInt8, _ handler: @escaping (IncomingRequest) -> Void) {
+        handlers[Int(type)] = handler
+    }
+
+    public func unregisterHandler(type: UInt8) {
+        handlers[Int(type)] = nil
+    }
+
+    /// Answers `request` with `message`. The transaction ends once the requester
+    /// has acknowledged all of it.
+    public func sendReply(_ message: [UInt8], to request: IncomingRequest) throws(ReplyError) {
+        try reply(message, hadError: false, to: request)
+        counters.repliesSent += 1
+    }
+
+    /// Answers `request` with an error: the requester's callback gets `.remote(errno:)`.
+    public func sendErrorReply(errno code: Int32, to request: IncomingRequest) throws(ReplyError) {
+        // The errno travels big-endian, like the header words.
+        let bytes = withUnsafeBytes(of: code.bigEndian) { Array($0) }
+        try reply(bytes, hadError: true, to: request)
+        counters.errorRepliesSent += 1
+    }
+
+    private func reply(_ message: [UInt8], hadError: Bool, to request: IncomingRequest) throws(ReplyError) {
+        guard let transaction = slots[request.key], transaction.serial == request.serial,
+              transaction.phase == .handling else { throw .notPending }
+        guard message.count <= geometry.maxMessageSize else {
+            throw .messageTooLarge(size: message.count, limit: geometry.maxMessageSize)
+        }
+        transaction.outgoing = OutgoingMessage(bytes: message, hadError: hadError, geometry: geometry)
+        transaction.phase = .sendingReply
+        transaction.lastProgress = currentTime()
+        resetResendTime(transaction)
+        queueForSend(transaction)
+        sendPoll()
+    }
+
+    // MARK: Stats
+
+    public var stats: UdpServerStats {
+        var s = counters
+        s.outgoingSlots = outgoingCount
+        s.incomingSlots = incomingCount
+        return s
+    }
+
+    /// Bytes promised to messages being received now.
+    public var bufferedBytes: Int { bufferedIncomingBytes }
+
+    // MARK: Transactions table
+
+    func insert(_ transaction: Transaction) {
+        slots[transaction.key] = transaction
+        if transaction.isRequester { outgoingCount += 1 } else { incomingCount += 1 }
+    }
+
+    /// Takes a transaction out of the table; it does nothing more.
+    func remove(_ transaction: Transaction) {
+        guard transaction.phase != .finished else { return }
+        transaction.phase = .finished
+        slots[transaction.key] = nil
+        releaseIncoming(transaction)
+        transaction.outgoing = nil
+        transaction.pendingAcks.removeAll()
+        if transaction.isRequester {
+            outgoingCount -= 1
+            if let id = transaction.requestID { requests[id] = nil }
+        } else {
+            incomingCount -= 1
+            finishedTransactions.insert(transaction.key, at: currentTime())
+        }
+    }
+
+    /// Ends an outgoing request and queues its callback (at most once: the callback is taken).
+    func finish(_ transaction: Transaction, _ result: RpcResult) {
+        remove(transaction)
+        guard let callback = transaction.callback else { return }
+        transaction.callback = nil
+        callbackQueues[transaction.niceness].append(.reply(callback, result))
+    }
+
+    func releaseIncoming(_ transaction: Transaction) {
+        bufferedIncomingBytes -= transaction.reservedBytes
+        transaction.reservedBytes = 0
+        transaction.incoming = nil
+    }
+
+    func allocateTransactionId(for peer: PeerAddress) -> UInt32 {
+        while true {
+            let id = nextTransactionId
+            nextTransactionId = id == DatagramHeader.maxTransactionId ? 0 : id + 1
+            if slots[TransactionKey(transactionId: id, peer: peer, initiatedByUs: true)] == nil { return id }
+        }
+    }
+
+    func makeSerial() -> UInt64 {
+        nextSerial += 1
+        return nextSerial
+    }
+
+    func resetResendTime(_ transaction: Transaction) {
+        transaction.resendCount = 0
+        transaction.resendTimeMs = resendTime(for: transaction)
+    }
+
+    func resendTime(for transaction: Transaction) -> Int {
+        transaction.resendPolicy.resendTimeMs(afterResends: transaction.resendCount) { limit in
+            Int.random(in: 0..<limit, using: &random)
+        }
+    }
+
+    /// The loop's clock, read now: `loop.now` is stale outside its callbacks.
+    func currentTime() -> Int64 { loop.configuration.clock.milliseconds() }
+}
+
+extension DatagramGeometry {
+    /// The defaults, known valid.
+    static let lan = DatagramGeometry(checkedDatagramSize: lanDatagramSize, maxMessageSize: defaultMaxMessageSize)
+
+    private init(checkedDatagramSize: Int, maxMessageSize: Int) {
+        self.datagramSize = checkedDatagramSize
+        self.maxMessageSize = maxMessageSize
+    }
+}

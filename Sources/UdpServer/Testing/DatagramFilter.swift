@@ -1,0 +1,26 @@
+/// What happens to one outgoing datagram.
+public enum DatagramFate: Hashable, Sendable {
+    case deliver
+    /// Lost on the way: the server believes it was sent.
+    case drop
+    /// Sent twice.
+    case duplicate
+    /// Held back and sent after the next datagram (or at the next timer scan): a reordering.
+    case delay
+    /// The socket "would block": the server sees `EAGAIN` and must wait for writability.
+    case wouldBlock
+}
+
+/// An outgoing datagram as a filter sees it.
+public struct OutgoingDatagram: Sendable {
+    public let header: DatagramHeader
+    /// Header included.
+    public let size: Int
+    public let destination: PeerAddress
+}
+
+/// Decides the fate of each outgoing datagram, between the server and its socket.
+/// Called on the loop thread only.
+public protocol DatagramFilter: AnyObject {
+    func fate(of datagram: OutgoingDatagram) -> DatagramFate
+}

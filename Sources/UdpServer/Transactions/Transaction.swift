@@ -1,0 +1,84 @@
+/// One transaction in progress at this end (the original's `UdpSlot`): a request we
+/// sent and are waiting on, or a request we received and are answering.
+final class Transaction {
+    enum Phase: Equatable {
+        // Requester side.
+        case sendingRequest
+        case awaitingReply
+        case receivingReply
+        // Responder side.
+        case receivingRequest
+        case awaitingHandler
+        case handling
+        case sendingReply
+        // Both: out of the table, nothing more happens.
+        case finished
+    }
+
+    let key: TransactionKey
+    let type: UInt8
+    /// 0 or 1 (2 is treated as 1 everywhere, as in the loop).
+    let niceness: Int
+    let timeoutMs: Int64
+    let serial: UInt64
+    var phase: Phase
+    /// Last time anything arrived for it (or it started); its timeout counts from here.
+    var lastProgress: Int64
+
+    /// The message this end sends: the request, or later the reply.
+    var outgoing: OutgoingMessage?
+    /// The message this end receives; nil before its first datagram.
+    var incoming: IncomingMessage?
+    /// Bytes of `maxBufferedIncomingBytes` this transaction's `incoming` holds.
+    var reservedBytes = 0
+
+    // Resending.
+    var resendPolicy: ResendPolicy
+    var resendCount = 0
+    var resendTimeMs = 0
+    var lastSend: Int64 = 0
+
+    /// ACKs whose send would have blocked; sent before any data.
+    var pendingAcks: Set<UInt32> = []
+    var isQueuedForSend = false
+
+    // Requester side.
+    let requestID: UInt64?
+    var callback: ((RpcResult) -> Void)?
+
+    init(key: TransactionKey, type: UInt8, niceness: Int, timeoutMs: Int64, serial: UInt64,
+         phase: Phase, now: Int64, resendPolicy: ResendPolicy,
+         requestID: UInt64? = nil, callback: ((RpcResult) -> Void)? = nil) {
+        self.key = key
+        self.type = type
+        self.niceness = min(max(niceness, 0), 1)
+        self.timeoutMs = timeoutMs
+        self.serial = serial
+        self.phase = phase
+        self.lastProgress = now
+        self.resendPolicy = resendPolicy
+        self.requestID = requestID
+        self.callback = callback
+    }
+
+    var isRequester: Bool { key.initiatedByUs }
+
+    /// Sending data (a request not fully acked, or a reply).
+    var isSending: Bool { phase == .sendingRequest || phase == .sendingReply }
+
+    func header(forDatagram number: Int, of message: OutgoingMessage) -> DatagramHeader {
+        DatagramHeader(kind: .data(messageSize: UInt32(message.bytes.count)), messageType: type,
+                       isNice: niceness > 0, datagramNumber: UInt32(number),
+                       isFromInitiator: isRequester, hadError: message.hadError,
+                       transactionId: key.transactionId)
+    }
+
+    func ackHeader(forDatagram number: UInt32, cancel: Bool = false) -> DatagramHeader {
+        Self.ackHeader(for: key, datagram: number, cancel: cancel)
+    }
+
+    static func ackHeader(for key: TransactionKey, datagram number: UInt32, cancel: Bool) -> DatagramHeader {
+        DatagramHeader(kind: .ack, isCancel: cancel, datagramNumber: number,
+                       isFromInitiator: key.initiatedByUs, transactionId: key.transactionId)
+    }
+}

@@ -1,0 +1,74 @@
+/// The server's tunables; the defaults are the original's numbers unless noted.
+///
+/// Not `Sendable`: it may carry a stateful `DatagramFilter`, and the server lives
+/// on its loop's thread anyway.
+public struct UdpServerConfiguration {
+    /// 0 picks an ephemeral port; read the bound one back from `UdpServer.port`.
+    public var port: UInt16 = 0
+    /// Loopback unless told otherwise.
+    public var bindAddress = "127.0.0.1"
+    /// Bytes per datagram, header included; both ends must agree.
+    public var datagramSize = DatagramGeometry.lanDatagramSize
+    /// The largest message sent or received. Lower it in tests.
+    public var maxMessageSize = DatagramGeometry.defaultMaxMessageSize
+    /// Period of the resend/timeout scan (the original's `pollTime`).
+    public var pollTimeMs = 20
+    /// Transactions in progress, both directions together.
+    public var maxSlots = 3500
+    /// `SO_RCVBUF`/`SO_SNDBUF` (the kernel caps them at `rmem_max`/`wmem_max`).
+    public var receiveBufferSize = 4 * 1024 * 1024
+    public var sendBufferSize = 4 * 1024 * 1024
+    /// Unacknowledged datagrams a transaction may have in flight (`ACK_WINDOW_SIZE`).
+    public var ackWindow = 4
+    /// No progress for this long ends a transaction we did not start.
+    public var incomingTimeoutMs = 60_000
+    /// Caps the memory promised to messages being received, so lies about message
+    /// sizes cannot make the server allocate without bound. Datagrams that would
+    /// need more are dropped (the sender resends later).
+    public var maxBufferedIncomingBytes = 1024 * 1024 * 1024
+    /// Datagrams read per read callback before yielding back to the loop.
+    public var maxDatagramsPerRead = 256
+    /// How long a finished incoming transaction is remembered, so a late duplicate
+    /// of its request does not run the handler a second time.
+    public var finishedMemoryMs = 10_000
+    /// Seeds the resend jitter and the first transaction id; nil takes the clock.
+    public var randomSeed: UInt64? = nil
+    /// Sees every outgoing datagram before the socket does: the loss injector of the tests.
+    public var datagramFilter: (any DatagramFilter)? = nil
+
+    public init() {}
+
+    /// The configuration for loopback peers: 16400-byte datagrams.
+    public static var loopback: UdpServerConfiguration {
+        var c = UdpServerConfiguration()
+        c.datagramSize = DatagramGeometry.loopbackDatagramSize
+        return c
+    }
+
+    func validated() throws(ConfigurationError) -> DatagramGeometry {
+        let geometry = try DatagramGeometry(datagramSize: datagramSize, maxMessageSize: maxMessageSize)
+        guard pollTimeMs >= 1 else { throw .pollTime(pollTimeMs) }
+        guard maxSlots >= 1 else { throw .maxSlots(maxSlots) }
+        guard ackWindow >= 1 else { throw .ackWindow(ackWindow) }
+        guard incomingTimeoutMs >= 1 else { throw .timeout(incomingTimeoutMs) }
+        guard maxDatagramsPerRead >= 1 else { throw .maxDatagramsPerRead(maxDatagramsPerRead) }
+        guard receiveBufferSize > 0, sendBufferSize > 0 else { throw .bufferSize(min(receiveBufferSize, sendBufferSize)) }
+        guard maxBufferedIncomingBytes >= 0 else { throw .maxBufferedIncomingBytes(maxBufferedIncomingBytes) }
+        return geometry
+    }
+}
+
+/// A configuration value out of range.
+public enum ConfigurationError: Error, Hashable, Sendable {
+    /// Must be above the 12-byte header and at most 65507.
+    case datagramSize(Int)
+    /// Must fit the 32-bit size word, and its datagram count the 21-bit number.
+    case maxMessageSize(Int)
+    case pollTime(Int)
+    case maxSlots(Int)
+    case ackWindow(Int)
+    case timeout(Int)
+    case maxDatagramsPerRead(Int)
+    case bufferSize(Int)
+    case maxBufferedIncomingBytes(Int)
+}

@@ -1,0 +1,19 @@
+/// Why `UdpServer.start()` failed.
+public enum UdpServerError: Error, Equatable, Sendable, CustomStringConvertible {
+    case configuration(ConfigurationError)
+    /// `bindAddress` is not a dotted-quad IPv4 address.
+    case invalidBindAddress(String)
+    case system(SystemError)
+    case loop(LoopError)
+    case alreadyStarted
+
+    public var description: String {
+        switch self {
+        case .configuration(let e): return "invalid configuration: \(e)"
+        case .invalidBindAddress(let a): return "invalid bind address \(a)"
+        case .system(let e): return e.description
+        case .loop(let e): return e.description
+        case .alreadyStarted: return "the server was already started"
+        }
+    }
+}

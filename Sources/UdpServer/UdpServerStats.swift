@@ -1,0 +1,86 @@
+/// One snapshot of everything the server counts.
+public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
+    // Slots in use now.
+    public var outgoingSlots = 0
+    public var incomingSlots = 0
+
+    // Traffic, every datagram (ACKs included) that reached or left the socket.
+    public var datagramsIn = 0
+    public var bytesIn = 0
+    public var datagramsOut = 0
+    public var bytesOut = 0
+    public var acksIn = 0
+    public var acksOut = 0
+    public var cancelAcksIn = 0
+    public var cancelAcksOut = 0
+    /// Datagrams sent again because their ACK did not come in time.
+    public var resends = 0
+
+    // Transactions.
+    public var requestsSent = 0
+    /// Request callbacks run, whatever the outcome.
+    public var requestsCompleted = 0
+    public var handlerCalls = 0
+    public var repliesSent = 0
+    public var errorRepliesSent = 0
+    /// Transactions ended for lack of progress, both directions.
+    public var timeouts = 0
+    /// `sendRequest` calls ended at once because every slot was taken.
+    public var noSlotRequests = 0
+    /// Requests of a type with no handler (answered with `RemoteErrno.noHandler`).
+    public var unhandledRequests = 0
+
+    // Incoming datagrams discarded, by reason.
+    /// Failed to decode, or disagreed with earlier datagrams of their message.
+    public var corrupt = 0
+    /// Already had it: re-acknowledged and dropped.
+    public var duplicates = 0
+    /// ACKs for no transaction, or for nothing the transaction sent.
+    public var strayAcks = 0
+    /// Reply datagrams for no transaction (each answered with a cancel ACK).
+    public var strayReplies = 0
+    /// New requests dropped because every slot was taken.
+    public var noSlotDrops = 0
+    /// New requests dropped while shutting down.
+    public var shutdownDrops = 0
+    /// Messages dropped because their buffer would exceed `maxBufferedIncomingBytes`.
+    public var memoryDrops = 0
+
+    // The socket and the loop.
+    /// Sends refused with `EAGAIN` (real or injected).
+    public var sendsBlocked = 0
+    /// Sends that failed otherwise (treated as lost on the wire, as the original does).
+    public var sendErrors = 0
+    public var receiveErrors = 0
+    /// Times a write callback was registered because a send would block.
+    public var writeCallbacksRegistered = 0
+    /// Times background callbacks were held back because the loop was in quickpoll.
+    public var callbacksHeldBack = 0
+
+    public init() {}
+
+    /// Incoming datagrams discarded for any reason.
+    public var dropped: Int {
+        corrupt + duplicates + strayAcks + strayReplies + noSlotDrops + shutdownDrops + memoryDrops
+    }
+
+    /// Name/value pairs in a fixed order, for tables and logs.
+    public var fields: [(String, Int)] {
+        [("outgoingSlots", outgoingSlots), ("incomingSlots", incomingSlots),
+         ("datagramsIn", datagramsIn), ("bytesIn", bytesIn), ("datagramsOut", datagramsOut),
+         ("bytesOut", bytesOut), ("acksIn", acksIn), ("acksOut", acksOut),
+         ("cancelAcksIn", cancelAcksIn), ("cancelAcksOut", cancelAcksOut), ("resends", resends),
+         ("requestsSent", requestsSent), ("requestsCompleted", requestsCompleted),
+         ("handlerCalls", handlerCalls), ("repliesSent", repliesSent), ("errorRepliesSent", errorRepliesSent),
+         ("timeouts", timeouts), ("noSlotRequests", noSlotRequests), ("unhandledRequests", unhandledRequests),
+         ("corrupt", corrupt), ("duplicates", duplicates), ("strayAcks", strayAcks),
+         ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
+         ("memoryDrops", memoryDrops), ("dropped", dropped), ("sendsBlocked", sendsBlocked),
+         ("sendErrors", sendErrors), ("receiveErrors", receiveErrors),
+         ("writeCallbacksRegistered", writeCallbacksRegistered), ("callbacksHeldBack", callbacksHeldBack)]
+    }
+
+    public var description: String {
+        fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+    }
+}

@@ -1,0 +1,101 @@
+import Compat
+import Glibc
+import LoopTools
+import UdpServer
+
+/// The message types a node answers.
+enum NodeMessage: UInt8, CaseIterable {
+    /// Empty reply: liveness and round-trip time.
+    case ping = 1
+    /// Replies with the request's bytes.
+    case echo = 2
+    /// Replies with the node's loop and server counters as JSON.
+    case stats = 3
+    /// Saves the node's state and shuts it down; loopback peers only.
+    case saveAndExit = 4
+    /// Runs a checksum of the payload on a worker thread; replies with it.
+    case work = 5
+}
+
+/// The request handlers of a node, on one loop and one server.
+final class RpcNode {
+    let loop: Loop
+    let server: UdpServer
+    /// Where save-and-exit writes the node's counters; nil to only report it.
+    let savePath: String?
+    private(set) var saved = false
+
+    init(loop: Loop, server: UdpServer, savePath: String? = nil) {
+        self.loop = loop
+        self.server = server
+        self.savePath = savePath
+        install()
+    }
+
+    private func install() {
+        server.registerHandler(type: NodeMessage.ping.rawValue) { [unowned self] request in
+            try? self.server.sendReply([], to: request)
+        }
+        server.registerHandler(type: NodeMessage.echo.rawValue) { [unowned self] request in
+            try? self.server.sendReply(request.payload, to: request)
+        }
+        server.registerHandler(type: NodeMessage.stats.rawValue) { [unowned self] request in
+            try? self.server.sendReply(Array(self.statsJSON().description.utf8), to: request)
+        }
+        server.registerHandler(type: NodeMessage.work.rawValue) { [unowned self] request in
+            let payload = request.payload
+            do {
+                try self.loop.submit(niceness: request.niceness, { checksum(payload) }) { sum in
+                    try? self.server.sendReply(bytes(of: sum), to: request)
+                }
+            } catch {
+                try? self.server.sendErrorReply(errno: EAGAIN, to: request)
+            }
+        }
+        server.registerHandler(type: NodeMessage.saveAndExit.rawValue) { [unowned self] request in
+            guard request.peer.ip >> 24 == 127 else {
+                try? self.server.sendErrorReply(errno: EPERM, to: request)
+                return
+            }
+            self.save()
+            try? self.server.sendReply(Array("saved".utf8), to: request)
+            // The reply still has to be acknowledged: stop once the server has drained.
+            self.server.shutdown(urgent: false) { [unowned self] in self.loop.stop() }
+        }
+    }
+
+    private func save() {
+        saved = true
+        guard let savePath, let file = fopen(savePath, "w") else { return }
+        fputs(statsJSON().description + "\n", file)
+        fclose(file)
+    }
+
+    func statsJSON() -> JSON {
+        .object([
+            ("backend", .string(loop.kind.rawValue)),
+            ("port", .int(Int(server.port))),
+            ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))])),
+            ("server", .object(server.stats.fields.map { ($0.0, .int($0.1)) })),
+        ])
+    }
+}
+
+/// A checksum that is cheap but not free: the worker's job.
+func checksum(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    return h
+}
+
+func bytes(of value: UInt64) -> [UInt8] {
+    (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
+}
+
+/// The server configuration the harness uses: loopback-sized datagrams on 127.x.
+func nodeConfiguration(port: UInt16, args: Arguments) throws -> UdpServerConfiguration {
+    var config = UdpServerConfiguration()
+    config.port = port
+    config.datagramSize = try args.int("--datagram-size", default: DatagramGeometry.loopbackDatagramSize)
+    return config
+}

@@ -6,6 +6,7 @@ same commands.
 """
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,12 +25,20 @@ class Flavour:
     def harness(self) -> str:
         return os.path.join(ROOT, self.scratch, "debug", "loop-harness")
 
-    def build(self, tests: bool = False) -> None:
-        """`swift build [--build-tests]` for this flavour; exits on failure."""
+    def build(self, tests: bool = False) -> bool:
+        """`swift build [--build-tests]` for this flavour; whether it succeeded.
+        The compiler's output is shown only when the build fails."""
         cmd = ["swift", "build"] + (["--build-tests"] if tests else []) + list(self.swift_args)
         print(f"== {self.name}: {' '.join(cmd)}", flush=True)
-        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-            sys.exit(f"{self.name}: build failed: {' '.join(cmd)}")
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode == 0:
+            return True
+        output = done.stdout + done.stderr
+        # The compiler repeats each error once per file it compiles: show each once.
+        errors = list(dict.fromkeys(line for line in output.splitlines() if re.match(r"^(/\S+: )?error:", line)))
+        shown = "\n".join(errors[:20]) or output[-3000:]
+        print(f"{self.name}: build failed: {' '.join(cmd)}\n{shown}", flush=True)
+        return False
 
 
 EPOLL = Flavour("epoll", ".build", ())

@@ -17,8 +17,9 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
     /// Parses `"a.b.c.d:port"`.
     public init?(_ description: String) {
         guard let colon = description.lastIndex(of: ":"),
-              let ip = Self.parseIPv4(description[..<colon]),
-              let port = UInt16(description[description.index(after: colon)...]) else { return nil }
+              let ip = Self.parseIPv4(description[..<colon]) else { return nil }
+        let portText = description[description.index(after: colon)...]
+        guard !portText.isEmpty, portText.allSatisfy(Self.isDigit), let port = UInt16(portText) else { return nil }
         self.init(ip: ip, port: port)
     }
 
@@ -28,12 +29,13 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
         guard parts.count == 4 else { return nil }
         var ip: UInt32 = 0
         for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCII),
-                  let octet = UInt8(part) else { return nil }
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy(isDigit), let octet = UInt8(part) else { return nil }
             ip = ip << 8 | UInt32(octet)
         }
         return ip
     }
+
+    private static func isDigit(_ c: Character) -> Bool { ("0"..."9").contains(c) }
 
     public var ipString: String {
         "\(ip >> 24).\(ip >> 16 & 0xff).\(ip >> 8 & 0xff).\(ip & 0xff)"

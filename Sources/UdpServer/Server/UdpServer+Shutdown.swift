@@ -39,8 +39,7 @@ extension UdpServer {
     func closeSocket() {
         if let registration = sleepRegistration { try? loop.unregister(registration) }
         sleepRegistration = nil
-        readRegistration = nil
-        writeRegistration = nil
+        writeRegistration = nil  // closeAfterBatch unregisters it with the read callback
         heldDatagrams.removeAll()
         guard let socket else { return }
         self.socket = nil

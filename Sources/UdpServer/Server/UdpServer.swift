@@ -21,7 +21,7 @@ public final class UdpServer {
     private let configurationError: ConfigurationError?
 
     /// The bound port (the ephemeral one when configured with 0); 0 before `start()`.
-    public var port: UInt16 { socket?.address.port ?? boundAddress?.port ?? 0 }
+    public var port: UInt16 { boundAddress?.port ?? 0 }
     /// The bound address and port, once started.
     public private(set) var boundAddress: PeerAddress?
     /// No new requests are taken or started.
@@ -30,7 +30,7 @@ public final class UdpServer {
     public internal(set) var isDrained = false
 
     var socket: DatagramSocket?
-    var readRegistration: Registration?
+    /// Registered only while a send would block.
     var writeRegistration: Registration?
     var sleepRegistration: Registration?
 
@@ -111,7 +111,7 @@ public final class UdpServer {
         self.socket = socket
         boundAddress = socket.address
         do {
-            readRegistration = try loop.registerRead(fd: socket.fd, niceness: 0) { [weak self] _ in
+            try loop.registerRead(fd: socket.fd, niceness: 0) { [weak self] _ in
                 self?.readPoll()
             }
             sleepRegistration = try loop.registerSleep(every: configuration.pollTimeMs, niceness: 0) { [weak self] in
@@ -121,6 +121,7 @@ public final class UdpServer {
                                    run: { [weak self] in self?.bottomHalf() })
         } catch {
             closeSocket()
+            boundAddress = nil
             throw .loop(error)
         }
     }
@@ -202,6 +203,7 @@ public final class UdpServer {
         handlers[Int(type)] = handler
     }
 
+    /// Requests of `type` get `RemoteErrno.noHandler` from now on.
     public func unregisterHandler(type: UInt8) {
         handlers[Int(type)] = nil
     }
@@ -311,14 +313,4 @@ public final class UdpServer {
 
     /// The loop's clock, read now: `loop.now` is stale outside its callbacks.
     func currentTime() -> Int64 { loop.configuration.clock.milliseconds() }
-}
-
-extension DatagramGeometry {
-    /// The defaults, known valid.
-    static let lan = DatagramGeometry(checkedDatagramSize: lanDatagramSize, maxMessageSize: defaultMaxMessageSize)
-
-    private init(checkedDatagramSize: Int, maxMessageSize: Int) {
-        self.datagramSize = checkedDatagramSize
-        self.maxMessageSize = maxMessageSize
-    }
 }

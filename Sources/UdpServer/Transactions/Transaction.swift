@@ -33,7 +33,7 @@ final class Transaction {
     var reservedBytes = 0
 
     // Resending.
-    var resendPolicy: ResendPolicy
+    let resendPolicy: ResendPolicy
     var resendCount = 0
     var resendTimeMs = 0
     var lastSend: Int64 = 0

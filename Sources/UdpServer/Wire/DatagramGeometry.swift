@@ -48,3 +48,13 @@ public struct DatagramGeometry: Hashable, Sendable {
         return start..<min(size, start + payloadSize)
     }
 }
+
+extension DatagramGeometry {
+    /// The defaults, known valid (the fallback while a bad configuration waits to be reported by `start()`).
+    static let lan = DatagramGeometry(uncheckedDatagramSize: lanDatagramSize, maxMessageSize: defaultMaxMessageSize)
+
+    private init(uncheckedDatagramSize: Int, maxMessageSize: Int) {
+        self.datagramSize = uncheckedDatagramSize
+        self.maxMessageSize = maxMessageSize
+    }
+}

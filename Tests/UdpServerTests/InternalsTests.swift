@@ -1,0 +1,137 @@
+import Testing
+@testable import UdpServer
+
+/// The pieces under the server, as plain values. No loop.
+@Suite struct Internals {
+    @Test func resendTimes() {
+        var policy = ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true)
+        let noJitter: (Int) -> Int = { _ in 0 }
+        let maxJitter: (Int) -> Int = { $0 - 1 }
+        // Niceness 0: 170 ms, doubled, capped at 200 ms.
+        #expect((0..<4).map { policy.resendTimeMs(afterResends: $0, jitter: maxJitter) } == [170, 200, 200, 200])
+        // Niceness 1: 100 ms locally (200 otherwise), doubled, plus jitter, capped at 15 s.
+        policy.niceness = 1
+        #expect((0..<9).map { policy.resendTimeMs(afterResends: $0, jitter: noJitter) }
+                == [100, 200, 400, 800, 1600, 3200, 6400, 12_800, 15_000])
+        #expect(policy.resendTimeMs(afterResends: 0, jitter: maxJitter) == 199)
+        policy.peerIsLocal = false
+        #expect(policy.resendTimeMs(afterResends: 1, jitter: noJitter) == 400)
+        // The caller's backoff and cap win.
+        policy.backoffMs = 30
+        #expect((0..<4).map { policy.resendTimeMs(afterResends: $0, jitter: maxJitter) } == [30, 60, 120, 240])
+        policy.maxWaitMs = 100
+        #expect(policy.resendTimeMs(afterResends: 3, jitter: noJitter) == 100)
+        // No overflow, however many resends.
+        #expect(policy.resendTimeMs(afterResends: 500, jitter: noJitter) == 100)
+        policy.backoffMs = nil
+        policy.maxWaitMs = nil
+        #expect(policy.resendTimeMs(afterResends: 500, jitter: maxJitter) == 15_000)
+        policy.niceness = 0
+        #expect(policy.resendTimeMs(afterResends: 64, jitter: noJitter) == 200)
+    }
+
+    @Test func windowGapsAndResends() throws {
+        let geometry = try DatagramGeometry(datagramSize: 22, maxMessageSize: 1000)  // 10-byte payloads
+        let message = OutgoingMessage(bytes: [UInt8](repeating: 0, count: 95), hadError: false, geometry: geometry)
+        #expect(message.datagramCount == 10)
+        var sent: [Int] = []
+        while let n = message.nextDatagram(window: 4) { message.markSent(n); sent.append(n) }
+        #expect(sent == [0, 1, 2, 3] && message.inFlight == 4)
+        #expect(message.markAcked(7) == .bogus)  // never sent
+        #expect(message.markAcked(0) == .new)
+        #expect(message.markAcked(0) == .duplicate)
+        // An ACK past a gap: 1 and 2 are taken for lost and go out again first.
+        #expect(message.markAcked(3) == .new)
+        #expect(message.inFlight == 0)
+        sent.removeAll()
+        while let n = message.nextDatagram(window: 4) { message.markSent(n); sent.append(n) }
+        #expect(sent == [1, 2, 4, 5])
+        #expect(message.prepareForResend() == 4)
+        #expect(message.nextDatagram(window: 4) == 1)
+        message.markAllAcked()
+        #expect(message.isFullyAcked && message.nextDatagram(window: 4) == nil)
+    }
+
+    @Test func bitSets() {
+        for capacity in [1, 63, 64, 65, 200] {
+            var set = BitSet(capacity: capacity)
+            #expect(set.firstAbsent(from: 0) == 0)
+            for i in stride(from: 0, to: capacity, by: 2) {
+                let added = set.insert(i)
+                #expect(added)
+            }
+            let again = set.insert(0)
+            #expect(!again)
+            #expect(set.firstAbsent(from: 0) == (capacity > 1 ? 1 : capacity))
+            set.insertAll()
+            #expect(set.isFull && set.count == capacity && set.firstAbsent(from: 0) == capacity)
+            let removed = set.remove(capacity - 1), removedTwice = set.remove(capacity - 1)
+            #expect(removed && !removedTwice)
+            #expect(set.firstAbsent(from: 0) == capacity - 1)
+        }
+    }
+
+    @Test func queuesAndMemory() {
+        var queue = FifoQueue<Int>()
+        for i in 0..<1000 { queue.append(i) }
+        var out: [Int] = []
+        while let i = queue.popFirst() {
+            out.append(i)
+            if i % 3 == 0 && i < 500 { queue.append(1000 + i) }
+        }
+        #expect(out.count == 1000 + 167 && Array(out.prefix(1000)) == Array(0..<1000) && queue.isEmpty)
+
+        let peer = PeerAddress.loopback(port: 1)
+        var finished = FinishedTransactions(capacity: 3)
+        let keys = (0..<5).map { TransactionKey(transactionId: UInt32($0), peer: peer, initiatedByUs: false) }
+        for (i, key) in keys.enumerated() { finished.insert(key, at: Int64(i * 10)) }
+        #expect(finished.count == 3 && !finished.contains(keys[1]) && finished.contains(keys[2]))
+        finished.expire(before: 35)
+        #expect(finished.count == 1 && finished.contains(keys[4]))
+    }
+
+    @Test func lossInjectorIsDeterministic() {
+        let header = DatagramHeader(kind: .data(messageSize: 0), datagramNumber: 0, isFromInitiator: true, transactionId: 0)
+        let datagram = OutgoingDatagram(header: header, size: 12, destination: .loopback(port: 1))
+        func fates(_ mode: LossInjector.Mode, _ n: Int) -> [DatagramFate] {
+            let injector = LossInjector(mode)
+            return (0..<n).map { _ in injector.fate(of: datagram) }
+        }
+        #expect(fates(.dropEvery(3), 6) == [.deliver, .deliver, .drop, .deliver, .deliver, .drop])
+        #expect(fates(.duplicateEvery(2), 4) == [.deliver, .duplicate, .deliver, .duplicate])
+        #expect(fates(.reorderEvery(1), 2) == [.delay, .delay])
+        #expect(fates(.wouldBlockEvery(2), 2) == [.deliver, .wouldBlock])
+        let a = fates(.random(seed: 7, rate: 0.2), 10_000)
+        #expect(a == fates(.random(seed: 7, rate: 0.2), 10_000))
+        #expect(a != fates(.random(seed: 8, rate: 0.2), 10_000))
+        let share = Double(a.filter { $0 != .deliver }.count) / Double(a.count)
+        #expect(abs(share - 0.2) < 0.02)
+        #expect(Set(a) == [.deliver, .drop, .duplicate, .delay])
+        #expect(fates(.random(seed: 7, rate: 0), 1000).allSatisfy { $0 == .deliver })
+        let ackFree = LossInjector(.dropEvery(1), includesAcks: false)
+        let ack = OutgoingDatagram(header: DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 0),
+                                   size: 8, destination: .loopback(port: 1))
+        #expect(ackFree.fate(of: ack) == .deliver && ackFree.fate(of: datagram) == .drop)
+    }
+
+    @Test func statsFieldsNameEveryCounter() {
+        var stats = UdpServerStats()
+        stats.corrupt = 1
+        stats.strayAcks = 2
+        stats.noSlotDrops = 4
+        let names = stats.fields.map(\.0)
+        #expect(Set(names).count == names.count)
+        #expect(stats.dropped == 7)
+        #expect(stats.fields.first { $0.0 == "dropped" }?.1 == 7)
+        #expect(stats.description.contains("corrupt=1 ") && stats.description.contains("noSlotDrops=4 "))
+        // Every stored counter appears in `fields` (the computed total too).
+        #expect(names.count == Mirror(reflecting: stats).children.count + 1)
+    }
+
+    @Test func splitMixKnownValues() {
+        // The reference sequence for seed 0.
+        var random = SplitMix64(seed: 0)
+        #expect([random.next(), random.next(), random.next()]
+                == [0xe220_a839_7b1d_cdaf, 0x6e78_9e6a_a1b9_65f4, 0x06c4_5d18_8009_454f])
+    }
+}

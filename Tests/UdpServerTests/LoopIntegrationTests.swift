@@ -1,0 +1,164 @@
+import Glibc
+import Testing
+@testable import UdpServer
+
+extension UdpServerLoopTests {
+    @Suite struct LoopIntegration {
+        /// When a send would block, the server registers a write callback, carries
+        /// on from it, and unregisters it once everything is sent.
+        ///
+        /// On loopback the kernel hands each datagram to the receiver inside
+        /// `sendto`, so even the smallest `SO_SNDBUF` never fills; the send buffer is
+        /// shrunk anyway and the filter refuses every third send with `EAGAIN`.
+        @Test(arguments: LoopBackendKind.allCases)
+        func writeCallbackCarriesOnWhenTheSocketWouldBlock(kind: LoopBackendKind) throws {
+            let refuser = LossInjector(.wouldBlockEvery(3))
+            let client = UdpServerConfiguration.loopback {
+                $0.sendBufferSize = 4096
+                $0.datagramFilter = refuser
+            }
+            try withServers(kind, client: client) { loop, client, server in
+                server.echo(type: 1)
+                let message = pattern(1 << 20, seed: 5)
+                let ledger = Ledger()
+                client.sendRequest(message, type: 1, to: server.address, niceness: 0, callback: ledger.callback(0))
+                #expect(client.writeRegistration != nil)
+                try runUntil(loop) { ledger.isDone(1) }
+                #expect(ledger.reply(0) == message)
+                #expect(client.stats.writeCallbacksRegistered >= 1)
+                #expect(client.stats.sendsBlocked >= 10)
+                #expect(refuser.refused == client.stats.sendsBlocked)
+                #expect(client.writeRegistration == nil)
+                #expect(client.socket.map { $0.bufferSize(SO_SNDBUF) <= 2 * 4608 } == true)
+                ledger.expectExactlyOnce(1)
+            }
+        }
+
+        /// Niceness 0 callbacks run first in a batch.
+        @Test(arguments: LoopBackendKind.allCases)
+        func urgentCallbacksRunFirst(kind: LoopBackendKind) throws {
+            try withServers(kind) { loop, client, _ in
+                var order: [String] = []
+                client.callbackQueues[1].append(.reply({ _ in order.append("background 1") }, .success([])))
+                client.callbackQueues[0].append(.reply({ _ in order.append("urgent 1") }, .success([])))
+                client.callbackQueues[1].append(.reply({ _ in order.append("background 2") }, .success([])))
+                client.callbackQueues[0].append(.reply({ _ in
+                    order.append("urgent 2")
+                    // Queued by a callback: still ahead of the background ones.
+                    client.callbackQueues[0].append(.reply({ _ in order.append("urgent 3") }, .success([])))
+                }, .success([])))
+                #expect(client.needsBottomHalf)
+                try loop.runOnce()  // the bottom half runs them at the top of the poll
+                #expect(order == ["urgent 1", "urgent 2", "urgent 3", "background 1", "background 2"])
+                #expect(!client.needsBottomHalf)
+            }
+        }
+
+        /// A niceness-1 completion is not called from inside quickpoll (a niceness-0
+        /// one is); the loop calls it on its next full poll through the bottom half.
+        @Test(arguments: LoopBackendKind.allCases)
+        func backgroundCallbacksWaitOutQuickPoll(kind: LoopBackendKind) throws {
+            try withServers(kind) { loop, client, server in
+                var held: [IncomingRequest] = []
+                server.registerHandler(type: 1) { held.append($0) }
+                var urgentInQuickPoll: Bool?
+                var backgroundInQuickPoll: Bool?
+                client.sendRequest([0], type: 1, to: server.address, niceness: 0) { result in
+                    #expect((try? result.get()) == [0])
+                    urgentInQuickPoll = loop.inQuickPoll
+                }
+                client.sendRequest([1], type: 1, to: server.address, niceness: 1) { result in
+                    #expect((try? result.get()) == [1])
+                    backgroundInQuickPoll = loop.inQuickPoll
+                }
+                try runUntil(loop) { held.count == 2 }
+
+                // Long background work: answers both, then quickpolls until the
+                // client has read both replies.
+                let pipe = Pipe()
+                var checkedInsideWork = false
+                let work = try loop.registerRead(fd: pipe.readEnd, niceness: 1) { _ in
+                    pipe.drain()
+                    for request in held.reversed() { try? server.sendReply(request.payload, to: request) }
+                    let deadline = monotonicNanoseconds() + 5_000_000_000
+                    while (urgentInQuickPoll == nil || client.stats.callbacksHeldBack == 0)
+                            && monotonicNanoseconds() < deadline {
+                        loop.quickPoll(niceness: 1)
+                    }
+                    #expect(urgentInQuickPoll == true)
+                    #expect(backgroundInQuickPoll == nil)
+                    #expect(client.stats.callbacksHeldBack >= 1)
+                    checkedInsideWork = true
+                }
+                pipe.fill()
+                try runUntil(loop) { checkedInsideWork && backgroundInQuickPoll != nil }
+                try loop.unregister(work)
+                #expect(backgroundInQuickPoll == false)
+            }
+        }
+
+        /// The server's registrations: one read callback and one sleep callback,
+        /// all gone after shutdown.
+        @Test(arguments: LoopBackendKind.allCases)
+        func registersWithTheLoopAndLeavesNoTrace(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let before = loop.counters.registrations
+                let server = UdpServer(loop: loop)
+                try server.start()
+                #expect(server.port != 0)
+                #expect(loop.counters.registrations == before + 2)
+                #expect(loop.minTick <= Int64(server.configuration.pollTimeMs))
+                server.shutdown()
+                #expect(server.isDrained)
+                #expect(loop.counters.registrations == before)
+                #expect(throws: UdpServerError.alreadyStarted) { try server.start() }
+            }
+        }
+
+        @Test(arguments: LoopBackendKind.allCases)
+        func startRefusesBadConfigurations(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let cases: [(UdpServerConfiguration, UdpServerError)] = [
+                    (.loopback { $0.datagramSize = 12 }, .configuration(.datagramSize(12))),
+                    (.loopback { $0.datagramSize = 70_000 }, .configuration(.datagramSize(70_000))),
+                    (.loopback { $0.maxMessageSize = Int(UInt32.max) + 1 },
+                     .configuration(.maxMessageSize(Int(UInt32.max) + 1))),
+                    // 2^21 datagrams of 1 byte each is one too many for the 21-bit number.
+                    (.loopback { $0.datagramSize = 13; $0.maxMessageSize = (1 << 21) + 1 },
+                     .configuration(.maxMessageSize((1 << 21) + 1))),
+                    (.loopback { $0.ackWindow = 0 }, .configuration(.ackWindow(0))),
+                    (.loopback { $0.maxSlots = 0 }, .configuration(.maxSlots(0))),
+                    (.loopback { $0.pollTimeMs = 0 }, .configuration(.pollTime(0))),
+                    (.loopback { $0.bindAddress = "127.0.0" }, .invalidBindAddress("127.0.0")),
+                ]
+                for (configuration, expected) in cases {
+                    #expect(throws: expected) { try UdpServer(loop: loop, configuration: configuration).start() }
+                }
+            }
+        }
+    }
+}
+
+/// A pipe whose ends close with the value.
+final class Pipe {
+    let readEnd: Int32
+    let writeEnd: Int32
+    init() {
+        var fds: [Int32] = [-1, -1]
+        precondition(pipe(&fds) == 0)
+        readEnd = fds[0]
+        writeEnd = fds[1]
+    }
+    func fill() {
+        var byte: UInt8 = 1
+        _ = write(writeEnd, &byte, 1)
+    }
+    func drain() {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(readEnd, &buffer, buffer.count) > 0 {}
+    }
+    deinit {
+        close(readEnd)
+        close(writeEnd)
+    }
+}

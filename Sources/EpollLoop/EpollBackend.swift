@@ -15,11 +15,14 @@ public final class EpollBackend: LoopBackend {
     public let kind = LoopBackendKind.epoll
     public let descriptorLimit: Int32? = nil
     public let signals = LoopSignals()
-    public var waker: any LoopWaker { EventFDWaker(fd: wakeFD) }
+    /// Wakers keep the eventfd alive, so a waker used after `close()` never
+    /// writes into an unrelated descriptor that reused the number.
+    public var waker: any LoopWaker { EventFDWaker(target: wake!) }
 
     private let configuration: LoopConfiguration
     private var epollFD: Int32 = -1
-    private var wakeFD: Int32 = -1
+    private var wake: WakeupDescriptor?
+    private var wakeFD: Int32 { wake?.fd ?? -1 }
     private var quickTimerFD: Int32 = -1
     private var realTimerFD: Int32 = -1
     private var signalFD: Int32 = -1
@@ -29,6 +32,11 @@ public final class EpollBackend: LoopBackend {
     /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
     private var nextQuickPollCheck: Int64 = 0
     private var nextRealTimerRead: Int64 = 0
+    /// What the kernel was told per fd (`data`, 0 = nothing), to recognise
+    /// events of kernel entries the loop no longer knows about.
+    private var registered: [UInt64] = []
+    private var registeredInterest: [Interest] = []
+    private var needsRebuild = false
     private var datas = [UInt64](repeating: 0, count: 256)
     private var flags = [UInt32](repeating: 0, count: 256)
 
@@ -42,7 +50,7 @@ public final class EpollBackend: LoopBackend {
     public func start() throws(LoopError) {
         do {
             epollFD = try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
-            wakeFD = try systemCall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+            wake = try WakeupDescriptor()
             quickTimerFD = try systemCall("timerfd_create") {
                 timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
             }
@@ -57,9 +65,7 @@ public final class EpollBackend: LoopBackend {
             maskChanged = true
             signalFD = try systemCall("signalfd") { signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
 
-            try control(.wake, wakeFD)
-            try control(.quickTimer, quickTimerFD)
-            try control(.signal, signalFD)
+            try addControls(to: epollFD)
             // The real timer is not watched: its expirations are read around each
             // wait and split into busy and idle ticks, so it costs no wake-ups.
             setTimersEnabled(true)
@@ -69,8 +75,36 @@ public final class EpollBackend: LoopBackend {
         }
     }
 
-    private func control(_ c: Control, _ fd: Int32) throws(SystemError) {
-        _ = try systemCall("epoll_ctl(ADD)") { shim_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, c.rawValue) }
+    private func addControls(to epfd: Int32) throws(SystemError) {
+        for (c, fd) in [(Control.wake, wakeFD), (.quickTimer, quickTimerFD), (.signal, signalFD)] {
+            _ = try systemCall("epoll_ctl(ADD)") { shim_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, c.rawValue) }
+        }
+    }
+
+    private static func events(for interest: Interest) -> UInt32 {
+        var events: UInt32 = 0
+        if interest.contains(.read) { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
+        if interest.contains(.write) { events |= EPOLLOUT.rawValue }
+        return events
+    }
+
+    /// A file closed by its owner while a dup of it lives on (another fd, a
+    /// child process) stays in the epoll set under its old number, and a
+    /// level-triggered entry reports forever: no DEL can reach it any more.
+    /// The cure is a fresh set holding only what the loop knows.
+    private func rebuild() {
+        needsRebuild = false
+        guard let fresh = try? systemCall("epoll_create1", { epoll_create1(Int32(EPOLL_CLOEXEC)) }) else { return }
+        guard (try? addControls(to: fresh)) != nil else {
+            closeDescriptor(fresh)
+            return
+        }
+        for (fd, data) in registered.enumerated() where data != 0 {
+            // An fd its owner closed simply stays out (EBADF), as the kernel would have it.
+            _ = shim_epoll_ctl(fresh, EPOLL_CTL_ADD, Int32(fd), Self.events(for: registeredInterest[fd]), data)
+        }
+        closeDescriptor(epollFD)
+        epollFD = fresh
     }
 
     public func prepare(fd: Int32) throws(LoopError) {
@@ -78,19 +112,28 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
-        var events: UInt32 = 0
-        if new.contains(.read) { events |= EPOLLIN.rawValue | EPOLLRDHUP.rawValue }
-        if new.contains(.write) { events |= EPOLLOUT.rawValue }
+        let events = Self.events(for: new)
         let data = UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
+        if registered.count <= Int(fd) {
+            registered += repeatElement(0, count: Int(fd) + 1 - registered.count)
+            registeredInterest += repeatElement([], count: Int(fd) + 1 - registeredInterest.count)
+        }
         var op = new.isEmpty ? EPOLL_CTL_DEL : (old.isEmpty ? EPOLL_CTL_ADD : EPOLL_CTL_MOD)
         while true {
-            if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 { return }
+            if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 {
+                registered[Int(fd)] = new.isEmpty ? 0 : data
+                registeredInterest[Int(fd)] = new
+                return
+            }
             switch (errno, op) {
             case (EINTR, _): continue
             // The owner closed the fd earlier, so the kernel forgot it: add afresh.
             case (ENOENT, EPOLL_CTL_MOD): op = EPOLL_CTL_ADD
             case (EEXIST, EPOLL_CTL_ADD): op = EPOLL_CTL_MOD
-            case (ENOENT, EPOLL_CTL_DEL), (EBADF, EPOLL_CTL_DEL): return
+            case (ENOENT, EPOLL_CTL_DEL), (EBADF, EPOLL_CTL_DEL):
+                registered[Int(fd)] = 0
+                registeredInterest[Int(fd)] = []
+                return
             default: throw .system(SystemError("epoll_ctl(\(fd))", errno: errno))
             }
         }
@@ -103,10 +146,11 @@ public final class EpollBackend: LoopBackend {
                 shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))
             }
         }
+        let err = errno
         collectRealTimerTicks(busy: false)
         if n < 0 {
-            if errno == EINTR { return }
-            throw .system(SystemError("epoll_wait", errno: errno))
+            if err == EINTR { return }
+            throw .system(SystemError("epoll_wait", errno: err))
         }
         for i in 0..<Int(n) {
             let data = datas[i]
@@ -115,12 +159,18 @@ public final class EpollBackend: LoopBackend {
                 handleControl(Control(rawValue: data))
                 continue
             }
+            let fd = Int32(truncatingIfNeeded: data)
+            guard Int(fd) < registered.count, registered[Int(fd)] == data else {
+                needsRebuild = true
+                continue
+            }
             let failed = ev & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
             events.append(ReadyEvent(
-                fd: Int32(truncatingIfNeeded: data), generation: UInt32(data >> 32),
+                fd: fd, generation: UInt32(truncatingIfNeeded: data >> 32),
                 readable: failed || ev & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0,
                 writable: failed || ev & EPOLLOUT.rawValue != 0))
         }
+        if needsRebuild { rebuild() }
     }
 
     /// Real-timer expirations since the last read count as busy (before a wait)
@@ -195,29 +245,45 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func stop() {
-        if signalFD >= 0 {
+        if signalFD >= 0 && maskChanged {
             // Take pending signals off the queue before unblocking, or they would
             // hit their default action (terminate) the moment the mask is restored.
-            var info = signalfd_siginfo()
-            while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
-                if Int32(info.ssi_signo) != SIGPIPE { signals.requestShutdown(.forSignal(Int32(info.ssi_signo))) }
+            // Only those the restore unblocks: what the embedder still blocks stays pending for it.
+            var unblocked = sigset_t()
+            sigemptyset(&unblocked)
+            for s in adminSignals + [SIGPIPE] where sigismember(&savedMask, s) == 0 { sigaddset(&unblocked, s) }
+            if signalfd(signalFD, &unblocked, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) >= 0 {
+                var info = signalfd_siginfo()
+                while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
+                    if Int32(info.ssi_signo) != SIGPIPE { signals.requestShutdown(.forSignal(Int32(info.ssi_signo))) }
+                }
             }
         }
         if maskChanged {
             pthread_sigmask(SIG_SETMASK, &savedMask, nil)
             maskChanged = false
         }
-        for fd in [signalFD, realTimerFD, quickTimerFD, wakeFD, epollFD] { closeDescriptor(fd) }
-        signalFD = -1; realTimerFD = -1; quickTimerFD = -1; wakeFD = -1; epollFD = -1
+        for fd in [signalFD, realTimerFD, quickTimerFD, epollFD] { closeDescriptor(fd) }
+        signalFD = -1; realTimerFD = -1; quickTimerFD = -1; epollFD = -1
+        wake = nil  // closed when the last waker goes
     }
+}
+
+/// The loop's eventfd, closed only when neither the backend nor any waker holds it.
+final class WakeupDescriptor: Sendable {
+    let fd: Int32
+    init() throws(SystemError) {
+        fd = try systemCall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+    }
+    deinit { closeDescriptor(fd) }
 }
 
 /// Wakes an epoll loop from any thread by bumping its eventfd.
 struct EventFDWaker: LoopWaker {
-    let fd: Int32
+    let target: WakeupDescriptor
     func wakeup() {
         var one: UInt64 = 1
-        _ = write(fd, &one, 8)
+        _ = write(target.fd, &one, 8)
     }
 }
 

@@ -4,11 +4,13 @@ import LoopCore
 import Synchronization
 
 /// Process-wide state of the legacy loop. Signal dispositions are per
-/// process, so there is one of these and at most one legacy loop at a time.
+/// process, so at most one legacy loop is active at a time. Every field is
+/// touched by `SelectBackend.start()` before a handler is installed, so a
+/// handler never runs a lazy initializer.
 enum LegacyProcessState {
-    /// Where the handlers report. Created before any handler is installed, so
-    /// a handler never runs a lazy initializer.
-    static let signals = LoopSignals()
+    /// The active loop's `LoopSignals`, unretained, as a bit pattern (0 = none).
+    /// Each loop has its own, so a stale stop handle never reaches a later loop.
+    static let current = Atomic<UInt>(0)
     /// Kernel thread id of the loop thread (0 = no loop).
     static let loopThreadID = Atomic<Int32>(0)
     static let active = Atomic<Bool>(false)
@@ -18,7 +20,18 @@ enum LegacyProcessState {
 /// lock-free atomics and makes async-signal-safe syscalls (gettid, tgkill).
 let legacySignalHandler: @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?, UnsafeMutableRawPointer?) -> Void = {
     signo, info, _ in
-    let s = LegacyProcessState.signals
+    let savedErrno = errno
+    defer { errno = savedErrno }
+    let raw = LegacyProcessState.current.load(ordering: .acquiring)
+    guard raw != 0, let pointer = UnsafeRawPointer(bitPattern: raw) else { return }
+    // No retain or release in the handler: the backend keeps the object alive while it is published.
+    Unmanaged<LoopSignals>.fromOpaque(pointer)._withUnsafeGuaranteedRef { s in
+        handle(signo, info, s)
+    }
+}
+
+@inline(__always)
+private func handle(_ signo: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ s: LoopSignals) {
     switch signo {
     case SIGALRM:
         s.recordCPUTicks(busy: !s.inWaitState.load(ordering: .relaxed), count: 1)
@@ -35,9 +48,11 @@ let legacySignalHandler: @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?
     case SIGHUP, SIGTERM, SIGINT, SIGPWR:
         s.requestShutdown(ShutdownReason.forSignal(signo))
         // A process-directed signal may land on any thread that does not block
-        // it; then the loop's select() was not interrupted. Forward a wake-up.
+        // it, and then the loop's pselect was not interrupted; on the loop
+        // thread it may land just before pselect. Either way a SIGCHLD to the
+        // loop thread (blocked outside pselect) ends the next wait at once.
         let loop = LegacyProcessState.loopThreadID.load(ordering: .relaxed)
-        if loop != 0 && loop != shim_gettid() { _ = shim_tgkill(getpid(), loop, SIGCHLD) }
+        if loop != 0 { _ = shim_tgkill(getpid(), loop, SIGCHLD) }
     default:
         if let info, shim_siginfo_code(info) == SI_QUEUE {
             s.sigQueues.add(1, ordering: .relaxed)
@@ -50,9 +65,14 @@ let legacySignalHandler: @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?
 }
 
 /// Wakes the legacy loop with a SIGCHLD directed at the loop thread, so it
-/// interrupts that thread's `pselect` and no other.
+/// interrupts that thread's `pselect` and no other. A waker outliving its
+/// loop does nothing: it only signals while its loop is the active one.
 struct SignalWaker: LoopWaker {
+    /// The bit pattern its loop's `LoopSignals` is published under.
+    let owner: UInt
+
     func wakeup() {
+        guard LegacyProcessState.current.load(ordering: .acquiring) == owner else { return }
         let loop = LegacyProcessState.loopThreadID.load(ordering: .relaxed)
         if loop != 0 { _ = shim_tgkill(getpid(), loop, SIGCHLD) }
     }

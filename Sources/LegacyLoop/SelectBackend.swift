@@ -13,8 +13,8 @@ import LoopCore
 public final class SelectBackend: LoopBackend {
     public let kind = LoopBackendKind.legacy
     public let descriptorLimit: Int32? = Int32(shim_fd_setsize())
-    public var signals: LoopSignals { LegacyProcessState.signals }
-    public let waker: any LoopWaker = SignalWaker()
+    public let signals = LoopSignals()
+    public var waker: any LoopWaker { SignalWaker(owner: UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque())) }
 
     private let configuration: LoopConfiguration
     private var readSet = fd_set()
@@ -41,8 +41,8 @@ public final class SelectBackend: LoopBackend {
     public func start() throws(LoopError) {
         guard LegacyProcessState.active.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else { throw .legacyLoopAlreadyActive }
-        LegacyProcessState.signals.reset()
         LegacyProcessState.loopThreadID.store(shim_gettid(), ordering: .relaxed)
+        LegacyProcessState.current.store(UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque()), ordering: .releasing)
         started = true
 
         // While the handler runs, SIGPIPE/SIGCHLD/SIGIO are masked, as in the original.
@@ -142,13 +142,17 @@ public final class SelectBackend: LoopBackend {
         var real = itimerval()
         var virtual = itimerval()
         if enabled {
-            real.it_interval = timeval(tv_sec: 0, tv_usec: configuration.realTimerIntervalMs * 1000)
+            real.it_interval = Self.interval(ms: configuration.realTimerIntervalMs)
             real.it_value = real.it_interval
-            virtual.it_interval = timeval(tv_sec: 0, tv_usec: configuration.quickPollIntervalMs * 1000)
+            virtual.it_interval = Self.interval(ms: configuration.quickPollIntervalMs)
             virtual.it_value = virtual.it_interval
         }
         setitimer(Int32(ITIMER_REAL.rawValue), &real, nil)
         setitimer(Int32(ITIMER_VIRTUAL.rawValue), &virtual, nil)
+    }
+
+    private static func interval(ms: Int) -> timeval {
+        timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
     }
 
     public func setInterruptsEnabled(_ enabled: Bool) {
@@ -167,6 +171,7 @@ public final class SelectBackend: LoopBackend {
         savedActions.removeAll()
         setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
         setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
+        LegacyProcessState.current.store(0, ordering: .releasing)
         LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
         LegacyProcessState.active.store(false, ordering: .releasing)
     }

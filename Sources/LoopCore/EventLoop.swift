@@ -33,6 +33,8 @@ public final class EventLoop {
     private var descriptors: [DescriptorEntry?] = []
     private var sleepers: [Registration] = []
     private var lastSleepRun: Int64
+    /// The earliest `lastCall + tick` among the sleep callbacks (recomputed after each scan).
+    private var earliestSleepDue: Int64 = .max
     private var nextGeneration: UInt32 = 0
     private var liveRegistrations = 0
     private var bottomHalves: [(needed: () -> Bool, run: () -> Void)] = []
@@ -93,6 +95,7 @@ public final class EventLoop {
                              tick: Int64(periodMs), now: now, fdCallback: nil, sleepCallback: callback)
         sleepers.insert(r, at: 0)
         minTick = min(minTick, r.tick)
+        earliestSleepDue = min(earliestSleepDue, r.lastCall + r.tick)
         return r
     }
 
@@ -136,7 +139,11 @@ public final class EventLoop {
     /// been dispatched, so no event of this batch reaches a reused fd number.
     public func closeAfterBatch(fd: Int32) throws(LoopError) {
         try unregisterAll(fd: fd)
-        if dispatchDepth > 0 { pendingCloses.append(fd) } else { closeDescriptor(fd) }
+        if dispatchDepth == 0 {
+            closeDescriptor(fd)
+        } else if !pendingCloses.contains(fd) {
+            pendingCloses.append(fd)
+        }
     }
 
     /// Work the loop runs at the top of each full poll while `needed()` says so
@@ -157,6 +164,8 @@ public final class EventLoop {
             refreshClock()
             signals.needsToQuickPoll.store(false, ordering: .relaxed)
             if let reason = signals.shutdownReason { return reason }
+            // A callback closed the loop: its backend is gone, so stop here.
+            if isClosed { return .stopped }
             try poll(quick: false)
         }
     }
@@ -200,6 +209,8 @@ public final class EventLoop {
         pendingCloses.removeAll()
         descriptors.removeAll()
         sleepers.removeAll()
+        completions.removeAll()
+        bottomHalves.removeAll()
         backend.stop()
     }
 
@@ -323,6 +334,9 @@ public final class EventLoop {
             throw error
         }
         signals.inWaitState.store(false, ordering: .relaxed)
+        // A quickpoll tick that arrived while the loop was idle in the wait says
+        // nothing about the work about to run.
+        if !quick { signals.needsToQuickPoll.store(false, ordering: .relaxed) }
         now = configuration.clock.milliseconds()
 
         dispatchDepth += 1
@@ -333,7 +347,7 @@ public final class EventLoop {
             dispatch(batch, urgent: false)
             runCompletions(budgetMs: 4, urgentOnly: false)
             now = configuration.clock.milliseconds()
-            if now - lastSleepRun >= minTick || now < lastSleepRun {
+            if now >= nextSleepScan || now < lastSleepRun {
                 runSleepers(urgentOnly: false)
                 lastSleepRun = now
                 runCompletions(budgetMs: 4, urgentOnly: false)
@@ -351,7 +365,7 @@ public final class EventLoop {
     private func waitTimeout() -> Int {
         if signals.needsCleanup.load(ordering: .acquiring) || signals.shutdownReason != nil { return 0 }
         if bottomHalves.contains(where: { $0.needed() }) { return 0 }
-        let untilSleepScan = sleepers.isEmpty ? Int64.max : max(0, lastSleepRun + minTick - now)
+        let untilSleepScan = sleepers.isEmpty ? Int64.max : max(0, nextSleepScan - now)
         return Int(min(Int64(configuration.quickPollIntervalMs), untilSleepScan))
     }
 
@@ -384,6 +398,11 @@ public final class EventLoop {
         niceness = saved
     }
 
+    /// The minimum-tick rule: the sleep chain is scanned at most every
+    /// `minTick` ms, and (unlike the original, whose callbacks could only run on
+    /// `minTick` boundaries) not before some callback is due.
+    private var nextSleepScan: Int64 { max(lastSleepRun + minTick, earliestSleepDue) }
+
     /// Calls the due sleep callbacks; a last-call time in the future (clock went back) is reset to now.
     private func runSleepers(urgentOnly: Bool) {
         let snapshot = sleepers
@@ -394,6 +413,7 @@ public final class EventLoop {
             stats.sleepCallbacks += 1
             call(r)
         }
+        earliestSleepDue = sleepers.reduce(Int64.max) { min($0, $1.lastCall + $1.tick) }
     }
 
     private func runBottomHalves() {
@@ -447,14 +467,15 @@ public final class EventLoop {
             return same
         }
         try reserveRegistration()
+        // Every time, not only for a new entry: the number may now name another file.
+        do { try backend.prepare(fd: fd) } catch {
+            liveRegistrations -= 1
+            throw error
+        }
         let entry: DescriptorEntry
         if let existing {
             entry = existing
         } else {
-            do { try backend.prepare(fd: fd) } catch {
-                liveRegistrations -= 1
-                throw error
-            }
             nextGeneration &+= 1
             if nextGeneration == 0 { nextGeneration = 1 }  // 0 marks the backends' own descriptors
             entry = DescriptorEntry(generation: nextGeneration)
@@ -464,14 +485,15 @@ public final class EventLoop {
         let old = existing?.interest ?? []
         if kind == .read { entry.reads.insert(r, at: 0) } else { entry.writes.insert(r, at: 0) }
         let new = entry.interest
-        if new != old {
-            do {
-                try backend.setInterest(fd: fd, generation: entry.generation, old: old, new: new)
-            } catch {
-                if kind == .read { entry.reads.removeFirst() } else { entry.writes.removeFirst() }
-                liveRegistrations -= 1
-                throw error
-            }
+        // Told even when the interest is unchanged: if the owner closed the fd
+        // without unregistering and this is a new file under the same number,
+        // the kernel (or select's EBADF clean-up) has forgotten it.
+        do {
+            try backend.setInterest(fd: fd, generation: entry.generation, old: old, new: new)
+        } catch {
+            if kind == .read { entry.reads.removeFirst() } else { entry.writes.removeFirst() }
+            liveRegistrations -= 1
+            throw error
         }
         if existing == nil {
             if descriptors.count <= Int(fd) { descriptors.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - descriptors.count)) }

@@ -30,25 +30,6 @@ public final class LoopSignals: Sendable {
 
     public init() {}
 
-    /// Back to the state of a new loop (the legacy loop reuses one process-wide instance).
-    public func reset() {
-        shutdown.store(0, ordering: .relaxed)
-        needsToQuickPoll.store(false, ordering: .relaxed)
-        needsCleanup.store(false, ordering: .relaxed)
-        inWaitState.store(false, ordering: .relaxed)
-        inQuickPoll.store(false, ordering: .relaxed)
-        nowApprox.store(0, ordering: .relaxed)
-        cpuBits.store(0, ordering: .relaxed)
-        alarms.store(0, ordering: .relaxed)
-        vtAlarms.store(0, ordering: .relaxed)
-        sigChlds.store(0, ordering: .relaxed)
-        sigQueues.store(0, ordering: .relaxed)
-        sigPipes.store(0, ordering: .relaxed)
-        sigIOs.store(0, ordering: .relaxed)
-        sigOthers.store(0, ordering: .relaxed)
-        wakeups.store(0, ordering: .relaxed)
-    }
-
     /// Records the first shutdown request; later ones do not overwrite it.
     public func requestShutdown(_ reason: ShutdownReason) {
         _ = shutdown.compareExchange(expected: 0, desired: reason.encoded, ordering: .sequentiallyConsistent)
@@ -75,8 +56,9 @@ public final class LoopSignals: Sendable {
     public func recordCPUTicks(busy: Bool, count: Int) {
         guard count > 0 else { return }
         alarms.add(count, ordering: .relaxed)
-        var decay = 1.0
-        for _ in 0..<min(count, 2000) { decay *= 0.99 }
+        // One tick (the SIGALRM handler's case) is a plain multiplication.
+        var decay = 0.99
+        if count > 1 { for _ in 1..<Swift.min(count, 2000) { decay *= 0.99 } }
         var old = cpuBits.load(ordering: .relaxed)
         while true {
             let cpu = Double(bitPattern: old)

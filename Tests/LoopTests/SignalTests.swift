@@ -56,6 +56,9 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func threadDirectedSignalInProcess(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
+                let started = monotonicNanoseconds()
+                // A watchdog, so a missed signal fails the test instead of hanging the run.
+                try loop.registerSleep(every: 100) { if monotonicNanoseconds() - started > 5_000_000_000 { loop.stop() } }
                 pthread_kill(pthread_self(), SIGHUP)
                 let reason = try loop.run()
                 #expect(reason == .signal(SIGHUP))

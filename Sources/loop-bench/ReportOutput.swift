@@ -1,0 +1,130 @@
+import Compat
+import Glibc
+import LoopTools
+
+/// The three renderings of a report: the console table, markdown for
+/// docs/BENCHMARKS.md, and JSON for tools.
+extension Report {
+    private static let headers = ["workload", "case", "metric", "epoll", "legacy", "peer", "epoll/legacy", "epoll/peer"]
+
+    private func cells(_ row: Row) -> [String] {
+        [row.workload, row.label, row.metric,
+         row.epoll.text(decimals: row.decimals), row.legacy.text(decimals: row.decimals),
+         row.peer?.text(decimals: row.decimals) ?? "—",
+         row.epollOverLegacy.map { format($0, decimals: 2) } ?? "—",
+         row.epollOverPeer.map { format($0, decimals: 2) } ?? "—"]
+    }
+
+    private var heading: String {
+        "\(date) on nproc \(machine.cpus), \(machine.model) (/proc/cpuinfo), \(machine.kernel)"
+            + (canPin ? ", clients and servers pinned with taskset" : ", unpinned") + (quick ? ", QUICK (smoke test, numbers meaningless)" : "")
+    }
+
+    private var targetLines: [[String]] {
+        targets.map { [$0.name, $0.formula, $0.ratio.map { format($0, decimals: 2) } ?? "—", $0.goal.text, $0.verdict] }
+    }
+
+    // MARK: Console
+
+    var text: String {
+        var out = "loop-bench: \(heading), source \(revision)\n\n"
+        var previous = ""
+        let lines = rows.map { row -> [String] in
+            var c = cells(row)
+            if row.workload == previous { c[0] = "" }
+            previous = row.workload
+            return c
+        }
+        out += columns([Self.headers] + lines, rightAligned: 3...7)
+        if !peers.isEmpty {
+            out += "\npeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + "\n"
+        }
+        out += "\ntargets\n"
+        out += columns([["target", "ratio of", "ratio", "goal", "result"]] + targetLines, rightAligned: 2...3)
+        for n in notes { out += "note: \(n)\n" }
+        return out
+    }
+
+    private func columns(_ table: [[String]], rightAligned: ClosedRange<Int>) -> String {
+        var widths = [Int](repeating: 0, count: table.map(\.count).max() ?? 0)
+        for line in table { for (i, cell) in line.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        var out = ""
+        for line in table {
+            let padded = line.enumerated().map { i, cell in
+                let pad = String(repeating: " ", count: widths[i] - cell.count)
+                return rightAligned.contains(i) ? pad + cell : cell + pad
+            }
+            var line = padded.joined(separator: "  ")
+            while line.last == " " { line.removeLast() }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    // MARK: Markdown
+
+    var markdown: String {
+        var out = "Measured \(heading).\n\nCommand: `\(command)` (source \(revision))\n\n"
+        out += "| " + Self.headers.joined(separator: " | ") + " |\n"
+        out += "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+        for row in rows { out += "| " + cells(row).joined(separator: " | ") + " |\n" }
+        if !peers.isEmpty {
+            out += "\nPeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + ".\n"
+        }
+        out += "\n| target | ratio of | ratio | goal | result |\n| --- | --- | ---: | ---: | --- |\n"
+        for line in targetLines { out += "| " + line.joined(separator: " | ") + " |\n" }
+        if !notes.isEmpty { out += "\n" + notes.map { "- \($0)\n" }.joined() }
+        return out
+    }
+
+    // MARK: JSON
+
+    var json: String {
+        func cell(_ c: Cell?) -> JSON {
+            switch c {
+            case .value(let v)?: return .number(v)
+            case .missing(let why)?: return .object([("missing", .string(why))])
+            case nil: return .null
+            }
+        }
+        let rowObjects = rows.map { r in
+            JSON.object([
+                ("workload", .string(r.workload)), ("case", .string(r.label)), ("metric", .string(r.key)),
+                ("label", .string(r.metric)), ("epoll", cell(r.epoll)), ("legacy", cell(r.legacy)),
+                ("peer", cell(r.peer)), ("epollOverLegacy", r.epollOverLegacy.map(JSON.number) ?? .null),
+                ("epollOverPeer", r.epollOverPeer.map(JSON.number) ?? .null),
+            ])
+        }
+        let targetObjects = targets.map { t in
+            JSON.object([
+                ("target", .string(t.name)), ("ratioOf", .string(t.formula)),
+                ("ratio", t.ratio.map(JSON.number) ?? .null), ("goal", .string(t.goal.text)),
+                ("met", t.met.map(JSON.bool) ?? .null), ("note", t.note.map(JSON.string) ?? .null),
+            ])
+        }
+        return JSON.object([
+            ("date", .string(date)),
+            ("machine", .object([("cpus", .int(machine.cpus)), ("model", .string(machine.model)),
+                                 ("kernel", .string(machine.kernel))])),
+            ("command", .string(command)), ("revision", .string(revision)), ("quick", .bool(quick)),
+            ("pinned", .bool(canPin)),
+            ("peers", .object(peers.map { ($0.workload, JSON.string($0.peer)) })),
+            ("rows", .array(rowObjects)), ("targets", .array(targetObjects)),
+            ("notes", .array(notes.map(JSON.string))),
+        ]).description + "\n"
+    }
+}
+
+/// Writes `text` to `path`, creating the directory if needed.
+func writeFile(_ path: String, _ text: String) throws(SystemError) {
+    // mkdir -p of the parent directories; existing ones just fail with EEXIST.
+    var index = path.startIndex
+    while let slash = path[index...].firstIndex(of: "/") {
+        let directory = String(path[..<slash])
+        if !directory.isEmpty { mkdir(directory, 0o755) }
+        index = path.index(after: slash)
+    }
+    guard let file = fopen(path, "w") else { throw SystemError("fopen \(path)", errno: errno) }
+    defer { fclose(file) }
+    guard fputs(text, file) >= 0 else { throw SystemError("write \(path)", errno: errno) }
+}

@@ -1,0 +1,107 @@
+import Compat
+import Glibc
+
+/// How much of each workload a run does: the full run, or `--quick`, which
+/// does every workload once with tiny counts so it can be smoke-tested.
+struct Budget {
+    let quick: Bool
+
+    // Many short repetitions rather than a few long ones: the machine is
+    // shared, and interleaving spreads bursts of other work over all contenders.
+    var echoRepeats: Int { quick ? 1 : 5 }
+    var echoWarmupMs: Int { quick ? 30 : 150 }
+    var echoMeasureMs: Int { quick ? 100 : 500 }
+
+    var rpcRepeats: Int { quick ? 1 : 5 }
+    var rpcWarmupMs: Int { quick ? 30 : 100 }
+    var rpcMeasureMs: Int { quick ? 100 : 400 }
+
+    let pipeCounts = [100, 500, 1000, 8000]
+    let pipeActive = 100
+    let pipeWrites = 1000
+    /// 3 rounds of 3 timed runs: the median of 9 runs per contender and N.
+    var pipeRounds: Int { quick ? 1 : 3 }
+    var pipeRunsPerRound: Int { quick ? 1 : 3 }
+    var pipeWarmup: Int { quick ? 0 : 2 }
+
+    var wakeupRounds: Int { quick ? 1 : 3 }
+    var wakeupSamples: Int { quick ? 20 : 700 }
+    var wakeupWarmup: Int { quick ? 2 : 50 }
+
+    var timer10Intervals: Int { quick ? 5 : 150 }
+    var timer100Intervals: Int { quick ? 2 : 20 }
+    var quickPollSamples: Int { quick ? 2 : 40 }
+
+    var idleMs: Int { quick ? 300 : 3000 }
+}
+
+/// What every workload gets.
+struct BenchContext {
+    let budget: Budget
+    let report: Report
+    /// This executable, for the server modes it starts in child processes.
+    let selfPath: String
+    let peersDirectory: String
+
+    /// The path of a compiled C peer, if `scripts/bench` built it.
+    func peer(_ name: String) -> String? {
+        let path = "\(peersDirectory)/\(name)"
+        return access(path, X_OK) == 0 ? path : nil
+    }
+}
+
+/// The workloads in the order of the table.
+let workloads: [(name: String, run: @Sendable (BenchContext) throws -> Void)] = [
+    ("udp-echo", benchUdpEcho),
+    ("rpc", benchRpc),
+    ("pipes", benchPipes),
+    ("wakeup", benchWakeup),
+    ("timers", benchTimers),
+    ("idle", benchIdle),
+]
+
+/// `loop-bench run`: every selected workload on both backends and the peers.
+func runAll(_ options: Options) throws -> Int32 {
+    // A child that exits early must not kill us through a write to its pipe.
+    // (The legacy loop saves and restores this disposition.)
+    _ = signal(SIGPIPE, SIG_IGN)
+
+    let quick = options.flag("--quick")
+    let names = workloads.map(\.name)
+    var selected = names
+    if let only = options.value("--only") {
+        selected = only.split(separator: ",").map(String.init)
+        if let unknown = selected.first(where: { !names.contains($0) }) {
+            throw UsageError("--only: unknown workload '\(unknown)'; the workloads are \(names.joined(separator: ","))")
+        }
+    }
+    // A smoke test must not overwrite the figures of the last full run.
+    let jsonPath = options.value("--json") ?? (quick ? ".build-bench/bench-quick.json" : ".build-bench/bench-latest.json")
+    let markdownPath = options.value("--markdown")
+        ?? (jsonPath.hasSuffix(".json") ? String(jsonPath.dropLast(5)) : jsonPath) + ".md"
+    let command = options.value("--label") ?? CommandLine.arguments.joined(separator: " ")
+
+    let report = Report(command: command, quick: quick)
+    let context = BenchContext(budget: Budget(quick: quick), report: report, selfPath: selfExecutablePath(),
+                               peersDirectory: options.value("--peers") ?? "scripts/peers/bin")
+    if !canPin { report.note("taskset or a second CPU is missing: nothing was pinned") }
+
+    for workload in workloads where selected.contains(workload.name) {
+        progress("== \(workload.name)")
+        let start = monotonicNanoseconds()
+        do {
+            try workload.run(context)
+        } catch {
+            report.note("\(workload.name) failed: \(error)")
+            progress("  failed: \(error)")
+        }
+        progress("  (\(format(Double(monotonicNanoseconds() - start) / 1e9, decimals: 1)) s)")
+    }
+
+    print(report.text)
+    fflush(nil)  // before the progress line on stderr
+    try writeFile(jsonPath, report.json)
+    try writeFile(markdownPath, report.markdown)
+    progress("wrote \(jsonPath) and \(markdownPath)")
+    return 0
+}

@@ -20,7 +20,7 @@ public final class EpollBackend: LoopBackend {
     public var waker: any LoopWaker { EventFDWaker(target: wake!) }
 
     private let configuration: LoopConfiguration
-    private var epollFD: Int32 = -1
+    @exclusivity(unchecked) private var epollFD: Int32 = -1
     private var wake: WakeupDescriptor?
     private var wakeFD: Int32 { wake?.fd ?? -1 }
     private var quickTimerFD: Int32 = -1
@@ -28,17 +28,17 @@ public final class EpollBackend: LoopBackend {
     private var signalFD: Int32 = -1
     private var savedMask = sigset_t()
     private var maskChanged = false
-    private var timersArmed = false
+    @exclusivity(unchecked) private var timersArmed = false
     /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
-    private var nextQuickPollCheck: Int64 = 0
-    private var nextRealTimerRead: Int64 = 0
+    @exclusivity(unchecked) private var nextQuickPollCheck: Int64 = 0
+    @exclusivity(unchecked) private var nextRealTimerRead: Int64 = 0
     /// What the kernel was told per fd (`data`, 0 = nothing), to recognise
     /// events of kernel entries the loop no longer knows about.
-    private var registered: [UInt64] = []
-    private var registeredInterest: [Interest] = []
-    private var needsRebuild = false
-    private var datas = [UInt64](repeating: 0, count: 256)
-    private var flags = [UInt32](repeating: 0, count: 256)
+    @exclusivity(unchecked) private var registered: [UInt64] = []
+    @exclusivity(unchecked) private var registeredInterest: [Interest] = []
+    @exclusivity(unchecked) private var needsRebuild = false
+    @exclusivity(unchecked) private var datas = [UInt64](repeating: 0, count: 256)
+    @exclusivity(unchecked) private var flags = [UInt32](repeating: 0, count: 256)
 
     /// epoll data of the backend's own descriptors: generation 0, which the core never hands out.
     private enum Control: UInt64 { case wake = 1, quickTimer = 2, signal = 3 }

@@ -7,45 +7,52 @@ import Glibc
 /// Not thread-safe by design: every method but `waker`/`stopHandle` must be
 /// called on the thread that created the loop, and throws `.wrongThread`
 /// otherwise.
+///
+/// The hot stored properties are `@exclusivity(unchecked)`: the loop runs on
+/// one thread and handles re-entrancy from callbacks itself (`isActive`,
+/// `dispatchDepth`, chains copied before they are walked), and the run-time
+/// checks were half of the loop's instructions per callback (docs/BENCHMARKS.md).
 public final class EventLoop {
     public let backend: any LoopBackend
     public let configuration: LoopConfiguration
     public var kind: LoopBackendKind { backend.kind }
 
     /// ms, refreshed every iteration (the original's `getTime()`).
-    public private(set) var now: Int64
+    @exclusivity(unchecked) public private(set) var now: Int64
     /// ms, refreshed every iteration and advanced by the quickpoll timer in between.
     public var nowApprox: Int64 { signals.nowApprox.load(ordering: .relaxed) }
     /// Moving average of CPU use in percent, fed by the real timer.
     public var cpuUsage: Double { signals.cpuUsage }
     /// The niceness of the callback now running.
-    public private(set) var niceness = 0
-    public private(set) var inQuickPoll = false
+    @exclusivity(unchecked) public private(set) var niceness = 0
+    @exclusivity(unchecked) public private(set) var inQuickPoll = false
     /// The sleep-callback scan period: starts at 40 ms, lowered by faster callbacks.
-    public private(set) var minTick: Int64 = defaultMinimumTickMs
-    public private(set) var isClosed = false
+    @exclusivity(unchecked) public private(set) var minTick: Int64 = defaultMinimumTickMs
+    @exclusivity(unchecked) public private(set) var isClosed = false
     /// False between `disableTimer()` and `enableTimer()`.
     public private(set) var timersEnabled = true
     public private(set) var interruptsEnabled = false
 
     let signals: LoopSignals
     private let owner: pthread_t
-    private var descriptors: [DescriptorEntry?] = []
-    private var sleepers: [Registration] = []
-    private var lastSleepRun: Int64
+    @exclusivity(unchecked) private var descriptors: [DescriptorEntry?] = []
+    @exclusivity(unchecked) private var sleepers: [Registration] = []
+    @exclusivity(unchecked) private var lastSleepRun: Int64
     /// The earliest `lastCall + tick` among the sleep callbacks (recomputed after each scan).
-    private var earliestSleepDue: Int64 = .max
+    @exclusivity(unchecked) private var earliestSleepDue: Int64 = .max
     private var nextGeneration: UInt32 = 0
-    private var liveRegistrations = 0
-    private var bottomHalves: [(needed: () -> Bool, run: () -> Void)] = []
-    private var pendingCloses: [Int32] = []
-    private var dispatchDepth = 0
-    private var events: [ReadyEvent] = []
-    private var quickEvents: [ReadyEvent] = []
-    private var stats: LoopCounters
-    private var workers: WorkerPool?
+    @exclusivity(unchecked) private var liveRegistrations = 0
+    /// Read and write registrations with niceness > 0: without any, pass 2 has nothing to do.
+    @exclusivity(unchecked) private var backgroundRegistrations = 0
+    @exclusivity(unchecked) private var bottomHalves: [(needed: () -> Bool, run: () -> Void)] = []
+    @exclusivity(unchecked) private var pendingCloses: [Int32] = []
+    @exclusivity(unchecked) private var dispatchDepth = 0
+    @exclusivity(unchecked) private var events: [ReadyEvent] = []
+    @exclusivity(unchecked) private var quickEvents: [ReadyEvent] = []
+    @exclusivity(unchecked) private var stats: LoopCounters
+    @exclusivity(unchecked) private var workers: WorkerPool?
     private var nextJobID: UInt64 = 0
-    private var completions: [UInt64: (any Sendable) -> Void] = [:]
+    @exclusivity(unchecked) private var completions: [UInt64: (any Sendable) -> Void] = [:]
 
     public init(backend: any LoopBackend, configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
         self.backend = backend
@@ -111,6 +118,7 @@ public final class EventLoop {
             sleepers.removeAll { $0 === registration }
             minTick = sleepers.reduce(defaultMinimumTickMs) { min($0, $1.tick) }
         case .read, .write:
+            if registration.niceness > 0 { backgroundRegistrations -= 1 }
             let fd = registration.fd
             guard let entry = entry(fd) else { return }
             let old = entry.interest
@@ -372,6 +380,7 @@ public final class EventLoop {
     /// Pass 1 (`urgent`) runs the niceness-0 registrations of every ready fd;
     /// pass 2 the niceness > 0 ones. Reads before writes in each pass.
     private func dispatch(_ batch: [ReadyEvent], urgent: Bool) {
+        if !urgent && backgroundRegistrations == 0 { return }
         for kind in [Registration.Kind.read, .write] {
             for event in batch where kind == .read ? event.readable : event.writable {
                 guard let entry = entry(event.fd) else {
@@ -428,8 +437,8 @@ public final class EventLoop {
             return
         }
         if !urgentOnly || !workers.hasFinished {
-            // Clear before taking, so a job finishing meanwhile raises it again.
-            signals.needsCleanup.store(false, ordering: .relaxed)
+            // Clear before taking, so a job finishing meanwhile raises it again (and wakes us).
+            signals.needsCleanup.store(false, ordering: .sequentiallyConsistent)
         }
         guard workers.hasFinished else { return }
         let deadline = monotonicNanoseconds() + budgetMs * 1_000_000
@@ -495,6 +504,7 @@ public final class EventLoop {
             liveRegistrations -= 1
             throw error
         }
+        if niceness > 0 { backgroundRegistrations += 1 }
         if existing == nil {
             if descriptors.count <= Int(fd) { descriptors.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - descriptors.count)) }
             descriptors[Int(fd)] = entry

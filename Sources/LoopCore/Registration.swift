@@ -11,13 +11,13 @@ public final class Registration {
     /// Registering the same (fd, kind, owner) again returns this handle.
     public let owner: AnyHashable?
     /// False once unregistered: a dispatch in progress skips it.
-    public internal(set) var isActive = true
+    @exclusivity(unchecked) public internal(set) var isActive = true
 
     let fdCallback: ((Int32) -> Void)?
     let sleepCallback: (() -> Void)?
     /// Sleep callbacks: period and last call time (ms).
     let tick: Int64
-    var lastCall: Int64
+    @exclusivity(unchecked) var lastCall: Int64
 
     init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,
          fdCallback: ((Int32) -> Void)?, sleepCallback: (() -> Void)?) {
@@ -41,8 +41,8 @@ public final class Registration {
 final class DescriptorEntry {
     let generation: UInt32
     /// Head of the chain first, as the original inserts new registrations at the head.
-    var reads: [Registration] = []
-    var writes: [Registration] = []
+    @exclusivity(unchecked) var reads: [Registration] = []
+    @exclusivity(unchecked) var writes: [Registration] = []
 
     init(generation: UInt32) { self.generation = generation }
 

@@ -25,6 +25,8 @@ final class WorkerPool: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Finished jobs not yet taken, readable without the lock (the loop asks several times a poll).
+    private let finishedCount = Atomic<Int>(0)
     private let jobAvailable = Semaphore()
     private let signals: LoopSignals
     private let waker: any LoopWaker
@@ -46,7 +48,12 @@ final class WorkerPool: Sendable {
 
     /// Takes finished jobs, urgent ones only when `urgentOnly`.
     func takeFinished(urgentOnly: Bool, limit: Int) -> [Finished] {
-        state.withLock { s in
+        let taken: [Finished] = state.withLock { s in
+            if !urgentOnly && s.finished.count <= limit {
+                var all: [Finished] = []
+                swap(&all, &s.finished)
+                return all
+            }
             var taken: [Finished] = []
             var kept: [Finished] = []
             for f in s.finished {
@@ -55,9 +62,11 @@ final class WorkerPool: Sendable {
             s.finished = kept
             return taken
         }
+        finishedCount.subtract(taken.count, ordering: .relaxed)
+        return taken
     }
 
-    var hasFinished: Bool { state.withLock { !$0.finished.isEmpty } }
+    var hasFinished: Bool { finishedCount.load(ordering: .acquiring) > 0 }
 
     func shutdown() {
         let threads = state.withLock { s -> [pthread_t] in
@@ -81,9 +90,13 @@ final class WorkerPool: Sendable {
             }
             let result = job.work()
             state.withLock { $0.finished.append(Finished(id: job.id, niceness: job.niceness, result: result)) }
-            // Publish before waking: the loop checks the flag before it waits.
-            signals.needsCleanup.store(true, ordering: .releasing)
-            waker.wakeup()
+            finishedCount.add(1, ordering: .releasing)
+            // Publish before waking: the loop checks the flag before it waits. A flag
+            // already raised means a wake-up is on its way (the loop clears the flag
+            // before it takes the finished jobs), so one per batch is enough.
+            if !signals.needsCleanup.exchange(true, ordering: .sequentiallyConsistent) {
+                waker.wakeup()
+            }
         }
     }
 }

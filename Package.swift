@@ -25,7 +25,7 @@ let package = Package(
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "loop-harness"], swiftSettings: strict),
-        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat"], swiftSettings: strict),
+        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

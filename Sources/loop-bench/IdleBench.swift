@@ -27,7 +27,7 @@ func benchIdle(_ context: BenchContext) throws {
     let r = context.report.row("idle", "1 heartbeat", "cpu_pct")?.epollOverLegacy
     context.report.add(TargetResult(name: "idle CPU: epoll no higher than legacy", formula: "CPU % epoll ÷ legacy",
                                     ratio: r, goal: .atMost(1.0), note: r == nil ? "no figure" : nil))
-    progress("  CPU epoll \(results[.epoll]?["cpu_pct"] ?? "?") %, legacy \(results[.legacy]?["cpu_pct"] ?? "?") %")
+    sayError("  CPU epoll \(results[.epoll]?["cpu_pct"] ?? "?") %, legacy \(results[.legacy]?["cpu_pct"] ?? "?") %")
 }
 
 /// `loop-bench idle`: runs until SIGTERM, then prints

@@ -1,4 +1,5 @@
 import Compat
+import LoopTools
 
 let usage = """
     usage: loop-bench [command] [options]

@@ -37,7 +37,7 @@ func benchPipes(_ context: BenchContext) throws {
                 }
             }
             if let status = child.waitForExit(), exited(status) == 0 { continue }
-            progress("  \(column): the pipes child failed")
+            sayError("  \(column): the pipes child failed")
         }
     }
 
@@ -51,7 +51,7 @@ func benchPipes(_ context: BenchContext) throws {
         let row = Row(workload: workload, label: "N=\(n)", metric: "median µs", key: "median_us",
                       epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: 0)
         context.report.add(row)
-        progress("  N=\(n): epoll \(row.epoll.text(decimals: 0)) µs, legacy \(row.legacy.text(decimals: 0)), libevent \(row.peer?.text(decimals: 0) ?? "-")")
+        sayError("  N=\(n): epoll \(row.epoll.text(decimals: 0)) µs, legacy \(row.legacy.text(decimals: 0)), libevent \(row.peer?.text(decimals: 0) ?? "-")")
     }
     for (n, goal) in [(1000, 1.2), (8000, 1.3)] {
         let r = context.report.row(workload, "N=\(n)", "median_us")?.epollOverPeer

@@ -45,7 +45,7 @@ func benchRpc(_ context: BenchContext) throws {
                 let result = try client.expect("result", timeoutMs: budget.rpcWarmupMs + budget.rpcMeasureMs + 30_000)
                 client.waitForExit()
                 results[Column(kind), default: [:]][c.label, default: []].append(result)
-                progress("  \(kind) \(c.label): \(result["rpc_per_s"] ?? "?") RPC/s, p50 \(result["p50_us"] ?? "?") µs"
+                sayError("  \(kind) \(c.label): \(result["rpc_per_s"] ?? "?") RPC/s, p50 \(result["p50_us"] ?? "?") µs"
                     + (result["failed"].map { $0 == "0" ? "" : ", \($0) failed" } ?? ""))
             }
             server.terminate()

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import LoopTools
 
 /// How much of each workload a run does: the full run, or `--quick`, which
 /// does every workload once with tiny counts so it can be smoke-tested.
@@ -87,21 +88,21 @@ func runAll(_ options: Options) throws -> Int32 {
     if !canPin { report.note("taskset or a second CPU is missing: nothing was pinned") }
 
     for workload in workloads where selected.contains(workload.name) {
-        progress("== \(workload.name)")
+        sayError("== \(workload.name)")
         let start = monotonicNanoseconds()
         do {
             try workload.run(context)
         } catch {
             report.note("\(workload.name) failed: \(error)")
-            progress("  failed: \(error)")
+            sayError("  failed: \(error)")
         }
-        progress("  (\(format(Double(monotonicNanoseconds() - start) / 1e9, decimals: 1)) s)")
+        sayError("  (\(format(Double(monotonicNanoseconds() - start) / 1e9, decimals: 1)) s)")
     }
 
     print(report.text)
     fflush(nil)  // before the progress line on stderr
     try writeFile(jsonPath, report.json)
     try writeFile(markdownPath, report.markdown)
-    progress("wrote \(jsonPath) and \(markdownPath)")
+    sayError("wrote \(jsonPath) and \(markdownPath)")
     return 0
 }

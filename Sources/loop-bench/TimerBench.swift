@@ -21,7 +21,7 @@ func benchTimers(_ context: BenchContext) throws {
             context.report.add(Row(workload: "timers", label: "sleep \(period) ms", metric: metric, key: key,
                                    epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: 2))
         }
-        progress("  sleep \(period) ms: mean error epoll \(format(errors[.epoll]?.mean ?? .nan, decimals: 2)) ms, "
+        sayError("  sleep \(period) ms: mean error epoll \(format(errors[.epoll]?.mean ?? .nan, decimals: 2)) ms, "
             + "legacy \(format(errors[.legacy]?.mean ?? .nan, decimals: 2)) ms")
     }
 
@@ -35,7 +35,7 @@ func benchTimers(_ context: BenchContext) throws {
                                legacy: .value(latencies[.legacy, default: Sample()].percentile(p)),
                                peer: nil, decimals: 2))
     }
-    progress("  quickpoll p50: epoll \(format(latencies[.epoll]?.percentile(50) ?? .nan, decimals: 2)) ms, "
+    sayError("  quickpoll p50: epoll \(format(latencies[.epoll]?.percentile(50) ?? .nan, decimals: 2)) ms, "
         + "legacy \(format(latencies[.legacy]?.percentile(50) ?? .nan, decimals: 2)) ms")
 }
 

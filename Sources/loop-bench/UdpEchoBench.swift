@@ -50,7 +50,7 @@ func benchUdpEcho(_ context: BenchContext) throws {
                 let result = try load.expect("result", timeoutMs: budget.echoMeasureMs + budget.echoWarmupMs + 10_000)
                 load.waitForExit()
                 results[column, default: [:]][c.label, default: []].append(result)
-                progress("  \(column) \(c.label): \(result["rtt_per_s"] ?? "?") RTT/s, p50 \(result["p50_us"] ?? "?") µs"
+                sayError("  \(column) \(c.label): \(result["rtt_per_s"] ?? "?") RTT/s, p50 \(result["p50_us"] ?? "?") µs"
                     + (result["lost"].map { $0 == "0" ? "" : ", \($0) lost" } ?? ""))
             }
             server.terminate()

@@ -51,7 +51,7 @@ func benchWakeup(_ context: BenchContext) throws {
     let floor = context.report.row(workload, "bare mechanism in C", "p50_us")?.epollOverLegacy
     context.report.add(TargetResult(name: "(the same for the bare mechanisms in C)", formula: "p50 C eventfd ÷ C signal",
                                     ratio: floor, goal: .atMost(0.5), note: floor == nil ? "the C peer is not built" : nil))
-    progress("  p50: loop epoll \(cell("loop epoll", "p50_us").text(decimals: 1)) µs, legacy \(cell("loop legacy", "p50_us").text(decimals: 1)) µs;"
+    sayError("  p50: loop epoll \(cell("loop epoll", "p50_us").text(decimals: 1)) µs, legacy \(cell("loop legacy", "p50_us").text(decimals: 1)) µs;"
         + " C eventfd \(cell("C eventfd", "p50_us").text(decimals: 1)) µs, signal \(cell("C signal", "p50_us").text(decimals: 1)) µs")
 }
 

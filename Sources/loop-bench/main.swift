@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import LoopTools
 
 let options = Options(CommandLine.arguments)
 do {
@@ -18,6 +19,6 @@ do {
     default: throw UsageError("unknown command '\(options.command)'\n\n\(usage)")
     }
 } catch {
-    progress("loop-bench: \(error)")
+    sayError("loop-bench: \(error)")
     exit(2)
 }

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import LoopTools
 
 /// `loop-harness child-loop`: a bare loop for tests and comparisons that send
 /// it real signals. Prints `ready <pid>` once the loop runs, then

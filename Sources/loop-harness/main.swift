@@ -46,6 +46,6 @@ do {
     default: throw UsageError("unknown command '\(arguments.command)'\n\n\(usage)")
     }
 } catch {
-    complain("loop-harness: \(error)")
+    sayError("loop-harness: \(error)")
     exit(2)
 }

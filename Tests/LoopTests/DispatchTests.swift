@@ -8,7 +8,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func urgentDescriptorsRunBeforeBackgroundOnes(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let background = Pipe(), lowest = Pipe(), urgent = Pipe()
+                let background = PipePair(), lowest = PipePair(), urgent = PipePair()
                 var order: [Int] = []
                 // Registered background first, so fd order alone would put it first.
                 try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in order.append(1); background.drain() }
@@ -26,7 +26,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func callbackSeesItsNiceness(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p0 = Pipe(), p2 = Pipe()
+                let p0 = PipePair(), p2 = PipePair()
                 var seen: [Int] = []
                 try loop.registerRead(fd: p0.readEnd, niceness: 0) { _ in seen.append(loop.niceness); p0.drain() }
                 try loop.registerRead(fd: p2.readEnd, niceness: 2) { _ in seen.append(loop.niceness); p2.drain() }
@@ -40,7 +40,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func quickPollServesOnlyUrgentWorkAndRefusesReentry(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let trigger = Pipe(), urgent = Pipe(), background = Pipe()
+                let trigger = PipePair(), urgent = PipePair(), background = PipePair()
                 var log: [String] = []
                 var innerResult: Bool?
                 try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in

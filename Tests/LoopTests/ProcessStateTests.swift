@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import LoopTools
 import Testing
 
 /// What a loop may change in the process, captured to compare before and after.
@@ -80,7 +81,7 @@ extension LoopConformance {
         @Test func legacyRefusesDescriptorsBeyondFDSetSize() throws {
             try withRaisedDescriptorLimit {
                 try withLoop(.legacy) { loop in
-                    let p = Pipe()
+                    let p = PipePair()
                     let high = dup2(p.readEnd, 1500)
                     try #require(high == 1500)
                     defer { close(high) }
@@ -126,7 +127,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func snapshotReportsBackendAndActivity(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p = Pipe()
+                let p = PipePair()
                 var reads = 0
                 try loop.registerRead(fd: p.readEnd) { _ in reads += 1; p.drain() }
                 try loop.registerSleep(every: 5) {}

@@ -8,7 +8,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func readinessOnPipesAndSockets(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let pipe = Pipe()
+                let pipe = PipePair()
                 let receiver = try LoopbackSocket(), sender = try LoopbackSocket()
                 var pipeReads = 0, socketReads = 0, writable = 0
                 try loop.registerRead(fd: pipe.readEnd) { _ in pipeReads += 1; pipe.drain() }
@@ -29,7 +29,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func severalCallbacksPerDescriptorNewestFirst(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let pipe = Pipe()
+                let pipe = PipePair()
                 var order: [String] = []
                 try loop.registerRead(fd: pipe.readEnd) { _ in order.append("first") }
                 try loop.registerRead(fd: pipe.readEnd) { _ in order.append("second"); pipe.drain() }
@@ -43,7 +43,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func duplicateRegistrationIsANoOp(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let pipe = Pipe()
+                let pipe = PipePair()
                 var calls = 0
                 let owner = "reader"
                 let a = try loop.registerRead(fd: pipe.readEnd, owner: owner) { _ in calls += 1; pipe.drain() }
@@ -54,7 +54,7 @@ extension LoopConformance {
                 #expect(try runUntil(loop) { calls > 0 })
                 #expect(calls == 1)
                 // Same owner on another fd or kind is a different registration.
-                let other = Pipe()
+                let other = PipePair()
                 let c = try loop.registerRead(fd: other.readEnd, owner: owner) { _ in }
                 let d = try loop.registerWrite(fd: pipe.writeEnd, owner: owner) { _ in }
                 #expect(c !== a && d !== a)
@@ -67,7 +67,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func unregisterSelfNextAndOtherDuringDispatch(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let pipe = Pipe(), other = Pipe()
+                let pipe = PipePair(), other = PipePair()
                 var log: [String] = []
                 var third: Registration!
                 var otherReg: Registration!
@@ -103,7 +103,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func reusedDescriptorNeverGetsAStaleEvent(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let a = Pipe(), b = Pipe(), empty = Pipe()
+                let a = PipePair(), b = PipePair(), empty = PipePair()
                 var staleCalls = 0
                 var swapped = false
                 var regs: [Int32: Registration] = [:]
@@ -130,7 +130,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func closeAfterBatchClosesOnlyAfterDispatch(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let a = Pipe()
+                let a = PipePair()
                 let fd = dup(a.readEnd)
                 var seenOpenInside = false
                 try loop.registerRead(fd: fd) { fd in
@@ -150,7 +150,7 @@ extension LoopConformance {
             try withLoop(kind, configuration: config) { loop in
                 #expect(throws: LoopError.invalidDescriptor(-1)) { try loop.registerRead(fd: -1) { _ in } }
                 #expect(throws: LoopError.invalidPeriod(0)) { try loop.registerSleep(every: 0) {} }
-                let p = Pipe()
+                let p = PipePair()
                 let r = try loop.registerRead(fd: p.readEnd) { _ in }
                 try loop.registerRead(fd: p.readEnd) { _ in }
                 try loop.registerSleep(every: 10) {}
@@ -168,7 +168,7 @@ extension LoopConformance {
         func callsFromAnotherThreadAreRefused(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 nonisolated(unsafe) let shared = loop
-                let p = Pipe()
+                let p = PipePair()
                 nonisolated(unsafe) var caught: LoopError?
                 nonisolated(unsafe) var quickPolled = true
                 let fd = p.readEnd
@@ -186,7 +186,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func registeredDescriptorsAreMadeNonBlocking(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p = Pipe()
+                let p = PipePair()
                 try loop.registerRead(fd: p.readEnd) { _ in }
                 let flags = fcntl(p.readEnd, F_GETFL)
                 #expect(flags & O_NONBLOCK != 0)

@@ -13,7 +13,7 @@ extension LoopConformance {
             let first = try Loop.make(kind)
             let handle = first.stopHandle
             try first.close()
-            let unrelated = Pipe()
+            let unrelated = PipePair()
             handle.wakeup()
             handle.stop()
             var buf = [UInt8](repeating: 0, count: 16)
@@ -30,7 +30,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func closeBeforeUnregisterOfADupedFileDoesNotSpin(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p = Pipe()
+                let p = PipePair()
                 let fd = dup(p.readEnd)
                 let r = try loop.registerRead(fd: fd) { _ in }
                 p.fill()  // readable from now on, level-triggered
@@ -50,7 +50,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func registrationOnAReusedNumberAfterCloseWithoutUnregisterFires(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let first = Pipe(), second = Pipe()
+                let first = PipePair(), second = PipePair()
                 let fd = dup(first.readEnd)
                 try loop.registerRead(fd: fd) { _ in }
                 try loop.runOnce()
@@ -99,7 +99,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func closeAfterBatchTwiceClosesOnce(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p = Pipe()
+                let p = PipePair()
                 let fd = dup(p.readEnd)
                 var reopened: Int32 = -1
                 try loop.registerRead(fd: fd) { fd in

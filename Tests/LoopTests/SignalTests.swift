@@ -69,7 +69,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func sigpipeIsCountedNotFatal(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p = Pipe()
+                let p = PipePair()
                 close(p.readEnd)
                 var b: UInt8 = 1
                 #expect(write(p.writeEnd, &b, 1) == -1 && errno == EPIPE)

@@ -35,30 +35,6 @@ func runFor(_ loop: Loop, ms: Int64) throws {
 
 func elapsedMs(since start: Int64) -> Double { Double(monotonicNanoseconds() - start) / 1e6 }
 
-/// A pipe whose ends close with the value.
-final class Pipe {
-    let readEnd: Int32
-    let writeEnd: Int32
-    init() {
-        var fds: [Int32] = [-1, -1]
-        precondition(pipe(&fds) == 0)
-        readEnd = fds[0]
-        writeEnd = fds[1]
-    }
-    func fill(_ byte: UInt8 = 1) {
-        var b = byte
-        _ = write(writeEnd, &b, 1)
-    }
-    func drain() {
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while read(readEnd, &buf, buf.count) > 0 {}
-    }
-    deinit {
-        close(readEnd)
-        close(writeEnd)
-    }
-}
-
 /// A value other threads may set; read on the test thread.
 final class Flag: Sendable {
     private let value = Atomic<Int>(0)

@@ -1,4 +1,5 @@
 import Glibc
+import LoopTools
 import Testing
 @testable import UdpServer
 
@@ -75,7 +76,7 @@ extension UdpServerLoopTests {
 
                 // Long background work: answers both, then quickpolls until the
                 // client has read both replies.
-                let pipe = Pipe()
+                let pipe = PipePair()
                 var checkedInsideWork = false
                 let work = try loop.registerRead(fd: pipe.readEnd, niceness: 1) { _ in
                     pipe.drain()
@@ -136,29 +137,5 @@ extension UdpServerLoopTests {
                 }
             }
         }
-    }
-}
-
-/// A pipe whose ends close with the value.
-final class Pipe {
-    let readEnd: Int32
-    let writeEnd: Int32
-    init() {
-        var fds: [Int32] = [-1, -1]
-        precondition(pipe(&fds) == 0)
-        readEnd = fds[0]
-        writeEnd = fds[1]
-    }
-    func fill() {
-        var byte: UInt8 = 1
-        _ = write(writeEnd, &byte, 1)
-    }
-    func drain() {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(readEnd, &buffer, buffer.count) > 0 {}
-    }
-    deinit {
-        close(readEnd)
-        close(writeEnd)
     }
 }

@@ -50,7 +50,7 @@ func runCompare(_ args: Arguments) throws -> Int32 {
 
     var reports: [ScenarioReport] = []
     for scenario in scenarios {
-        if !options.json { complain("compare: \(scenario.name) …") }
+        if !options.json { sayError("compare: \(scenario.name) …") }
         let epoll = try scenario.measure(.epoll, options)
         let legacy = try scenario.measure(.legacy, options)
         let verdict = scenario.judge(Dictionary(epoll, uniquingKeysWith: { a, _ in a }),

@@ -212,11 +212,11 @@ let idleScenario = Scenario(
             try drive(loop, forMs: 100)
             let seconds = options.quick ? 1.0 : 3.0
             let polls = loop.counters.polls
-            let cpu = processCPUSeconds()
+            let cpu = (Double(processCPUNanoseconds()) / 1e9)
             let start = monotonicNanoseconds()
             try drive(loop, forMs: Int64(seconds * 1000))
             let wall = Double(monotonicNanoseconds() - start) / 1e9
-            return [("cpuPercent", (processCPUSeconds() - cpu) / wall * 100),
+            return [("cpuPercent", ((Double(processCPUNanoseconds()) / 1e9) - cpu) / wall * 100),
                     ("wakeupsPerSec", Double(loop.counters.polls - polls) / wall)]
         }
     },
@@ -227,11 +227,3 @@ let idleScenario = Scenario(
         if ec > lc * scale + 0.5 * scale { return "epoll idle CPU above legacy's" }
         return nil
     })
-
-/// User + system CPU seconds of this process.
-func processCPUSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
-        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-}

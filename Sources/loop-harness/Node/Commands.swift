@@ -101,7 +101,7 @@ func runAdminCommand(_ args: Arguments, _ type: NodeMessage) throws -> Int32 {
             if json {
                 say(JSON.object([("ok", .bool(false)), ("error", .string("\(error)"))]).description)
             } else {
-                complain("\(peer): \(error)")
+                sayError("\(peer): \(error)")
             }
             return 1
         }

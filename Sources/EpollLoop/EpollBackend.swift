@@ -37,6 +37,9 @@ public final class EpollBackend: LoopBackend {
     @exclusivity(unchecked) private var registered: [UInt64] = []
     @exclusivity(unchecked) private var registeredInterest: [Interest] = []
     @exclusivity(unchecked) private var needsRebuild = false
+    /// Regular files (and other fds epoll refuses with EPERM): select reports them
+    /// always ready, so this backend does too, without the kernel.
+    @exclusivity(unchecked) private var alwaysReady: [Int32: (generation: UInt32, interest: Interest)] = [:]
     @exclusivity(unchecked) private var datas = [UInt64](repeating: 0, count: 256)
     @exclusivity(unchecked) private var flags = [UInt32](repeating: 0, count: 256)
 
@@ -112,6 +115,10 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
+        if alwaysReady[fd] != nil {
+            alwaysReady[fd] = new.isEmpty ? nil : (generation, new)
+            return
+        }
         let events = Self.events(for: new)
         let data = UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
         if registered.count <= Int(fd) {
@@ -130,6 +137,9 @@ public final class EpollBackend: LoopBackend {
             // The owner closed the fd earlier, so the kernel forgot it: add afresh.
             case (ENOENT, EPOLL_CTL_MOD): op = EPOLL_CTL_ADD
             case (EEXIST, EPOLL_CTL_ADD): op = EPOLL_CTL_MOD
+            case (EPERM, EPOLL_CTL_ADD):
+                alwaysReady[fd] = (generation, new)
+                return
             case (ENOENT, EPOLL_CTL_DEL), (EBADF, EPOLL_CTL_DEL):
                 registered[Int(fd)] = 0
                 registeredInterest[Int(fd)] = []
@@ -141,6 +151,7 @@ public final class EpollBackend: LoopBackend {
 
     public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
         collectRealTimerTicks(busy: true)
+        let timeoutMs = alwaysReady.isEmpty ? timeoutMs : 0
         let n = datas.withUnsafeMutableBufferPointer { d in
             flags.withUnsafeMutableBufferPointer { f in
                 shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))
@@ -171,6 +182,10 @@ public final class EpollBackend: LoopBackend {
                 writable: failed || ev & EPOLLOUT.rawValue != 0))
         }
         if needsRebuild { rebuild() }
+        for (fd, entry) in alwaysReady {
+            events.append(ReadyEvent(fd: fd, generation: entry.generation,
+                                     readable: entry.interest.contains(.read), writable: entry.interest.contains(.write)))
+        }
     }
 
     /// Real-timer expirations since the last read count as busy (before a wait)

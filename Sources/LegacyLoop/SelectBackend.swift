@@ -88,6 +88,11 @@ public final class SelectBackend: LoopBackend {
         if new.contains(.read) { shim_fd_set(fd, &readSet) } else { shim_fd_clr(fd, &readSet) }
         if new.contains(.write) { shim_fd_set(fd, &writeSet) } else { shim_fd_clr(fd, &writeSet) }
         generations[Int(fd)] = generation
+        if new.isEmpty {
+            // O_ASYNC was the loop's: do not leave it behind on an fd it no longer watches.
+            let flags = fcntl(fd, F_GETFL)
+            if flags >= 0 && flags & O_ASYNC != 0 { _ = fcntl(fd, F_SETFL, flags & ~O_ASYNC) }
+        }
         if !new.isEmpty {
             highestFd = max(highestFd, fd)
         } else if fd == highestFd {

@@ -115,5 +115,35 @@ extension LoopConformance {
                 close(reopened)
             }
         }
+
+        /// select reports a regular file always ready; epoll refuses it (EPERM), so the
+        /// epoll backend reports it ready itself: the same callbacks run on both.
+        @Test(arguments: LoopBackendKind.allCases)
+        func regularFilesAreAlwaysReady(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                var template = Array("/tmp/loop-file-XXXXXX".utf8CString)
+                let fd = mkstemp(&template)
+                try #require(fd >= 0)
+                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+                defer { close(fd) }
+                var reads = 0
+                let r = try loop.registerRead(fd: fd) { _ in reads += 1 }
+                #expect(try runUntil(loop, timeoutMs: 2_000) { reads >= 3 })
+                try loop.unregister(r)
+                let after = reads
+                try runFor(loop, ms: 20)
+                #expect(reads == after)
+            }
+        }
+
+        @Test func legacyClearsAsyncModeWhenAnFdLeaves() throws {
+            try withLoop(.legacy) { loop in
+                let p = PipePair()
+                let r = try loop.registerRead(fd: p.readEnd) { _ in }
+                #expect(fcntl(p.readEnd, F_GETFL) & O_ASYNC != 0)
+                try loop.unregister(r)
+                #expect(fcntl(p.readEnd, F_GETFL) & O_ASYNC == 0)
+            }
+        }
     }
 }

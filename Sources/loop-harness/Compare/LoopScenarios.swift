@@ -122,8 +122,8 @@ let quickPollScenario = Scenario(
     measure: { kind, options in
         try withCompareLoop(kind) { loop in
             var latencies = Sample()
-            for ms in try measureQuickPollLatency(loop, rounds: options.quick ? 5 : 20, drive: { try drive(loop, until: $0) }) {
-                latencies.add(ms)
+            for latency in try measureQuickPollLatency(loop, rounds: options.quick ? 5 : 20, drive: { try drive(loop, until: $0) }) {
+                latencies.add(latency.wallMs)
             }
             return [("p50ms", latencies.percentile(50)), ("p99ms", latencies.percentile(99)),
                     ("quickpolls", Double(loop.counters.quickPolls))]

@@ -44,7 +44,7 @@ public final class EventLoop {
     @exclusivity(unchecked) private var liveRegistrations = 0
     /// Read and write registrations with niceness > 0: without any, pass 2 has nothing to do.
     @exclusivity(unchecked) private var backgroundRegistrations = 0
-    @exclusivity(unchecked) private var bottomHalves: [(needed: () -> Bool, run: () -> Void)] = []
+    @exclusivity(unchecked) private var bottomHalves: [BottomHalf] = []
     @exclusivity(unchecked) private var pendingCloses: [Int32] = []
     @exclusivity(unchecked) private var dispatchDepth = 0
     @exclusivity(unchecked) private var events: [ReadyEvent] = []
@@ -155,10 +155,18 @@ public final class EventLoop {
     }
 
     /// Work the loop runs at the top of each full poll while `needed()` says so
-    /// (the UDP server's `needBottom`).
-    public func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) {
+    /// (the UDP server's `needBottom`). Keep the handle to remove it.
+    @discardableResult
+    public func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) -> BottomHalf {
         try checkUsable("addBottomHalf")
-        bottomHalves.append((needed, run))
+        let half = BottomHalf(needed: needed, run: run)
+        bottomHalves.append(half)
+        return half
+    }
+
+    public func removeBottomHalf(_ half: BottomHalf) throws(LoopError) {
+        try checkThread("removeBottomHalf")
+        bottomHalves.removeAll { $0 === half }
     }
 
     // MARK: Running
@@ -532,6 +540,16 @@ public final class EventLoop {
     private func checkUsable(_ operation: String) throws(LoopError) {
         try checkThread(operation)
         guard !isClosed else { throw .closed }
+    }
+}
+
+/// A bottom half registered with `addBottomHalf`.
+public final class BottomHalf {
+    let needed: () -> Bool
+    let run: () -> Void
+    init(needed: @escaping () -> Bool, run: @escaping () -> Void) {
+        self.needed = needed
+        self.run = run
     }
 }
 

@@ -15,6 +15,8 @@ public struct UdpServerConfiguration {
     public var pollTimeMs = 20
     /// Transactions in progress, both directions together.
     public var maxSlots = 3500
+    /// Of `maxSlots`, how many incoming requests may never take (at most a quarter of them).
+    public var reservedOutgoingSlots = 64
     /// `SO_RCVBUF`/`SO_SNDBUF` (the kernel caps them at `rmem_max`/`wmem_max`).
     public var receiveBufferSize = 4 * 1024 * 1024
     public var sendBufferSize = 4 * 1024 * 1024

@@ -121,6 +121,57 @@ extension UdpServerLoopTests {
 
         /// Sizes that lie: beyond the limit is corrupt; within it but beyond the
         /// memory cap is dropped without allocating; disagreeing datagrams are corrupt.
+        /// Repeating an old datagram is not progress: a peer that resends the first
+        /// datagram of a request forever does not keep its slot (and buffer) alive.
+        @Test(arguments: LoopBackendKind.allCases)
+        func duplicatesDoNotPostponeTheTimeout(kind: LoopBackendKind) throws {
+            let server = UdpServerConfiguration.loopback { $0.incomingTimeoutMs = 300 }
+            try withServers(kind, server: server) { loop, _, server in
+                let peer = RawSocket()
+                let full = [UInt8](repeating: 7, count: Self.geometry.payloadSize)
+                let first = dataDatagram(type: 1, number: 0, messageSize: UInt32(2 * full.count), transactionId: 9,
+                                         payload: full)
+                peer.send(first, to: server.address)
+                try runUntil(loop) { server.stats.incomingSlots == 1 }
+                let started = monotonicNanoseconds()
+                var lastSend = started
+                // Resend it every 50 ms; the slot must still time out about 300 ms after it was new.
+                try runUntil(loop, timeoutMs: 5_000) {
+                    if monotonicNanoseconds() - lastSend > 50_000_000 {
+                        peer.send(first, to: server.address)
+                        lastSend = monotonicNanoseconds()
+                    }
+                    _ = peer.drain()
+                    return server.stats.incomingSlots == 0
+                }
+                #expect(server.stats.timeouts == 1)
+                #expect(server.stats.duplicates >= 1)
+                #expect(server.bufferedBytes == 0)
+            }
+        }
+
+        /// Strangers cannot take every slot: some stay for this server's own requests.
+        @Test(arguments: LoopBackendKind.allCases)
+        func incomingRequestsLeaveSlotsForOutgoingOnes(kind: LoopBackendKind) throws {
+            let server = UdpServerConfiguration.loopback { $0.maxSlots = 8; $0.reservedOutgoingSlots = 2 }
+            try withServers(kind, server: server) { loop, client, server in
+                let peer = RawSocket()
+                let full = [UInt8](repeating: 7, count: Self.geometry.payloadSize)
+                for id in 1...20 {
+                    peer.send(dataDatagram(type: 1, number: 0, messageSize: UInt32(2 * full.count),
+                                           transactionId: UInt32(id), payload: full), to: server.address)
+                }
+                try runUntil(loop) { server.stats.incomingSlots + server.stats.noSlotDrops == 20 }
+                #expect(server.stats.incomingSlots == 6)
+                // The server can still ask: its own request gets a slot.
+                client.echo(type: 5)
+                let ledger = Ledger()
+                server.sendRequest([4, 2], type: 5, to: client.address, niceness: 0, callback: ledger.callback(0))
+                try runUntil(loop) { ledger.isDone(1) }
+                #expect(ledger.reply(0) == [4, 2])
+            }
+        }
+
         @Test(arguments: LoopBackendKind.allCases)
         func messageSizeLiesAllocateNothing(kind: LoopBackendKind) throws {
             let server = UdpServerConfiguration.loopback { $0.maxBufferedIncomingBytes = 1 << 20 }

@@ -66,7 +66,6 @@ extension UdpServerLoopTests {
                 #expect(stats.corrupt >= surelyCorrupt)
                 #expect(stats.strayAcks > 0 && stats.strayReplies > 0)
                 #expect(stats.memoryDrops > 0 || stats.corrupt > surelyCorrupt)
-                #expect(stats.dropped <= total)
 
                 // Every transaction the garbage started times out; nothing stays behind.
                 try runUntil(loop, timeoutMs: 20_000) {

@@ -96,16 +96,17 @@ extension UdpServerLoopTests {
             try withServers(kind) { loop, client, _ in
                 let silent = RawSocket()
                 let ledger = Ledger()
-                let first = client.sendRequest([1], type: 1, to: silent.address, timeoutMs: 300,
+                // A 2 s timeout, so a stalled machine cannot time them out before the cancel.
+                let first = client.sendRequest([1], type: 1, to: silent.address, timeoutMs: 2_000,
                                                callback: ledger.callback(0))
-                client.sendRequest([2], type: 8, to: silent.address, timeoutMs: 300, callback: ledger.callback(1))
-                client.sendRequest([3], type: 8, to: silent.address, timeoutMs: 300, callback: ledger.callback(2))
+                client.sendRequest([2], type: 8, to: silent.address, timeoutMs: 2_000, callback: ledger.callback(1))
+                client.sendRequest([3], type: 8, to: silent.address, timeoutMs: 2_000, callback: ledger.callback(2))
                 try runFor(loop, ms: 20)
                 #expect(client.cancel(first))
                 #expect(!client.cancel(first))
                 #expect(client.cancelAll(type: 8) == 2)
                 try runUntil(loop) { ledger.isDone(3) }
-                try runFor(loop, ms: 400)  // past the timeout: no second callback
+                try runFor(loop, ms: 2_100)  // past the timeout: no second callback
                 ledger.expectExactlyOnce(3)
                 #expect((0..<3).allSatisfy { ledger.error($0) == .cancelled })
                 #expect(client.stats.timeouts == 0 && client.stats.outgoingSlots == 0)

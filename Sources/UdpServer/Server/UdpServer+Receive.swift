@@ -50,7 +50,6 @@ extension UdpServer {
             counters.strayAcks += 1
             return
         }
-        transaction.lastProgress = currentTime()
         if header.isCancel {
             // The peer has no such transaction: stop talking to it.
             if transaction.isRequester {
@@ -63,11 +62,17 @@ extension UdpServer {
             return
         }
         guard transaction.isSending, let message = transaction.outgoing,
-              Int(header.datagramNumber) < message.datagramCount,
-              message.markAcked(Int(header.datagramNumber)) != .bogus else {
+              Int(header.datagramNumber) < message.datagramCount else {
             counters.strayAcks += 1
             return
         }
+        let outcome = message.markAcked(Int(header.datagramNumber))
+        guard outcome != .bogus else {
+            counters.strayAcks += 1
+            return
+        }
+        // Only news is progress: a peer repeating itself must not keep a slot alive forever.
+        if outcome == .new { transaction.lastProgress = currentTime() }
         // Any ACK shows the peer is alive: the backoff starts over, as in the original.
         resetResendTime(transaction)
         if message.isFullyAcked {
@@ -86,7 +91,6 @@ extension UdpServer {
     private func receiveData(_ header: DatagramHeader, payload: UnsafeRawBufferPointer, for key: TransactionKey) {
         let number = Int(header.datagramNumber)
         if let transaction = slots[key] {
-            transaction.lastProgress = currentTime()
             if transaction.isRequester {
                 guard header.messageType == transaction.type else {
                     counters.corrupt += 1
@@ -123,7 +127,8 @@ extension UdpServer {
             counters.shutdownDrops += 1
             return
         }
-        guard slots.count < configuration.maxSlots else {
+        // Incoming requests may not take the slots kept for this server's own requests.
+        guard slots.count < configuration.maxSlots - reservedOutgoingSlots else {
             counters.noSlotDrops += 1  // the requester resends
             return
         }
@@ -156,7 +161,9 @@ extension UdpServer {
             message = existing
         } else {
             // The buffer is allocated once the (validated) size is known, within the memory cap.
-            guard hasRoom(for: header), let size = header.messageSize else {
+            // Replies to our own requests are exempt: their number is bounded by our requests,
+            // and strangers filling the cap must not make every outgoing RPC time out.
+            guard transaction.isRequester || hasRoom(for: header), let size = header.messageSize else {
                 counters.memoryDrops += 1
                 return
             }
@@ -168,7 +175,7 @@ extension UdpServer {
         }
         let number = Int(header.datagramNumber)
         let isNew = message.accept(number: number, payload: payload, geometry: geometry)
-        if !isNew { counters.duplicates += 1 }
+        if isNew { transaction.lastProgress = currentTime() } else { counters.duplicates += 1 }
         sendAck(for: transaction, datagram: number)
         if isNew && message.isComplete { complete(transaction, message) }
     }

@@ -8,6 +8,9 @@ extension UdpServer {
         flushHeldDatagrams()
         var expired: [Transaction] = []
         for transaction in slots.values {
+            // The loop's clock may be wall time, which can step back: never wait for it to catch up.
+            transaction.lastProgress = min(transaction.lastProgress, now)
+            transaction.lastSend = min(transaction.lastSend, now)
             if now - transaction.lastProgress >= transaction.timeoutMs {
                 expired.append(transaction)
                 continue

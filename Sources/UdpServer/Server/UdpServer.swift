@@ -33,6 +33,8 @@ public final class UdpServer {
     /// Registered only while a send would block.
     var writeRegistration: Registration?
     var sleepRegistration: Registration?
+    /// The loop runs `bottomHalf()` through this while callbacks wait (the original's `needBottom`).
+    var bottomHalfRegistration: BottomHalf?
 
     var slots: [TransactionKey: Transaction] = [:]
     /// Outgoing transactions by request id, for `cancel`.
@@ -89,6 +91,7 @@ public final class UdpServer {
 
     deinit {
         if socket != nil { closeSocket() }
+        if let bottomHalfRegistration { try? loop.removeBottomHalf(bottomHalfRegistration) }
         receiveBuffer.deallocate()
         sendBuffer.deallocate()
     }
@@ -117,8 +120,8 @@ public final class UdpServer {
             sleepRegistration = try loop.registerSleep(every: configuration.pollTimeMs, niceness: 0) { [weak self] in
                 self?.timePoll()
             }
-            try loop.addBottomHalf(needed: { [weak self] in self?.needsBottomHalf ?? false },
-                                   run: { [weak self] in self?.bottomHalf() })
+            bottomHalfRegistration = try loop.addBottomHalf(
+                needed: { [weak self] in self?.needsBottomHalf ?? false }, run: { [weak self] in self?.bottomHalf() })
         } catch {
             closeSocket()
             boundAddress = nil
@@ -313,4 +316,7 @@ public final class UdpServer {
 
     /// The loop's clock, read now: `loop.now` is stale outside its callbacks.
     func currentTime() -> Int64 { loop.configuration.clock.milliseconds() }
+
+    /// Slots incoming requests cannot take, so strangers cannot stop this server's own requests.
+    var reservedOutgoingSlots: Int { min(configuration.reservedOutgoingSlots, configuration.maxSlots / 4) }
 }

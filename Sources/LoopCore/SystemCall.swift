@@ -16,18 +16,17 @@ public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
 }
 
 /// Every raw syscall the loops make goes through here once: `EINTR` is retried
-/// unless the caller wants to see it, and errno becomes a typed error.
+/// and errno becomes a typed error.
 @inline(__always)
 public func systemCall<R: BinaryInteger>(
     _ name: @autoclosure () -> String,
-    retryOnInterrupt: Bool = true,
     _ body: () -> R
 ) throws(SystemError) -> R {
     while true {
         let result = body()
         if result >= 0 { return result }
         let err = Glibc.errno
-        if err == EINTR && retryOnInterrupt { continue }
+        if err == EINTR { continue }
         throw SystemError(name(), errno: err)
     }
 }

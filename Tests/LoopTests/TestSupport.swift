@@ -1,7 +1,6 @@
 import CLoopShim
 import Compat
 import Glibc
-import Synchronization
 import Testing
 
 /// Every loop test lives under this suite: loops touch process-wide signal
@@ -34,13 +33,6 @@ func runFor(_ loop: Loop, ms: Int64) throws {
 }
 
 func elapsedMs(since start: Int64) -> Double { Double(monotonicNanoseconds() - start) / 1e6 }
-
-/// A value other threads may set; read on the test thread.
-final class Flag: Sendable {
-    private let value = Atomic<Int>(0)
-    func add(_ n: Int = 1) { value.add(n, ordering: .relaxed) }
-    var count: Int { value.load(ordering: .relaxed) }
-}
 
 /// Raises the soft descriptor limit to the hard one for the duration of `body`.
 func withRaisedDescriptorLimit<R>(_ body: () throws -> R) rethrows -> R {

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <pthread.h>
 
 void shim_fd_zero(fd_set *set) { FD_ZERO(set); }
 void shim_fd_set(int fd, fd_set *set) { FD_SET(fd, set); }
@@ -42,4 +43,50 @@ int shim_install_handler(int sig, shim_sig_handler handler, const sigset_t *mask
     sa.sa_flags = flags | SA_SIGINFO;
     if (mask) sa.sa_mask = *mask; else sigemptyset(&sa.sa_mask);
     return sigaction(sig, &sa, previous);
+}
+
+int shim_handler_is(int sig, shim_sig_handler handler) {
+    struct sigaction current;
+    if (sigaction(sig, NULL, &current) != 0) return 0;
+    return (current.sa_flags & SA_SIGINFO) && current.sa_sigaction == handler;
+}
+
+// ---- fork awareness and the library's signal-mask changes ----
+
+static int fork_generation;                 // bumped in each forked child
+static int blocked_by_library[_NSIG];       // per signal: holds that blocked it
+static int unblocked_by_library[_NSIG];     // per signal: holds that unblocked it
+
+int shim_fork_generation(void) { return __atomic_load_n(&fork_generation, __ATOMIC_ACQUIRE); }
+
+int shim_fork(void) { return (int)fork(); }
+
+void shim_library_mask_note(int sig, int blocked_delta, int unblocked_delta) {
+    if (sig <= 0 || sig >= _NSIG) return;
+    __atomic_add_fetch(&blocked_by_library[sig], blocked_delta, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&unblocked_by_library[sig], unblocked_delta, __ATOMIC_RELAXED);
+}
+
+void shim_library_mask_undo(sigset_t *mask) {
+    // A signal the library both blocked (process set-up) and unblocked again (the
+    // legacy loop's own thread) was unblocked before the library touched it.
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (__atomic_load_n(&unblocked_by_library[sig], __ATOMIC_RELAXED) > 0) sigaddset(mask, sig);
+        if (__atomic_load_n(&blocked_by_library[sig], __ATOMIC_RELAXED) > 0) sigdelset(mask, sig);
+    }
+}
+
+// In a forked child: mark the copy, and give its only thread the mask the
+// program had before the library changed it (only async-signal-safe calls).
+static void child_after_fork(void) {
+    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELEASE);
+    sigset_t mask;
+    if (pthread_sigmask(SIG_SETMASK, NULL, &mask) == 0) {
+        shim_library_mask_undo(&mask);
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    }
+}
+
+__attribute__((constructor)) static void install_fork_handler(void) {
+    pthread_atfork(NULL, NULL, child_after_fork);
 }

@@ -4,8 +4,10 @@ import LoopCore
 
 /// The new design: level-triggered `epoll_wait`; a 10 ms quickpoll timerfd
 /// and a 1 ms real timerfd on CLOCK_MONOTONIC; an eventfd for wake-ups; a
-/// signalfd for SIGHUP/SIGTERM/SIGINT/SIGPWR (and SIGPIPE, to count it).
-/// No `select`, no `setitimer`, no signal handlers.
+/// signalfd for SIGHUP/SIGTERM/SIGINT/SIGPWR, and for SIGPIPE and SIGIO, which
+/// it only counts (the legacy loop's handlers count them too; unblocked and
+/// unhandled, either would terminate the process). No `select`, no
+/// `setitimer`, no signal handlers.
 ///
 /// signalfd sees a process-directed signal only if every thread blocks it:
 /// this backend blocks the signals on the loop thread, worker threads inherit
@@ -17,43 +19,61 @@ public final class EpollBackend: LoopBackend {
     public let signals = LoopSignals()
     /// Wakers keep the eventfd alive, so a waker used after `close()` never
     /// writes into an unrelated descriptor that reused the number.
-    public var waker: any LoopWaker { EventFDWaker(target: wake!) }
+    public var waker: any LoopWaker { EventFDWaker(target: wake) }
 
     private let configuration: LoopConfiguration
     @exclusivity(unchecked) private var epollFD: Int32 = -1
-    private var wake: WakeupDescriptor?
-    private var wakeFD: Int32 { wake?.fd ?? -1 }
+    /// Made with the backend and never replaced, so any thread may read it at
+    /// any time; closed when the backend and the last waker are gone.
+    private let wake: WakeupDescriptor
+    private var wakeFD: Int32 { wake.fd }
     private var quickTimerFD: Int32 = -1
     private var realTimerFD: Int32 = -1
     private var signalFD: Int32 = -1
-    private var savedMask = sigset_t()
-    private var maskChanged = false
+    /// What the signalfd reads: the admin signals (unless disabled), and SIGPIPE and SIGIO to count.
+    private let signalSet: [Int32]
+    private var maskClaim: ThreadSignalMask.Claim?
     @exclusivity(unchecked) private var timersArmed = false
     /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
     @exclusivity(unchecked) private var nextQuickPollCheck: Int64 = 0
     @exclusivity(unchecked) private var nextRealTimerRead: Int64 = 0
-    /// What the kernel was told per fd (`data`, 0 = nothing), to recognise
-    /// events of kernel entries the loop no longer knows about.
+    /// What the kernel was last told per fd: its `data` (0 = nothing), to
+    /// recognise events of kernel entries the loop no longer knows about.
+    /// `data` is a fresh tag (high half) and the fd (low half), the tag new on
+    /// every ADD and MOD: a kernel entry left behind when its fd was closed
+    /// while a dup of the file lives on keeps its old tag, so it can never pass
+    /// for the entry of a new file under the same number.
     @exclusivity(unchecked) private var registered: [UInt64] = []
     @exclusivity(unchecked) private var registeredInterest: [Interest] = []
+    /// The core's generation for each fd's registration, handed back with its events.
+    @exclusivity(unchecked) private var coreGenerations: [UInt32] = []
+    @exclusivity(unchecked) private var lastTag: UInt32 = 0
     @exclusivity(unchecked) private var needsRebuild = false
     /// Regular files (and other fds epoll refuses with EPERM): select reports them
-    /// always ready, so this backend does too, without the kernel.
-    @exclusivity(unchecked) private var alwaysReady: [Int32: (generation: UInt32, interest: Interest)] = [:]
+    /// always ready, so this backend does too, without the kernel. The file's
+    /// identity is kept to notice the number being closed or reused.
+    private struct AlwaysReady {
+        var generation: UInt32
+        var interest: Interest
+        var device: UInt
+        var inode: UInt
+    }
+    @exclusivity(unchecked) private var alwaysReady: [Int32: AlwaysReady] = [:]
     @exclusivity(unchecked) private var datas = [UInt64](repeating: 0, count: 256)
     @exclusivity(unchecked) private var flags = [UInt32](repeating: 0, count: 256)
 
     /// epoll data of the backend's own descriptors: generation 0, which the core never hands out.
     private enum Control: UInt64 { case wake = 1, quickTimer = 2, signal = 3 }
 
-    public init(configuration: LoopConfiguration = LoopConfiguration()) {
+    public init(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
         self.configuration = configuration
+        do { wake = try WakeupDescriptor() } catch { throw .system(error) }
+        signalSet = (configuration.handlesAdminSignals ? adminSignals : []) + [SIGPIPE, SIGIO]
     }
 
     public func start() throws(LoopError) {
         do {
             epollFD = try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
-            wake = try WakeupDescriptor()
             quickTimerFD = try systemCall("timerfd_create") {
                 timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
             }
@@ -62,10 +82,8 @@ public final class EpollBackend: LoopBackend {
             }
             var mask = sigset_t()
             sigemptyset(&mask)
-            sigaddset(&mask, SIGPIPE)
-            if configuration.handlesAdminSignals { for s in adminSignals { sigaddset(&mask, s) } }
-            pthread_sigmask(SIG_BLOCK, &mask, &savedMask)
-            maskChanged = true
+            for s in signalSet { sigaddset(&mask, s) }
+            maskClaim = ThreadSignalMask.claim(Dictionary(uniqueKeysWithValues: signalSet.map { ($0, true) }))
             signalFD = try systemCall("signalfd") { signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
 
             try addControls(to: epollFD)
@@ -115,42 +133,86 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
-        if alwaysReady[fd] != nil {
-            alwaysReady[fd] = new.isEmpty ? nil : (generation, new)
+        let index = Int(fd)
+        if registered.count <= index {
+            let grow = index + 1 - registered.count
+            registered += repeatElement(0, count: grow)
+            registeredInterest += repeatElement([], count: grow)
+            coreGenerations += repeatElement(0, count: grow)
+        }
+        // Every registration asks the kernel again, so a number that named a
+        // regular file and now names a pipe is watched as a pipe.
+        alwaysReady[fd] = nil
+        if new.isEmpty {
+            if registered[index] != 0 {
+                // The owner may have closed the fd already (ENOENT, EBADF): the kernel then dropped it.
+                _ = try? systemCall("epoll_ctl(DEL)") { shim_epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, 0, 0) }
+            }
+            forget(index)
             return
         }
-        let events = Self.events(for: new)
-        let data = UInt64(generation) << 32 | UInt64(UInt32(bitPattern: fd))
-        if registered.count <= Int(fd) {
-            registered += repeatElement(0, count: Int(fd) + 1 - registered.count)
-            registeredInterest += repeatElement([], count: Int(fd) + 1 - registeredInterest.count)
-        }
-        var op = new.isEmpty ? EPOLL_CTL_DEL : (old.isEmpty ? EPOLL_CTL_ADD : EPOLL_CTL_MOD)
+        try watch(fd: fd, interest: new, generation: generation)
+    }
+
+    /// Adds or modifies the kernel entry of `fd` under a fresh tag.
+    private func watch(fd: Int32, interest: Interest, generation: UInt32) throws(LoopError) {
+        let index = Int(fd)
+        lastTag &+= 1
+        if lastTag == 0 { lastTag = 1 }  // 0 marks the backend's own descriptors
+        let data = UInt64(lastTag) << 32 | UInt64(UInt32(bitPattern: fd))
+        let events = Self.events(for: interest)
+        var op = registered[index] == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
         while true {
             if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 {
-                registered[Int(fd)] = new.isEmpty ? 0 : data
-                registeredInterest[Int(fd)] = new
+                registered[index] = data
+                registeredInterest[index] = interest
+                coreGenerations[index] = generation
                 return
             }
             switch (errno, op) {
             case (EINTR, _): continue
-            // The owner closed the fd earlier, so the kernel forgot it: add afresh.
+            // The kernel has no entry for the file now under this number: the owner
+            // closed the fd (the kernel forgot it), maybe reusing the number. An
+            // entry of the old file that a dup keeps alive still carries its old
+            // tag, and its first event triggers a rebuild.
             case (ENOENT, EPOLL_CTL_MOD): op = EPOLL_CTL_ADD
             case (EEXIST, EPOLL_CTL_ADD): op = EPOLL_CTL_MOD
             case (EPERM, EPOLL_CTL_ADD):
-                alwaysReady[fd] = (generation, new)
-                return
-            case (ENOENT, EPOLL_CTL_DEL), (EBADF, EPOLL_CTL_DEL):
-                registered[Int(fd)] = 0
-                registeredInterest[Int(fd)] = []
+                forget(index)
+                var info = stat()
+                guard fstat(fd, &info) == 0 else { throw .system(SystemError("fstat(\(fd))", errno: errno)) }
+                alwaysReady[fd] = AlwaysReady(generation: generation, interest: interest,
+                                              device: UInt(info.st_dev), inode: UInt(info.st_ino))
                 return
             default: throw .system(SystemError("epoll_ctl(\(fd))", errno: errno))
             }
         }
     }
 
+    private func forget(_ index: Int) {
+        registered[index] = 0
+        registeredInterest[index] = []
+        coreGenerations[index] = 0
+    }
+
+    /// select drops a closed fd (EBADF) and watches whatever file a reused number
+    /// names; the always-ready set follows suit: a closed fd leaves it, a new
+    /// file under the number goes to the kernel (or stays, if also refused).
+    private func refreshAlwaysReady() {
+        for (fd, entry) in alwaysReady {
+            var info = stat()
+            if fstat(fd, &info) != 0 {
+                alwaysReady[fd] = nil
+            } else if UInt(info.st_dev) != entry.device || UInt(info.st_ino) != entry.inode {
+                alwaysReady[fd] = nil
+                if (try? watch(fd: fd, interest: entry.interest, generation: entry.generation)) == nil { forget(Int(fd)) }
+            }
+        }
+    }
+
     public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
         collectRealTimerTicks(busy: true)
+        if !alwaysReady.isEmpty { refreshAlwaysReady() }
         let timeoutMs = alwaysReady.isEmpty ? timeoutMs : 0
         let n = datas.withUnsafeMutableBufferPointer { d in
             flags.withUnsafeMutableBufferPointer { f in
@@ -177,7 +239,7 @@ public final class EpollBackend: LoopBackend {
             }
             let failed = ev & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
             events.append(ReadyEvent(
-                fd: fd, generation: UInt32(truncatingIfNeeded: data >> 32),
+                fd: fd, generation: coreGenerations[Int(fd)],
                 readable: failed || ev & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0,
                 writable: failed || ev & EPOLLOUT.rawValue != 0))
         }
@@ -208,15 +270,18 @@ public final class EpollBackend: LoopBackend {
         case .signal:
             var info = signalfd_siginfo()
             while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
-                let signo = Int32(info.ssi_signo)
-                if signo == SIGPIPE {
-                    signals.sigPipes.add(1, ordering: .relaxed)
-                } else {
-                    signals.requestShutdown(ShutdownReason.forSignal(signo))
-                }
+                record(Int32(info.ssi_signo))
             }
         case nil:
             break
+        }
+    }
+
+    private func record(_ signo: Int32) {
+        switch signo {
+        case SIGPIPE: signals.sigPipes.add(1, ordering: .relaxed)
+        case SIGIO: signals.sigIOs.add(1, ordering: .relaxed)
+        default: signals.requestShutdown(ShutdownReason.forSignal(signo))
         }
     }
 
@@ -260,27 +325,37 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func stop() {
-        if signalFD >= 0 && maskChanged {
-            // Take pending signals off the queue before unblocking, or they would
-            // hit their default action (terminate) the moment the mask is restored.
-            // Only those the restore unblocks: what the embedder still blocks stays pending for it.
-            var unblocked = sigset_t()
-            sigemptyset(&unblocked)
-            for s in adminSignals + [SIGPIPE] where sigismember(&savedMask, s) == 0 { sigaddset(&unblocked, s) }
-            if signalfd(signalFD, &unblocked, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) >= 0 {
-                var info = signalfd_siginfo()
-                while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 {
-                    if Int32(info.ssi_signo) != SIGPIPE { signals.requestShutdown(.forSignal(Int32(info.ssi_signo))) }
+        if let claim = maskClaim {
+            // SIGPIPE or SIGIO still pending would meet its default action
+            // (terminate) the moment the mask is restored: count it instead. Admin
+            // signals stay pending and reach the embedder's own disposition; what
+            // the embedder itself still blocks is not unblocked, so stays pending too.
+            let counted = ThreadSignalMask.signalsUnblockedByRelease(claim).filter { $0 == SIGPIPE || $0 == SIGIO }
+            if signalFD >= 0 && !counted.isEmpty {
+                var set = sigset_t()
+                sigemptyset(&set)
+                for s in counted { sigaddset(&set, s) }
+                if signalfd(signalFD, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) >= 0 {
+                    var info = signalfd_siginfo()
+                    while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 { record(Int32(info.ssi_signo)) }
                 }
             }
+            ThreadSignalMask.release(claim)
+            maskClaim = nil
         }
-        if maskChanged {
-            pthread_sigmask(SIG_SETMASK, &savedMask, nil)
-            maskChanged = false
-        }
+        closeOwnDescriptors()
+    }
+
+    public func abandon() {
+        if let claim = maskClaim { ThreadSignalMask.release(claim) }  // bookkeeping only, in a child
+        maskClaim = nil
+        closeOwnDescriptors()
+    }
+
+    private func closeOwnDescriptors() {
+        timersArmed = false
         for fd in [signalFD, realTimerFD, quickTimerFD, epollFD] { closeDescriptor(fd) }
         signalFD = -1; realTimerFD = -1; quickTimerFD = -1; epollFD = -1
-        wake = nil  // closed when the last waker goes
     }
 }
 

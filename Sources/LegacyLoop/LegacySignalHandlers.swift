@@ -14,6 +14,11 @@ enum LegacyProcessState {
     /// Kernel thread id of the loop thread (0 = no loop).
     static let loopThreadID = Atomic<Int32>(0)
     static let active = Atomic<Bool>(false)
+    /// The active loop's serial number (0 = none). Serials are never reused, so
+    /// a waker that outlives its loop cannot mistake a later loop for its own
+    /// (an address can be reused by the next loop's state).
+    static let serial = Atomic<UInt64>(0)
+    static let lastSerial = Atomic<UInt64>(0)
 }
 
 /// The one handler for every signal the legacy loop catches. It touches only
@@ -68,11 +73,11 @@ private func handle(_ signo: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ 
 /// interrupts that thread's `pselect` and no other. A waker outliving its
 /// loop does nothing: it only signals while its loop is the active one.
 struct SignalWaker: LoopWaker {
-    /// The bit pattern its loop's `LoopSignals` is published under.
-    let owner: UInt
+    /// The serial of its loop (`LegacyProcessState.serial` while that loop is active).
+    let serial: UInt64
 
     func wakeup() {
-        guard LegacyProcessState.current.load(ordering: .acquiring) == owner else { return }
+        guard serial != 0, LegacyProcessState.serial.load(ordering: .acquiring) == serial else { return }
         let loop = LegacyProcessState.loopThreadID.load(ordering: .relaxed)
         if loop != 0 { _ = shim_tgkill(getpid(), loop, SIGCHLD) }
     }

@@ -14,7 +14,7 @@ public final class SelectBackend: LoopBackend {
     public let kind = LoopBackendKind.legacy
     public let descriptorLimit: Int32? = Int32(shim_fd_setsize())
     public let signals = LoopSignals()
-    public var waker: any LoopWaker { SignalWaker(owner: UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque())) }
+    public var waker: any LoopWaker { SignalWaker(serial: serial) }
 
     private let configuration: LoopConfiguration
     private var readSet = fd_set()
@@ -22,8 +22,9 @@ public final class SelectBackend: LoopBackend {
     private var generations: [UInt32]
     private var highestFd: Int32 = -1
     private var started = false
+    private var serial: UInt64 = 0
     private var savedActions: [(Int32, sigaction)] = []
-    private var savedMask = sigset_t()
+    private var maskClaim: ThreadSignalMask.Claim?
     private var waitMask = sigset_t()
     private var savedRealTimer = itimerval()
     private var savedVirtualTimer = itimerval()
@@ -39,10 +40,19 @@ public final class SelectBackend: LoopBackend {
     }
 
     public func start() throws(LoopError) {
+        // ITIMER_REAL's SIGALRM is process-directed and goes to the main thread
+        // first: a loop on another thread would have it interrupt the main
+        // thread's poll, nanosleep and sleep 1000 times a second.
+        if getpid() != shim_gettid() && !configuration.allowsUnroutedTimerSignals
+            && !mainThreadBlocks([SIGALRM, SIGVTALRM]) {
+            throw .legacyTimerSignalsUnrouted
+        }
         guard LegacyProcessState.active.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else { throw .legacyLoopAlreadyActive }
+        serial = LegacyProcessState.lastSerial.add(1, ordering: .relaxed).newValue
         LegacyProcessState.loopThreadID.store(shim_gettid(), ordering: .relaxed)
         LegacyProcessState.current.store(UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque()), ordering: .releasing)
+        LegacyProcessState.serial.store(serial, ordering: .releasing)
         started = true
 
         // While the handler runs, SIGPIPE/SIGCHLD/SIGIO are masked, as in the original.
@@ -62,16 +72,13 @@ public final class SelectBackend: LoopBackend {
             savedActions.append((signo, previous))
         }
 
-        // The loop thread takes the signals it handles (a runtime may have
-        // started it with everything blocked), except SIGCHLD, which stays
-        // blocked outside pselect so that an early wake-up stays pending.
-        var mask = sigset_t()
-        pthread_sigmask(SIG_SETMASK, nil, &savedMask)
-        mask = savedMask
-        for signo in wanted { sigdelset(&mask, signo) }
-        sigaddset(&mask, SIGCHLD)
-        pthread_sigmask(SIG_SETMASK, &mask, nil)
-        waitMask = mask
+        // The loop thread takes the signals it handles (a runtime, or
+        // `ProcessSignals.prepare`, may have blocked them), except SIGCHLD, which
+        // stays blocked outside pselect so that an early wake-up stays pending.
+        var wishes = Dictionary(uniqueKeysWithValues: wanted.map { ($0, false) })
+        wishes[SIGCHLD] = true
+        maskClaim = ThreadSignalMask.claim(wishes)
+        pthread_sigmask(SIG_SETMASK, nil, &waitMask)
         sigdelset(&waitMask, SIGCHLD)
 
         getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer)
@@ -164,22 +171,53 @@ public final class SelectBackend: LoopBackend {
         // The original blocks an empty signal set here: only the loop's flag changes.
     }
 
-    public func stop() {
+    public func stop() { tearDown(inForkedChild: false) }
+
+    public func abandon() { tearDown(inForkedChild: true) }
+
+    /// Undoes only what this loop did: a disposition someone else installed
+    /// since (an embedder ignoring SIGTERM once its shutdown began) stays theirs.
+    /// A forked child has no itimers and a mask of its own: only the
+    /// dispositions it inherited are restored, so it may make a loop of its own.
+    private func tearDown(inForkedChild: Bool) {
         guard started else { return }
         started = false
-        setTimersEnabled(false)
-        pthread_sigmask(SIG_SETMASK, &savedMask, nil)
-        // Discard timer signals still pending before the previous dispositions come back.
-        signal(SIGALRM, SIG_IGN)
-        signal(SIGVTALRM, SIG_IGN)
-        for (signo, var previous) in savedActions.reversed() { sigaction(signo, &previous, nil) }
+        if !inForkedChild { setTimersEnabled(false) }
+        for (signo, var previous) in savedActions.reversed() where shim_handler_is(signo, legacySignalHandler) != 0 {
+            // Ignoring discards a tick still pending, which would otherwise meet the
+            // previous disposition (for SIGALRM by default: terminate).
+            if signo == SIGALRM || signo == SIGVTALRM { signal(signo, SIG_IGN) }
+            sigaction(signo, &previous, nil)
+        }
         savedActions.removeAll()
-        setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
-        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
+        if let claim = maskClaim { ThreadSignalMask.release(claim) }
+        maskClaim = nil
+        if !inForkedChild {
+            setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
+            setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
+        }
+        LegacyProcessState.serial.store(0, ordering: .releasing)
         LegacyProcessState.current.store(0, ordering: .releasing)
         LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
         LegacyProcessState.active.store(false, ordering: .releasing)
     }
+}
+
+/// Whether the process's main thread blocks every one of `signals`, read from
+/// /proc (one thread cannot ask for another's mask).
+func mainThreadBlocks(_ signals: [Int32]) -> Bool {
+    guard let file = fopen("/proc/self/task/\(getpid())/status", "r") else { return false }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let bytes = line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.hasPrefix("SigBlk:") else { continue }
+        let hex = text.dropFirst("SigBlk:".count).filter { $0.isHexDigit }
+        guard let mask = UInt64(hex, radix: 16) else { return false }
+        return signals.allSatisfy { mask & (1 << UInt64($0 - 1)) != 0 }
+    }
+    return false
 }
 
 /// A loop on the legacy backend. Only one may exist in a process at a time.

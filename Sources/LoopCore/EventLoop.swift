@@ -1,3 +1,4 @@
+import CLoopShim
 import Glibc
 
 /// The loop: registrations, dispatch by niceness, sleep callbacks, quickpoll,
@@ -6,7 +7,9 @@ import Glibc
 ///
 /// Not thread-safe by design: every method but `waker`/`stopHandle` must be
 /// called on the thread that created the loop, and throws `.wrongThread`
-/// otherwise.
+/// otherwise. It belongs to the process that created it: in a forked child
+/// every method throws `.forkedChild` but `close()`, which releases the child's
+/// copies of the descriptors and nothing else.
 ///
 /// The hot stored properties are `@exclusivity(unchecked)`: the loop runs on
 /// one thread and handles re-entrancy from callbacks itself (`isActive`,
@@ -35,8 +38,12 @@ public final class EventLoop {
 
     let signals: LoopSignals
     private let owner: pthread_t
+    /// `shim_fork_generation()` when the loop was made: a different value means a forked child.
+    private let forkGeneration: Int32
     @exclusivity(unchecked) private var descriptors: [DescriptorEntry?] = []
+    /// Oldest first; scanned newest first, as the original walks its chain from the head.
     @exclusivity(unchecked) private var sleepers: [Registration] = []
+    @exclusivity(unchecked) private var sleeperOwners: [AnyHashable: Registration] = [:]
     @exclusivity(unchecked) private var lastSleepRun: Int64
     /// The earliest `lastCall + tick` among the sleep callbacks (recomputed after each scan).
     @exclusivity(unchecked) private var earliestSleepDue: Int64 = .max
@@ -55,6 +62,8 @@ public final class EventLoop {
     @exclusivity(unchecked) private var completions: [UInt64: (any Sendable) -> Void] = [:]
 
     public init(backend: any LoopBackend, configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
+        try configuration.validate()
+        self.forkGeneration = shim_fork_generation()
         self.backend = backend
         self.configuration = configuration
         self.signals = backend.signals
@@ -95,14 +104,19 @@ public final class EventLoop {
     public func registerSleep(every periodMs: Int, niceness: Int = 0, owner: AnyHashable? = nil,
                               _ callback: @escaping () -> Void) throws(LoopError) -> Registration {
         try checkUsable("registerSleep")
-        guard periodMs >= 1 else { throw .invalidPeriod(periodMs) }
-        if let owner, let existing = sleepers.first(where: { $0.owner == owner }) { return existing }
+        guard (1...maximumSleepPeriodMs).contains(periodMs) else { throw .invalidPeriod(periodMs) }
+        try checkNiceness(niceness)
+        if let owner, let existing = sleeperOwners[owner] { return existing }
         try reserveRegistration()
+        // A fresh clock, as the original reads one: registered from inside long
+        // work, the iteration's `now` is stale and the callback would be due at once.
         let r = Registration(kind: .sleep, fd: -1, niceness: niceness, owner: owner,
-                             tick: Int64(periodMs), now: now, fdCallback: nil, sleepCallback: callback)
-        sleepers.insert(r, at: 0)
+                             tick: Int64(periodMs), now: configuration.clock.milliseconds(),
+                             fdCallback: nil, sleepCallback: callback)
+        sleepers.append(r)
+        if let owner { sleeperOwners[owner] = r }
         minTick = min(minTick, r.tick)
-        earliestSleepDue = min(earliestSleepDue, r.lastCall + r.tick)
+        earliestSleepDue = min(earliestSleepDue, r.nextDue)
         return r
     }
 
@@ -111,11 +125,15 @@ public final class EventLoop {
     public func unregister(_ registration: Registration) throws(LoopError) {
         try checkThread("unregister")
         guard registration.isActive else { return }
-        registration.isActive = false
+        // Released at the end, once the loop's state is consistent: releasing a
+        // callback may run a deinit that calls back into the loop.
+        let callback = registration.detach()
+        defer { withExtendedLifetime(callback) {} }
         liveRegistrations -= 1
         switch registration.kind {
         case .sleep:
             sleepers.removeAll { $0 === registration }
+            if let owner = registration.owner, sleeperOwners[owner] === registration { sleeperOwners[owner] = nil }
             minTick = sleepers.reduce(defaultMinimumTickMs) { min($0, $1.tick) }
         case .read, .write:
             if registration.niceness > 0 { backgroundRegistrations -= 1 }
@@ -166,20 +184,24 @@ public final class EventLoop {
 
     public func removeBottomHalf(_ half: BottomHalf) throws(LoopError) {
         try checkThread("removeBottomHalf")
+        half.isActive = false
         bottomHalves.removeAll { $0 === half }
     }
 
     // MARK: Running
 
-    /// Runs until a shutdown is requested (admin signal or `stop()`); returns why.
+    /// Runs until a shutdown is requested (admin signal or `stop()`); returns why,
+    /// and consumes the request.
     public func run() throws(LoopError) -> ShutdownReason {
         try checkUsable("run")
-        interruptsOn()
-        defer { interruptsOff() }
+        setInterrupts(true)
+        defer { setInterrupts(false) }
         while true {
             refreshClock()
             signals.needsToQuickPoll.store(false, ordering: .relaxed)
-            if let reason = signals.shutdownReason { return reason }
+            // Consumed: `run()` can run again, and a request that arrives after
+            // it returned is a new one (handed back to the process by `close()`).
+            if let reason = signals.takeShutdownRequest() { return reason }
             // A callback closed the loop: its backend is gone, so stop here.
             if isClosed { return .stopped }
             try poll(quick: false)
@@ -200,34 +222,75 @@ public final class EventLoop {
         signals.requestShutdown(.stopped)
     }
 
-    /// The shutdown requested so far, if any.
+    /// The shutdown requested and not yet returned by `run()`, if any.
     public var shutdownReason: ShutdownReason? { signals.shutdownReason }
 
-    /// A Sendable handle other threads use to wake or stop the loop.
-    public var stopHandle: LoopStopHandle { LoopStopHandle(signals: signals, waker: backend.waker) }
+    /// A Sendable handle other threads use to wake or stop the loop. Safe at any
+    /// time, also after `close()` (it then reaches nothing) and in a forked child
+    /// (where it does nothing: the loop is the parent's).
+    public var stopHandle: LoopStopHandle {
+        LoopStopHandle(signals: signals, waker: backend.waker, forkGeneration: forkGeneration)
+    }
 
-    /// Wakes the loop from any thread.
-    public var waker: any LoopWaker { backend.waker }
+    /// Wakes the loop from any thread; the same guarantees as `stopHandle`.
+    public var waker: any LoopWaker { stopHandle }
 
-    /// Tears the loop down: stops the workers and restores every process-wide
-    /// setting the backend changed. Registered fds are left open; they belong to their owners.
+    /// Tears the loop down: stops the workers, releases every callback and
+    /// undoes every process-wide change the backend made. Registered fds are left
+    /// open; they belong to their owners. An admin-signal shutdown recorded but
+    /// never returned by `run()` is handed back to the process (raised again), so
+    /// the embedder's own disposition sees it instead of the signal being lost.
+    /// In a forked child it only releases the child's copies of the descriptors.
     public func close() throws(LoopError) {
-        try checkThread("close")
+        if !isForkedChild { try checkThread("close") }
         guard !isClosed else { return }
         closeResources()
     }
 
+    private var isForkedChild: Bool { shim_fork_generation() != forkGeneration }
+
+    /// Safe against re-entrancy: everything is taken out of the loop before
+    /// anything is released, so a deinit that runs meanwhile and unregisters,
+    /// removes a bottom half, submits or closes finds a consistent, closed loop.
     private func closeResources() {
         isClosed = true
-        workers?.shutdown()
+        let forkedChild = isForkedChild
+        if let workers {
+            if forkedChild {
+                // Its threads are the parent's; its lock and condition may be held by
+                // threads that do not exist here. Never joined, never freed.
+                _ = Unmanaged.passRetained(workers)
+            } else {
+                workers.shutdown()
+            }
+        }
         workers = nil
-        for fd in pendingCloses { closeDescriptor(fd) }
-        pendingCloses.removeAll()
-        descriptors.removeAll()
-        sleepers.removeAll()
-        completions.removeAll()
-        bottomHalves.removeAll()
-        backend.stop()
+        let closes = pendingCloses
+        pendingCloses = []
+        for fd in closes { closeDescriptor(fd) }
+
+        let entries = descriptors, sleeping = sleepers, jobs = completions, halves = bottomHalves
+        descriptors = []
+        sleepers = []
+        sleeperOwners = [:]
+        completions = [:]
+        bottomHalves = []
+        liveRegistrations = 0
+        backgroundRegistrations = 0
+        var callbacks: [Any] = []
+        for entry in entries {
+            for r in (entry?.reads ?? []) + (entry?.writes ?? []) { if let c = r.detach() { callbacks.append(c) } }
+        }
+        for r in sleeping { if let c = r.detach() { callbacks.append(c) } }
+        for half in halves { half.isActive = false }
+
+        if forkedChild {
+            backend.abandon()
+        } else {
+            backend.stop()
+            if let signo = signals.takeShutdownRequest()?.signalNumber { kill(getpid(), signo) }
+        }
+        withExtendedLifetime((entries, sleeping, jobs, halves, callbacks)) {}
     }
 
     // MARK: Quickpoll
@@ -250,7 +313,7 @@ public final class EventLoop {
     /// re-entry, wrong thread or closed loop).
     @discardableResult
     public func quickPoll(niceness: Int) -> Bool {
-        guard niceness > 0, !isClosed, pthread_equal(owner, pthread_self()) != 0 else { return false }
+        guard niceness > 0, !isClosed, pthread_equal(owner, pthread_self()) != 0, !isForkedChild else { return false }
         guard !inQuickPoll else {
             stats.quickPollsRefused += 1
             return false
@@ -276,24 +339,31 @@ public final class EventLoop {
     }
 
     /// Stops the timers (around `system()`/`popen()`-style child creation).
-    public func disableTimer() {
+    public func disableTimer() throws(LoopError) {
+        try checkUsable("disableTimer")
         timersEnabled = false
         backend.setTimersEnabled(false)
     }
 
-    public func enableTimer() {
+    public func enableTimer() throws(LoopError) {
+        try checkUsable("enableTimer")
         timersEnabled = true
         backend.setTimersEnabled(true)
     }
 
-    public func interruptsOff() {
-        interruptsEnabled = false
-        backend.setInterruptsEnabled(false)
+    public func interruptsOff() throws(LoopError) {
+        try checkUsable("interruptsOff")
+        setInterrupts(false)
     }
 
-    public func interruptsOn() {
-        interruptsEnabled = true
-        backend.setInterruptsEnabled(true)
+    public func interruptsOn() throws(LoopError) {
+        try checkUsable("interruptsOn")
+        setInterrupts(true)
+    }
+
+    private func setInterrupts(_ enabled: Bool) {
+        interruptsEnabled = enabled
+        backend.setInterruptsEnabled(enabled)
     }
 
     // MARK: Workers
@@ -303,6 +373,7 @@ public final class EventLoop {
     public func submit<T: Sendable>(niceness: Int = 0, _ work: @escaping @Sendable () -> T,
                                     completion: @escaping (T) -> Void) throws(LoopError) {
         try checkUsable("submit")
+        try checkNiceness(niceness)
         if workers == nil {
             workers = WorkerPool(threads: configuration.workerThreads, signals: signals, waker: backend.waker)
         }
@@ -377,9 +448,11 @@ public final class EventLoop {
         }
     }
 
-    /// 0 when work is already waiting, else until the next sleep scan, at most the quickpoll interval.
+    /// 0 when work is already waiting, else until the next sleep scan, at most the
+    /// quickpoll interval. A recorded shutdown is not work: `run()` returns before
+    /// it waits, and `runOnce()` during a drain must not spin.
     private func waitTimeout() -> Int {
-        if signals.needsCleanup.load(ordering: .acquiring) || signals.shutdownReason != nil { return 0 }
+        if signals.needsCleanup.load(ordering: .acquiring) { return 0 }
         if bottomHalves.contains(where: { $0.needed() }) { return 0 }
         let untilSleepScan = sleepers.isEmpty ? Int64.max : max(0, nextSleepScan - now)
         return Int(min(Int64(configuration.quickPollIntervalMs), untilSleepScan))
@@ -418,23 +491,26 @@ public final class EventLoop {
     /// The minimum-tick rule: the sleep chain is scanned at most every
     /// `minTick` ms, and (unlike the original, whose callbacks could only run on
     /// `minTick` boundaries) not before some callback is due.
-    private var nextSleepScan: Int64 { max(lastSleepRun + minTick, earliestSleepDue) }
+    private var nextSleepScan: Int64 {
+        let (afterTick, overflow) = lastSleepRun.addingReportingOverflow(minTick)
+        return max(overflow ? .max : afterTick, earliestSleepDue)
+    }
 
     /// Calls the due sleep callbacks; a last-call time in the future (clock went back) is reset to now.
     private func runSleepers(urgentOnly: Bool) {
         let snapshot = sleepers
-        for r in snapshot where r.isActive && (!urgentOnly || r.niceness == 0) {
+        for r in snapshot.reversed() where r.isActive && (!urgentOnly || r.niceness == 0) {
             if r.lastCall > now { r.lastCall = now }
-            guard r.lastCall + r.tick <= now else { continue }
+            guard r.nextDue <= now else { continue }
             r.lastCall = now
             stats.sleepCallbacks += 1
             call(r)
         }
-        earliestSleepDue = sleepers.reduce(Int64.max) { min($0, $1.lastCall + $1.tick) }
+        earliestSleepDue = sleepers.reduce(Int64.max) { min($0, $1.nextDue) }
     }
 
     private func runBottomHalves() {
-        for half in bottomHalves where half.needed() { half.run() }
+        for half in bottomHalves where half.isActive && half.needed() { half.run() }
     }
 
     /// The original's `timedCleanUp`: runs finished jobs' completions until the budget is spent.
@@ -478,9 +554,14 @@ public final class EventLoop {
         try checkUsable(kind == .read ? "registerRead" : "registerWrite")
         guard fd >= 0 else { throw .invalidDescriptor(fd) }
         if let limit = backend.descriptorLimit, fd >= limit { throw .descriptorOutOfRange(fd: fd, limit: limit) }
+        try checkNiceness(niceness)
         let existing = entry(fd)
         if let owner, let entry = existing,
            let same = (kind == .read ? entry.reads : entry.writes).first(where: { $0.owner == owner }) {
+            // Re-armed all the same: the number may name another file now (closed
+            // without unregistering, then reused), which the backend does not watch yet.
+            try backend.prepare(fd: fd)
+            try backend.setInterest(fd: fd, generation: entry.generation, old: entry.interest, new: entry.interest)
             return same
         }
         try reserveRegistration()
@@ -535,6 +616,11 @@ public final class EventLoop {
     @inline(__always)
     private func checkThread(_ operation: String) throws(LoopError) {
         guard pthread_equal(owner, pthread_self()) != 0 else { throw .wrongThread(operation: operation) }
+        guard !isForkedChild else { throw .forkedChild(operation: operation) }
+    }
+
+    private func checkNiceness(_ niceness: Int) throws(LoopError) {
+        guard (0...2).contains(niceness) else { throw .invalidNiceness(niceness) }
     }
 
     private func checkUsable(_ operation: String) throws(LoopError) {
@@ -547,21 +633,35 @@ public final class EventLoop {
 public final class BottomHalf {
     let needed: () -> Bool
     let run: () -> Void
+    /// False once removed: a pass in progress skips it.
+    @exclusivity(unchecked) var isActive = true
     init(needed: @escaping () -> Bool, run: @escaping () -> Void) {
         self.needed = needed
         self.run = run
     }
 }
 
-/// Stops or wakes a loop from any thread.
-public struct LoopStopHandle: Sendable {
+/// Stops or wakes a loop from any thread. In a forked child it does nothing:
+/// the loop, and the eventfd or thread it would reach, are the parent's.
+public struct LoopStopHandle: LoopWaker {
     let signals: LoopSignals
-    let waker: any LoopWaker
+    let backendWaker: any LoopWaker
+    let forkGeneration: Int32
 
-    public func stop() {
-        signals.requestShutdown(.stopped)
-        waker.wakeup()
+    init(signals: LoopSignals, waker: any LoopWaker, forkGeneration: Int32) {
+        self.signals = signals
+        self.backendWaker = waker
+        self.forkGeneration = forkGeneration
     }
 
-    public func wakeup() { waker.wakeup() }
+    public func stop() {
+        guard shim_fork_generation() == forkGeneration else { return }
+        signals.requestShutdown(.stopped)
+        backendWaker.wakeup()
+    }
+
+    public func wakeup() {
+        guard shim_fork_generation() == forkGeneration else { return }
+        backendWaker.wakeup()
+    }
 }

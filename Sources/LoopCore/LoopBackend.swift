@@ -73,4 +73,8 @@ public protocol LoopBackend: AnyObject {
 
     /// Restores every piece of process state the backend changed and closes its descriptors.
     func stop()
+
+    /// In a forked child: closes the child's copies of the backend's descriptors
+    /// and restores nothing (the timers, masks and dispositions were the parent's).
+    func abandon()
 }

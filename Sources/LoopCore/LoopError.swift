@@ -8,8 +8,17 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
     case wrongThread(operation: String)
     /// The registration pool (`maxRegistrations`) is exhausted.
     case noEmptySlots(limit: Int)
-    /// A sleep period must be at least 1 ms.
+    /// A sleep period must be between 1 ms and `maximumSleepPeriodMs`.
     case invalidPeriod(Int)
+    /// Niceness is 0 (urgent), 1 (background) or 2 (lowest).
+    case invalidNiceness(Int)
+    /// A `LoopConfiguration` field out of its range.
+    case invalidConfiguration(field: String, value: Int, allowed: ClosedRange<Int>)
+    /// The loop belongs to the process that created it; a forked child cannot use it.
+    case forkedChild(operation: String)
+    /// A legacy loop off the main thread while the main thread takes SIGALRM: its
+    /// 1 kHz timer signals would interrupt the main thread's sleeps and polls.
+    case legacyTimerSignalsUnrouted
     /// Only one legacy loop may exist in a process: it owns process-wide signal state.
     case legacyLoopAlreadyActive
     /// The loop was closed.
@@ -24,7 +33,17 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
             return "descriptor \(fd) is out of range for this backend (must be below \(limit))"
         case .wrongThread(let op): return "\(op) called from a thread that does not own the loop"
         case .noEmptySlots(let limit): return "no empty slots: all \(limit) registrations are in use"
-        case .invalidPeriod(let ms): return "invalid sleep period \(ms) ms (must be >= 1)"
+        case .invalidPeriod(let ms):
+            return "invalid sleep period \(ms) ms (must be 1...\(maximumSleepPeriodMs))"
+        case .invalidNiceness(let n): return "invalid niceness \(n) (must be 0, 1 or 2)"
+        case .invalidConfiguration(let field, let value, let allowed):
+            return "LoopConfiguration.\(field) = \(value) is out of range (\(allowed.lowerBound)...\(allowed.upperBound))"
+        case .forkedChild(let op):
+            return "\(op) called in a forked child: the loop belongs to the parent process; close it and make a new one"
+        case .legacyTimerSignalsUnrouted:
+            return "a legacy loop off the main thread needs the timer signals routed to it: call "
+                + "ProcessSignals.prepare(for: .legacy) in main before starting threads, or set "
+                + "LoopConfiguration.allowsUnroutedTimerSignals to accept SIGALRM interrupting other threads"
         case .legacyLoopAlreadyActive:
             return "a legacy loop already exists in this process; close it before creating another"
         case .closed: return "the loop is closed"

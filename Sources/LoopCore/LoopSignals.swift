@@ -35,6 +35,11 @@ public final class LoopSignals: Sendable {
         _ = shutdown.compareExchange(expected: 0, desired: reason.encoded, ordering: .sequentiallyConsistent)
     }
 
+    /// Takes the recorded request, leaving none: `run()` consumes what it returns.
+    public func takeShutdownRequest() -> ShutdownReason? {
+        ShutdownReason(encoded: shutdown.exchange(0, ordering: .sequentiallyConsistent))
+    }
+
     public var shutdownReason: ShutdownReason? {
         ShutdownReason(encoded: shutdown.load(ordering: .acquiring))
     }

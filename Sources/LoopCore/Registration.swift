@@ -13,8 +13,10 @@ public final class Registration {
     /// False once unregistered: a dispatch in progress skips it.
     @exclusivity(unchecked) public internal(set) var isActive = true
 
-    let fdCallback: ((Int32) -> Void)?
-    let sleepCallback: (() -> Void)?
+    /// Dropped when the registration is removed (or its loop closes): a callback
+    /// that captures its own handle or its loop must not keep them alive.
+    @exclusivity(unchecked) private(set) var fdCallback: ((Int32) -> Void)?
+    @exclusivity(unchecked) private(set) var sleepCallback: (() -> Void)?
     /// Sleep callbacks: period and last call time (ms).
     let tick: Int64
     @exclusivity(unchecked) var lastCall: Int64
@@ -29,6 +31,21 @@ public final class Registration {
         self.lastCall = now
         self.fdCallback = fdCallback
         self.sleepCallback = sleepCallback
+    }
+
+    /// Marks the registration removed and hands back its callback, for the caller
+    /// to release once the loop's own state is consistent again: releasing it may
+    /// run a deinit that calls back into the loop.
+    func detach() -> Any? {
+        isActive = false
+        defer { fdCallback = nil; sleepCallback = nil }
+        return fdCallback ?? sleepCallback
+    }
+
+    /// When a sleep callback is next due; saturates instead of overflowing.
+    var nextDue: Int64 {
+        let (sum, overflow) = lastCall.addingReportingOverflow(tick)
+        return overflow ? .max : sum
     }
 
     /// The niceness the loop reports while this callback runs (2 counts as 1).

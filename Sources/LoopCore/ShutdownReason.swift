@@ -18,6 +18,15 @@ public enum ShutdownReason: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The signal that asked for this shutdown, if one did.
+    public var signalNumber: Int32? {
+        switch self {
+        case .stopped: return nil
+        case .signal(let s): return s
+        case .power: return SIGPWR
+        }
+    }
+
     public var description: String {
         switch self {
         case .stopped: return "stopped"

@@ -18,8 +18,11 @@ final class WorkerPool: Sendable {
     }
 
     private struct State {
-        var queue: [Job] = []
-        var finished: [Finished] = []
+        var queue = FifoQueue<Job>()
+        /// Finished jobs in finishing order, urgent (niceness 0) and background apart,
+        /// so taking either kind costs only what is taken.
+        var finishedUrgent = FifoQueue<Finished>()
+        var finishedBackground = FifoQueue<Finished>()
         var stopping = false
         var threads: [pthread_t] = []
     }
@@ -46,20 +49,15 @@ final class WorkerPool: Sendable {
         jobAvailable.signal()
     }
 
-    /// Takes finished jobs, urgent ones only when `urgentOnly`.
+    /// Takes up to `limit` finished jobs, urgent ones first; only urgent ones when `urgentOnly`.
     func takeFinished(urgentOnly: Bool, limit: Int) -> [Finished] {
         let taken: [Finished] = state.withLock { s in
-            if !urgentOnly && s.finished.count <= limit {
-                var all: [Finished] = []
-                swap(&all, &s.finished)
-                return all
-            }
             var taken: [Finished] = []
-            var kept: [Finished] = []
-            for f in s.finished {
-                if taken.count < limit && (!urgentOnly || f.niceness == 0) { taken.append(f) } else { kept.append(f) }
+            taken.reserveCapacity(min(limit, s.finishedUrgent.count + s.finishedBackground.count))
+            while taken.count < limit, let f = s.finishedUrgent.popFirst() { taken.append(f) }
+            if !urgentOnly {
+                while taken.count < limit, let f = s.finishedBackground.popFirst() { taken.append(f) }
             }
-            s.finished = kept
             return taken
         }
         finishedCount.subtract(taken.count, ordering: .relaxed)
@@ -82,14 +80,17 @@ final class WorkerPool: Sendable {
             jobAvailable.wait()
             let next: Job? = state.withLock { s in
                 if s.stopping { return nil }
-                return s.queue.isEmpty ? nil : s.queue.removeFirst()
+                return s.queue.popFirst()
             }
             guard let job = next else {
                 if state.withLock({ $0.stopping }) { return }
                 continue
             }
             let result = job.work()
-            state.withLock { $0.finished.append(Finished(id: job.id, niceness: job.niceness, result: result)) }
+            let done = Finished(id: job.id, niceness: job.niceness, result: result)
+            state.withLock { s in
+                if job.niceness == 0 { s.finishedUrgent.append(done) } else { s.finishedBackground.append(done) }
+            }
             finishedCount.add(1, ordering: .releasing)
             // Publish before waking: the loop checks the flag before it waits. A flag
             // already raised means a wake-up is on its way (the loop clears the flag

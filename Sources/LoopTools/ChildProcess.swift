@@ -22,33 +22,15 @@ public final class ChildProcess {
     public init(_ arguments: [String], executable: String = ChildProcess.harnessPath) throws {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { throw SystemError("pipe", errno: errno) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        // The child starts with an empty mask and default dispositions, whatever the runner has.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv = [executable] + arguments
-        var cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, &attr, &cargs, environ)
-        posix_spawn_file_actions_destroy(&actions)
-        posix_spawnattr_destroy(&attr)
-        close(fds[1])
-        guard rc == 0 else {
+        defer { close(fds[1]) }
+        do {
+            // The child starts with the signal set-up a child should have, whatever the runner's loops changed.
+            pid = try ChildProcesses.spawn(executable, arguments: arguments,
+                                           streams: .init(output: fds[1]), closing: [fds[0]])
+        } catch {
             close(fds[0])
-            throw SystemError("posix_spawn \(executable)", errno: rc)
+            throw error
         }
-        pid = child
         output = fds[0]
     }
 

@@ -8,7 +8,7 @@ import LoopTools
 /// prints `done echoed=... polls=...`.
 func runEchoServer(_ options: Options) throws -> Int32 {
     let backend = try options.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let port = try options.int("--port", default: 0)
     let seconds = try options.int("--seconds", default: 0)
 

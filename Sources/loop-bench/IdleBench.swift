@@ -34,7 +34,7 @@ func benchIdle(_ context: BenchContext) throws {
 /// `result cpu_pct=... polls_per_s=... alarms=... wakeups=... beats=...`.
 func runIdleChild(_ options: Options) throws -> Int32 {
     let backend = try options.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     var beats = 0
     try loop.registerSleep(every: 1000) { beats += 1 }

@@ -75,7 +75,7 @@ private func libeventVersion() -> String {
 /// when the backend cannot watch that many descriptors.
 func runPipesChild(_ options: Options) throws -> Int32 {
     let backend = try options.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let counts = try options.ints("--pipes", default: [100, 500, 1000, 8000])
     let active = try options.int("--active", default: 100)
     let writes = try options.int("--writes", default: 1000)

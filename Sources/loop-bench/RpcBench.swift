@@ -89,7 +89,7 @@ func benchRpc(_ context: BenchContext) throws {
 /// type with a 64-byte reply. Prints `ready port=P`, runs until SIGTERM.
 func runRpcServer(_ options: Options) throws -> Int32 {
     let backend = try options.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let seconds = try options.int("--seconds", default: 0)
     let loop = try Loop.make(backend)
     var configuration = UdpServerConfiguration.loopback
@@ -120,7 +120,7 @@ func runRpcServer(_ options: Options) throws -> Int32 {
 /// `result rpc_per_s=... p50_us=... p99_us=... mb_per_s=... failed=...`.
 func runRpcClient(_ options: Options) throws -> Int32 {
     let backend = try options.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let port = try options.int("--port", default: 0)
     let size = try options.int("--size", default: 64)
     let concurrency = try options.int("--concurrency", default: 1)

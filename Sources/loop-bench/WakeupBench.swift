@@ -59,7 +59,7 @@ func benchWakeup(_ context: BenchContext) throws {
 /// `result p50_us=... p99_us=... samples=N`.
 func runWakeupChild(_ options: Options) throws -> Int32 {
     let backend = try options.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let samples = try options.int("--samples", default: 1000)
     let warmup = try options.int("--warmup", default: 50)
     let latencies = try measureWakeups(backend, samples: max(samples, 1), warmup: max(warmup, 0))

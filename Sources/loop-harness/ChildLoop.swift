@@ -8,7 +8,7 @@ import LoopTools
 func runChildLoop(_ args: Arguments) throws -> Int32 {
     let backend = try args.backend()
     let unblockedThread = args.flag("--unblocked-thread")
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     if unblockedThread {
         // Breaks the signalfd rule on purpose: a thread that does not block the admin signals.
         var none = sigset_t()

@@ -6,7 +6,7 @@ import LoopTools
 /// callback and a UDP echo read callback on 127.0.0.1.
 func runEcho(_ args: Arguments) throws -> Int32 {
     let backend = try args.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     let socket = try LoopbackSocket(port: UInt16(try args.int("--port", default: 0)))
     var echoed = 0

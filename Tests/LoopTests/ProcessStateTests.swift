@@ -47,20 +47,20 @@ extension LoopConformance {
                 #expect(during != before)  // the loop did take over something
                 try loop.submit({ 1 }) { _ in }
                 try runFor(loop, ms: 30)
-                loop.disableTimer()
-                loop.enableTimer()
+                try loop.disableTimer()
+                try loop.enableTimer()
             }
             #expect(ProcessSignalState.capture() == before)
         }
 
         @Test func onlyOneLegacyLoopAtATime() throws {
-            let first = try Loop.make(.legacy)
-            #expect(throws: LoopError.legacyLoopAlreadyActive) { _ = try Loop.make(.legacy) }
+            let first = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
+            #expect(throws: LoopError.legacyLoopAlreadyActive) { _ = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted) }
             // An epoll loop may live beside it.
-            let epoll = try Loop.make(.epoll)
+            let epoll = try Loop.make(.epoll, configuration: .unroutedTimerSignalsAccepted)
             try epoll.close()
             try first.close()
-            let again = try Loop.make(.legacy)
+            let again = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
             try again.close()
             #expect(throws: LoopError.closed) { try again.registerSleep(every: 10) {} }
         }
@@ -71,7 +71,7 @@ extension LoopConformance {
             #else
             #expect(LoopBackendKind.buildDefault == .epoll)
             #endif
-            let loop = try Loop.make()
+            let loop = try Loop.make(configuration: .unroutedTimerSignalsAccepted)
             defer { try? loop.close() }
             #expect(loop.kind == LoopBackendKind.buildDefault)
         }

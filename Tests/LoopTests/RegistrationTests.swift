@@ -145,7 +145,7 @@ extension LoopConformance {
 
         @Test(arguments: LoopBackendKind.allCases)
         func badRegistrationsGetClearErrors(kind: LoopBackendKind) throws {
-            var config = LoopConfiguration()
+            var config = LoopConfiguration.unroutedTimerSignalsAccepted
             config.maxRegistrations = 3
             try withLoop(kind, configuration: config) { loop in
                 #expect(throws: LoopError.invalidDescriptor(-1)) { try loop.registerRead(fd: -1) { _ in } }

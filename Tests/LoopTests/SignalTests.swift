@@ -120,13 +120,13 @@ extension LoopConformance {
         func disableTimerStopsTicksAndEnableRestartsThem(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 try runFor(loop, ms: 30)
-                loop.disableTimer()
+                try loop.disableTimer()
                 #expect(!loop.canQuickPoll(1))
                 try loop.runOnce()
                 let before = loop.counters.alarms
                 try runFor(loop, ms: 100)
                 #expect(loop.counters.alarms - before <= 2)
-                loop.enableTimer()
+                try loop.enableTimer()
                 #expect(loop.canQuickPoll(1))
                 #expect(!loop.canQuickPoll(0))
                 try runFor(loop, ms: 100)

@@ -1,6 +1,7 @@
 import CLoopShim
 import Compat
 import Glibc
+import LoopTools
 import Testing
 
 /// Every loop test lives under this suite: loops touch process-wide signal
@@ -8,7 +9,7 @@ import Testing
 @Suite(.serialized) struct LoopConformance {}
 
 /// Makes a loop of `kind`, runs `body`, and always tears the loop down.
-func withLoop<R>(_ kind: LoopBackendKind, configuration: LoopConfiguration = LoopConfiguration(),
+func withLoop<R>(_ kind: LoopBackendKind, configuration: LoopConfiguration = .unroutedTimerSignalsAccepted,
                  _ body: (Loop) throws -> R) throws -> R {
     let loop = try Loop.make(kind, configuration: configuration)
     defer { try? loop.close() }

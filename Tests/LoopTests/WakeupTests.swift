@@ -6,10 +6,10 @@ extension LoopConformance {
     @Suite struct Wakeups {
         @Test(arguments: LoopBackendKind.allCases)
         func stopFromAnotherThreadEndsRun(kind: LoopBackendKind) throws {
-            var config = LoopConfiguration()
+            var config = LoopConfiguration.unroutedTimerSignalsAccepted
             config.quickPollIntervalMs = 1000  // so only the wake-up can end the wait early
             try withLoop(kind, configuration: config) { loop in
-                loop.disableTimer()
+                try loop.disableTimer()
                 let handle = loop.stopHandle
                 let t = startThread {
                     usleep(50_000)
@@ -53,10 +53,10 @@ extension LoopConformance {
         /// and a 1 s wait, each lost wake-up would cost up to a second.
         @Test(arguments: LoopBackendKind.allCases)
         func noLostWakeups(kind: LoopBackendKind) throws {
-            var config = LoopConfiguration()
+            var config = LoopConfiguration.unroutedTimerSignalsAccepted
             config.quickPollIntervalMs = 1000
             try withLoop(kind, configuration: config) { loop in
-                loop.disableTimer()
+                try loop.disableTimer()
                 var completed = 0
                 var slowest: Int64 = 0
                 let rounds = 300
@@ -75,7 +75,7 @@ extension LoopConformance {
                 // 300 round trips take milliseconds; a single lost wake-up costs a whole 1 s wait.
                 #expect(elapsedMs(since: start) < 5_000)
                 #expect(slowest < 500_000_000, "slowest round trip \(slowest / 1_000_000) ms")
-                loop.enableTimer()
+                try loop.enableTimer()
             }
         }
     }

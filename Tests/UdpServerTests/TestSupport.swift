@@ -1,4 +1,5 @@
 import Glibc
+import LoopTools
 import Testing
 @testable import UdpServer
 
@@ -8,7 +9,7 @@ import Testing
 
 /// A loop of `kind`, always closed at the end.
 func withLoop<R>(_ kind: LoopBackendKind, _ body: (Loop) throws -> R) throws -> R {
-    let loop = try Loop.make(kind)
+    let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
     defer {
         do { try loop.close() } catch { Issue.record("closing the loop: \(error)") }
     }

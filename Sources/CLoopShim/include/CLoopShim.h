@@ -36,4 +36,21 @@ typedef void (*shim_sig_handler)(int, siginfo_t *, void *);
 int shim_install_handler(int sig, shim_sig_handler handler, const sigset_t *mask, int flags,
                          struct sigaction *previous);
 
+// 1 when `sig`'s current action is `handler` (installed with SA_SIGINFO).
+int shim_handler_is(int sig, shim_sig_handler handler);
+
+// Fork awareness. A process-wide counter bumped in every forked child (a
+// pthread_atfork child handler installed when the library loads), so a loop
+// can tell that it is being used from a copy of the process that created it.
+int shim_fork_generation(void);
+// fork(2), which Swift does not import. For tests and for embedders that fork.
+int shim_fork(void);
+
+// Signals the loop library itself blocked (count > 0) or unblocked, process-wide.
+// A child process must not inherit those changes: spawn helpers and the
+// atfork child handler undo them.
+void shim_library_mask_note(int sig, int blocked_delta, int unblocked_delta);
+// Rewrites `mask` into what a child should start with.
+void shim_library_mask_undo(sigset_t *mask);
+
 #endif

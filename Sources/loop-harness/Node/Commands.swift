@@ -6,7 +6,7 @@ import UdpServer
 /// `loop-harness serve`: a node until SIGINT/SIGTERM/SIGHUP or a save-and-exit request.
 func runServe(_ args: Arguments) throws -> Int32 {
     let backend = try args.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
     let server = UdpServer(loop: loop, configuration: try nodeConfiguration(port: UInt16(try args.int("--port", default: 0)), args: args))
@@ -58,7 +58,7 @@ func withClient<R>(_ args: Arguments, _ body: (Loop, UdpServer, PeerAddress) thr
     guard let target = args.value("--to") else { throw UsageError("--to 127.0.0.1:PORT is required") }
     guard let peer = PeerAddress(target) else { throw UsageError("--to takes IP:PORT, not '\(target)'") }
     let backend = try args.backend()
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
     let client = UdpServer(loop: loop, configuration: try nodeConfiguration(port: 0, args: args))

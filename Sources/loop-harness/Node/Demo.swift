@@ -8,7 +8,7 @@ import UdpServer
 func runDemo(_ args: Arguments) throws -> Int32 {
     let backend = try args.backend()
     let json = args.flag("--json")
-    prepareProcessSignals(for: backend)
+    ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
     let node = UdpServer(loop: loop, configuration: try nodeConfiguration(port: 0, args: args))

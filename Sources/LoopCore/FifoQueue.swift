@@ -1,15 +1,17 @@
 /// A first-in first-out queue with O(1) amortised push and pop.
-struct FifoQueue<Element> {
+public struct FifoQueue<Element> {
     private var items: [Element?] = []
     private var head = 0
 
-    var isEmpty: Bool { head == items.count }
-    var count: Int { items.count - head }
-    var first: Element? { isEmpty ? nil : items[head] }
+    public init() {}
 
-    mutating func append(_ element: Element) { items.append(element) }
+    public var isEmpty: Bool { head == items.count }
+    public var count: Int { items.count - head }
+    public var first: Element? { isEmpty ? nil : items[head] }
 
-    mutating func popFirst() -> Element? {
+    public mutating func append(_ element: Element) { items.append(element) }
+
+    public mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = items[head]
         items[head] = nil  // release what it holds now, not at the next compaction
@@ -24,3 +26,5 @@ struct FifoQueue<Element> {
         return element
     }
 }
+
+extension FifoQueue: Sendable where Element: Sendable {}

@@ -48,7 +48,8 @@ public final class LoopSignals: Sendable {
     /// quickpoll is running, long work is asked to quickpoll.
     public func quickPollTick(count: Int, intervalMs: Int64) {
         vtAlarms.add(count, ordering: .relaxed)
-        nowApprox.add(intervalMs * Int64(count), ordering: .relaxed)
+        // Wrapping: a clock at the end of its range must not trap inside a signal handler.
+        nowApprox.wrappingAdd(intervalMs &* Int64(count), ordering: .relaxed)
         if !inQuickPoll.load(ordering: .relaxed) {
             needsToQuickPoll.store(true, ordering: .releasing)
         }

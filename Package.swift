@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
         .target(name: "LoopTools", dependencies: ["LoopCore"], swiftSettings: strict),
         .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "loop-harness"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools"], swiftSettings: strict),

@@ -1,13 +1,15 @@
 import Glibc
+import Synchronization
 
 /// Starts child processes the way a program with a loop must: with
 /// `ProcessSignals.childMask` (not the loop's blocked admin signals) and the
 /// default disposition for every signal a loop owns (not an ignored SIGTERM).
 ///
 /// glibc's `system()` and `popen()` run their shell with the caller's mask,
-/// and `posix_spawn` without attributes does too: in a process running an
-/// epoll loop such a child ignores SIGTERM, SIGINT and SIGHUP. Use these
-/// instead, or pass `spawnAttributes` to your own `posix_spawn`.
+/// and `posix_spawn` without attributes and Foundation's `Process` do too: in a
+/// process running an epoll loop such a child ignores SIGTERM, SIGINT and
+/// SIGHUP. Use these instead, pass `spawnAttributes` to your own
+/// `posix_spawn`, or wrap a call you do not control in `withChildSignalMask`.
 public enum ChildProcesses {
     /// Descriptors the child gets as its stdin, stdout and stderr (nil: inherited).
     public struct StandardStreams: Sendable {
@@ -22,10 +24,12 @@ public enum ChildProcesses {
     }
 
     /// Starts `path` with `arguments` (without argv[0], which is `path`); returns its pid.
-    /// `environment` nil passes this process's environment.
+    /// `environment` nil passes this process's environment; `signalMask` nil gives
+    /// the child `ProcessSignals.childMask`.
     public static func spawn(_ path: String, arguments: [String] = [], environment: [String]? = nil,
                              streams: StandardStreams = StandardStreams(),
-                             closing inheritedFDs: [Int32] = []) throws(SystemError) -> pid_t {
+                             closing inheritedFDs: [Int32] = [],
+                             signalMask: sigset_t? = nil) throws(SystemError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -36,6 +40,7 @@ public enum ChildProcesses {
         var attributes = posix_spawnattr_t()
         try spawnAttributes(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
+        if var signalMask { posix_spawnattr_setsigmask(&attributes, &signalMask) }
 
         let argv = [path] + arguments
         var cArguments = argv.map { strdup($0) } + [nil]
@@ -79,4 +84,51 @@ public enum ChildProcesses {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     }
+
+    /// Runs `body` (a call that starts children: Foundation's `Process.run()`,
+    /// `popen`, glibc's `system`) with the calling thread's mask set to
+    /// `ProcessSignals.childMask`, so the children inherit that.
+    ///
+    /// While the mask is open, a signal sent to the process could land on this
+    /// thread and take its default action (terminate). So each signal opened here
+    /// whose disposition is the default gets a catching handler for the
+    /// duration; what it catches is raised again once the mask is back: to this
+    /// thread when a loop here reads it, else to the process. A child's `exec`
+    /// resets caught signals to the default.
+    @discardableResult
+    public static func withChildSignalMask<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        var saved = sigset_t()
+        pthread_sigmask(SIG_SETMASK, nil, &saved)
+        var child = ProcessSignals.childMask
+        var opened: [(Int32, sigaction)] = []
+        caughtWhileOpen.store(0, ordering: .relaxed)
+        for signo in Int32(1)..<Int32(64) where sigismember(&saved, signo) == 1 && sigismember(&child, signo) == 0 {
+            var current = sigaction()
+            guard sigaction(signo, nil, &current) == 0,
+                  current.__sigaction_handler.sa_handler == nil,  // SIG_DFL
+                  signo != SIGKILL, signo != SIGSTOP else { continue }
+            var catcher = sigaction()
+            catcher.__sigaction_handler.sa_handler = { signo in
+                caughtWhileOpen.bitwiseOr(1 << UInt64(signo), ordering: .relaxed)
+            }
+            catcher.sa_flags = SA_RESTART
+            sigemptyset(&catcher.sa_mask)
+            sigaction(signo, &catcher, nil)
+            opened.append((signo, current))
+        }
+        pthread_sigmask(SIG_SETMASK, &child, nil)
+        defer {
+            pthread_sigmask(SIG_SETMASK, &saved, nil)
+            for (signo, var previous) in opened { sigaction(signo, &previous, nil) }
+            let caught = caughtWhileOpen.exchange(0, ordering: .relaxed)
+            for (signo, _) in opened where caught & (1 << UInt64(signo)) != 0 {
+                // To the loop on this thread that reads it, else to the process as it came.
+                if ThreadSignalMask.callingThreadClaimsBlocked(signo) { pthread_kill(pthread_self(), signo) } else { kill(getpid(), signo) }
+            }
+        }
+        return try body()
+    }
 }
+
+/// Signals caught by `withChildSignalMask`'s stand-in handler, one bit each.
+private let caughtWhileOpen = Atomic<UInt64>(0)

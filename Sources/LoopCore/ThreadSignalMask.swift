@@ -63,6 +63,16 @@ package enum ThreadSignalMask {
         return Claim(token: token, thread: thread, forkGeneration: generation, wishes: wishes)
     }
 
+    /// Whether a loop on the calling thread has `signo` blocked to read it itself.
+    package static func callingThreadClaimsBlocked(_ signo: Int32) -> Bool {
+        let thread = UInt(pthread_self())
+        let generation = shim_fork_generation()
+        return records.withLock { records in
+            guard let record = records[thread], record.forkGeneration == generation else { return false }
+            return record.claims.last(where: { $0.wishes[signo] != nil })?.wishes[signo] == true
+        }
+    }
+
     /// The signals that releasing `claim` would unblock on the calling thread.
     package static func signalsUnblockedByRelease(_ claim: Claim) -> [Int32] {
         records.withLock { records in

@@ -24,9 +24,12 @@ public final class ChildProcess {
         guard pipe(&fds) == 0 else { throw SystemError("pipe", errno: errno) }
         defer { close(fds[1]) }
         do {
-            // The child starts with the signal set-up a child should have, whatever the runner's loops changed.
-            pid = try ChildProcesses.spawn(executable, arguments: arguments,
-                                           streams: .init(output: fds[1]), closing: [fds[0]])
+            // The child starts as a program started from a shell does: nothing blocked, default
+            // dispositions, whatever the runner's threads (which block almost everything) have.
+            var empty = sigset_t()
+            sigemptyset(&empty)
+            pid = try ChildProcesses.spawn(executable, arguments: arguments, streams: .init(output: fds[1]),
+                                           closing: [fds[0]], signalMask: empty)
         } catch {
             close(fds[0])
             throw error
@@ -53,6 +56,9 @@ public final class ChildProcess {
             buffer += chunk[0..<n]
         }
     }
+
+    /// Records a status the caller reaped itself with `waitpid`.
+    public func markReaped(_ status: Int32) { exitStatus = status }
 
     /// Waits for exit up to `timeoutMs`; kills the child if it does not exit.
     @discardableResult

@@ -20,6 +20,9 @@ let usage = """
                     --quick  --only a,b  --tolerance-scale X (0 forces every divergence out)
       run         (default) a raw loop: heartbeat and a UDP echo read callback  --port P  --seconds N
       child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
+      timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps (tests)
+                    --prepared  --accept-unrouted
+      fork-check  forks beside a loop with workers; checks both sides (tests)
 
     options for every command:
       --backend epoll|legacy   override the build's default (also LOOP_BACKEND)
@@ -37,6 +40,8 @@ do {
     switch arguments.command {
     case "", "run": exit(try runEcho(arguments))
     case "child-loop": exit(try runChildLoop(arguments))
+    case "timer-routing": exit(try runTimerRouting(arguments))
+    case "fork-check": exit(try runForkCheck(arguments))
     case "compare": exit(try runCompare(arguments))
     case "serve": exit(try runServe(arguments))
     case "ping": exit(try runPingCommand(arguments))

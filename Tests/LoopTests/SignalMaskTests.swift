@@ -23,6 +23,10 @@ extension LoopConformance {
         /// lives the thread is as it needs, and after both the mask is as before.
         @Test(arguments: 0..<3, [false, true])
         func loopsClosedInEitherOrderRestoreTheMask(pair: Int, reverse: Bool) throws {
+            try withOpenThreadMask { try closeTwoLoops(pair: pair, reverse: reverse) }
+        }
+
+        private func closeTwoLoops(pair: Int, reverse: Bool) throws {
             let (firstKind, secondKind) = Self.pairs[pair]
             let before = blockedLoopSignals()
             let first = try Loop.make(firstKind, configuration: .unroutedTimerSignalsAccepted)
@@ -64,13 +68,16 @@ extension LoopConformance {
         /// SIGIO's default action terminates the process: both loops count it.
         @Test(arguments: LoopBackendKind.allCases)
         func sigioIsCountedNotFatal(kind: LoopBackendKind) throws {
-            try withLoop(kind) { loop in
-                try loop.runOnce()
-                pthread_kill(pthread_self(), SIGIO)
-                #expect(try runUntil(loop, timeoutMs: 2_000) { loop.counters.sigIOs >= 1 })
-                // Pending at close it is counted too, not left to kill the process.
-                pthread_kill(pthread_self(), SIGIO)
-                pthread_kill(pthread_self(), SIGPIPE)
+            // An open mask, as in a program's main thread: close() unblocks what the loop blocked.
+            try withOpenThreadMask {
+                try withLoop(kind) { loop in
+                    try loop.runOnce()
+                    pthread_kill(pthread_self(), SIGIO)
+                    #expect(try runUntil(loop, timeoutMs: 2_000) { loop.counters.sigIOs >= 1 })
+                    // Pending at close it is counted too, not left to kill the process.
+                    pthread_kill(pthread_self(), SIGIO)
+                    pthread_kill(pthread_self(), SIGPIPE)
+                }
             }
         }
 
@@ -78,13 +85,15 @@ extension LoopConformance {
         /// started afterwards does not inherit it.
         @Test(arguments: LoopBackendKind.allCases)
         func childMaskUndoesTheLibrarysChanges(kind: LoopBackendKind) throws {
-            let before = blockedLoopSignals()
-            try withLoop(kind) { loop in
+            try withOpenThreadMask {
+              let before = blockedLoopSignals()
+              try withLoop(kind) { loop in
                 try loop.runOnce()
                 var child = ProcessSignals.childMask
                 for signo in loopOwnedSignals {
                     #expect((sigismember(&child, signo) == 1) == before[signo], "\(signalName(signo))")
                 }
+              }
             }
         }
     }

@@ -1,0 +1,109 @@
+import CLoopShim
+import Compat
+import Glibc
+import LoopTools
+import Synchronization
+
+/// `loop-harness timer-routing`: a loop on a second thread while the main
+/// thread sleeps in `poll`; prints `refused <reason>` or `eintr <n>`, the
+/// number of times the main thread's sleep was interrupted in one second.
+/// `--prepared` runs `ProcessSignals.prepare` first; `--accept-unrouted` sets
+/// `allowsUnroutedTimerSignals`.
+func runTimerRouting(_ args: Arguments) throws -> Int32 {
+    let backend = try args.backend()
+    if args.flag("--prepared") { ProcessSignals.prepare(for: backend) }
+    var configuration = LoopConfiguration()
+    configuration.allowsUnroutedTimerSignals = args.flag("--accept-unrouted")
+    // 0 = starting, 1 = running, 2 = refused.
+    let state = Atomic<Int>(0)
+    let thread = startThread { [configuration] in
+        let loop: Loop
+        do {
+            loop = try Loop.make(backend, configuration: configuration)
+        } catch {
+            say("refused \(error)")
+            state.store(2, ordering: .releasing)
+            return
+        }
+        state.store(1, ordering: .releasing)
+        let started = monotonicNanoseconds()
+        _ = try? loop.registerSleep(every: 50) { if monotonicNanoseconds() - started > 1_500_000_000 { loop.stop() } }
+        _ = try? loop.run()
+        try? loop.close()
+    }
+    while state.load(ordering: .acquiring) == 0 { usleep(1000) }
+    if state.load(ordering: .acquiring) == 1 {
+        var interrupted = 0
+        let end = monotonicNanoseconds() + 1_000_000_000
+        while monotonicNanoseconds() < end {
+            if poll(nil, 0, 100) < 0 && errno == EINTR { interrupted += 1 }
+        }
+        say("eintr \(interrupted)")
+    }
+    joinThread(thread)
+    return 0
+}
+
+/// `loop-harness fork-check`: forks while a loop with running workers exists.
+/// The child must be refused the loop (`.forkedChild`), close it at once
+/// (no join of threads it does not have), start with the admin signals
+/// unblocked, and be able to make a loop of its own; it reports by exit code.
+/// The parent keeps serving worker completions meanwhile. Prints
+/// `fork-check child-exit=<code|hung> completions=<n>/50`.
+func runForkCheck(_ args: Arguments) throws -> Int32 {
+    let backend = try args.backend()
+    ProcessSignals.prepare(for: backend)
+    let loop = try Loop.make(backend)
+    var warmed = false
+    try loop.submit({ 1 }) { _ in warmed = true }
+    while !warmed { try loop.runOnce() }
+
+    let pid = shim_fork()
+    if pid == 0 { _exit(forkedChildChecks(loop, backend: backend)) }
+    guard pid > 0 else { throw SystemError("fork", errno: errno) }
+
+    var completions = 0
+    for i in 0..<50 { try loop.submit({ i }) { _ in completions += 1 } }
+    let deadline = monotonicNanoseconds() + 5_000_000_000
+    var status: Int32 = 0
+    var reaped = false
+    while monotonicNanoseconds() < deadline && !(reaped && completions == 50) {
+        try loop.runOnce()
+        if !reaped && waitpid(pid, &status, WNOHANG) == pid { reaped = true }
+    }
+    if !reaped { kill(pid, SIGKILL); waitpid(pid, &status, 0) }
+    let child = reaped ? (exited(status).map { "\($0)" } ?? "signal\(killedBy(status) ?? 0)") : "hung"
+    say("fork-check child-exit=\(child) completions=\(completions)/50")
+    try loop.close()
+    return 0
+}
+
+/// The child's side of `fork-check`: 0 when every check passed, else the first that failed.
+private func forkedChildChecks(_ loop: Loop, backend: LoopBackendKind) -> Int32 {
+    // Driving the inherited loop would steal the parent's wake-ups and events.
+    for _ in 0..<20 {
+        do {
+            try loop.runOnce()
+            return 10
+        } catch LoopError.forkedChild {
+        } catch {
+            return 11
+        }
+        usleep(5_000)
+    }
+    loop.stopHandle.wakeup()  // must do nothing here
+    let closeStarted = monotonicNanoseconds()
+    guard (try? loop.close()) != nil, monotonicNanoseconds() - closeStarted < 1_000_000_000 else { return 12 }
+    // The atfork handler gave the child the mask the program had before the set-up.
+    var mask = sigset_t()
+    pthread_sigmask(SIG_SETMASK, nil, &mask)
+    if adminSignals.contains(where: { sigismember(&mask, $0) == 1 }) { return 13 }
+    // A loop of its own works.
+    guard let own = try? Loop.make(backend) else { return 14 }
+    var beats = 0
+    _ = try? own.registerSleep(every: 5) { beats += 1 }
+    let end = monotonicNanoseconds() + 2_000_000_000
+    while beats < 3 && monotonicNanoseconds() < end { try? own.runOnce() }
+    try? own.close()
+    return beats >= 3 ? 0 : 15
+}

@@ -58,11 +58,13 @@ extension LoopConformance {
             sigaddset(&usr, SIGUSR1)
             pthread_sigmask(SIG_SETMASK, nil, &saved)
             defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
-            try withLoop(kind) { loop in
-                try loop.runOnce()
-                pthread_sigmask(SIG_BLOCK, &usr, nil)
+            try withOpenThreadMask {
+                try withLoop(kind) { loop in
+                    try loop.runOnce()
+                    pthread_sigmask(SIG_BLOCK, &usr, nil)
+                }
+                #expect(isBlocked(SIGUSR1), "close() unblocked a signal the embedder blocked after make()")
             }
-            #expect(isBlocked(SIGUSR1), "close() unblocked a signal the embedder blocked after make()")
         }
 
         /// SIGIO's default action terminates the process: both loops count it.

@@ -34,19 +34,24 @@ extension LoopConformance {
             let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
             let p = PipePair()
             var freed = 0
-            do {
+            func target() throws -> CallsBack {
                 let target = CallsBack(loop: loop)
                 target.deinits = { freed += 1 }
                 for _ in 0..<50 { target.registrations.append(try loop.registerSleep(every: 1000) {}) }
                 target.registrations.append(try loop.registerRead(fd: p.readEnd) { _ in })
                 target.half = try loop.addBottomHalf(needed: { false }) {}
-                // The only owners: a sleep callback, a read callback and a job's completion.
-                try loop.registerSleep(every: 1000) { _ = target }
-                try loop.registerRead(fd: p.readEnd, niceness: 1) { _ in _ = target }
-                try loop.submit({ 2 }) { _ in _ = target }
+                return target
+            }
+            // Three objects, each owned only by one kind of callback: a sleep callback
+            // (as the node's heartbeat owned its server), a read callback, a completion.
+            do {
+                let bySleep = try target(), byRead = try target(), byCompletion = try target()
+                try loop.registerSleep(every: 1000) { _ = bySleep }
+                try loop.registerRead(fd: p.readEnd, niceness: 1) { _ in _ = byRead }
+                try loop.submit({ 2 }) { _ in _ = byCompletion }
             }
             try loop.close()
-            #expect(freed == 1)
+            #expect(freed == 3)
             #expect(loop.isClosed)
         }
 
@@ -166,9 +171,12 @@ extension LoopConformance {
         /// (which may reuse the first one's addresses).
         @Test func legacyWakerOutlivingItsLoopDoesNotWakeTheNext() throws {
             for _ in 0..<20 {
-                let first = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
-                let stale = first.waker
-                try first.close()
+                // Only the waker survives: the next loop may reuse the first one's memory.
+                let stale = try {
+                    let first = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
+                    defer { try? first.close() }
+                    return first.waker
+                }()
                 try withLoop(.legacy) { second in
                     try second.runOnce()
                     let before = second.counters.sigChlds

@@ -183,6 +183,11 @@ public final class SelectBackend: LoopBackend {
         guard started else { return }
         started = false
         if !inForkedChild { setTimersEnabled(false) }
+        // The mask first: in a prepared process the signals are blocked again before
+        // their previous dispositions return, so a SIGHUP arriving now stays pending
+        // instead of meeting the default action (terminate) after a clean shutdown.
+        if let claim = maskClaim { ThreadSignalMask.release(claim) }
+        maskClaim = nil
         for (signo, var previous) in savedActions.reversed() where shim_handler_is(signo, legacySignalHandler) != 0 {
             // Ignoring discards a tick still pending, which would otherwise meet the
             // previous disposition (for SIGALRM by default: terminate).
@@ -190,8 +195,6 @@ public final class SelectBackend: LoopBackend {
             sigaction(signo, &previous, nil)
         }
         savedActions.removeAll()
-        if let claim = maskClaim { ThreadSignalMask.release(claim) }
-        maskClaim = nil
         if !inForkedChild {
             setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
             setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)

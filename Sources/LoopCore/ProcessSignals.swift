@@ -22,6 +22,10 @@ public enum ProcessSignals {
     /// Call in `main` before any other thread exists (threads inherit the mask of
     /// their creator): blocks `signalsToBlock(for: backend)` on the calling
     /// thread, for good. Child processes do not inherit this: see `childMask`.
+    ///
+    /// It also makes shutdown safe: once a loop has closed, the admin signals are
+    /// blocked again, so a second SIGTERM or SIGHUP during or after the shutdown
+    /// stays pending and the program exits with its own status.
     public static func prepare(for backend: LoopBackendKind) {
         var current = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &current)
@@ -44,13 +48,5 @@ public enum ProcessSignals {
         pthread_sigmask(SIG_SETMASK, nil, &mask)
         shim_library_mask_undo(&mask)
         return mask
-    }
-
-    /// Ignores the admin signals from now on, process-wide. For a program whose
-    /// shutdown has begun: a second SIGTERM or SIGHUP during the drain or after
-    /// `close()` then cannot kill it, and it exits with its own status. A loop
-    /// closed afterwards leaves the ignored dispositions in place.
-    public static func ignoreAdminSignals() {
-        for signo in adminSignals { signal(signo, SIG_IGN) }
     }
 }

@@ -26,7 +26,6 @@ func runChildLoop(_ args: Arguments) throws -> Int32 {
     say("ready \(getpid()) \(backend)")
     
     let reason = try loop.run()
-    ProcessSignals.ignoreAdminSignals()  // shutdown has begun: exit with our own status
     let stoppedAt = monotonicNanoseconds()
     let latency = signalledAt == 0 ? 0 : (stoppedAt - signalledAt) / 1_000_000
     var signo: Int32 = 0

@@ -32,6 +32,19 @@ func blockedInChild(_ spawn: (_ command: [String], _ output: Int32) throws -> pi
     return Set((1..<64).filter { mask & (1 << UInt64($0 - 1)) != 0 }.map { Int32($0) })
 }
 
+/// `posix_spawn` of `command` with stdout on `output`, and `attributes` if given.
+func rawSpawn(_ command: [String], output: Int32, attributes: UnsafePointer<posix_spawnattr_t>? = nil) -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, output, 1)
+    var argv = command.map { strdup($0) } + [nil]
+    defer { for p in argv { free(p) } }
+    var pid: pid_t = 0
+    #expect(posix_spawn(&pid, command[0], &actions, attributes, &argv, environ) == 0)
+    return pid
+}
+
 /// Runs `body` with nothing blocked on the calling thread, as in a plain
 /// program's main thread (the test runner's threads block almost everything,
 /// which would hide what the loop itself blocks).
@@ -95,17 +108,7 @@ extension LoopConformance {
                 try withLoop(kind) { loop in
                     try loop.runOnce()
                     // Raw posix_spawn inherits what the loop changed (the check can fail).
-                    let raw = try blockedInChild { command, out in
-                        var actions = posix_spawn_file_actions_t()
-                        posix_spawn_file_actions_init(&actions)
-                        defer { posix_spawn_file_actions_destroy(&actions) }
-                        posix_spawn_file_actions_adddup2(&actions, out, 1)
-                        var argv = command.map { strdup($0) } + [nil]
-                        defer { for p in argv { free(p) } }
-                        var pid: pid_t = 0
-                        #expect(posix_spawn(&pid, command[0], &actions, nil, &argv, environ) == 0)
-                        return pid
-                    }
+                    let raw = try blockedInChild { command, out in rawSpawn(command, output: out) }
                     #expect(raw.contains(kind == .epoll ? SIGTERM : SIGCHLD))
                     // ChildProcesses.spawn.
                     let spawned = try blockedInChild { command, out in
@@ -117,15 +120,7 @@ extension LoopConformance {
                         var attributes = posix_spawnattr_t()
                         try ChildProcesses.spawnAttributes(&attributes)
                         defer { posix_spawnattr_destroy(&attributes) }
-                        var actions = posix_spawn_file_actions_t()
-                        posix_spawn_file_actions_init(&actions)
-                        defer { posix_spawn_file_actions_destroy(&actions) }
-                        posix_spawn_file_actions_adddup2(&actions, out, 1)
-                        var argv = command.map { strdup($0) } + [nil]
-                        defer { for p in argv { free(p) } }
-                        var pid: pid_t = 0
-                        #expect(posix_spawn(&pid, command[0], &actions, &attributes, &argv, environ) == 0)
-                        return pid
+                        return rawSpawn(command, output: out, attributes: &attributes)
                     }
                     #expect(attributed.intersection(loopOwnedSignals).isEmpty, "\(attributed.sorted())")
                 }

@@ -39,10 +39,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func regularFileNumberReusedForAPipeFollowsThePipe(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                var template = Array("/tmp/loop-file-XXXXXX".utf8CString)
-                let fd = mkstemp(&template)
-                try #require(fd >= 0)
-                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+                let fd = try unlinkedRegularFile()
                 var calls = 0
                 try loop.registerRead(fd: fd) { _ in calls += 1 }
                 #expect(try runUntil(loop, timeoutMs: 2_000) { calls >= 2 })
@@ -65,10 +62,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func reRegisteringAReusedRegularFileNumberWatchesTheNewFile(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                var template = Array("/tmp/loop-file-XXXXXX".utf8CString)
-                let fd = mkstemp(&template)
-                try #require(fd >= 0)
-                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+                let fd = try unlinkedRegularFile()
                 let old = try loop.registerRead(fd: fd) { _ in }
                 try loop.runOnce()
                 close(fd)

@@ -121,10 +121,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func regularFilesAreAlwaysReady(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                var template = Array("/tmp/loop-file-XXXXXX".utf8CString)
-                let fd = mkstemp(&template)
-                try #require(fd >= 0)
-                template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+                let fd = try unlinkedRegularFile()
                 defer { close(fd) }
                 var reads = 0
                 let r = try loop.registerRead(fd: fd) { _ in reads += 1 }

@@ -45,3 +45,12 @@ func withRaisedDescriptorLimit<R>(_ body: () throws -> R) rethrows -> R {
     defer { setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved) }
     return try body()
 }
+
+/// A descriptor of a regular file already unlinked: select reports it always ready, epoll refuses it.
+func unlinkedRegularFile() throws -> Int32 {
+    var template = Array("/tmp/loop-file-XXXXXX".utf8CString)
+    let fd = mkstemp(&template)
+    try #require(fd >= 0)
+    template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+    return fd
+}

@@ -37,9 +37,6 @@ func runServe(_ args: Arguments) throws -> Int32 {
         say("serving on 127.0.0.1:\(server.port), backend \(backend), pid \(getpid())")
     }
     let reason = try loop.run()
-    // Shutdown has begun: a second SIGTERM or SIGHUP must not kill the node
-    // during the drain or after close() restores the dispositions.
-    ProcessSignals.ignoreAdminSignals()
     // Signals end the node at once: outstanding transactions end with shuttingDown.
     if reason != .stopped {
         server.shutdown(urgent: true)

@@ -54,6 +54,30 @@ int shim_handler_is(int sig, shim_sig_handler handler) {
 // ---- fork awareness and the library's signal-mask changes ----
 
 static int fork_generation;                 // bumped in each forked child
+static uint64_t next_thread_token;
+static __thread uint64_t thread_token;
+
+uint64_t shim_thread_token(void) {
+    if (thread_token == 0) thread_token = __atomic_add_fetch(&next_thread_token, 1, __ATOMIC_RELAXED);
+    return thread_token;
+}
+
+// Written by the loop thread around the legacy loop's life; read by the
+// atfork child handler, which runs in a copy with only the forking thread.
+static shim_sig_handler legacy_handler;
+static int legacy_installed[_NSIG];
+static struct sigaction legacy_previous[_NSIG];
+
+void shim_legacy_handler_installed(int sig, shim_sig_handler handler, const struct sigaction *previous) {
+    if (sig <= 0 || sig >= _NSIG) return;
+    legacy_handler = handler;
+    legacy_previous[sig] = *previous;
+    legacy_installed[sig] = 1;
+}
+
+void shim_legacy_handlers_removed(void) {
+    for (int sig = 1; sig < _NSIG; sig++) legacy_installed[sig] = 0;
+}
 static int blocked_by_library[_NSIG];       // per signal: holds that blocked it
 static int unblocked_by_library[_NSIG];     // per signal: holds that unblocked it
 
@@ -80,6 +104,12 @@ void shim_library_mask_undo(sigset_t *mask) {
 // program had before the library changed it (only async-signal-safe calls).
 static void child_after_fork(void) {
     __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELEASE);
+    // The parent's legacy loop is not this process's: its handler would record
+    // SIGTERM into a loop nobody runs here. Put back what each signal had.
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (legacy_installed[sig] && shim_handler_is(sig, legacy_handler)) sigaction(sig, &legacy_previous[sig], NULL);
+        legacy_installed[sig] = 0;
+    }
     sigset_t mask;
     if (pthread_sigmask(SIG_SETMASK, NULL, &mask) == 0) {
         shim_library_mask_undo(&mask);

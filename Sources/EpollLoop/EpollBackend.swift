@@ -43,11 +43,26 @@ public final class EpollBackend: LoopBackend {
     /// every ADD and MOD: a kernel entry left behind when its fd was closed
     /// while a dup of the file lives on keeps its old tag, so it can never pass
     /// for the entry of a new file under the same number.
-    @exclusivity(unchecked) private var registered: [UInt64] = []
-    @exclusivity(unchecked) private var registeredInterest: [Interest] = []
-    /// The core's generation for each fd's registration, handed back with its events.
-    @exclusivity(unchecked) private var coreGenerations: [UInt32] = []
+    private struct Watched {
+        /// Tag and fd as given to the kernel; 0 = not watched.
+        var data: UInt64 = 0
+        var interest: Interest = []
+        /// The core's generation for the fd's registration, handed back with its events.
+        var generation: UInt32 = 0
+        /// The file when it was added, to recognise the number closed or reused.
+        var device: UInt = 0
+        var inode: UInt = 0
+        /// Consecutive waits that reported the fd ready, and the last such wait.
+        var streak: UInt32 = 0
+        var lastReadyWait: UInt32 = 0
+    }
+    @exclusivity(unchecked) private var watched: [Watched] = []
     @exclusivity(unchecked) private var lastTag: UInt32 = 0
+    @exclusivity(unchecked) private var waits: UInt32 = 0
+    /// After this many consecutive ready reports an fd is checked (one `fstat`):
+    /// a level-triggered entry whose fd was closed without unregistering, while
+    /// a dup keeps the file alive, reports forever under its current tag.
+    private static let revalidateAfter: UInt32 = 64
     @exclusivity(unchecked) private var needsRebuild = false
     /// Regular files (and other fds epoll refuses with EPERM): select reports them
     /// always ready, so this backend does too, without the kernel. The file's
@@ -120,9 +135,9 @@ public final class EpollBackend: LoopBackend {
             closeDescriptor(fresh)
             return
         }
-        for (fd, data) in registered.enumerated() where data != 0 {
+        for (fd, w) in watched.enumerated() where w.data != 0 {
             // An fd its owner closed simply stays out (EBADF), as the kernel would have it.
-            _ = shim_epoll_ctl(fresh, EPOLL_CTL_ADD, Int32(fd), Self.events(for: registeredInterest[fd]), data)
+            _ = shim_epoll_ctl(fresh, EPOLL_CTL_ADD, Int32(fd), Self.events(for: w.interest), w.data)
         }
         closeDescriptor(epollFD)
         epollFD = fresh
@@ -134,17 +149,12 @@ public final class EpollBackend: LoopBackend {
 
     public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
         let index = Int(fd)
-        if registered.count <= index {
-            let grow = index + 1 - registered.count
-            registered += repeatElement(0, count: grow)
-            registeredInterest += repeatElement([], count: grow)
-            coreGenerations += repeatElement(0, count: grow)
-        }
+        if watched.count <= index { watched += repeatElement(Watched(), count: index + 1 - watched.count) }
         // Every registration asks the kernel again, so a number that named a
         // regular file and now names a pipe is watched as a pipe.
         alwaysReady[fd] = nil
         if new.isEmpty {
-            if registered[index] != 0 {
+            if watched[index].data != 0 {
                 // The owner may have closed the fd already (ENOENT, EBADF): the kernel then dropped it.
                 _ = try? systemCall("epoll_ctl(DEL)") { shim_epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, 0, 0) }
             }
@@ -161,12 +171,16 @@ public final class EpollBackend: LoopBackend {
         if lastTag == 0 { lastTag = 1 }  // 0 marks the backend's own descriptors
         let data = UInt64(lastTag) << 32 | UInt64(UInt32(bitPattern: fd))
         let events = Self.events(for: interest)
-        var op = registered[index] == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
+        var op = watched[index].data == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
         while true {
             if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 {
-                registered[index] = data
-                registeredInterest[index] = interest
-                coreGenerations[index] = generation
+                if op == EPOLL_CTL_ADD {
+                    var info = stat()
+                    if fstat(fd, &info) == 0 { (watched[index].device, watched[index].inode) = (UInt(info.st_dev), UInt(info.st_ino)) }
+                }
+                watched[index].data = data
+                watched[index].interest = interest
+                watched[index].generation = generation
                 return
             }
             switch (errno, op) {
@@ -190,9 +204,7 @@ public final class EpollBackend: LoopBackend {
     }
 
     private func forget(_ index: Int) {
-        registered[index] = 0
-        registeredInterest[index] = []
-        coreGenerations[index] = 0
+        watched[index] = Watched()
     }
 
     /// select drops a closed fd (EBADF) and watches whatever file a reused number
@@ -220,6 +232,7 @@ public final class EpollBackend: LoopBackend {
             }
         }
         let err = errno
+        waits &+= 1
         collectRealTimerTicks(busy: false)
         if n < 0 {
             if err == EINTR { return }
@@ -233,13 +246,14 @@ public final class EpollBackend: LoopBackend {
                 continue
             }
             let fd = Int32(truncatingIfNeeded: data)
-            guard Int(fd) < registered.count, registered[Int(fd)] == data else {
+            guard Int(fd) < watched.count, watched[Int(fd)].data == data else {
                 needsRebuild = true
                 continue
             }
+            guard stillReportsTheWatchedFile(fd) else { continue }
             let failed = ev & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
             events.append(ReadyEvent(
-                fd: fd, generation: coreGenerations[Int(fd)],
+                fd: fd, generation: watched[Int(fd)].generation,
                 readable: failed || ev & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0,
                 writable: failed || ev & EPOLLOUT.rawValue != 0))
         }
@@ -248,6 +262,30 @@ public final class EpollBackend: LoopBackend {
             events.append(ReadyEvent(fd: fd, generation: entry.generation,
                                      readable: entry.interest.contains(.read), writable: entry.interest.contains(.write)))
         }
+    }
+
+    /// Counts consecutive ready reports, and every `revalidateAfter` of them checks
+    /// the fd: closed (select's EBADF clean-up drops it, and so does this backend)
+    /// or another file under the number now (watched afresh, as select would by
+    /// number). Either way the old kernel entry goes with a rebuild.
+    private func stillReportsTheWatchedFile(_ fd: Int32) -> Bool {
+        let index = Int(fd)
+        watched[index].streak = watched[index].lastReadyWait == waits &- 1 ? watched[index].streak + 1 : 1
+        watched[index].lastReadyWait = waits
+        guard watched[index].streak >= Self.revalidateAfter else { return true }
+        watched[index].streak = 0
+        var info = stat()
+        if fstat(fd, &info) != 0 {
+            forget(index)
+            needsRebuild = true
+            return false
+        }
+        guard UInt(info.st_dev) != watched[index].device || UInt(info.st_ino) != watched[index].inode else { return true }
+        let (interest, generation) = (watched[index].interest, watched[index].generation)
+        forget(index)
+        needsRebuild = true
+        if (try? watch(fd: fd, interest: interest, generation: generation)) == nil { forget(index) }
+        return false
     }
 
     /// Real-timer expirations since the last read count as busy (before a wait)

@@ -19,6 +19,18 @@ enum LegacyProcessState {
     /// (an address can be reused by the next loop's state).
     static let serial = Atomic<UInt64>(0)
     static let lastSerial = Atomic<UInt64>(0)
+    /// `shim_fork_generation()` of the process whose loop is active: a forked
+    /// child sees the parent's loop as active in its copy, but it is not its own.
+    static let forkGeneration = Atomic<Int32>(0)
+    /// Handlers running now, on any thread. `stop()` unpublishes `current`, then
+    /// waits for this to reach 0 before the loop's state may be freed.
+    static let handlersRunning = Atomic<Int>(0)
+
+    /// Unpublishes the loop's state and returns once no handler can still be using it.
+    static func unpublish() {
+        current.store(0, ordering: .sequentiallyConsistent)
+        while handlersRunning.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+    }
 }
 
 /// The one handler for every signal the legacy loop catches. It touches only
@@ -26,8 +38,12 @@ enum LegacyProcessState {
 let legacySignalHandler: @convention(c) (Int32, UnsafeMutablePointer<siginfo_t>?, UnsafeMutableRawPointer?) -> Void = {
     signo, info, _ in
     let savedErrno = errno
-    defer { errno = savedErrno }
-    let raw = LegacyProcessState.current.load(ordering: .acquiring)
+    LegacyProcessState.handlersRunning.add(1, ordering: .sequentiallyConsistent)
+    defer {
+        LegacyProcessState.handlersRunning.subtract(1, ordering: .sequentiallyConsistent)
+        errno = savedErrno
+    }
+    let raw = LegacyProcessState.current.load(ordering: .sequentiallyConsistent)
     guard raw != 0, let pointer = UnsafeRawPointer(bitPattern: raw) else { return }
     // No retain or release in the handler: the backend keeps the object alive while it is published.
     Unmanaged<LoopSignals>.fromOpaque(pointer)._withUnsafeGuaranteedRef { s in

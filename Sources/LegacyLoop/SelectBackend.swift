@@ -25,7 +25,6 @@ public final class SelectBackend: LoopBackend {
     private var serial: UInt64 = 0
     private var savedActions: [(Int32, sigaction)] = []
     private var maskClaim: ThreadSignalMask.Claim?
-    private var waitMask = sigset_t()
     private var savedRealTimer = itimerval()
     private var savedVirtualTimer = itimerval()
 
@@ -47,8 +46,13 @@ public final class SelectBackend: LoopBackend {
             && !mainThreadBlocks([SIGALRM, SIGVTALRM]) {
             throw .legacyTimerSignalsUnrouted
         }
+        // In a forked child the parent's loop shows as active in this copy; it is not ours.
+        if LegacyProcessState.forkGeneration.load(ordering: .acquiring) != shim_fork_generation() {
+            LegacyProcessState.active.store(false, ordering: .releasing)
+        }
         guard LegacyProcessState.active.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else { throw .legacyLoopAlreadyActive }
+        LegacyProcessState.forkGeneration.store(shim_fork_generation(), ordering: .releasing)
         serial = LegacyProcessState.lastSerial.add(1, ordering: .relaxed).newValue
         LegacyProcessState.loopThreadID.store(shim_gettid(), ordering: .relaxed)
         LegacyProcessState.current.store(UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque()), ordering: .releasing)
@@ -70,6 +74,7 @@ public final class SelectBackend: LoopBackend {
                 throw .system(SystemError("sigaction(\(signalName(signo)))", errno: err))
             }
             savedActions.append((signo, previous))
+            shim_legacy_handler_installed(signo, legacySignalHandler, &previous)
         }
 
         // The loop thread takes the signals it handles (a runtime, or
@@ -78,8 +83,6 @@ public final class SelectBackend: LoopBackend {
         var wishes = Dictionary(uniqueKeysWithValues: wanted.map { ($0, false) })
         wishes[SIGCHLD] = true
         maskClaim = ThreadSignalMask.claim(wishes)
-        pthread_sigmask(SIG_SETMASK, nil, &waitMask)
-        sigdelset(&waitMask, SIGCHLD)
 
         getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer)
         getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer)
@@ -115,6 +118,11 @@ public final class SelectBackend: LoopBackend {
         // A wake-up published before we got here: do not sleep.
         let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs
         var ts = timespec(tv_sec: timeout / 1000, tv_nsec: (timeout % 1000) * 1_000_000)
+        // The thread's mask as it is now (another loop or the embedder may have
+        // changed it since start), with SIGCHLD open for the wait only.
+        var waitMask = sigset_t()
+        pthread_sigmask(SIG_SETMASK, nil, &waitMask)
+        sigdelset(&waitMask, SIGCHLD)
         let n = pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
         if n < 0 {
             switch errno {
@@ -171,23 +179,16 @@ public final class SelectBackend: LoopBackend {
         // The original blocks an empty signal set here: only the loop's flag changes.
     }
 
-    public func stop() { tearDown(inForkedChild: false) }
-
-    public func abandon() { tearDown(inForkedChild: true) }
-
-    /// Undoes only what this loop did: a disposition someone else installed
-    /// since (an embedder ignoring SIGTERM once its shutdown began) stays theirs.
-    /// A forked child has no itimers and a mask of its own: only the
-    /// dispositions it inherited are restored, so it may make a loop of its own.
-    private func tearDown(inForkedChild: Bool) {
+    public func stop() {
         guard started else { return }
         started = false
-        if !inForkedChild { setTimersEnabled(false) }
+        setTimersEnabled(false)
         // The mask first: in a prepared process the signals are blocked again before
         // their previous dispositions return, so a SIGHUP arriving now stays pending
         // instead of meeting the default action (terminate) after a clean shutdown.
         if let claim = maskClaim { ThreadSignalMask.release(claim) }
         maskClaim = nil
+        // Only what is still this loop's: a disposition someone installed since stays theirs.
         for (signo, var previous) in savedActions.reversed() where shim_handler_is(signo, legacySignalHandler) != 0 {
             // Ignoring discards a tick still pending, which would otherwise meet the
             // previous disposition (for SIGALRM by default: terminate).
@@ -195,14 +196,32 @@ public final class SelectBackend: LoopBackend {
             sigaction(signo, &previous, nil)
         }
         savedActions.removeAll()
-        if !inForkedChild {
-            setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
-            setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
-        }
+        shim_legacy_handlers_removed()
+        setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
+        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
         LegacyProcessState.serial.store(0, ordering: .releasing)
-        LegacyProcessState.current.store(0, ordering: .releasing)
+        LegacyProcessState.unpublish()
         LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
         LegacyProcessState.active.store(false, ordering: .releasing)
+    }
+
+    /// In a forked child: the atfork handler already gave the signals back their
+    /// previous dispositions and the child has no itimers; only the records go,
+    /// and the process-wide state only while no loop of the child's own has taken it.
+    public func abandon() {
+        guard started else { return }
+        started = false
+        if let claim = maskClaim { ThreadSignalMask.release(claim) }
+        maskClaim = nil
+        savedActions.removeAll()
+        if LegacyProcessState.serial.load(ordering: .acquiring) == serial {
+            LegacyProcessState.serial.store(0, ordering: .releasing)
+            // No waiting: a handler that ran on another thread at fork time left its
+            // count in this copy, and that thread does not exist here.
+            LegacyProcessState.current.store(0, ordering: .sequentiallyConsistent)
+            LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
+            LegacyProcessState.active.store(false, ordering: .releasing)
+        }
     }
 }
 

@@ -91,42 +91,78 @@ public enum ChildProcesses {
     ///
     /// While the mask is open, a signal sent to the process could land on this
     /// thread and take its default action (terminate). So each signal opened here
-    /// whose disposition is the default gets a catching handler for the
-    /// duration; what it catches is raised again once the mask is back: to this
-    /// thread when a loop here reads it, else to the process. A child's `exec`
-    /// resets caught signals to the default.
+    /// whose disposition is the default gets a catching stand-in for as long as
+    /// any thread has such a window open (nested and concurrent calls share it);
+    /// what it catches is raised again when a window closes: to this thread when
+    /// a loop here reads it, else to the process. A child's `exec` resets caught
+    /// signals to the default.
     @discardableResult
     public static func withChildSignalMask<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
         var saved = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &saved)
         var child = ProcessSignals.childMask
-        var opened: [(Int32, sigaction)] = []
-        caughtWhileOpen.store(0, ordering: .relaxed)
+        var opened: [Int32] = []
         for signo in Int32(1)..<Int32(64) where sigismember(&saved, signo) == 1 && sigismember(&child, signo) == 0 {
-            var current = sigaction()
-            guard sigaction(signo, nil, &current) == 0,
-                  current.__sigaction_handler.sa_handler == nil,  // SIG_DFL
-                  signo != SIGKILL, signo != SIGSTOP else { continue }
-            var catcher = sigaction()
-            catcher.__sigaction_handler.sa_handler = { signo in
-                caughtWhileOpen.bitwiseOr(1 << UInt64(signo), ordering: .relaxed)
-            }
-            catcher.sa_flags = SA_RESTART
-            sigemptyset(&catcher.sa_mask)
-            sigaction(signo, &catcher, nil)
-            opened.append((signo, current))
+            if StandIns.open(signo) { opened.append(signo) }
         }
         pthread_sigmask(SIG_SETMASK, &child, nil)
         defer {
             pthread_sigmask(SIG_SETMASK, &saved, nil)
-            for (signo, var previous) in opened { sigaction(signo, &previous, nil) }
-            let caught = caughtWhileOpen.exchange(0, ordering: .relaxed)
-            for (signo, _) in opened where caught & (1 << UInt64(signo)) != 0 {
-                // To the loop on this thread that reads it, else to the process as it came.
+            for signo in opened { StandIns.close(signo) }
+            // Taken only now, with the mask back: a nested window's catch stays for the outer one.
+            let caught = caughtWhileOpen.exchange(0, ordering: .sequentiallyConsistent)
+            for signo in Int32(1)..<Int32(64) where caught & (1 << UInt64(signo)) != 0 {
                 if ThreadSignalMask.callingThreadClaimsBlocked(signo) { pthread_kill(pthread_self(), signo) } else { kill(getpid(), signo) }
             }
         }
         return try body()
+    }
+}
+
+/// The catching stand-ins of `withChildSignalMask`, shared by every open window:
+/// installed by the first window that opens a signal, removed by the last.
+private enum StandIns {
+    struct Held {
+        var count: Int
+        var previous: sigaction
+    }
+    static let held = Mutex<[Int32: Held]>([:])
+
+    /// Counts a window on `signo`; false when the signal needs no stand-in
+    /// (its disposition is not the default, or it cannot be caught).
+    static func open(_ signo: Int32) -> Bool {
+        guard signo != SIGKILL, signo != SIGSTOP else { return false }
+        return held.withLock { held in
+            if held[signo] != nil {
+                held[signo]!.count += 1
+                return true
+            }
+            var current = sigaction()
+            guard sigaction(signo, nil, &current) == 0, current.__sigaction_handler.sa_handler == nil else { return false }
+            _ = caughtWhileOpen.load(ordering: .relaxed)  // initialised before any handler may touch it
+            var catcher = sigaction()
+            catcher.__sigaction_handler.sa_handler = { signo in
+                caughtWhileOpen.bitwiseOr(1 << UInt64(signo), ordering: .sequentiallyConsistent)
+            }
+            catcher.sa_flags = SA_RESTART
+            sigemptyset(&catcher.sa_mask)
+            sigaction(signo, &catcher, nil)
+            held[signo] = Held(count: 1, previous: current)
+            return true
+        }
+    }
+
+    static func close(_ signo: Int32) {
+        held.withLock { held in
+            guard var h = held[signo] else { return }
+            h.count -= 1
+            if h.count == 0 {
+                sigaction(signo, &h.previous, nil)
+                held[signo] = nil
+            } else {
+                held[signo] = h
+            }
+        }
     }
 }
 

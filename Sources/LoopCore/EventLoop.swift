@@ -37,7 +37,8 @@ public final class EventLoop {
     public private(set) var interruptsEnabled = false
 
     let signals: LoopSignals
-    private let owner: pthread_t
+    /// `shim_thread_token()` of the creating thread (a pthread_t may be reused by a later thread).
+    private let owner: UInt64
     /// `shim_fork_generation()` when the loop was made: a different value means a forked child.
     private let forkGeneration: Int32
     @exclusivity(unchecked) private var descriptors: [DescriptorEntry?] = []
@@ -67,7 +68,7 @@ public final class EventLoop {
         self.backend = backend
         self.configuration = configuration
         self.signals = backend.signals
-        self.owner = pthread_self()
+        self.owner = shim_thread_token()
         let t = configuration.clock.milliseconds()
         self.now = t
         self.lastSleepRun = t
@@ -222,8 +223,13 @@ public final class EventLoop {
         signals.requestShutdown(.stopped)
     }
 
-    /// The shutdown requested and not yet returned by `run()`, if any.
+    /// The shutdown requested and not yet consumed, if any (see `takeShutdownRequest`).
     public var shutdownReason: ShutdownReason? { signals.shutdownReason }
+
+    /// Consumes the next shutdown request, as `run()` does when it returns it. A
+    /// program that drives the loop with `runOnce()` calls this when it acts on a
+    /// request: one left unconsumed is handed back to the process by `close()`.
+    public func takeShutdownRequest() -> ShutdownReason? { signals.takeShutdownRequest() }
 
     /// A Sendable handle other threads use to wake or stop the loop. Safe at any
     /// time, also after `close()` (it then reaches nothing) and in a forked child
@@ -237,9 +243,9 @@ public final class EventLoop {
 
     /// Tears the loop down: stops the workers, releases every callback and
     /// undoes every process-wide change the backend made. Registered fds are left
-    /// open; they belong to their owners. An admin-signal shutdown recorded but
-    /// never returned by `run()` is handed back to the process (raised again), so
-    /// the embedder's own disposition sees it instead of the signal being lost.
+    /// open; they belong to their owners. Every admin signal recorded but never
+    /// consumed (by `run()` or `takeShutdownRequest()`) is handed back to the
+    /// process (raised again), so the embedder's own disposition sees it.
     /// In a forked child it only releases the child's copies of the descriptors.
     public func close() throws(LoopError) {
         if !isForkedChild { try checkThread("close") }
@@ -288,7 +294,7 @@ public final class EventLoop {
             backend.abandon()
         } else {
             backend.stop()
-            if let signo = signals.takeShutdownRequest()?.signalNumber { kill(getpid(), signo) }
+            for signo in signals.takeAllShutdownSignals() { kill(getpid(), signo) }
         }
         withExtendedLifetime((entries, sleeping, jobs, halves, callbacks)) {}
     }
@@ -313,7 +319,7 @@ public final class EventLoop {
     /// re-entry, wrong thread or closed loop).
     @discardableResult
     public func quickPoll(niceness: Int) -> Bool {
-        guard niceness > 0, !isClosed, pthread_equal(owner, pthread_self()) != 0, !isForkedChild else { return false }
+        guard niceness > 0, !isClosed, shim_thread_token() == owner, !isForkedChild else { return false }
         guard !inQuickPoll else {
             stats.quickPollsRefused += 1
             return false
@@ -407,15 +413,21 @@ public final class EventLoop {
 
     private func poll(quick: Bool) throws(LoopError) {
         stats.polls += 1
-        if !quick { runBottomHalves() }
+        if !quick {
+            runBottomHalves()
+            // A bottom half (or its `needed()`, asked again by waitTimeout) may close the loop.
+            if isClosed { return }
+        }
 
         // Take the buffer out so it is uniquely referenced and keeps its capacity.
         var batch: [ReadyEvent] = []
         if quick { swap(&batch, &quickEvents) } else { swap(&batch, &events) }
         batch.removeAll(keepingCapacity: true)
+        let timeout = quick ? 0 : waitTimeout()
+        if isClosed { return }
         signals.inWaitState.store(true, ordering: .relaxed)
         do {
-            try backend.wait(timeoutMs: quick ? 0 : waitTimeout(), into: &batch)
+            try backend.wait(timeoutMs: timeout, into: &batch)
         } catch {
             signals.inWaitState.store(false, ordering: .relaxed)
             throw error
@@ -615,7 +627,7 @@ public final class EventLoop {
 
     @inline(__always)
     private func checkThread(_ operation: String) throws(LoopError) {
-        guard pthread_equal(owner, pthread_self()) != 0 else { throw .wrongThread(operation: operation) }
+        guard shim_thread_token() == owner else { throw .wrongThread(operation: operation) }
         guard !isForkedChild else { throw .forkedChild(operation: operation) }
     }
 

@@ -4,8 +4,10 @@ import Synchronization
 /// timer expirations, worker threads. Lock-free atomics only, so a signal
 /// handler may write any of it.
 public final class LoopSignals: Sendable {
-    /// 0 = running; otherwise a `ShutdownReason.encoded`.
-    public let shutdown = Atomic<Int>(0)
+    /// Shutdown requests not yet consumed: bit `s` for admin signal `s`, bit 0
+    /// for `stop()`. A set of bits, not one slot, so no request is lost when
+    /// several arrive before one is consumed.
+    private let pendingShutdowns = Atomic<UInt64>(0)
     /// Raised every quickpoll interval while the process is busy; cleared by the loop.
     public let needsToQuickPoll = Atomic<Bool>(false)
     /// Set by a worker that finished a job (the original's `needsCleanup`).
@@ -30,18 +32,45 @@ public final class LoopSignals: Sendable {
 
     public init() {}
 
-    /// Records the first shutdown request; later ones do not overwrite it.
+    /// Records a shutdown request. Lock-free: signal handlers call it.
     public func requestShutdown(_ reason: ShutdownReason) {
-        _ = shutdown.compareExchange(expected: 0, desired: reason.encoded, ordering: .sequentiallyConsistent)
+        pendingShutdowns.bitwiseOr(Self.bit(for: reason), ordering: .sequentiallyConsistent)
     }
 
-    /// Takes the recorded request, leaving none: `run()` consumes what it returns.
-    public func takeShutdownRequest() -> ShutdownReason? {
-        ShutdownReason(encoded: shutdown.exchange(0, ordering: .sequentiallyConsistent))
-    }
-
+    /// The request `run()` would return next, without consuming it: admin signals
+    /// first (in signal-number order), then `stop()`.
     public var shutdownReason: ShutdownReason? {
-        ShutdownReason(encoded: shutdown.load(ordering: .acquiring))
+        Self.first(of: pendingShutdowns.load(ordering: .acquiring))
+    }
+
+    /// Takes the next request (as `shutdownReason` orders them), leaving the others.
+    public func takeShutdownRequest() -> ShutdownReason? {
+        var pending = pendingShutdowns.load(ordering: .acquiring)
+        while let reason = Self.first(of: pending) {
+            let (taken, actual) = pendingShutdowns.compareExchange(
+                expected: pending, desired: pending & ~Self.bit(for: reason), ordering: .sequentiallyConsistent)
+            if taken { return reason }
+            pending = actual
+        }
+        return nil
+    }
+
+    /// Takes every pending admin signal (for `close()` to hand back); a pending stop is dropped.
+    public func takeAllShutdownSignals() -> [Int32] {
+        let pending = pendingShutdowns.exchange(0, ordering: .sequentiallyConsistent)
+        return (1..<64).filter { pending & (1 << UInt64($0)) != 0 }.map { Int32($0) }
+    }
+
+    private static func bit(for reason: ShutdownReason) -> UInt64 {
+        guard let signo = reason.signalNumber, signo > 0, signo < 64 else { return 1 }
+        return 1 << UInt64(signo)
+    }
+
+    private static func first(of pending: UInt64) -> ShutdownReason? {
+        guard pending != 0 else { return nil }
+        let signals = pending & ~1
+        guard signals != 0 else { return .stopped }
+        return .forSignal(Int32(signals.trailingZeroBitCount))
     }
 
     /// One quickpoll-interval tick: `nowApprox` moves 10 ms and, unless a

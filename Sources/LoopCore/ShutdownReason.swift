@@ -35,24 +35,6 @@ public enum ShutdownReason: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Packs the reason into one word for the atomic the signal paths write.
-    package var encoded: Int {
-        switch self {
-        case .stopped: return 1
-        case .signal(let s): return 0x100 | Int(s)
-        case .power: return 2
-        }
-    }
-
-    package init?(encoded: Int) {
-        switch encoded {
-        case 0: return nil
-        case 1: self = .stopped
-        case 2: self = .power
-        default: self = .signal(Int32(encoded & 0xff))
-        }
-    }
-
     /// The reason a delivered admin signal stands for.
     public static func forSignal(_ signo: Int32) -> ShutdownReason {
         signo == SIGPWR ? .power : .signal(signo)

@@ -18,7 +18,7 @@ import Synchronization
 package enum ThreadSignalMask {
     package struct Claim: Sendable {
         fileprivate let token: UInt64
-        fileprivate let thread: UInt
+        fileprivate let thread: UInt64
         fileprivate let forkGeneration: Int32
         /// Signals and whether this claim wants them blocked.
         package let wishes: [Int32: Bool]
@@ -40,12 +40,13 @@ package enum ThreadSignalMask {
         var claims: [Held] = []
     }
 
-    private static let records = Mutex<[UInt: ThreadRecord]>([:])
+    /// Keyed by `shim_thread_token()`.
+    private static let records = Mutex<[UInt64: ThreadRecord]>([:])
     private static let nextToken = Atomic<UInt64>(1)
 
     /// Applies `wishes` to the calling thread's mask and records them.
     package static func claim(_ wishes: [Int32: Bool]) -> Claim {
-        let thread = UInt(pthread_self())
+        let thread = shim_thread_token()
         let generation = shim_fork_generation()
         let token = nextToken.add(1, ordering: .relaxed).newValue
         records.withLock { records in
@@ -57,7 +58,7 @@ package enum ThreadSignalMask {
                 record.base[signo] = isMember(signo, current)
             }
             record.claims.append(Held(token: token, wishes: wishes))
-            for (signo, blocked) in wishes { set(signo, blocked: blocked, in: &record, changingMask: true) }
+            for (signo, blocked) in wishes { set(signo, blocked: blocked, in: &record) }
             records[thread] = record
         }
         return Claim(token: token, thread: thread, forkGeneration: generation, wishes: wishes)
@@ -65,7 +66,7 @@ package enum ThreadSignalMask {
 
     /// Whether a loop on the calling thread has `signo` blocked to read it itself.
     package static func callingThreadClaimsBlocked(_ signo: Int32) -> Bool {
-        let thread = UInt(pthread_self())
+        let thread = shim_thread_token()
         let generation = shim_fork_generation()
         return records.withLock { records in
             guard let record = records[thread], record.forkGeneration == generation else { return false }
@@ -86,20 +87,24 @@ package enum ThreadSignalMask {
 
     /// Undoes `claim`: each signal it named goes to the newest remaining claim's
     /// wish, or back to its base. From another thread (a loop freed elsewhere) or
-    /// another process (a forked child) only the record is dropped: a thread's
-    /// mask can be changed by that thread alone.
+    /// another process (a forked child) only the claim is dropped: a thread's mask
+    /// can be changed by that thread alone, so the base and the tally stay as they
+    /// are (children spawned from that thread still get the program's mask, and a
+    /// later claim and release there settles it).
     package static func release(_ claim: Claim) {
-        let here = UInt(pthread_self()) == claim.thread
+        let here = shim_thread_token() == claim.thread
             && shim_fork_generation() == claim.forkGeneration
         records.withLock { records in
             guard var record = records[claim.thread], record.forkGeneration == claim.forkGeneration,
                   let index = record.claims.firstIndex(where: { $0.token == claim.token }) else { return }
             record.claims.remove(at: index)
-            for signo in claim.wishes.keys {
-                set(signo, blocked: effectiveState(signo, record: record, without: nil), in: &record, changingMask: here)
-                if !record.claims.contains(where: { $0.wishes[signo] != nil }) { record.base[signo] = nil }
+            if here {
+                for signo in claim.wishes.keys {
+                    set(signo, blocked: effectiveState(signo, record: record, without: nil), in: &record)
+                    if !record.claims.contains(where: { $0.wishes[signo] != nil }) { record.base[signo] = nil }
+                }
             }
-            records[claim.thread] = record.claims.isEmpty ? nil : record
+            records[claim.thread] = record.claims.isEmpty && record.deviation.isEmpty ? nil : record
         }
     }
 
@@ -114,13 +119,11 @@ package enum ThreadSignalMask {
     /// Puts `signo` in the wanted state and keeps the process-wide tally: a signal
     /// counts as blocked (or unblocked) by the library while the library holds it
     /// away from its base.
-    private static func set(_ signo: Int32, blocked: Bool, in record: inout ThreadRecord, changingMask: Bool) {
-        if changingMask {
-            var set = sigset_t()
-            sigemptyset(&set)
-            sigaddset(&set, signo)
-            pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
-        }
+    private static func set(_ signo: Int32, blocked: Bool, in record: inout ThreadRecord) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signo)
+        pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nil)
         let old = record.deviation[signo]
         let new: Bool? = blocked == record.base[signo] ? nil : blocked
         guard old != new else { return }

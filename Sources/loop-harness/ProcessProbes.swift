@@ -92,18 +92,27 @@ private func forkedChildChecks(_ loop: Loop, backend: LoopBackendKind) -> Int32 
         usleep(5_000)
     }
     loop.stopHandle.wakeup()  // must do nothing here
-    let closeStarted = monotonicNanoseconds()
-    guard (try? loop.close()) != nil, monotonicNanoseconds() - closeStarted < 1_000_000_000 else { return 12 }
-    // The atfork handler gave the child the mask the program had before the set-up.
+    // The admin signals take their default action here: unblocked (the atfork
+    // handler gave the child the program's mask) and not caught by the parent's loop.
     var mask = sigset_t()
     pthread_sigmask(SIG_SETMASK, nil, &mask)
     if adminSignals.contains(where: { sigismember(&mask, $0) == 1 }) { return 13 }
-    // A loop of its own works.
+    for signo in adminSignals {
+        var action = sigaction()
+        sigaction(signo, nil, &action)
+        if action.__sigaction_handler.sa_handler != nil { return 16 }
+    }
+    // A loop of its own works, while the parent's copy is still open.
     guard let own = try? Loop.make(backend) else { return 14 }
     var beats = 0
     _ = try? own.registerSleep(every: 5) { beats += 1 }
     let end = monotonicNanoseconds() + 2_000_000_000
     while beats < 3 && monotonicNanoseconds() < end { try? own.runOnce() }
+    // Closing the parent's copy leaves the child's own loop alone.
+    let closeStarted = monotonicNanoseconds()
+    guard (try? loop.close()) != nil, monotonicNanoseconds() - closeStarted < 1_000_000_000 else { return 12 }
+    let before = beats
+    while beats < before + 3 && monotonicNanoseconds() < end + 2_000_000_000 { try? own.runOnce() }
     try? own.close()
-    return beats >= 3 ? 0 : 15
+    return beats >= before + 3 ? 0 : 15
 }

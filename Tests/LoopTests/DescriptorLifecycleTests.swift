@@ -100,5 +100,30 @@ extension LoopConformance {
                 #expect(fired < 100, "the first handle's callback runs, not the second's")
             }
         }
+
+        /// Closed without unregistering while a dup keeps the file alive and readable:
+        /// select drops the fd (EBADF); epoll's kernel entry keeps reporting under the
+        /// current tag, until the backend's periodic check finds the fd closed.
+        @Test(arguments: LoopBackendKind.allCases)
+        func closeWithoutUnregisterWhileADupLivesDoesNotSpin(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let p = PipePair()
+                let fd = dup(p.readEnd)
+                var calls = 0
+                try loop.registerRead(fd: fd) { _ in calls += 1 }
+                p.fill()
+                try loop.runOnce()
+                close(fd)                                  // p.readEnd keeps the readable file alive
+                let before = loop.counters.polls, callsBefore = calls
+                try runFor(loop, ms: 100)
+                // A spin made 22,000 polls and callbacks on the closed fd in 100 ms.
+                #expect(loop.counters.polls - before < 400, "\(loop.counters.polls - before) polls in 100 ms")
+                #expect(calls - callsBefore < 200, "\(calls - callsBefore) callbacks for a closed fd")
+                // Dropped for good: no more callbacks (the number may already name one of the loop's own files).
+                let afterDrop = calls
+                try runFor(loop, ms: 50)
+                #expect(calls == afterDrop, "\(calls - afterDrop) callbacks after the fd was found closed")
+            }
+        }
     }
 }

@@ -1,7 +1,11 @@
 import Compat
 import Glibc
 import LoopTools
+import Synchronization
 import Testing
+
+/// SIGUSR1s that reached the test's own handler.
+let usr1Deliveries = Atomic<Int>(0)
 
 /// Whether the calling thread blocks `signo`.
 func isBlocked(_ signo: Int32) -> Bool {
@@ -43,7 +47,7 @@ extension LoopConformance {
                 // The surviving epoll loop still takes a SIGTERM through its signalfd.
                 pthread_kill(pthread_self(), SIGTERM)
                 #expect(try runUntil(survivor, timeoutMs: 2_000) { survivor.shutdownReason != nil })
-                #expect(try survivor.run() == .signal(SIGTERM))
+                #expect(survivor.takeShutdownRequest() == .signal(SIGTERM))
             }
             try survivor.close()
             #expect(blockedLoopSignals() == before)
@@ -97,6 +101,123 @@ extension LoopConformance {
                 }
               }
             }
+        }
+
+        /// The legacy wait opens SIGCHLD only: a signal the embedder blocked after
+        /// `make()` stays blocked during `pselect` too.
+        @Test func legacyWaitKeepsTheThreadsCurrentMask() throws {
+            _ = usr1Deliveries.load(ordering: .relaxed)
+            let previous = signal(SIGUSR1) { _ in usr1Deliveries.add(1, ordering: .relaxed) }
+            defer { signal(SIGUSR1, previous) }
+            try withOpenThreadMask {
+                try withLoop(.legacy) { loop in
+                    var usr1 = sigset_t()
+                    sigemptyset(&usr1)
+                    sigaddset(&usr1, SIGUSR1)
+                    pthread_sigmask(SIG_BLOCK, &usr1, nil)
+                    usr1Deliveries.store(0, ordering: .relaxed)
+                    pthread_kill(pthread_self(), SIGUSR1)
+                    try runFor(loop, ms: 30)
+                    #expect(usr1Deliveries.load(ordering: .relaxed) == 0, "delivered during the wait")
+                    pthread_sigmask(SIG_UNBLOCK, &usr1, nil)  // now it is
+                    #expect(usr1Deliveries.load(ordering: .relaxed) == 1)
+                }
+            }
+        }
+
+        /// An epoll loop made after a legacy loop on one thread decides (newest claim):
+        /// a SIGHUP sent while the legacy loop waits stays for the epoll loop.
+        @Test func newestLoopDecidesDuringTheOlderLoopsWait() throws {
+            try withOpenThreadMask {
+                let legacy = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
+                let epoll = try Loop.make(.epoll)
+                final class Target: @unchecked Sendable { let thread = pthread_self() }
+                let target = Target()
+                let sender = startThread { usleep(3_000); pthread_kill(target.thread, SIGHUP) }
+                try runFor(legacy, ms: 50)
+                joinThread(sender)
+                #expect(legacy.shutdownReason == nil)
+                #expect(try runUntil(epoll, timeoutMs: 2_000) { epoll.shutdownReason != nil })
+                #expect(epoll.takeShutdownRequest() == .signal(SIGHUP))
+                try epoll.close()
+                try legacy.close()
+            }
+        }
+
+        /// A loop freed on another thread cannot restore its owner's mask; children
+        /// spawned from the owner thread still start with the program's mask.
+        @Test func loopFreedOnAnotherThreadStillGivesChildrenTheProgramsMask() throws {
+            final class Box: @unchecked Sendable { var loop: Loop? }
+            try withOpenThreadMask {
+                let box = Box()
+                box.loop = try Loop.make(.epoll)
+                try box.loop?.runOnce()
+                joinThread(startThread { box.loop = nil })
+                #expect(isBlocked(SIGTERM), "the owner's mask stays as the loop left it")
+                var child = ProcessSignals.childMask
+                #expect(sigismember(&child, SIGTERM) == 0)
+                let pid = try ChildProcesses.spawn("/bin/sleep", arguments: ["10"])
+                usleep(50_000)
+                kill(pid, SIGTERM)
+                let status = try #require(reap(pid))
+                #expect(killedBy(status) == SIGTERM)
+                var term = sigset_t()
+                sigemptyset(&term)
+                sigaddset(&term, SIGTERM)
+                pthread_sigmask(SIG_UNBLOCK, &term, nil)
+            }
+        }
+
+        /// Nested windows: a signal caught in the outer one survives the inner one and
+        /// reaches the loop.
+        @Test func nestedChildSignalMaskWindowsKeepTheSignal() throws {
+            try withOpenThreadMask {
+                try withLoop(.epoll) { loop in
+                    try loop.runOnce()
+                    ChildProcesses.withChildSignalMask {
+                        pthread_kill(pthread_self(), SIGTERM)
+                        ChildProcesses.withChildSignalMask {}
+                    }
+                    #expect(try runUntil(loop, timeoutMs: 2_000) { loop.shutdownReason != nil })
+                    #expect(loop.takeShutdownRequest() == .signal(SIGTERM))
+                }
+            }
+        }
+
+        /// Two threads with windows open at once: the first to close must not take the
+        /// stand-in away from the second, whose open mask would then meet the default
+        /// action (terminate) of a SIGTERM.
+        @Test func overlappingChildSignalMaskWindowsShareTheStandIn() throws {
+            let step = Atomic<Int>(0)
+            final class Report: @unchecked Sendable { var reason: ShutdownReason?; var thread = pthread_self() }
+            let report = Report()
+            let other = startThread {
+                withOpenThreadMask {
+                    guard let loop = try? Loop.make(.epoll) else { return }
+                    report.thread = pthread_self()
+                    ChildProcesses.withChildSignalMask {
+                        step.store(1, ordering: .releasing)                         // window open
+                        while step.load(ordering: .acquiring) < 2 { usleep(500) }  // the first closed its own
+                        while step.load(ordering: .acquiring) < 3 { usleep(500) }  // SIGTERM sent to this thread
+                    }
+                    _ = try? runUntil(loop, timeoutMs: 2_000) { loop.shutdownReason != nil }
+                    report.reason = loop.takeShutdownRequest()
+                    try? loop.close()
+                }
+            }
+            try withOpenThreadMask {
+                try withLoop(.epoll) { loop in
+                    try loop.runOnce()
+                    ChildProcesses.withChildSignalMask {
+                        while step.load(ordering: .acquiring) < 1 { usleep(500) }
+                    }
+                    step.store(2, ordering: .releasing)
+                    pthread_kill(report.thread, SIGTERM)
+                    step.store(3, ordering: .releasing)
+                }
+            }
+            joinThread(other)
+            #expect(report.reason == .signal(SIGTERM))
         }
     }
 }

@@ -186,5 +186,76 @@ extension LoopConformance {
                 }
             }
         }
+
+        /// `close()` from a bottom half ends `run()` with `.stopped` on both backends
+        /// (epoll used to wait on its closed descriptor and throw).
+        @Test(arguments: LoopBackendKind.allCases)
+        func closeInsideABottomHalfEndsRun(kind: LoopBackendKind) throws {
+            let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
+            var runs = 0
+            try addWatchdog(loop)
+            try loop.addBottomHalf(needed: { true }) {
+                runs += 1
+                if runs == 3 { try? loop.close() }
+            }
+            #expect(try loop.run() == .stopped)
+            #expect(runs == 3)
+        }
+
+        /// Several requests before one is consumed: none is lost. Each `run()` returns
+        /// one, admin signals first.
+        @Test(arguments: LoopBackendKind.allCases)
+        func requestsArrivingTogetherAreEachReturned(kind: LoopBackendKind) throws {
+            try withOpenThreadMask {
+                try withLoop(kind) { loop in
+                    loop.stop()
+                    pthread_kill(pthread_self(), SIGTERM)
+                    try loop.runOnce()  // epoll reads it from its signalfd; legacy's handler already ran
+                    try addWatchdog(loop)
+                    #expect(try loop.run() == .signal(SIGTERM))
+                    #expect(try loop.run() == .stopped)
+                    #expect(loop.shutdownReason == nil)
+                }
+            }
+        }
+
+        /// A program that drives the loop with `runOnce()` consumes the request it acts
+        /// on with `takeShutdownRequest()`; `close()` then hands nothing back.
+        @Test(arguments: LoopBackendKind.allCases)
+        func consumedRequestIsNotHandedBack(kind: LoopBackendKind) throws {
+            _ = embedderSigterms.load(ordering: .relaxed)
+            let previous = signal(SIGTERM) { _ in embedderSigterms.add(1, ordering: .relaxed) }
+            defer { signal(SIGTERM, previous) }
+            embedderSigterms.store(0, ordering: .relaxed)
+            try withOpenThreadMask {
+                let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
+                pthread_kill(pthread_self(), SIGTERM)
+                #expect(try runUntil(loop, timeoutMs: 2_000) { loop.shutdownReason != nil })
+                #expect(loop.takeShutdownRequest() == .signal(SIGTERM))
+                try loop.close()
+                usleep(50_000)
+                #expect(embedderSigterms.load(ordering: .relaxed) == 0)
+            }
+        }
+
+        /// The owner is the thread, not its `pthread_t`, which glibc hands to the next
+        /// thread once the first has exited.
+        @Test func aThreadReusingTheOwnersHandleIsRefused() throws {
+            final class Box: @unchecked Sendable { var loop: Loop?; var outcome = "" }
+            let box = Box()
+            joinThread(startThread { box.loop = try? Loop.make(.epoll) })
+            joinThread(startThread {
+                do {
+                    try box.loop?.runOnce()
+                    box.outcome = "accepted"
+                } catch LoopError.wrongThread {
+                    box.outcome = "refused"
+                } catch {
+                    box.outcome = "\(error)"
+                }
+            })
+            #expect(box.outcome == "refused")
+            box.loop = nil
+        }
     }
 }

@@ -54,3 +54,10 @@ func unlinkedRegularFile() throws -> Int32 {
     template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
     return fd
 }
+
+/// Stops `loop` once `ms` have passed, so a `run()` whose expected request never
+/// comes ends (and its expectation fails) instead of hanging the suite.
+func addWatchdog(_ loop: Loop, ms: Int64 = 5_000) throws {
+    let deadline = monotonicNanoseconds() + ms * 1_000_000
+    try loop.registerSleep(every: 50) { if monotonicNanoseconds() > deadline { loop.stop() } }
+}

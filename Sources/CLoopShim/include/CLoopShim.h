@@ -46,6 +46,16 @@ int shim_fork_generation(void);
 // fork(2), which Swift does not import. For tests and for embedders that fork.
 int shim_fork(void);
 
+// A number for the calling thread, unique for the life of the process (a
+// pthread_t can be reused by the next thread; this is never reused).
+uint64_t shim_thread_token(void);
+
+// The legacy loop's handlers: what each signal had before, so that the
+// atfork child handler can put it back in a forked child (where the loop is
+// the parent's and its handler would swallow SIGTERM).
+void shim_legacy_handler_installed(int sig, shim_sig_handler handler, const struct sigaction *previous);
+void shim_legacy_handlers_removed(void);
+
 // Signals the loop library itself blocked (count > 0) or unblocked, process-wide.
 // A child process must not inherit those changes: spawn helpers and the
 // atfork child handler undo them.

@@ -81,7 +81,7 @@ func runPing(loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, si
     let deadline = start + Int64(timeoutMs + 30_000) * 1_000_000 * Int64(max(1, count / max(concurrency, 1)))
     while report.completed < count {
         guard monotonicNanoseconds() < deadline else { throw UsageError("requests did not complete: \(report.completed)/\(count)") }
-        if loop.shutdownReason != nil { break }
+        if loop.takeShutdownRequest() != nil { break }  // Ctrl-C: report what completed
         try loop.runOnce()
     }
     report.seconds = Double(monotonicNanoseconds() - start) / 1e9

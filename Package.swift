@@ -24,8 +24,10 @@ let package = Package(
         .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "loop-harness"], swiftSettings: strict),
-        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools"], swiftSettings: strict),
+        // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
+        .target(name: "TestTraits", path: "Tests/TestTraits", swiftSettings: strict),
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "loop-harness", "TestTraits"], swiftSettings: strict),
+        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -3,10 +3,12 @@ import Compat
 import Glibc
 import LoopTools
 import Testing
+import TestTraits
 
 /// Every loop test lives under this suite: loops touch process-wide signal
-/// state and only one legacy loop may exist at a time, so they run one at a time.
-@Suite(.serialized) struct LoopConformance {}
+/// state and only one legacy loop may exist at a time, so they run one at a time,
+/// and never beside another target's loop suite (`.processExclusive`).
+@Suite(.serialized, .processExclusive) struct LoopConformance {}
 
 /// Makes a loop of `kind`, runs `body`, and always tears the loop down.
 func withLoop<R>(_ kind: LoopBackendKind, configuration: LoopConfiguration = .unroutedTimerSignalsAccepted,

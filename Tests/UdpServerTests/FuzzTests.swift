@@ -1,9 +1,10 @@
 import Testing
+import TestTraits
 @testable import UdpServer
 
 /// The decoder against an independent statement of the rules, over random and
 /// mutated datagrams. Pure: no loop.
-@Suite struct DecoderFuzz {
+@Suite(.processExclusive) struct DecoderFuzz {
     /// The rules, written out separately from the decoder.
     static func expected(_ d: [UInt8], _ g: DatagramGeometry) -> DatagramError? {
         guard d.count >= 8 else { return .tooShort(length: d.count) }

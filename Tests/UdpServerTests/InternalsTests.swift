@@ -1,8 +1,9 @@
 import Testing
+import TestTraits
 @testable import UdpServer
 
 /// The pieces under the server, as plain values. No loop.
-@Suite struct Internals {
+@Suite(.processExclusive) struct Internals {
     @Test func resendTimes() {
         var policy = ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true)
         let noJitter: (Int) -> Int = { _ in 0 }

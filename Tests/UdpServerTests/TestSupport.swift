@@ -1,11 +1,13 @@
 import Glibc
 import LoopTools
 import Testing
+import TestTraits
 @testable import UdpServer
 
 /// Every test that makes a loop lives under this suite: loops touch process-wide
-/// signal state and only one legacy loop may exist at a time, so they run one at a time.
-@Suite(.serialized) struct UdpServerLoopTests {}
+/// signal state and only one legacy loop may exist at a time, so they run one at a time,
+/// and never beside another target's loop suite (`.processExclusive`).
+@Suite(.serialized, .processExclusive) struct UdpServerLoopTests {}
 
 /// A loop of `kind`, always closed at the end.
 func withLoop<R>(_ kind: LoopBackendKind, _ body: (Loop) throws -> R) throws -> R {

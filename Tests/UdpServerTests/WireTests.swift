@@ -1,8 +1,9 @@
 import Testing
+import TestTraits
 @testable import UdpServer
 
 /// The wire format, bit for bit. Pure value code: no loop.
-@Suite struct Wire {
+@Suite(.processExclusive) struct Wire {
     static let lan = try! DatagramGeometry()
 
     @Test func everyFieldHasItsBits() {

@@ -7,6 +7,16 @@ import Testing
 /// Counts SIGTERMs that reach the embedder's own handler (touched before any handler is installed).
 let embedderSigterms = Atomic<Int>(0)
 
+/// Runs `body` with a SIGTERM handler of the embedder's own that counts into
+/// `embedderSigterms` (from 0), and the previous disposition restored afterwards.
+func withEmbedderSigtermHandler(_ body: () throws -> Void) rethrows {
+    _ = embedderSigterms.load(ordering: .relaxed)
+    let previous = signal(SIGTERM) { _ in embedderSigterms.add(1, ordering: .relaxed) }
+    defer { signal(SIGTERM, previous) }
+    embedderSigterms.store(0, ordering: .relaxed)
+    try body()
+}
+
 extension LoopConformance {
     /// Closing, stopping and running again: re-entrancy, released callbacks, handles
     /// that outlive the loop, and shutdown requests that are neither sticky nor lost.
@@ -151,20 +161,18 @@ extension LoopConformance {
         /// not swallowed: `close()` hands it to the embedder's own disposition.
         @Test(arguments: LoopBackendKind.allCases)
         func signalBetweenRunAndCloseReachesTheEmbedder(kind: LoopBackendKind) throws {
-            _ = embedderSigterms.load(ordering: .relaxed)
-            let previous = signal(SIGTERM) { _ in embedderSigterms.add(1, ordering: .relaxed) }
-            defer { signal(SIGTERM, previous) }
-            embedderSigterms.store(0, ordering: .relaxed)
-            let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
-            loop.stop()
-            #expect(try loop.run() == .stopped)
-            pthread_kill(pthread_self(), SIGTERM)
-            try loop.runOnce()  // the loop sees it, and records it as a new request
-            #expect(embedderSigterms.load(ordering: .relaxed) == 0)
-            try loop.close()
-            let deadline = monotonicNanoseconds() + 2_000_000_000
-            while embedderSigterms.load(ordering: .relaxed) == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
-            #expect(embedderSigterms.load(ordering: .relaxed) == 1)
+            try withEmbedderSigtermHandler {
+                let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
+                loop.stop()
+                #expect(try loop.run() == .stopped)
+                pthread_kill(pthread_self(), SIGTERM)
+                try loop.runOnce()  // the loop sees it, and records it as a new request
+                #expect(embedderSigterms.load(ordering: .relaxed) == 0)
+                try loop.close()
+                let deadline = monotonicNanoseconds() + 2_000_000_000
+                while embedderSigterms.load(ordering: .relaxed) == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
+                #expect(embedderSigterms.load(ordering: .relaxed) == 1)
+            }
         }
 
         /// A legacy waker that outlives its loop reaches nothing, not the next loop
@@ -223,18 +231,16 @@ extension LoopConformance {
         /// on with `takeShutdownRequest()`; `close()` then hands nothing back.
         @Test(arguments: LoopBackendKind.allCases)
         func consumedRequestIsNotHandedBack(kind: LoopBackendKind) throws {
-            _ = embedderSigterms.load(ordering: .relaxed)
-            let previous = signal(SIGTERM) { _ in embedderSigterms.add(1, ordering: .relaxed) }
-            defer { signal(SIGTERM, previous) }
-            embedderSigterms.store(0, ordering: .relaxed)
-            try withOpenThreadMask {
-                let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
-                pthread_kill(pthread_self(), SIGTERM)
-                #expect(try runUntil(loop, timeoutMs: 2_000) { loop.shutdownReason != nil })
-                #expect(loop.takeShutdownRequest() == .signal(SIGTERM))
-                try loop.close()
-                usleep(50_000)
-                #expect(embedderSigterms.load(ordering: .relaxed) == 0)
+            try withEmbedderSigtermHandler {
+                try withOpenThreadMask {
+                    let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
+                    pthread_kill(pthread_self(), SIGTERM)
+                    #expect(try runUntil(loop, timeoutMs: 2_000) { loop.shutdownReason != nil })
+                    #expect(loop.takeShutdownRequest() == .signal(SIGTERM))
+                    try loop.close()
+                    usleep(50_000)
+                    #expect(embedderSigterms.load(ordering: .relaxed) == 0)
+                }
             }
         }
 

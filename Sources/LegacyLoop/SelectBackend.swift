@@ -53,6 +53,9 @@ public final class SelectBackend: LoopBackend {
         guard LegacyProcessState.active.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         else { throw .legacyLoopAlreadyActive }
         LegacyProcessState.forkGeneration.store(shim_fork_generation(), ordering: .releasing)
+        // Statics are initialised lazily (swift_once, which takes a lock): touch every
+        // one the handler reads before the handler can run, never first inside it.
+        _ = LegacyProcessState.handlersRunning.load(ordering: .relaxed)
         serial = LegacyProcessState.lastSerial.add(1, ordering: .relaxed).newValue
         LegacyProcessState.loopThreadID.store(shim_gettid(), ordering: .relaxed)
         LegacyProcessState.current.store(UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque()), ordering: .releasing)

@@ -126,7 +126,7 @@ private enum StandIns {
         var count: Int
         var previous: sigaction
     }
-    static let held = Mutex<[Int32: Held]>([:])
+    static let held = Lock<[Int32: Held]>([:])
 
     /// Counts a window on `signo`; false when the signal needs no stand-in
     /// (its disposition is not the default, or it cannot be caught).

@@ -41,7 +41,7 @@ package enum ThreadSignalMask {
     }
 
     /// Keyed by `shim_thread_token()`.
-    private static let records = Mutex<[UInt64: ThreadRecord]>([:])
+    private static let records = Lock<[UInt64: ThreadRecord]>([:])
     private static let nextToken = Atomic<UInt64>(1)
 
     /// Applies `wishes` to the calling thread's mask and records them.

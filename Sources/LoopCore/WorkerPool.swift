@@ -27,7 +27,7 @@ final class WorkerPool: Sendable {
         var threads: [pthread_t] = []
     }
 
-    private let state = Mutex(State())
+    private let state = Lock(State())
     /// Finished jobs not yet taken, readable without the lock (the loop asks several times a poll).
     private let finishedCount = Atomic<Int>(0)
     private let jobAvailable = Semaphore()

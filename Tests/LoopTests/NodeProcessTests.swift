@@ -45,7 +45,12 @@ extension LoopConformance {
         func strayMixedSignalStormIsSurvived(kind: LoopBackendKind) throws {
             let node = try ChildProcess(["serve", "--backend", kind.rawValue])
             _ = try #require(node.line(startingWith: "serving"))
-            let storm: [Int32] = [SIGPIPE, SIGCHLD, SIGIO, SIGWINCH]
+            // ThreadSanitizer treats SIGPIPE as synchronous and runs the handler at once,
+            // even inside its own runtime, where the handler's first atomic deadlocks it: a
+            // kill()-sent SIGPIPE storm cannot run under TSan (a real SIGPIPE comes from a
+            // write, outside the runtime). scripts/sanitize sets TSAN_OPTIONS.
+            let underThreadSanitizer = getenv("TSAN_OPTIONS") != nil
+            let storm: [Int32] = (underThreadSanitizer ? [] : [SIGPIPE]) + [SIGCHLD, SIGIO, SIGWINCH]
             for i in 0..<100_000 {
                 guard kill(node.pid, storm[i % storm.count]) == 0 else { break }
             }

@@ -43,7 +43,8 @@ public final class SelectBackend: LoopBackend {
         // first: a loop on another thread would have it interrupt the main
         // thread's poll, nanosleep and sleep 1000 times a second.
         if getpid() != shim_gettid() && !configuration.allowsUnroutedTimerSignals
-            && !mainThreadBlocks([SIGALRM, SIGVTALRM]) {
+            && !ProcessSignals.legacyTimerSignalsRouted.load(ordering: .acquiring)
+            && !mainThreadKeepsBlocking([SIGALRM, SIGVTALRM]) {
             throw .legacyTimerSignalsUnrouted
         }
         // In a forked child the parent's loop shows as active in this copy; it is not ours.
@@ -228,8 +229,19 @@ public final class SelectBackend: LoopBackend {
     }
 }
 
-/// Whether the process's main thread blocks every one of `signals`, read from
-/// /proc (one thread cannot ask for another's mask).
+/// Whether the main thread blocks every one of `signals` for good: blocked in
+/// three reads 1 ms apart, since a thread blocks everything for a moment on its
+/// own (glibc's `pthread_create` does, around the clone).
+func mainThreadKeepsBlocking(_ signals: [Int32]) -> Bool {
+    for read in 0..<3 {
+        if read > 0 { usleep(1_000) }
+        guard mainThreadBlocks(signals) else { return false }
+    }
+    return true
+}
+
+/// Whether the process's main thread blocks every one of `signals` now, read
+/// from /proc (one thread cannot ask for another's mask).
 func mainThreadBlocks(_ signals: [Int32]) -> Bool {
     guard let file = fopen("/proc/self/task/\(getpid())/status", "r") else { return false }
     defer { fclose(file) }

@@ -1,5 +1,6 @@
 import CLoopShim
 import Glibc
+import Synchronization
 
 /// The process-wide signal set-up a program that runs a loop needs, and the
 /// mask its child processes should start with instead.
@@ -36,7 +37,12 @@ public enum ProcessSignals {
             shim_library_mask_note(signo, 1, 0)
         }
         pthread_sigmask(SIG_BLOCK, &block, nil)
+        if backend == .legacy && getpid() == shim_gettid() { legacyTimerSignalsRouted.store(true, ordering: .releasing) }
     }
+
+    /// True once `prepare(for: .legacy)` ran on the main thread: the legacy timer
+    /// signals then reach only threads that unblock them (the loop's).
+    package static let legacyTimerSignalsRouted = Atomic<Bool>(false)
 
     /// The calling thread's mask without the changes the loop library made: what
     /// a child process should start with. A child that inherited the loop's

@@ -171,10 +171,13 @@ public final class EpollBackend: LoopBackend {
         if lastTag == 0 { lastTag = 1 }  // 0 marks the backend's own descriptors
         let data = UInt64(lastTag) << 32 | UInt64(UInt32(bitPattern: fd))
         let events = Self.events(for: interest)
-        var op = watched[index].data == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
+        let wasWatched = watched[index].data != 0
+        var op = wasWatched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
         while true {
             if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 {
-                if op == EPOLL_CTL_ADD {
+                // The file's identity, whenever this number was not watched before (an ADD,
+                // or a MOD after EEXIST), for the periodic check to compare against.
+                if !wasWatched {
                     var info = stat()
                     if fstat(fd, &info) == 0 { (watched[index].device, watched[index].inode) = (UInt(info.st_dev), UInt(info.st_ino)) }
                 }

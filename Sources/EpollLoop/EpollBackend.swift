@@ -50,8 +50,7 @@ public final class EpollBackend: LoopBackend {
         /// The core's generation for the fd's registration, handed back with its events.
         var generation: UInt32 = 0
         /// The file when it was added, to recognise the number closed or reused.
-        var device: UInt = 0
-        var inode: UInt = 0
+        var file: FileIdentity?
         /// Consecutive waits that reported the fd ready, and the last such wait.
         var streak: UInt32 = 0
         var lastReadyWait: UInt32 = 0
@@ -70,8 +69,7 @@ public final class EpollBackend: LoopBackend {
     private struct AlwaysReady {
         var generation: UInt32
         var interest: Interest
-        var device: UInt
-        var inode: UInt
+        var file: FileIdentity
     }
     @exclusivity(unchecked) private var alwaysReady: [Int32: AlwaysReady] = [:]
     @exclusivity(unchecked) private var datas = [UInt64](repeating: 0, count: 256)
@@ -177,10 +175,7 @@ public final class EpollBackend: LoopBackend {
             if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 {
                 // The file's identity, whenever this number was not watched before (an ADD,
                 // or a MOD after EEXIST), for the periodic check to compare against.
-                if !wasWatched {
-                    var info = stat()
-                    if fstat(fd, &info) == 0 { (watched[index].device, watched[index].inode) = (UInt(info.st_dev), UInt(info.st_ino)) }
-                }
+                if !wasWatched { watched[index].file = FileIdentity(of: fd) }
                 watched[index].data = data
                 watched[index].interest = interest
                 watched[index].generation = generation
@@ -196,10 +191,8 @@ public final class EpollBackend: LoopBackend {
             case (EEXIST, EPOLL_CTL_ADD): op = EPOLL_CTL_MOD
             case (EPERM, EPOLL_CTL_ADD):
                 forget(index)
-                var info = stat()
-                guard fstat(fd, &info) == 0 else { throw .system(SystemError("fstat(\(fd))", errno: errno)) }
-                alwaysReady[fd] = AlwaysReady(generation: generation, interest: interest,
-                                              device: UInt(info.st_dev), inode: UInt(info.st_ino))
+                guard let file = FileIdentity(of: fd) else { throw .system(SystemError("fstat(\(fd))", errno: errno)) }
+                alwaysReady[fd] = AlwaysReady(generation: generation, interest: interest, file: file)
                 return
             default: throw .system(SystemError("epoll_ctl(\(fd))", errno: errno))
             }
@@ -215,10 +208,11 @@ public final class EpollBackend: LoopBackend {
     /// file under the number goes to the kernel (or stays, if also refused).
     private func refreshAlwaysReady() {
         for (fd, entry) in alwaysReady {
-            var info = stat()
-            if fstat(fd, &info) != 0 {
+            guard let file = FileIdentity(of: fd) else {
                 alwaysReady[fd] = nil
-            } else if UInt(info.st_dev) != entry.device || UInt(info.st_ino) != entry.inode {
+                continue
+            }
+            if file != entry.file {
                 alwaysReady[fd] = nil
                 if (try? watch(fd: fd, interest: entry.interest, generation: entry.generation)) == nil { forget(Int(fd)) }
             }
@@ -277,13 +271,12 @@ public final class EpollBackend: LoopBackend {
         watched[index].lastReadyWait = waits
         guard watched[index].streak >= Self.revalidateAfter else { return true }
         watched[index].streak = 0
-        var info = stat()
-        if fstat(fd, &info) != 0 {
+        guard let file = FileIdentity(of: fd) else {
             forget(index)
             needsRebuild = true
             return false
         }
-        guard UInt(info.st_dev) != watched[index].device || UInt(info.st_ino) != watched[index].inode else { return true }
+        guard file != watched[index].file else { return true }
         let (interest, generation) = (watched[index].interest, watched[index].generation)
         forget(index)
         needsRebuild = true
@@ -397,6 +390,19 @@ public final class EpollBackend: LoopBackend {
         timersArmed = false
         for fd in [signalFD, realTimerFD, quickTimerFD, epollFD] { closeDescriptor(fd) }
         signalFD = -1; realTimerFD = -1; quickTimerFD = -1; epollFD = -1
+    }
+}
+
+/// Which file a descriptor names (device and inode), or nil when it names none (closed).
+struct FileIdentity: Equatable {
+    let device: UInt
+    let inode: UInt
+
+    init?(of fd: Int32) {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        device = UInt(info.st_dev)
+        inode = UInt(info.st_ino)
     }
 }
 

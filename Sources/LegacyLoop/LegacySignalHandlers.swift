@@ -26,10 +26,14 @@ enum LegacyProcessState {
     /// waits for this to reach 0 before the loop's state may be freed.
     static let handlersRunning = Atomic<Int>(0)
 
-    /// Unpublishes the loop's state and returns once no handler can still be using it.
-    static func unpublish() {
+    /// Marks no legacy loop active. Unpublishes the loop's state and, unless told
+    /// not to, returns only once no handler can still be using it.
+    static func clear(waitingForHandlers: Bool) {
+        serial.store(0, ordering: .releasing)
         current.store(0, ordering: .sequentiallyConsistent)
-        while handlersRunning.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+        while waitingForHandlers && handlersRunning.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+        loopThreadID.store(0, ordering: .relaxed)
+        active.store(false, ordering: .releasing)
     }
 }
 

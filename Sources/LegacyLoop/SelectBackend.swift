@@ -203,10 +203,7 @@ public final class SelectBackend: LoopBackend {
         shim_legacy_handlers_removed()
         setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
         setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
-        LegacyProcessState.serial.store(0, ordering: .releasing)
-        LegacyProcessState.unpublish()
-        LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
-        LegacyProcessState.active.store(false, ordering: .releasing)
+        LegacyProcessState.clear(waitingForHandlers: true)
     }
 
     /// In a forked child: the atfork handler already gave the signals back their
@@ -219,12 +216,9 @@ public final class SelectBackend: LoopBackend {
         maskClaim = nil
         savedActions.removeAll()
         if LegacyProcessState.serial.load(ordering: .acquiring) == serial {
-            LegacyProcessState.serial.store(0, ordering: .releasing)
             // No waiting: a handler that ran on another thread at fork time left its
             // count in this copy, and that thread does not exist here.
-            LegacyProcessState.current.store(0, ordering: .sequentiallyConsistent)
-            LegacyProcessState.loopThreadID.store(0, ordering: .relaxed)
-            LegacyProcessState.active.store(false, ordering: .releasing)
+            LegacyProcessState.clear(waitingForHandlers: false)
         }
     }
 }

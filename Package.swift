@@ -22,11 +22,13 @@ let package = Package(
         .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
         .target(name: "LoopTools", dependencies: ["LoopCore"], swiftSettings: strict),
         .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools", "CLoopShim"], swiftSettings: strict),
+        // Differential testing: the script language, the runner, the reference model and the differ.
+        .target(name: "LoopScript", dependencies: ["Compat"], swiftSettings: strict),
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
         .target(name: "TestTraits", path: "Tests/TestTraits", swiftSettings: strict),
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "loop-harness", "TestTraits"], swiftSettings: strict),
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

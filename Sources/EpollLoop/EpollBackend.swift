@@ -75,6 +75,13 @@ public final class EpollBackend: LoopBackend {
     @exclusivity(unchecked) private var datas = [UInt64](repeating: 0, count: 256)
     @exclusivity(unchecked) private var flags = [UInt32](repeating: 0, count: 256)
 
+    /// What select counts as readable and as writable (the kernel's POLLIN_SET and
+    /// POLLOUT_SET): a hang-up is readable only (a pipe whose writer is gone, a
+    /// socket whose peer closed), an error both.
+    private static let readableEvents = EPOLLIN.rawValue | EPOLLRDNORM.rawValue | EPOLLRDBAND.rawValue
+        | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
+    private static let writableEvents = EPOLLOUT.rawValue | EPOLLWRNORM.rawValue | EPOLLWRBAND.rawValue | EPOLLERR.rawValue
+
     /// epoll data of the backend's own descriptors: generation 0, which the core never hands out.
     private enum Control: UInt64 { case wake = 1, quickTimer = 2, signal = 3 }
 
@@ -189,7 +196,8 @@ public final class EpollBackend: LoopBackend {
             // tag, and its first event triggers a rebuild.
             case (ENOENT, EPOLL_CTL_MOD): op = EPOLL_CTL_ADD
             case (EEXIST, EPOLL_CTL_ADD): op = EPOLL_CTL_MOD
-            case (EPERM, EPOLL_CTL_ADD):
+            // A file epoll cannot watch (a regular file), also when the number named a pipe before (MOD).
+            case (EPERM, _):
                 forget(index)
                 guard let file = FileIdentity(of: fd) else { throw .system(SystemError("fstat(\(fd))", errno: errno)) }
                 alwaysReady[fd] = AlwaysReady(generation: generation, interest: interest, file: file)
@@ -248,11 +256,12 @@ public final class EpollBackend: LoopBackend {
                 continue
             }
             guard stillReportsTheWatchedFile(fd) else { continue }
-            let failed = ev & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0
-            events.append(ReadyEvent(
-                fd: fd, generation: watched[Int(fd)].generation,
-                readable: failed || ev & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue) != 0,
-                writable: failed || ev & EPOLLOUT.rawValue != 0))
+            // Only what was asked for, as select: a hang-up or an error comes unasked, and a
+            // read registration added later in this batch must not take it for a read event.
+            let interest = watched[Int(fd)].interest
+            events.append(ReadyEvent(fd: fd, generation: watched[Int(fd)].generation,
+                                     readable: interest.contains(.read) && ev & Self.readableEvents != 0,
+                                     writable: interest.contains(.write) && ev & Self.writableEvents != 0))
         }
         if needsRebuild { rebuild() }
         for (fd, entry) in alwaysReady {

@@ -127,7 +127,16 @@ public final class SelectBackend: LoopBackend {
         var waitMask = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &waitMask)
         sigdelset(&waitMask, SIGCHLD)
-        let n = pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
+        var n = pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
+        if n < 0 && errno == EBADF {
+            // One closed number fails the whole call: drop it and ask again at
+            // once, so the other descriptors' readiness is not lost for a poll.
+            dropClosedDescriptors()
+            readable = readSet
+            writable = writeSet
+            var none = timespec()
+            n = pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask)
+        }
         if n < 0 {
             switch errno {
             case EINTR: return  // a timer tick, a wake-up or an admin signal

@@ -42,6 +42,10 @@ public final class EventLoop {
     /// `shim_fork_generation()` when the loop was made: a different value means a forked child.
     private let forkGeneration: Int32
     @exclusivity(unchecked) private var descriptors: [DescriptorEntry?] = []
+    @exclusivity(unchecked) private var readOrder = DispatchOrder(.read)
+    @exclusivity(unchecked) private var writeOrder = DispatchOrder(.write)
+    /// Reused by `dispatch` (taken out while in use: a quickpoll dispatches inside a dispatch).
+    @exclusivity(unchecked) private var rankedBuffer: [RankedEvent] = []
     /// Oldest first; scanned newest first, as the original walks its chain from the head.
     @exclusivity(unchecked) private var sleepers: [Registration] = []
     @exclusivity(unchecked) private var sleeperOwners: [AnyHashable: Registration] = [:]
@@ -136,6 +140,9 @@ public final class EventLoop {
             sleepers.removeAll { $0 === registration }
             if let owner = registration.owner, sleeperOwners[owner] === registration { sleeperOwners[owner] = nil }
             minTick = sleepers.reduce(defaultMinimumTickMs) { min($0, $1.tick) }
+            // Not left at the removed callback's due time: a scan then would find nothing
+            // due and still restart the minTick interval, delaying the others by up to minTick.
+            earliestSleepDue = sleepers.reduce(Int64.max) { min($0, $1.nextDue) }
         case .read, .write:
             if registration.niceness > 0 { backgroundRegistrations -= 1 }
             let fd = registration.fd
@@ -143,8 +150,10 @@ public final class EventLoop {
             let old = entry.interest
             if registration.kind == .read {
                 entry.reads.removeAll { $0 === registration }
+                if entry.reads.isEmpty { readOrder.remove(entry) }
             } else {
                 entry.writes.removeAll { $0 === registration }
+                if entry.writes.isEmpty { writeOrder.remove(entry) }
             }
             let new = entry.interest
             if new.isEmpty { descriptors[Int(fd)] = nil }
@@ -277,6 +286,8 @@ public final class EventLoop {
 
         let entries = descriptors, sleeping = sleepers, jobs = completions, halves = bottomHalves
         descriptors = []
+        readOrder.removeAll()
+        writeOrder.removeAll()
         sleepers = []
         sleeperOwners = [:]
         completions = [:]
@@ -392,6 +403,10 @@ public final class EventLoop {
     /// Jobs submitted whose completion has not run yet.
     public var pendingJobs: Int { completions.count }
 
+    /// Jobs a worker has finished whose completion has not run yet (the next
+    /// poll runs it). Loop thread; workers may add to it meanwhile.
+    public var finishedJobs: Int { workers?.finishedJobs ?? 0 }
+
     // MARK: Counters
 
     public var counters: LoopCounters {
@@ -471,16 +486,30 @@ public final class EventLoop {
     }
 
     /// Pass 1 (`urgent`) runs the niceness-0 registrations of every ready fd;
-    /// pass 2 the niceness > 0 ones. Reads before writes in each pass.
+    /// pass 2 the niceness > 0 ones. Reads before writes in each pass, the fds of
+    /// each in `DispatchOrder`, fixed when the kind's turn begins.
     private func dispatch(_ batch: [ReadyEvent], urgent: Bool) {
         if !urgent && backgroundRegistrations == 0 { return }
+        var ranked: [RankedEvent] = []
+        swap(&ranked, &rankedBuffer)
+        defer { swap(&ranked, &rankedBuffer) }
         for kind in [Registration.Kind.read, .write] {
+            ranked.removeAll(keepingCapacity: true)
+            var sorted = true
             for event in batch where kind == .read ? event.readable : event.writable {
-                guard let entry = entry(event.fd) else {
+                guard let entry = entry(event.fd), entry.generation == event.generation else {
                     if urgent && kind == .read { stats.staleEvents += 1 }
                     continue
                 }
-                guard entry.generation == event.generation else {
+                let rank = kind == .read ? entry.readRank : entry.writeRank
+                guard rank >= 0 else { continue }
+                if let last = ranked.last, last.rank > rank { sorted = false }
+                ranked.append(RankedEvent(rank: rank, fd: event.fd, generation: event.generation))
+            }
+            if !sorted { ranked.sort { $0.rank < $1.rank } }
+            for item in ranked {
+                // An earlier callback of this pass may have removed (or replaced) the registration.
+                guard let entry = entry(item.fd), entry.generation == item.generation else {
                     if urgent && kind == .read { stats.staleEvents += 1 }
                     continue
                 }
@@ -593,6 +622,7 @@ public final class EventLoop {
         let r = Registration(kind: kind, fd: fd, niceness: niceness, owner: owner, tick: 0, now: now,
                              fdCallback: callback, sleepCallback: nil)
         let old = existing?.interest ?? []
+        let firstOfKind = (kind == .read ? entry.reads : entry.writes).isEmpty
         if kind == .read { entry.reads.insert(r, at: 0) } else { entry.writes.insert(r, at: 0) }
         let new = entry.interest
         // Told even when the interest is unchanged: if the owner closed the fd
@@ -606,6 +636,9 @@ public final class EventLoop {
             throw error
         }
         if niceness > 0 { backgroundRegistrations += 1 }
+        if firstOfKind {
+            if kind == .read { readOrder.append(entry) } else { writeOrder.append(entry) }
+        }
         if existing == nil {
             if descriptors.count <= Int(fd) { descriptors.append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - descriptors.count)) }
             descriptors[Int(fd)] = entry
@@ -639,6 +672,13 @@ public final class EventLoop {
         try checkThread(operation)
         guard !isClosed else { throw .closed }
     }
+}
+
+/// A ready descriptor with its place in the dispatch order.
+struct RankedEvent {
+    let rank: Int
+    let fd: Int32
+    let generation: UInt32
 }
 
 /// A bottom half registered with `addBottomHalf`.

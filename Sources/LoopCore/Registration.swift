@@ -60,6 +60,9 @@ final class DescriptorEntry {
     /// Head of the chain first, as the original inserts new registrations at the head.
     @exclusivity(unchecked) var reads: [Registration] = []
     @exclusivity(unchecked) var writes: [Registration] = []
+    /// Places in the loop's dispatch orders (`DispatchOrder`); -1 while the chain is empty.
+    @exclusivity(unchecked) var readRank = -1
+    @exclusivity(unchecked) var writeRank = -1
 
     init(generation: UInt32) { self.generation = generation }
 

@@ -65,6 +65,7 @@ final class WorkerPool: Sendable {
     }
 
     var hasFinished: Bool { finishedCount.load(ordering: .acquiring) > 0 }
+    var finishedJobs: Int { finishedCount.load(ordering: .acquiring) }
 
     func shutdown() {
         let threads = state.withLock { s -> [pthread_t] in

@@ -18,6 +18,12 @@ let usage = """
       compare     the side-by-side scenarios on both backends in this process, one table; exits
                   non-zero when a scenario diverges beyond its tolerance
                     --quick  --only a,b  --tolerance-scale X (0 forces every divergence out)
+      fuzz        random loop programs on epoll, legacy and the reference model, compared callback
+                  for callback; every kind of divergence shrunk to a minimal script; exits 1 on any
+                    --scripts N (1000)  --seed S (1)  --steps K (24)  --show M (3 per kind)
+                    --from I (start at script I: reruns one script of a long run)
+                    --print (print the scripts instead of running them)
+                    --rules port|original (the model's rules)  --raw (no normalization)
       run         (default) a raw loop: heartbeat and a UDP echo read callback  --port P  --seconds N
       child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
       timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps (tests)
@@ -48,6 +54,7 @@ do {
     case "stats": exit(try runAdminCommand(arguments, .stats))
     case "shutdown": exit(try runAdminCommand(arguments, .saveAndExit))
     case "demo": exit(try runDemo(arguments))
+    case "fuzz": exit(try runFuzz(arguments))
     default: throw UsageError("unknown command '\(arguments.command)'\n\n\(usage)")
     }
 } catch {

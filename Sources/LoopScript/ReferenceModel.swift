@@ -1,0 +1,495 @@
+/// The semantics a migrated loop must have, as a plain model: no descriptors,
+/// no syscalls, no clock but the script's. It predicts a script's trace from the
+/// legacy loop's rules (../shared/reference, Loop.cpp) and the port's declared
+/// differences (MIGRATION.md), each a named switch in `ModelRules`, so that a
+/// declared difference is one rule and not a tolerance.
+///
+/// An independent oracle: it shares only the trace's spelling with the core.
+/// Readiness comes from what the script did to its files, by the kernel's rules
+/// for pipes, AF_UNIX stream sockets and regular files as select reports them.
+public struct ModelRules: Sendable, Equatable, CustomStringConvertible {
+    /// Which registrations of a ready fd run in which pass.
+    public enum Passes: String, Sendable { case perRegistration, byChainHead }
+    /// Events of a registration that went away (and maybe came back) earlier in the batch.
+    public enum StaleEvents: String, Sendable { case dropped, delivered }
+    /// The order of ready fds within a pass.
+    public enum Order: String, Sendable { case registrationList, reversedList }
+
+    /// Port (MIGRATION.md "Niceness passes"): niceness-0 registrations of every ready fd
+    /// in pass 1, niceness > 0 ones in pass 2. Original: the chain's head decides the
+    /// pass of the whole chain, and pass 2 runs every registration of it.
+    public var passes = Passes.perRegistration
+    /// Port (MIGRATION.md "Stale events"): dropped. Original: an fd in the select
+    /// result has its current chain called, whatever happened to it since.
+    public var staleEvents = StaleEvents.dropped
+    /// Both: the order in which fds got their first registration of the kind, a
+    /// removed fd's place taken by the last (the original's `s_readFds`).
+    /// `reversedList` exists to plant a divergence and see the differ catch it.
+    public var order = Order.registrationList
+
+    public init(passes: Passes = .perRegistration, staleEvents: StaleEvents = .dropped, order: Order = .registrationList) {
+        self.passes = passes
+        self.staleEvents = staleEvents
+        self.order = order
+    }
+
+    /// What the port promises.
+    public static let port = ModelRules()
+    /// The original's rules where the port declares a difference.
+    public static let original = ModelRules(passes: .byChainHead, staleEvents: .delivered)
+
+    public var description: String { "passes=\(passes.rawValue) stale=\(staleEvents.rawValue) order=\(order.rawValue)" }
+}
+
+public final class ReferenceModel {
+    // MARK: Files, as the kernel keeps them
+
+    private final class Pipe {
+        var bytes = 0
+        /// Written until refused; only a full drain frees it (the script never reads part of it).
+        var full = false
+        var reader: File?
+        var writer: File?
+    }
+
+    private final class SocketPair {
+        var inbound = [0, 0]
+        /// End i wrote until refused: its data sits in the peer's queue.
+        var full = [false, false]
+        var ends: [File?] = [nil, nil]
+    }
+
+    private final class File {
+        enum Kind { case pipeRead(Pipe), pipeWrite(Pipe), socket(SocketPair, Int), regular }
+        let kind: Kind
+        /// Slots naming this open file; at 0 it is closed.
+        var references = 0
+        init(_ kind: Kind) { self.kind = kind }
+        var isOpen: Bool { references > 0 }
+    }
+
+    private var slots = [File?](repeating: nil, count: scriptSlots.count)
+
+    /// select's view: readable covers data, end of file, hang-up and error; writable covers space and error.
+    private func readiness(_ file: File) -> (readable: Bool, writable: Bool) {
+        switch file.kind {
+        case .regular:
+            return (true, true)
+        case .pipeRead(let p):
+            return (p.bytes > 0 || !(p.writer?.isOpen ?? false), false)
+        case .pipeWrite(let p):
+            let readerGone = !(p.reader?.isOpen ?? false)
+            return (readerGone, readerGone || !p.full)
+        case .socket(let pair, let end):
+            let peerGone = !(pair.ends[1 - end]?.isOpen ?? false)
+            return (pair.inbound[end] > 0 || peerGone, peerGone || !pair.full[end])
+        }
+    }
+
+    private func put(_ file: File?, at slot: Int) {
+        if let old = slots[slot] { old.references -= 1 }
+        file?.references += 1
+        slots[slot] = file
+        orphanRegistrations(of: slot)
+    }
+
+    private func write(_ slot: Int, bytes: Int, fill: Bool) {
+        guard let file = slots[slot] else { return }
+        switch file.kind {
+        case .pipeWrite(let p):
+            guard p.reader?.isOpen ?? false, !p.full else { return }
+            p.bytes += fill ? 1 << 16 : bytes
+            if fill { p.full = true }
+        case .socket(let pair, let end):
+            guard pair.ends[1 - end]?.isOpen ?? false, !pair.full[end] else { return }
+            pair.inbound[1 - end] += fill ? 1 << 16 : bytes
+            if fill { pair.full[end] = true }
+        case .pipeRead, .regular:
+            return
+        }
+    }
+
+    private func drain(_ slot: Int) {
+        guard let file = slots[slot] else { return }
+        switch file.kind {
+        case .pipeRead(let p):
+            p.bytes = 0
+            p.full = false
+        case .socket(let pair, let end):
+            pair.inbound[end] = 0
+            pair.full[1 - end] = false
+        case .pipeWrite, .regular:
+            return
+        }
+    }
+
+    // MARK: The loop, as the legacy semantics and the declared differences have it
+
+    private final class Reg {
+        let id: Int
+        let kind: Kind
+        let slot: Int
+        let niceness: Int
+        let owner: Int?
+        let body: [Step]
+        let period: Int64
+        var lastCall: Int64
+        var active = true
+        var orphaned = false
+        enum Kind { case read, write, sleep }
+        init(id: Int, kind: Kind, slot: Int, niceness: Int, owner: Int?, body: [Step], period: Int64, lastCall: Int64) {
+            (self.id, self.kind, self.slot, self.niceness, self.owner, self.body) = (id, kind, slot, niceness, owner, body)
+            (self.period, self.lastCall) = (period, lastCall)
+        }
+        var watchKind: WatchKind { kind == .read ? .read : .write }
+    }
+
+    /// The registrations of one fd; a new entry is a new generation.
+    private final class Entry {
+        let generation: Int
+        var reads: [Reg] = []   // head first
+        var writes: [Reg] = []
+        init(generation: Int) { self.generation = generation }
+        var isEmpty: Bool { reads.isEmpty && writes.isEmpty }
+    }
+
+    private struct Job { let id: Int; let niceness: Int; let body: [Step] }
+
+    public let rules: ModelRules
+    private var entries: [Int: Entry] = [:]
+    private var generations = 0
+    /// The original's `s_readFds` / `s_writeFds`.
+    private var readList: [Int] = []
+    private var writeList: [Int] = []
+    private var sleepers: [Reg] = []   // newest first
+    private var handles: [Int: Reg] = [:]
+    private var liveRegistrations = 0
+    private var minTick: Int64 = 40
+    private var lastSleepRun: Int64
+    private var clock: Int64
+    private var now: Int64
+    private var inQuickPoll = false
+    private var niceness = 0
+    private var dispatchDepth = 0
+    private var pendingCloses: [Int] = []
+    private var finishedUrgent: [Job] = []
+    private var finishedBackground: [Job] = []
+    private var pendingJobs = 0
+    private var jobsSubmitted = 0
+    private var completionsRunning = 0
+    private var shutdownRequested = false
+    private var polls = 0, quickPolls = 0, refused = 0, sleepCalls = 0, jobsCompleted = 0
+    private var onceCount = 0
+    private var depth = 0
+    private var trace = Trace()
+
+    public init(rules: ModelRules = .port, clockStart: Int64 = 1_000_000) {
+        self.rules = rules
+        clock = clockStart
+        now = clockStart
+        lastSleepRun = clockStart
+    }
+
+    /// The trace the script should produce.
+    public static func predict(_ script: Script, rules: ModelRules = .port) -> Trace {
+        let model = ReferenceModel(rules: rules)
+        for step in script.steps { model.perform(step, niceness: 0) }
+        return model.trace
+    }
+
+    private func note(_ line: String) { trace.lines.append(line) }
+
+    private func orphanRegistrations(of slot: Int) {
+        guard let entry = entries[slot] else { return }
+        for r in entry.reads + entry.writes { r.orphaned = true }
+    }
+
+    private func perform(_ step: Step, niceness: Int) {
+        switch step {
+        case .pipe(let r, let w):
+            let p = Pipe()
+            let reader = File(.pipeRead(p)), writer = File(.pipeWrite(p))
+            (p.reader, p.writer) = (reader, writer)
+            put(reader, at: r)
+            put(writer, at: w)
+        case .socketPair(let a, let b):
+            let pair = SocketPair()
+            let x = File(.socket(pair, 0)), y = File(.socket(pair, 1))
+            pair.ends = [x, y]
+            put(x, at: a)
+            put(y, at: b)
+        case .regularFile(let s):
+            put(File(.regular), at: s)
+        case .write(let s, let n):
+            write(s, bytes: n, fill: false)
+        case .fill(let s):
+            write(s, bytes: 0, fill: true)
+        case .drain(let s):
+            drain(s)
+        case .close(let s):
+            put(nil, at: s)
+        case .dup(let from, let to):
+            guard from != to, let file = slots[from] else { return }
+            put(file, at: to)
+        case .watch(let id, let kind, let s, let n, let owner, let body):
+            watch(id: id, kind: kind == .read ? .read : .write, slot: s, niceness: n, owner: owner, body: body)
+        case .sleep(let id, let period, let n, let owner, let body):
+            guard (1...Int(Int32.max)).contains(period) else { return note(TraceLine.error("r\(id)", kind: "invalid-period", depth: depth)) }
+            guard (0...2).contains(n) else { return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth)) }
+            if let owner, let same = sleepers.first(where: { $0.owner == owner }) {
+                handles[id] = same
+                return
+            }
+            let r = Reg(id: id, kind: .sleep, slot: -1, niceness: n, owner: owner, body: body,
+                        period: Int64(period), lastCall: clock)
+            sleepers.insert(r, at: 0)
+            handles[id] = r
+            liveRegistrations += 1
+            minTick = min(minTick, r.period)
+        case .unregister(let id):
+            if let r = handles[id] { unregister(r) }
+        case .unregisterAll(let s):
+            unregisterAll(s)
+        case .closeAfterBatch(let s):
+            unregisterAll(s)
+            if dispatchDepth == 0 {
+                put(nil, at: s)
+            } else if !pendingCloses.contains(s) {
+                pendingCloses.append(s)
+            }
+        case .job(let id, let n, let body):
+            guard jobsSubmitted < scriptJobLimit else { return note(TraceLine.note("job j\(id) over the limit", depth: depth)) }
+            guard completionsRunning == 0 else { return note(TraceLine.note("job j\(id) inside a completion", depth: depth)) }
+            guard (0...2).contains(n) else { return note(TraceLine.error("job j\(id)", kind: "invalid-niceness", depth: depth)) }
+            jobsSubmitted += 1
+            pendingJobs += 1
+            // The runner waits for the worker: the job is finished before the script goes on.
+            if n == 0 { finishedUrgent.append(Job(id: id, niceness: n, body: body)) } else { finishedBackground.append(Job(id: id, niceness: n, body: body)) }
+        case .quickPoll:
+            quickPoll(niceness)
+        case .stop:
+            shutdownRequested = true
+        case .clock(let d):
+            clock += Int64(d)
+        case .runOnce:
+            onceCount += 1
+            note(TraceLine.once(onceCount))
+            now = clock
+            poll(quick: false)
+            note(TraceLine.counters(polls: polls, quickPolls: quickPolls, refused: refused, sleeps: sleepCalls,
+                                    jobs: jobsCompleted, registrations: liveRegistrations, pendingJobs: pendingJobs))
+        case .run:
+            guard shutdownRequested else { return note("run skipped") }
+            // run() consumes the request before it would poll.
+            shutdownRequested = false
+            note("run -> stopped")
+        case .takeShutdown:
+            note("take -> \(shutdownRequested ? "stopped" : "none")")
+            shutdownRequested = false
+        }
+    }
+
+    private func watch(id: Int, kind: Reg.Kind, slot: Int, niceness n: Int, owner: Int?, body: [Step]) {
+        guard (0...2).contains(n) else { return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth)) }
+        // Registering sets the descriptor's flags: a closed number fails.
+        guard slots[slot] != nil else { return note(TraceLine.error("r\(id)", kind: "system", depth: depth)) }
+        let entry = entries[slot]
+        if let owner, let entry, let same = (kind == .read ? entry.reads : entry.writes).first(where: { $0.owner == owner }) {
+            handles[id] = same
+            return
+        }
+        let e: Entry
+        if let entry {
+            e = entry
+        } else {
+            generations += 1
+            e = Entry(generation: generations)
+            entries[slot] = e
+        }
+        let r = Reg(id: id, kind: kind, slot: slot, niceness: n, owner: owner, body: body, period: 0, lastCall: 0)
+        if kind == .read {
+            if e.reads.isEmpty { readList.append(slot) }
+            e.reads.insert(r, at: 0)
+        } else {
+            if e.writes.isEmpty { writeList.append(slot) }
+            e.writes.insert(r, at: 0)
+        }
+        handles[id] = r
+        liveRegistrations += 1
+    }
+
+    private func unregister(_ r: Reg) {
+        guard r.active else { return }
+        r.active = false
+        liveRegistrations -= 1
+        if r.kind == .sleep {
+            sleepers.removeAll { $0 === r }
+            minTick = sleepers.reduce(40) { min($0, $1.period) }
+            return
+        }
+        guard let e = entries[r.slot] else { return }
+        if r.kind == .read {
+            e.reads.removeAll { $0 === r }
+            if e.reads.isEmpty { Self.swapRemove(r.slot, from: &readList) }
+        } else {
+            e.writes.removeAll { $0 === r }
+            if e.writes.isEmpty { Self.swapRemove(r.slot, from: &writeList) }
+        }
+        if e.isEmpty { entries[r.slot] = nil }
+    }
+
+    private static func swapRemove(_ slot: Int, from list: inout [Int]) {
+        guard let i = list.firstIndex(of: slot) else { return }
+        list[i] = list[list.count - 1]
+        list.removeLast()
+    }
+
+    private func unregisterAll(_ slot: Int) {
+        guard let e = entries[slot] else { return }
+        for r in e.reads + e.writes { unregister(r) }
+    }
+
+    // MARK: doPoll
+
+    /// `rearmed`: the number had a registration made since its file last changed.
+    /// Without one, what a wait reports for it is a declared difference (orphan).
+    private struct Ready { let slot: Int; let generation: Int; let readable: Bool; let writable: Bool; let rearmed: Bool }
+
+    private func poll(quick: Bool) {
+        polls += 1
+        // What select reports: registered numbers whose file is ready for what they are watched for.
+        var batch: [Int: Ready] = [:]
+        for (slot, e) in entries {
+            guard let file = slots[slot] else { continue }
+            let (r, w) = readiness(file)
+            let readable = r && !e.reads.isEmpty, writable = w && !e.writes.isEmpty
+            let rearmed = (e.reads + e.writes).contains { !$0.orphaned }
+            if readable || writable {
+                batch[slot] = Ready(slot: slot, generation: e.generation, readable: readable, writable: writable, rearmed: rearmed)
+            }
+        }
+        now = clock
+        dispatchDepth += 1
+        completions(urgentOnly: true)
+        dispatch(batch, urgent: true)
+        completions(urgentOnly: true)
+        if !quick {
+            dispatch(batch, urgent: false)
+            completions(urgentOnly: false)
+            now = clock
+            // The port's scan rule (MIGRATION.md "Minimum tick"): every minTick, but
+            // not before some callback is due; a clock gone back scans at once.
+            let earliestDue = sleepers.map { $0.lastCall + $0.period }.min() ?? Int64.max
+            let nextScan = max(lastSleepRun + minTick, earliestDue)
+            if now >= nextScan || now < lastSleepRun {
+                runSleepers(urgentOnly: false)
+                lastSleepRun = now
+                completions(urgentOnly: false)
+            }
+        }
+        dispatchDepth -= 1
+        if dispatchDepth == 0 {
+            let closes = pendingCloses
+            pendingCloses = []
+            for s in closes { put(nil, at: s) }
+        }
+    }
+
+    private func dispatch(_ batch: [Int: Ready], urgent: Bool) {
+        for kind in [Reg.Kind.read, .write] {
+            var order = kind == .read ? readList : writeList
+            if rules.order == .reversedList { order.reverse() }
+            for slot in order {
+                guard let ready = batch[slot], kind == .read ? ready.readable : ready.writable else { continue }
+                guard let e = entries[slot] else { continue }
+                if rules.staleEvents == .dropped && e.generation != ready.generation { continue }
+                let chain = kind == .read ? e.reads : e.writes
+                guard let head = chain.first else { continue }
+                for r in chain where r.active {
+                    switch rules.passes {
+                    case .perRegistration:
+                        guard (r.niceness == 0) == urgent else { continue }
+                    case .byChainHead:
+                        guard (head.niceness == 0) == urgent else { continue }
+                        if urgent && r.niceness != 0 { continue }
+                    }
+                    call(r, orphan: r.orphaned || !ready.rearmed)
+                }
+            }
+        }
+    }
+
+    private func call(_ r: Reg, orphan: Bool = false) {
+        let saved = niceness
+        niceness = min(r.niceness, 1)
+        defer { niceness = saved }
+        switch r.kind {
+        case .sleep:
+            sleepCalls += 1
+            note(TraceLine.sleep(id: r.id, quick: inQuickPoll, niceness: niceness, depth: depth))
+            run(r.body)
+        case .read, .write:
+            let pass = inQuickPoll ? "q" : (niceness == 0 ? "p1" : "p2")
+            note(TraceLine.call(id: r.id, kind: r.watchKind, slot: r.slot, pass: pass, niceness: niceness, depth: depth, orphan: orphan))
+            if !orphan { run(r.body) }
+        }
+    }
+
+    private func run(_ body: [Step]) {
+        depth += 1
+        defer { depth -= 1 }
+        for step in body where !step.isTopLevelOnly { perform(step, niceness: niceness) }
+    }
+
+    private func runSleepers(urgentOnly: Bool) {
+        for r in sleepers where r.active && (!urgentOnly || r.niceness == 0) {
+            if r.lastCall > now { r.lastCall = now }
+            guard r.lastCall + r.period <= now else { continue }
+            r.lastCall = now
+            call(r)
+        }
+    }
+
+    /// Finished jobs' completions, in batches of up to 16: the niceness-0 ones
+    /// first, the others only when not urgent-only; a job finishing meanwhile
+    /// (one a completion submitted) waits for the next batch.
+    private func completions(urgentOnly: Bool) {
+        while true {
+            var batch = Array(finishedUrgent.prefix(16))
+            finishedUrgent.removeFirst(batch.count)
+            if !urgentOnly {
+                let more = Array(finishedBackground.prefix(16 - batch.count))
+                finishedBackground.removeFirst(more.count)
+                batch += more
+            }
+            if batch.isEmpty { return }
+            for job in batch {
+                pendingJobs -= 1
+                jobsCompleted += 1
+                let saved = niceness
+                niceness = min(job.niceness, 1)
+                note(TraceLine.job(id: job.id, niceness: niceness, depth: depth))
+                completionsRunning += 1
+                run(job.body)
+                completionsRunning -= 1
+                niceness = saved
+            }
+        }
+    }
+
+    private func quickPoll(_ n: Int) {
+        guard n > 0 else { return }
+        guard !inQuickPoll else {
+            refused += 1
+            return note(TraceLine.note("quickpoll refused", depth: depth))
+        }
+        inQuickPoll = true
+        quickPolls += 1
+        let saved = niceness
+        poll(quick: true)
+        runSleepers(urgentOnly: true)
+        niceness = saved
+        inQuickPoll = false
+        note(TraceLine.note("quickpoll ran", depth: depth))
+    }
+}

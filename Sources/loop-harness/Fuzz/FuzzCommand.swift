@@ -1,0 +1,92 @@
+import Compat
+import Glibc
+import LoopScript
+import LoopTools
+
+/// `loop-harness fuzz`: random scripts on epoll, legacy and the reference model,
+/// compared callback for callback; each kind of divergence shrunk to a minimal script.
+func runFuzz(_ args: Arguments) throws -> Int32 {
+    let scripts = try args.int("--scripts", default: 1_000)
+    let seed = try args.int("--seed", default: 1)
+    let steps = try args.int("--steps", default: 24)
+    let shown = try args.int("--show", default: 3)
+    let from = try args.int("--from", default: 0)
+    guard from >= 0 else { throw UsageError("--from takes an index ≥ 0, not \(from)") }
+    guard (1...10_000_000).contains(scripts) else { throw UsageError("--scripts takes 1…10000000, not \(scripts)") }
+    guard (1...400).contains(steps) else { throw UsageError("--steps takes 1…400, not \(steps)") }
+    guard seed >= 0 else { throw UsageError("--seed takes a number ≥ 0, not \(seed)") }
+    guard (0...100).contains(shown) else { throw UsageError("--show takes 0…100, not \(shown)") }
+    let rulesName = args.value("--rules") ?? "port"
+    guard let rules = ["port": ModelRules.port, "original": .original][rulesName] else {
+        throw UsageError("--rules takes port or original, not '\(rulesName)'")
+    }
+    let json = args.flag("--json")
+    let printOnly = args.flag("--print")
+    let differ = Differ(rules: rules, normalizes: !args.flag("--raw"))
+
+    let start = monotonicNanoseconds()
+    var counts: [DivergenceKind: Int] = [:]
+    var reproductions: [(index: Int, original: Int, run: DifferentialRun)] = []
+    var shrunkPerKind: [DivergenceKind: Int] = [:]
+    for index in from..<(from + scripts) {
+        var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed), index))
+        let script = generator.script(steps: steps)
+        if printOnly {
+            say("# script \(index)\n\(script)")
+            continue
+        }
+        let run = try differ.run(script)
+        guard let kind = run.divergence else { continue }
+        counts[kind, default: 0] += 1
+        if shrunkPerKind[kind, default: 0] < shown {
+            shrunkPerKind[kind, default: 0] += 1
+            reproductions.append((index, script.size, try differ.shrink(run)))
+        }
+        if !json && (index + 1) % 10_000 == 0 { sayError("fuzz: \(index + 1) scripts …") }
+    }
+    let seconds = Double(monotonicNanoseconds() - start) / 1e9
+    let divergent = counts.values.reduce(0, +)
+
+    if json {
+        say(JSON.object([
+            ("scripts", .number(Double(scripts))), ("seed", .number(Double(seed))), ("steps", .number(Double(steps))),
+            ("rules", .string(rules.description)), ("normalized", .bool(differ.normalizes)),
+            ("seconds", .number(seconds)),
+            ("divergent", .number(Double(divergent))),
+            ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .number(Double(counts[$0] ?? 0))) })),
+            ("reproductions", .array(reproductions.map { r in
+                .object([("index", .number(Double(r.index))), ("kind", .string(r.run.divergence?.rawValue ?? "")),
+                         ("script", .string(r.run.script.description)),
+                         ("epoll", .string(r.run.epoll.description)), ("legacy", .string(r.run.legacy.description)),
+                         ("model", .string(r.run.model.description))])
+            })),
+        ]).description)
+    } else {
+        say("fuzz: \(scripts) scripts of \(steps) steps, seed \(seed), model rules \(rules), "
+            + (differ.normalizes ? "declared differences normalized" : "raw traces"))
+        say("kind                     scripts")
+        say("-------------------------------")
+        for kind in DivergenceKind.allCases {
+            say(kind.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0) + " " + String(counts[kind] ?? 0))
+        }
+        say("divergent                " + String(divergent) + " of \(scripts)  (\(String(format1(seconds))) s)")
+        for r in reproductions {
+            say("\n\(r.run.divergence?.rawValue ?? "?"): script \(r.index) (\(r.original) steps) shrunk to \(r.run.script.size):")
+            say(r.run.script.description.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            say(r.run.sideBySide)
+        }
+    }
+    return divergent == 0 ? 0 : 1
+}
+
+/// Script `index` of a run with `seed`: each script has its own generator, so
+/// one can be regenerated without the ones before it.
+func scriptSeed(_ seed: UInt64, _ index: Int) -> UInt64 {
+    var mix = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
+    return mix.next()
+}
+
+private func format1(_ x: Double) -> String {
+    let tenths = Int((x * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10)"
+}

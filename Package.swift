@@ -28,7 +28,8 @@ let package = Package(
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
         .target(name: "TestTraits", path: "Tests/TestTraits", swiftSettings: strict),
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"], swiftSettings: strict),
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"],
+                    exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -23,6 +23,13 @@ public struct DifferentialRun: Sendable {
     /// Whether the compared traces had the declared differences taken out.
     public let normalized: Bool
 
+    public init(script: Script, epoll: Trace, legacy: Trace, model: Trace, normalized: Bool) {
+        (self.script, self.epoll, self.legacy, self.model, self.normalized) = (script, epoll, legacy, model, normalized)
+    }
+
+    /// The same run compared without normalization.
+    public var raw: DifferentialRun { DifferentialRun(script: script, epoll: epoll, legacy: legacy, model: model, normalized: false) }
+
     public var divergence: DivergenceKind? {
         let (e, l, m) = normalized ? (epoll.normalized, legacy.normalized, model.normalized) : (epoll, legacy, model)
         switch (e == l, e == m, l == m) {

@@ -13,6 +13,8 @@ public struct Trace: Equatable, Sendable, CustomStringConvertible {
 
     /// Without the lines of a declared difference: callbacks of registrations whose
     /// number was closed or given another file since they were made (`orphan`).
+    public var hasOrphanCalls: Bool { lines.contains { $0.contains(TraceLine.orphanMark) } }
+
     public var normalized: Trace { Trace(lines: lines.filter { !$0.contains(TraceLine.orphanMark) }) }
 }
 

@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "LoopTools", dependencies: ["LoopCore"], swiftSettings: strict),
         .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
         // Differential testing: the script language, the runner, the reference model and the differ.
-        .target(name: "LoopScript", dependencies: ["Compat"], swiftSettings: strict),
+        .target(name: "LoopScript", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import LoopTools
 
 /// Which runs disagree. The loops must agree with each other and with the model.
 public enum DivergenceKind: String, Sendable, CaseIterable, Comparable {
@@ -78,9 +79,34 @@ public struct Differ {
         return try ScriptRunner(loop: loop, clock: clock).run(script)
     }
 
+    /// Runs `script` on both loops and the model; a process-level script runs in
+    /// a process of its own per backend (`loop-harness fuzz-process`), and its
+    /// trace ends with how that process ended.
     public func run(_ script: Script) throws -> DifferentialRun {
-        DifferentialRun(script: script, epoll: try trace(script, on: .epoll), legacy: try trace(script, on: .legacy),
-                        model: ReferenceModel.predict(script, rules: rules), normalized: normalizes)
+        if script.isProcessLevel {
+            var model = ReferenceModel.predict(script, rules: rules)
+            model.lines.append("end: " + ReferenceModel.predictEnding(script, rules: rules))
+            return DifferentialRun(script: script, epoll: try processTrace(script, on: .epoll),
+                                   legacy: try processTrace(script, on: .legacy), model: model, normalized: normalizes)
+        }
+        return DifferentialRun(script: script, epoll: try trace(script, on: .epoll), legacy: try trace(script, on: .legacy),
+                               model: ReferenceModel.predict(script, rules: rules), normalized: normalizes)
+    }
+
+    /// The harness that runs process-level scripts (next to this executable or test bundle).
+    public var harnessPath = ChildProcess.harnessPath
+
+    public func processTrace(_ script: Script, on kind: LoopBackendKind) throws -> Trace {
+        let child = try ChildProcess(["fuzz-process", "--backend", kind.rawValue, "--script", script.description],
+                                     executable: harnessPath)
+        var trace = Trace()
+        while let line = child.line(startingWith: "", timeoutMs: 30_000) { trace.lines.append(line) }
+        guard let status = child.waitForExit(timeoutMs: 30_000) else {
+            trace.lines.append("end: did not exit")
+            return trace
+        }
+        trace.lines.append("end: " + TraceLine.ending(status))
+        return trace
     }
 
     /// The smallest script found (delta debugging: drop chunks of steps, then

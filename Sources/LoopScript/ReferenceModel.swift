@@ -178,6 +178,9 @@ public final class ReferenceModel {
     private var jobsSubmitted = 0
     private var completionsRunning = 0
     private var shutdownRequested = false
+    /// Admin signals received and not consumed.
+    private var pendingSignals: Set<ProcessSignal> = []
+    private var sawPipe = false, sawIO = false
     private var polls = 0, quickPolls = 0, refused = 0, sleepCalls = 0, jobsCompleted = 0
     private var onceCount = 0
     private var depth = 0
@@ -279,14 +282,52 @@ public final class ReferenceModel {
             note(TraceLine.counters(polls: polls, quickPolls: quickPolls, refused: refused, sleeps: sleepCalls,
                                     jobs: jobsCompleted, registrations: liveRegistrations, pendingJobs: pendingJobs))
         case .run:
-            guard shutdownRequested else { return note("run skipped") }
-            // run() consumes the request before it would poll.
-            shutdownRequested = false
-            note("run -> stopped")
+            // run() takes the request before it would poll; without one it would never return.
+            guard let reason = takeShutdown() else { return note("run skipped") }
+            note("run -> \(reason)")
         case .takeShutdown:
-            note("take -> \(shutdownRequested ? "stopped" : "none")")
-            shutdownRequested = false
+            note("take -> \(takeShutdown() ?? "none")")
+        case .signal(let signal, let count):
+            note("signal \(signal.rawValue) \(count)")
+            // The admin signals shut down, SIGPIPE and SIGIO are counted, SIGCHLD only wakes.
+            switch signal {
+            case .HUP, .INT, .TERM, .PWR: pendingSignals.insert(signal)
+            case .PIPE: sawPipe = true
+            case .IO: sawIO = true
+            case .CHLD: break
+            }
+            perform(.runOnce, niceness: 0)
+        case .signalCounts:
+            now = clock
+            poll(quick: false)
+            note("signals pipe=\(sawPipe ? "yes" : "no") io=\(sawIO ? "yes" : "no")")
+        case .child:
+            // The library's children start with default dispositions and nothing blocked.
+            note("child -> killed by TERM")
+        case .secondLoop:
+            note("secondloop ok")
         }
+    }
+
+    /// Admin signals first, lowest number first, then a stop.
+    private func takeShutdown() -> String? {
+        if let first = pendingSignals.min(by: { $0.number < $1.number }) {
+            pendingSignals.remove(first)
+            return first.rawValue
+        }
+        guard shutdownRequested else { return nil }
+        shutdownRequested = false
+        return "stopped"
+    }
+
+    /// How the script's own process ends once the loop is closed and the process
+    /// unblocks every signal: an admin signal recorded and never consumed is handed
+    /// back to the process, and the lowest-numbered pending one terminates it.
+    public static func predictEnding(_ script: Script, rules: ModelRules = .port) -> String {
+        let model = ReferenceModel(rules: rules)
+        for step in script.steps { model.perform(step, niceness: 0) }
+        guard let first = model.pendingSignals.min(by: { $0.number < $1.number }) else { return "exit 0" }
+        return "killed by \(first.rawValue)"
     }
 
     private func watch(id: Int, kind: Reg.Kind, slot: Int, niceness n: Int, owner: Int?, body: [Step]) {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A loop program: what a differential run does to a loop, step by step. A
 /// value type that prints as text and parses back (`Script(parsing:)`), so a
 /// failing program is a reproducible artefact.
@@ -30,6 +32,34 @@ public let scriptSlots = 0..<16
 public let scriptJobLimit = 16
 
 public enum WatchKind: String, Sendable, Equatable { case read, write }
+
+/// The signals a process-level script may send itself: the admin signals the loop
+/// turns into shutdowns, the ones it only counts, and SIGCHLD.
+public enum ProcessSignal: String, Sendable, Equatable, CaseIterable {
+    case HUP, INT, TERM, PWR, PIPE, IO, CHLD
+
+    public var number: Int32 {
+        switch self {
+        case .HUP: SIGHUP
+        case .INT: SIGINT
+        case .TERM: SIGTERM
+        case .PWR: SIGPWR
+        case .PIPE: SIGPIPE
+        case .IO: SIGIO
+        case .CHLD: SIGCHLD
+        }
+    }
+
+    public init?(number: Int32) {
+        guard let s = Self.allCases.first(where: { $0.number == number }) else { return nil }
+        self = s
+    }
+}
+
+extension Script {
+    /// Whether the script needs a process of its own.
+    public var isProcessLevel: Bool { steps.contains { $0.isProcessLevel } }
+}
 
 public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     // Files. Creating into an occupied slot replaces (closes) what was there: a number reused.
@@ -66,6 +96,18 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     /// Top level only: `takeShutdownRequest()`.
     case takeShutdown
 
+    // Process-level: only in a process of the script's own (`loop-harness fuzz-process`).
+    /// `count` process-directed signals (kill to the process), then one poll to notice them:
+    /// legacy's handlers see a signal when it arrives, epoll's signalfd at its next wait.
+    case signal(ProcessSignal, count: Int)
+    /// One poll, then whether SIGPIPE and SIGIO were counted so far.
+    case signalCounts
+    /// A child process through `ChildProcesses.system` that sends itself SIGTERM:
+    /// it must start with default dispositions and nothing blocked, and die of it.
+    case child
+    /// A second loop (epoll) in the same thread: made, polled once, closed.
+    case secondLoop
+
     public var size: Int {
         switch self {
         case .watch(_, _, _, _, _, let body), .sleep(_, _, _, _, let body), .job(_, _, let body):
@@ -77,7 +119,15 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     /// Steps that only make sense outside callbacks.
     public var isTopLevelOnly: Bool {
         switch self {
-        case .clock, .runOnce, .run, .takeShutdown: true
+        case .clock, .runOnce, .run, .takeShutdown, .signal, .signalCounts, .child, .secondLoop: true
+        default: false
+        }
+    }
+
+    /// Steps that change the process (signals, children, other loops): run in a process of their own.
+    public var isProcessLevel: Bool {
+        switch self {
+        case .signal, .signalCounts, .child, .secondLoop: true
         default: false
         }
     }
@@ -109,6 +159,10 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
         case .runOnce: return "once"
         case .run: return "run"
         case .takeShutdown: return "take"
+        case .signal(let s, let n): return "signal \(s.rawValue) \(n)"
+        case .signalCounts: return "signals"
+        case .child: return "child"
+        case .secondLoop: return "secondloop"
         }
     }
 }

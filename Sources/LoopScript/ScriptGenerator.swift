@@ -42,6 +42,47 @@ public struct ScriptGenerator {
         return Script(out)
     }
 
+    /// A process-level script: signals and storms, a child process, a second loop,
+    /// shutdown requests taken or left for `close()` to hand back, among a few
+    /// ordinary registrations so that signals arrive while callbacks are due.
+    public mutating func processScript(steps: Int) -> Script {
+        held = [:]
+        nextRegistration = 0
+        nextJob = 0
+        registrations = []
+        stopPending = false
+        var out: [Step] = []
+        var pending = false
+        for _ in 0..<max(1, steps) {
+            let r = Int.random(in: 0..<100, using: &rng)
+            switch r {
+            case 0..<20:
+                let signal = pick(ProcessSignal.allCases)
+                let storm = chance(30)
+                if [.HUP, .INT, .TERM, .PWR].contains(signal) { pending = true }
+                out.append(.signal(signal, count: storm ? Int.random(in: 2...500, using: &rng) : 1))
+            case 20..<30: out.append(.takeShutdown)
+            case 30..<35:
+                if pending || stopPending {
+                    out.append(.run)
+                    pending = false
+                    stopPending = false
+                } else {
+                    stopPending = true
+                    out.append(.stop)
+                }
+            case 35..<42: out.append(.signalCounts)
+            case 42..<48: out.append(.child)
+            case 48..<54: out.append(.secondLoop)
+            case 54..<70: out.append(.runOnce)
+            case 70..<76: out.append(.clock(Int.random(in: 1...60, using: &rng)))
+            default: out.append(topLevel())
+            }
+        }
+        out.append(.runOnce)
+        return Script(out)
+    }
+
     private mutating func chance(_ percent: Int) -> Bool { Int.random(in: 0..<100, using: &rng) < percent }
     private mutating func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &rng)] }
 

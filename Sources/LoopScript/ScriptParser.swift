@@ -154,6 +154,17 @@ struct ScriptParser {
         case "once": return .runOnce
         case "run": return .run
         case "take": return .takeShutdown
+        case "signal":
+            let name = try next()
+            guard let signal = ProcessSignal(rawValue: name) else {
+                throw fail("expected a signal (\(ProcessSignal.allCases.map(\.rawValue).joined(separator: " "))), found '\(name)'")
+            }
+            let n = try number("a signal count")
+            guard (1...100_000).contains(n) else { throw fail("signal count \(n) out of range 1…100000") }
+            return .signal(signal, count: n)
+        case "signals": return .signalCounts
+        case "child": return .child
+        case "secondloop": return .secondLoop
         default: throw fail("unknown step '\(word)'")
         }
     }

@@ -1,3 +1,4 @@
+import EpollLoop
 import Glibc
 import LoopCore
 import Synchronization
@@ -208,9 +209,34 @@ public final class ScriptRunner {
                                     pendingJobs: loop.pendingJobs))
         case .run:
             guard loop.shutdownReason != nil else { return note("run skipped") }
-            do { note("run -> \(try loop.run())") } catch { note(TraceLine.error("run", kind: TraceLine.errorKind(error), depth: 0)) }
+            do { note("run -> " + TraceLine.reason(try loop.run())) } catch { note(TraceLine.error("run", kind: TraceLine.errorKind(error), depth: 0)) }
         case .takeShutdown:
-            note("take -> \(loop.takeShutdownRequest().map { "\($0)" } ?? "none")")
+            note("take -> " + TraceLine.reason(loop.takeShutdownRequest()))
+        case .signal(let signal, let count):
+            for _ in 0..<count { kill(getpid(), signal.number) }
+            note("signal \(signal.rawValue) \(count)")
+            perform(.runOnce, niceness: 0)
+        case .signalCounts:
+            loop.waker.wakeup()
+            do { try loop.runOnce() } catch { note(TraceLine.error("signals", kind: TraceLine.errorKind(error), depth: 0)) }
+            let c = loop.counters
+            note("signals pipe=\(c.sigPipes > 0 ? "yes" : "no") io=\(c.sigIOs > 0 ? "yes" : "no")")
+        case .child:
+            do {
+                note("child -> " + TraceLine.ending(try ChildProcesses.system("kill -TERM $$; exit 7")))
+            } catch {
+                note("child error \(error)")
+            }
+        case .secondLoop:
+            do {
+                let second = try makeEpollLoop()
+                second.waker.wakeup()
+                try second.runOnce()
+                try second.close()
+                note("secondloop ok")
+            } catch {
+                note(TraceLine.error("secondloop", kind: TraceLine.errorKind(error), depth: 0))
+            }
         }
     }
 

@@ -38,6 +38,23 @@ public enum TraceLine {
 
     static func once(_ index: Int) -> String { "once \(index)" }
 
+    /// A shutdown request by name: `stopped`, or the signal's (`PWR` for power).
+    static func reason(_ r: ShutdownReason?) -> String {
+        switch r {
+        case nil: return "none"
+        case .stopped: return "stopped"
+        case .power: return "PWR"
+        case .signal(let s): return ProcessSignal(number: s)?.rawValue ?? "signal \(s)"
+        }
+    }
+
+    /// How a child process or the script's own process ended.
+    public static func ending(_ status: Int32) -> String {
+        let sig = status & 0x7f
+        if sig == 0 { return "exit \((status >> 8) & 0xff)" }
+        return "killed by " + (ProcessSignal(number: sig)?.rawValue ?? "signal \(sig)")
+    }
+
     static func counters(polls: Int, quickPolls: Int, refused: Int, sleeps: Int, jobs: Int, registrations: Int, pendingJobs: Int) -> String {
         "  = polls=\(polls) quickpolls=\(quickPolls) refused=\(refused) sleeps=\(sleeps) jobs=\(jobs) regs=\(registrations) pending=\(pendingJobs)"
     }

@@ -12,6 +12,9 @@ let usage = """
       wakeup       worker-to-loop wake-up latency on one backend (run by `run` in a pinned child)
       idle         an idle loop with one heartbeat until SIGTERM; prints its CPU use and wake-ups
       rpc-server   a UdpServer answering bench requests with 64 bytes, until SIGTERM
+      dispatch-order  the cost of dispatching in registration order: N always-ready pipes
+                   registered in ascending, then descending fd order (a sort every poll)
+                     --ready LIST (16,64,256)  --polls K (20000)  --runs R (5, the median is printed)
       rpc-client   keeps --concurrency requests of --size bytes in flight to --port; prints the rate
 
     run options:

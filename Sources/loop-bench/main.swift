@@ -14,6 +14,7 @@ do {
     case "pipes": exit(try runPipesChild(options))
     case "idle": exit(try runIdleChild(options))
     case "wakeup": exit(try runWakeupChild(options))
+    case "dispatch-order": exit(try runDispatchOrderChild(options))
     case "rpc-server": exit(try runRpcServer(options))
     case "rpc-client": exit(try runRpcClient(options))
     default: throw UsageError("unknown command '\(options.command)'\n\n\(usage)")

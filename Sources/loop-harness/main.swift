@@ -24,6 +24,7 @@ let usage = """
                     --from I (start at script I: reruns one script of a long run)
                     --print (print the scripts instead of running them)
                     --rules port|original (the model's rules)  --raw (no normalization)
+      fuzz-process  one process-level script in this process (fuzz runs it):  --script TEXT
       run         (default) a raw loop: heartbeat and a UDP echo read callback  --port P  --seconds N
       child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
       timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps (tests)
@@ -55,6 +56,7 @@ do {
     case "shutdown": exit(try runAdminCommand(arguments, .saveAndExit))
     case "demo": exit(try runDemo(arguments))
     case "fuzz": exit(try runFuzz(arguments))
+    case "fuzz-process": exit(try runFuzzProcess(arguments))
     default: throw UsageError("unknown command '\(arguments.command)'\n\n\(usage)")
     }
 } catch {

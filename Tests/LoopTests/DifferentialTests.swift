@@ -42,6 +42,30 @@ extension LoopConformance {
             #expect(divergent.isEmpty, "\(divergent.count) divergent; first, shrunk:\n\(divergent.first.map { "\($0.script)\n\($0.sideBySide)" } ?? "")")
         }
 
+        /// Process-level programs (signals, storms, children, a second loop), each in
+        /// a process of its own per backend.
+        @Test func quickProcessPassFindsNoDivergence() throws {
+            var divergent: [DifferentialRun] = []
+            for index in 0..<40 {
+                var generator = ScriptGenerator(seed: 0x9A0C_0000 + UInt64(index))
+                let script = generator.processScript(steps: 10)
+                #expect(script.isProcessLevel)
+                let run = try differ.run(script)
+                if run.divergence != nil { divergent.append(run) }
+            }
+            #expect(divergent.isEmpty, "\(divergent.count) divergent; first:\n\(divergent.first.map { "\($0.script)\n\($0.sideBySide)" } ?? "")")
+        }
+
+        /// MIGRATION.md names, per inventory item, the model rule and the fixtures that
+        /// exercise it: every fixture it names exists, and every fixture is named.
+        @Test func migrationNamesEveryFixtureAndOnlyFixturesThatExist() throws {
+            let corpus = Set(try DifferentialCorpus.load().map(\.name))
+            let named = try DifferentialCorpus.fixturesNamedInMigration()
+            #expect(!named.isEmpty)
+            #expect(named.subtracting(corpus).isEmpty, "MIGRATION.md names fixtures that do not exist: \(named.subtracting(corpus).sorted())")
+            #expect(corpus.subtracting(named).isEmpty, "fixtures MIGRATION.md does not name: \(corpus.subtracting(named).sorted())")
+        }
+
         /// Forced failure: a model that dispatches in reverse order must be caught
         /// by random scripts and shrunk to a handful of steps.
         @Test func aPlantedDivergenceIsCaughtAndShrunk() throws {
@@ -106,7 +130,7 @@ struct DifferentialCorpus {
         return String(here[..<here.lastIndex(of: "/")!]) + "/Fixtures/differential-corpus.txt"
     }
 
-    static func load() throws -> [Entry] {
+    static func read(_ path: String) throws -> String {
         guard let file = fopen(path, "r") else { throw ScriptHarnessError("cannot open \(path)") }
         defer { fclose(file) }
         var text = ""
@@ -114,6 +138,26 @@ struct DifferentialCorpus {
         while fgets(&buffer, Int32(buffer.count), file) != nil {
             text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
+        return text
+    }
+
+    /// The names in MIGRATION.md's `Fixtures:` lines (comma-separated, in backquotes).
+    static func fixturesNamedInMigration() throws -> Set<String> {
+        let here = "\(#filePath)"
+        var root = here[..<here.lastIndex(of: "/")!]   // Tests/LoopTests
+        root = root[..<root.lastIndex(of: "/")!]        // Tests
+        root = root[..<root.lastIndex(of: "/")!]        // the package
+        let text = try read(root + "/MIGRATION.md")
+        var names: Set<String> = []
+        for line in text.split(separator: "\n") where line.contains("Fixtures:") {
+            let parts = line.split(separator: "`", omittingEmptySubsequences: false)
+            for (i, part) in parts.enumerated() where i % 2 == 1 { names.insert(String(part)) }
+        }
+        return names
+    }
+
+    static func load() throws -> [Entry] {
+        let text = try read(path)
         var entries: [Entry] = []
         var name: String?
         var expectation = Expectation.agree

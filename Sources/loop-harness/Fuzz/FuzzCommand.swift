@@ -35,6 +35,7 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
             say("# script \(index)\n\(script)")
             continue
         }
+        if !json && index > from && (index - from) % 10_000 == 0 { sayError("fuzz: \(index - from) scripts …") }
         let run = try differ.run(script)
         guard let kind = run.divergence else { continue }
         counts[kind, default: 0] += 1
@@ -42,8 +43,23 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
             shrunkPerKind[kind, default: 0] += 1
             reproductions.append((index, script.size, try differ.shrink(run)))
         }
-        if !json && (index + 1) % 10_000 == 0 { sayError("fuzz: \(index + 1) scripts …") }
     }
+    // Process-level programs: each in a process of its own per backend.
+    let processScripts = try args.int("--process-scripts", default: max(10, scripts / 200))
+    guard (0...1_000_000).contains(processScripts) else { throw UsageError("--process-scripts takes 0…1000000, not \(processScripts)") }
+    var processCounts: [DivergenceKind: Int] = [:]
+    for index in from..<(from + processScripts) where !printOnly {
+        var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed) ^ 0x5052_4F43, index))
+        let script = generator.processScript(steps: 10)
+        let run = try differ.run(script)
+        guard let kind = run.divergence else { continue }
+        processCounts[kind, default: 0] += 1
+        if shrunkPerKind[kind, default: 0] < shown {
+            shrunkPerKind[kind, default: 0] += 1
+            reproductions.append((index, script.size, try differ.shrink(run)))
+        }
+    }
+    for (kind, n) in processCounts { counts[kind, default: 0] += n }
     let seconds = Double(monotonicNanoseconds() - start) / 1e9
     let divergent = counts.values.reduce(0, +)
 

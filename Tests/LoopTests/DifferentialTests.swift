@@ -141,7 +141,7 @@ struct DifferentialCorpus {
         return text
     }
 
-    /// The names in MIGRATION.md's `Fixtures:` lines (comma-separated, in backquotes).
+    /// The names after `Fixtures:` in MIGRATION.md (in backquotes, to the end of the line).
     static func fixturesNamedInMigration() throws -> Set<String> {
         let here = "\(#filePath)"
         var root = here[..<here.lastIndex(of: "/")!]   // Tests/LoopTests
@@ -149,8 +149,9 @@ struct DifferentialCorpus {
         root = root[..<root.lastIndex(of: "/")!]        // the package
         let text = try read(root + "/MIGRATION.md")
         var names: Set<String> = []
-        for line in text.split(separator: "\n") where line.contains("Fixtures:") {
-            let parts = line.split(separator: "`", omittingEmptySubsequences: false)
+        for line in text.split(separator: "\n") {
+            guard let start = line.firstRange(of: "Fixtures:")?.upperBound else { continue }
+            let parts = line[start...].split(separator: "`", omittingEmptySubsequences: false)
             for (i, part) in parts.enumerated() where i % 2 == 1 { names.insert(String(part)) }
         }
         return names

@@ -1,15 +1,4 @@
-/// A small, fast, seedable generator (SplitMix64): the same seed gives the same scripts everywhere.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import LoopCore
 
 /// Random loop programs. It keeps a rough picture of what each slot holds so
 /// that most steps do something, and leaves enough to chance (closed numbers,
@@ -28,13 +17,17 @@ public struct ScriptGenerator {
 
     public init(seed: UInt64) { rng = SplitMix64(seed: seed) }
 
-    /// One script of about `steps` top-level steps; the generator's state starts afresh.
-    public mutating func script(steps: Int) -> Script {
+    private mutating func startScript() {
         held = [:]
         nextRegistration = 0
         nextJob = 0
         registrations = []
         stopPending = false
+    }
+
+    /// One script of about `steps` top-level steps; the generator's state starts afresh.
+    public mutating func script(steps: Int) -> Script {
+        startScript()
         var out: [Step] = []
         for _ in 0..<max(1, steps) { out.append(topLevel()) }
         out.append(.runOnce)
@@ -46,11 +39,7 @@ public struct ScriptGenerator {
     /// shutdown requests taken or left for `close()` to hand back, among a few
     /// ordinary registrations so that signals arrive while callbacks are due.
     public mutating func processScript(steps: Int) -> Script {
-        held = [:]
-        nextRegistration = 0
-        nextJob = 0
-        registrations = []
-        stopPending = false
+        startScript()
         var out: [Step] = []
         var pending = false
         for _ in 0..<max(1, steps) {

@@ -67,22 +67,20 @@ public enum TraceLine {
 
     /// Errors by kind only: messages carry descriptor numbers and errno text.
     static func errorKind(_ error: LoopError) -> String {
-        let kind: String
         switch error {
-        case .invalidDescriptor: kind = "invalid-descriptor"
-        case .descriptorOutOfRange: kind = "out-of-range"
-        case .wrongThread: kind = "wrong-thread"
-        case .noEmptySlots: kind = "no-empty-slots"
-        case .invalidPeriod: kind = "invalid-period"
-        case .invalidNiceness: kind = "invalid-niceness"
-        case .invalidConfiguration: kind = "invalid-configuration"
-        case .forkedChild: kind = "forked-child"
-        case .legacyTimerSignalsUnrouted: kind = "unrouted"
-        case .legacyLoopAlreadyActive: kind = "already-active"
-        case .closed: kind = "closed"
-        case .system: kind = "system"
+        case .invalidDescriptor: "invalid-descriptor"
+        case .descriptorOutOfRange: "out-of-range"
+        case .wrongThread: "wrong-thread"
+        case .noEmptySlots: "no-empty-slots"
+        case .invalidPeriod: "invalid-period"
+        case .invalidNiceness: "invalid-niceness"
+        case .invalidConfiguration: "invalid-configuration"
+        case .forkedChild: "forked-child"
+        case .legacyTimerSignalsUnrouted: "unrouted"
+        case .legacyLoopAlreadyActive: "already-active"
+        case .closed: "closed"
+        case .system: "system"
         }
-        return kind
     }
 
     private static func indent(_ depth: Int) -> String { String(repeating: "  ", count: depth + 1) }

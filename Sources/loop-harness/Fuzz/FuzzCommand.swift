@@ -7,15 +7,17 @@ import LoopTools
 /// compared callback for callback; each kind of divergence shrunk to a minimal script.
 func runFuzz(_ args: Arguments) throws -> Int32 {
     let scripts = try args.int("--scripts", default: 1_000)
+    let processScripts = try args.int("--process-scripts", default: max(10, scripts / 200))
     let seed = try args.int("--seed", default: 1)
     let steps = try args.int("--steps", default: 24)
     let shown = try args.int("--show", default: 3)
     let from = try args.int("--from", default: 0)
-    guard from >= 0 else { throw UsageError("--from takes an index ≥ 0, not \(from)") }
     guard (1...10_000_000).contains(scripts) else { throw UsageError("--scripts takes 1…10000000, not \(scripts)") }
+    guard (0...1_000_000).contains(processScripts) else { throw UsageError("--process-scripts takes 0…1000000, not \(processScripts)") }
     guard (1...400).contains(steps) else { throw UsageError("--steps takes 1…400, not \(steps)") }
     guard seed >= 0 else { throw UsageError("--seed takes a number ≥ 0, not \(seed)") }
     guard (0...100).contains(shown) else { throw UsageError("--show takes 0…100, not \(shown)") }
+    guard from >= 0 else { throw UsageError("--from takes an index ≥ 0, not \(from)") }
     let rulesName = args.value("--rules") ?? "port"
     guard let rules = ["port": ModelRules.port, "original": .original][rulesName] else {
         throw UsageError("--rules takes port or original, not '\(rulesName)'")
@@ -25,9 +27,8 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
     let differ = Differ(rules: rules, normalizes: !args.flag("--raw"))
 
     let start = monotonicNanoseconds()
-    var counts: [DivergenceKind: Int] = [:]
-    var reproductions: [(index: Int, original: Int, run: DifferentialRun)] = []
-    var shrunkPerKind: [DivergenceKind: Int] = [:]
+    var tally = FuzzTally(differ: differ, shown: shown)
+    // In-process programs, then process-level ones (each in a process of its own per backend).
     for index in from..<(from + scripts) {
         var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed), index))
         let script = generator.script(steps: steps)
@@ -36,63 +37,80 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
             continue
         }
         if !json && index > from && (index - from) % 10_000 == 0 { sayError("fuzz: \(index - from) scripts …") }
-        let run = try differ.run(script)
-        guard let kind = run.divergence else { continue }
-        counts[kind, default: 0] += 1
-        if shrunkPerKind[kind, default: 0] < shown {
-            shrunkPerKind[kind, default: 0] += 1
-            reproductions.append((index, script.size, try differ.shrink(run)))
-        }
+        try tally.record(script, index: index, processLevel: false)
     }
-    // Process-level programs: each in a process of its own per backend.
-    let processScripts = try args.int("--process-scripts", default: max(10, scripts / 200))
-    guard (0...1_000_000).contains(processScripts) else { throw UsageError("--process-scripts takes 0…1000000, not \(processScripts)") }
-    var processCounts: [DivergenceKind: Int] = [:]
-    for index in from..<(from + processScripts) where !printOnly {
+    for index in from..<(from + processScripts) {
         var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed) ^ 0x5052_4F43, index))
         let script = generator.processScript(steps: 10)
-        let run = try differ.run(script)
-        guard let kind = run.divergence else { continue }
-        processCounts[kind, default: 0] += 1
-        if shrunkPerKind[kind, default: 0] < shown {
-            shrunkPerKind[kind, default: 0] += 1
-            reproductions.append((index, script.size, try differ.shrink(run)))
+        if printOnly {
+            say("# process script \(index)\n\(script)")
+            continue
         }
+        try tally.record(script, index: index, processLevel: true)
     }
-    for (kind, n) in processCounts { counts[kind, default: 0] += n }
+    if printOnly { return 0 }
     let seconds = Double(monotonicNanoseconds() - start) / 1e9
-    let divergent = counts.values.reduce(0, +)
+    let divergent = tally.counts.values.reduce(0, +) + tally.processCounts.values.reduce(0, +)
 
     if json {
         say(JSON.object([
-            ("scripts", .number(Double(scripts))), ("seed", .number(Double(seed))), ("steps", .number(Double(steps))),
+            ("scripts", .number(Double(scripts))), ("processScripts", .number(Double(processScripts))),
+            ("seed", .number(Double(seed))), ("steps", .number(Double(steps))),
             ("rules", .string(rules.description)), ("normalized", .bool(differ.normalizes)),
             ("seconds", .number(seconds)),
             ("divergent", .number(Double(divergent))),
-            ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .number(Double(counts[$0] ?? 0))) })),
-            ("reproductions", .array(reproductions.map { r in
-                .object([("index", .number(Double(r.index))), ("kind", .string(r.run.divergence?.rawValue ?? "")),
+            ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .number(Double(tally.counts[$0] ?? 0))) })),
+            ("processByKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .number(Double(tally.processCounts[$0] ?? 0))) })),
+            ("reproductions", .array(tally.reproductions.map { r in
+                .object([("index", .number(Double(r.index))), ("processLevel", .bool(r.processLevel)),
+                         ("kind", .string(r.run.divergence?.rawValue ?? "")),
                          ("script", .string(r.run.script.description)),
                          ("epoll", .string(r.run.epoll.description)), ("legacy", .string(r.run.legacy.description)),
                          ("model", .string(r.run.model.description))])
             })),
         ]).description)
     } else {
-        say("fuzz: \(scripts) scripts of \(steps) steps, seed \(seed), model rules \(rules), "
-            + (differ.normalizes ? "declared differences normalized" : "raw traces"))
-        say("kind                     scripts")
-        say("-------------------------------")
+        say("fuzz: \(scripts) scripts of \(steps) steps and \(processScripts) process-level scripts, seed \(seed),\n"
+            + "model rules \(rules), " + (differ.normalizes ? "declared differences normalized" : "raw traces"))
+        say("kind                     in-process  process-level")
+        say("------------------------------------------------")
         for kind in DivergenceKind.allCases {
-            say(kind.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0) + " " + String(counts[kind] ?? 0))
+            say(kind.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0)
+                + String(tally.counts[kind] ?? 0).leftPadded(11) + String(tally.processCounts[kind] ?? 0).leftPadded(15))
         }
-        say("divergent                " + String(divergent) + " of \(scripts)  (\(String(format1(seconds))) s)")
-        for r in reproductions {
-            say("\n\(r.run.divergence?.rawValue ?? "?"): script \(r.index) (\(r.original) steps) shrunk to \(r.run.script.size):")
+        say("divergent                \(divergent) of \(scripts + processScripts)  (\(format1(seconds)) s)")
+        for r in tally.reproductions {
+            say("\n\(r.run.divergence?.rawValue ?? "?"): \(r.processLevel ? "process script" : "script") \(r.index) "
+                + "(\(r.originalSize) steps) shrunk to \(r.run.script.size):")
             say(r.run.script.description.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
             say(r.run.sideBySide)
         }
     }
     return divergent == 0 ? 0 : 1
+}
+
+/// Divergences by kind, and the first `shown` of each kind shrunk.
+struct FuzzTally {
+    let differ: Differ
+    let shown: Int
+    var counts: [DivergenceKind: Int] = [:]
+    var processCounts: [DivergenceKind: Int] = [:]
+    var reproductions: [(index: Int, processLevel: Bool, originalSize: Int, run: DifferentialRun)] = []
+    private var shrunkPerKind: [DivergenceKind: Int] = [:]
+
+    init(differ: Differ, shown: Int) {
+        self.differ = differ
+        self.shown = shown
+    }
+
+    mutating func record(_ script: Script, index: Int, processLevel: Bool) throws {
+        let run = try differ.run(script)
+        guard let kind = run.divergence else { return }
+        if processLevel { processCounts[kind, default: 0] += 1 } else { counts[kind, default: 0] += 1 }
+        guard shrunkPerKind[kind, default: 0] < shown else { return }
+        shrunkPerKind[kind, default: 0] += 1
+        reproductions.append((index, processLevel, script.size, try differ.shrink(run)))
+    }
 }
 
 /// Script `index` of a run with `seed`: each script has its own generator, so
@@ -105,4 +123,8 @@ func scriptSeed(_ seed: UInt64, _ index: Int) -> UInt64 {
 private func format1(_ x: Double) -> String {
     let tenths = Int((x * 10).rounded())
     return "\(tenths / 10).\(tenths % 10)"
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

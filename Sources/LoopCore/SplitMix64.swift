@@ -1,5 +1,6 @@
 /// A tiny seeded generator (Steele, Lea and Flood's SplitMix64): the same seed
-/// gives the same sequence on every run, which makes loss injection reproducible.
+/// gives the same sequence on every run, which makes loss injection and random
+/// loop programs reproducible.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 

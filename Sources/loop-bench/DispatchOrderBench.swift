@@ -8,44 +8,80 @@ import LoopTools
 /// each; `runOnce` K times. Registered in ascending fd order, the batch comes
 /// sorted from select and (after the first wait) from epoll's ready list, and the
 /// loop only checks it; registered in descending order, every poll sorts N
-/// events. The difference between the two is the cost of the sort.
+/// events. The difference between the two is the cost of the sort. Both backends
+/// (or the one `--backend` names) in this process, side by side, with ratios.
 func runDispatchOrderChild(_ options: Options) throws -> Int32 {
-    let backend = try options.backend()
+    let backends = options.value("--backend") == nil ? LoopBackendKind.allCases : [try options.backend()]
     let counts = try options.ints("--ready", default: [16, 64, 200])
     let polls = try options.int("--polls", default: 20_000)
     let rounds = try options.int("--runs", default: 5)
     guard counts.allSatisfy({ (1...500).contains($0) }), (1...10_000_000).contains(polls), (1...100).contains(rounds) else {
         throw UsageError("--ready takes 1…500 each, --polls 1…10000000, --runs 1…100")
     }
+    var rows: [(n: Int, order: String, ns: [LoopBackendKind: Double])] = []
     for n in counts {
         for order in ["ascending", "descending"] {
-            var perPoll: [Double] = []
+            var row: [LoopBackendKind: Double] = [:]
+            // Alternating backends round by round, so drift in the machine hits both alike.
+            var samples: [LoopBackendKind: [Double]] = [:]
             for _ in 0..<rounds {
-                let loop = try Loop.make(backend)
-                var pipes: [[Int32]] = []
-                for _ in 0..<n {
-                    var fds: [Int32] = [-1, -1]
-                    guard pipe(&fds) == 0 else { throw SystemError("pipe", errno: errno) }
-                    _ = write(fds[1], "x", 1)
-                    pipes.append(fds)
+                for backend in backends {
+                    samples[backend, default: []].append(try nsPerPoll(backend, ready: n, descending: order == "descending", polls: polls))
                 }
-                var calls = 0
-                for fds in order == "ascending" ? pipes : pipes.reversed() {
-                    try loop.registerRead(fd: fds[0]) { _ in calls += 1 }
-                }
-                for _ in 0..<100 { try loop.runOnce() }  // warm-up: the ready list settles
-                let start = monotonicNanoseconds()
-                for _ in 0..<polls { try loop.runOnce() }
-                perPoll.append(Double(monotonicNanoseconds() - start) / Double(polls))
-                try loop.close()
-                for fds in pipes { close(fds[0]); close(fds[1]) }
-                // Epoll takes up to 256 events a wait (its own descriptors among them): beyond
-                // that, a few ready pipes wait for the next poll.
-                guard calls * 100 >= (polls + 100) * n * 95 else { throw UsageError("expected about \((polls + 100) * n) callbacks, got \(calls)") }
             }
-            perPoll.sort()
-            say("result ready=\(n) order=\(order) ns_per_poll=\(Int(perPoll[perPoll.count / 2])) ns_per_callback=\(Int(perPoll[perPoll.count / 2] / Double(n)))")
+            for (backend, s) in samples { row[backend] = s.sorted()[s.count / 2] }
+            rows.append((n, order, row))
         }
     }
+    say("ready  order       " + backends.map { "\($0.rawValue) ns/poll".leftPad(17) }.joined()
+        + (backends.count == 2 ? "  epoll/legacy" : ""))
+    for r in rows {
+        var line = String(r.n).rightPad(7) + r.order.rightPad(12)
+        for b in backends { line += String(Int(r.ns[b] ?? 0)).leftPad(17) }
+        if backends.count == 2, let e = r.ns[.epoll], let l = r.ns[.legacy] { line += ratio(e / l).leftPad(14) }
+        say(line)
+    }
+    say("\nsort cost (descending ÷ ascending):")
+    for n in counts {
+        let asc = rows.first { $0.n == n && $0.order == "ascending" }!.ns
+        let desc = rows.first { $0.n == n && $0.order == "descending" }!.ns
+        say("  ready \(n): " + backends.map { "\($0.rawValue) \(ratio((desc[$0] ?? 0) / (asc[$0] ?? 1)))" }.joined(separator: "  "))
+    }
     return 0
+}
+
+/// The median-free cost of one poll with `ready` always-ready pipes.
+private func nsPerPoll(_ backend: LoopBackendKind, ready n: Int, descending: Bool, polls: Int) throws -> Double {
+    let loop = try Loop.make(backend)
+    defer { try? loop.close() }
+    var pipes: [[Int32]] = []
+    defer { for fds in pipes { close(fds[0]); close(fds[1]) } }
+    for _ in 0..<n {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw SystemError("pipe", errno: errno) }
+        _ = write(fds[1], "x", 1)
+        pipes.append(fds)
+    }
+    var calls = 0
+    for fds in descending ? pipes.reversed() : pipes {
+        try loop.registerRead(fd: fds[0]) { _ in calls += 1 }
+    }
+    for _ in 0..<100 { try loop.runOnce() }  // warm-up: the ready list settles
+    let start = monotonicNanoseconds()
+    for _ in 0..<polls { try loop.runOnce() }
+    let ns = Double(monotonicNanoseconds() - start) / Double(polls)
+    // Epoll takes up to 256 events a wait (its own descriptors among them): beyond
+    // that, a few ready pipes wait for the next poll.
+    guard calls * 100 >= (polls + 100) * n * 95 else { throw UsageError("expected about \((polls + 100) * n) callbacks, got \(calls)") }
+    return ns
+}
+
+private func ratio(_ x: Double) -> String {
+    let hundredths = Int((x * 100).rounded())
+    return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+}
+
+extension String {
+    fileprivate func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+    fileprivate func rightPad(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

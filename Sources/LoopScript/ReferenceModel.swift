@@ -298,8 +298,7 @@ public final class ReferenceModel {
             }
             perform(.runOnce, niceness: 0)
         case .signalCounts:
-            now = clock
-            poll(quick: false)
+            perform(.runOnce, niceness: 0)
             note("signals pipe=\(sawPipe ? "yes" : "no") io=\(sawIO ? "yes" : "no")")
         case .child:
             // The library's children start with default dispositions and nothing blocked.

@@ -100,7 +100,7 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     /// `count` process-directed signals (kill to the process), then one poll to notice them:
     /// legacy's handlers see a signal when it arrives, epoll's signalfd at its next wait.
     case signal(ProcessSignal, count: Int)
-    /// One poll, then whether SIGPIPE and SIGIO were counted so far.
+    /// One `once`, then whether SIGPIPE and SIGIO were counted so far.
     case signalCounts
     /// A child process through `ChildProcesses.system` that sends itself SIGTERM:
     /// it must start with default dispositions and nothing blocked, and die of it.

@@ -217,8 +217,7 @@ public final class ScriptRunner {
             note("signal \(signal.rawValue) \(count)")
             perform(.runOnce, niceness: 0)
         case .signalCounts:
-            loop.waker.wakeup()
-            do { try loop.runOnce() } catch { note(TraceLine.error("signals", kind: TraceLine.errorKind(error), depth: 0)) }
+            perform(.runOnce, niceness: 0)
             let c = loop.counters
             note("signals pipe=\(c.sigPipes > 0 ? "yes" : "no") io=\(c.sigIOs > 0 ? "yes" : "no")")
         case .child:

@@ -176,13 +176,14 @@ public final class EpollBackend: LoopBackend {
         if lastTag == 0 { lastTag = 1 }  // 0 marks the backend's own descriptors
         let data = UInt64(lastTag) << 32 | UInt64(UInt32(bitPattern: fd))
         let events = Self.events(for: interest)
-        let wasWatched = watched[index].data != 0
-        var op = wasWatched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
+        var op = watched[index].data != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
         while true {
             if shim_epoll_ctl(epollFD, op, fd, events, data) == 0 {
-                // The file's identity, whenever this number was not watched before (an ADD,
-                // or a MOD after EEXIST), for the periodic check to compare against.
-                if !wasWatched { watched[index].file = FileIdentity(of: fd) }
+                // The file the kernel entry now belongs to, for the periodic check to compare
+                // against: also after MOD failed with ENOENT and became an ADD (another file
+                // under the number), and after a MOD that found the entry of a file dup'd back
+                // onto the number. One fstat per interest change, never per event.
+                watched[index].file = FileIdentity(of: fd)
                 watched[index].data = data
                 watched[index].interest = interest
                 watched[index].generation = generation
@@ -369,15 +370,16 @@ public final class EpollBackend: LoopBackend {
 
     public func stop() {
         if let claim = maskClaim {
-            // SIGPIPE or SIGIO still pending would meet its default action
-            // (terminate) the moment the mask is restored: count it instead. Admin
-            // signals stay pending and reach the embedder's own disposition; what
-            // the embedder itself still blocks is not unblocked, so stays pending too.
-            let counted = ThreadSignalMask.signalsUnblockedByRelease(claim).filter { $0 == SIGPIPE || $0 == SIGIO }
-            if signalFD >= 0 && !counted.isEmpty {
+            // A SIGPIPE or SIGIO that arrived while the loop owned it is the loop's to
+            // count, as legacy's handler does, also when the embedder blocks it too: left
+            // pending (a write in the last callback raised it, say), it would meet its
+            // default action (terminate) whenever the thread or the process unblocks it.
+            // Admin signals stay pending and reach the embedder's own disposition.
+            if signalFD >= 0 {
                 var set = sigset_t()
                 sigemptyset(&set)
-                for s in counted { sigaddset(&set, s) }
+                sigaddset(&set, SIGPIPE)
+                sigaddset(&set, SIGIO)
                 if signalfd(signalFD, &set, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) >= 0 {
                     var info = signalfd_siginfo()
                     while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) > 0 { record(Int32(info.ssi_signo)) }

@@ -74,17 +74,6 @@ package enum ThreadSignalMask {
         }
     }
 
-    /// The signals that releasing `claim` would unblock on the calling thread.
-    package static func signalsUnblockedByRelease(_ claim: Claim) -> [Int32] {
-        records.withLock { records in
-            guard let record = records[claim.thread], record.forkGeneration == claim.forkGeneration else { return [] }
-            let current = currentMask()
-            return claim.wishes.keys.sorted().filter { signo in
-                isMember(signo, current) && !effectiveState(signo, record: record, without: claim.token)
-            }
-        }
-    }
-
     /// Undoes `claim`: each signal it named goes to the newest remaining claim's
     /// wish, or back to its base. From another thread (a loop freed elsewhere) or
     /// another process (a forked child) only the claim is dropped: a thread's mask
@@ -100,7 +89,7 @@ package enum ThreadSignalMask {
             record.claims.remove(at: index)
             if here {
                 for signo in claim.wishes.keys {
-                    set(signo, blocked: effectiveState(signo, record: record, without: nil), in: &record)
+                    set(signo, blocked: effectiveState(signo, record: record), in: &record)
                     if !record.claims.contains(where: { $0.wishes[signo] != nil }) { record.base[signo] = nil }
                 }
             }
@@ -109,8 +98,8 @@ package enum ThreadSignalMask {
     }
 
     /// The newest claim's wish for `signo`, or the base when none names it.
-    private static func effectiveState(_ signo: Int32, record: ThreadRecord, without token: UInt64?) -> Bool {
-        for held in record.claims.reversed() where held.token != token {
+    private static func effectiveState(_ signo: Int32, record: ThreadRecord) -> Bool {
+        for held in record.claims.reversed() {
             if let wish = held.wishes[signo] { return wish }
         }
         return record.base[signo] ?? false

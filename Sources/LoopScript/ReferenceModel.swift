@@ -13,7 +13,11 @@ public struct ModelRules: Sendable, Equatable, CustomStringConvertible {
     /// Events of a registration that went away (and maybe came back) earlier in the batch.
     public enum StaleEvents: String, Sendable { case dropped, delivered }
     /// The order of ready fds within a pass.
-    public enum Order: String, Sendable { case registrationList, reversedList }
+    public enum Order: String, Sendable { case registrationList, liveList, reversedList }
+    /// When the sleep chain is scanned.
+    public enum SleepScan: String, Sendable { case earliestDue, everyMinTick }
+    /// What a quickpoll inside a callback does to the chain that callback belongs to.
+    public enum NestedQuickPoll: String, Sendable { case chainContinues, chainCut }
 
     /// Port (MIGRATION.md "Niceness passes"): niceness-0 registrations of every ready fd
     /// in pass 1, niceness > 0 ones in pass 2. Original: the chain's head decides the
@@ -22,40 +26,58 @@ public struct ModelRules: Sendable, Equatable, CustomStringConvertible {
     /// Port (MIGRATION.md "Stale events"): dropped. Original: an fd in the select
     /// result has its current chain called, whatever happened to it since.
     public var staleEvents = StaleEvents.dropped
-    /// Both: the order in which fds got their first registration of the kind, a
-    /// removed fd's place taken by the last (the original's `s_readFds`).
+    /// The order in which fds got their first registration of the kind, a removed
+    /// fd's place taken by the last (the original's `s_readFds`). Port: the order as
+    /// it stands when the pass begins. Original: the list walked while callbacks
+    /// change it (a removal can move an fd not yet visited into a visited place).
     /// `reversedList` exists to plant a divergence and see the differ catch it.
     public var order = Order.registrationList
+    /// Port (MIGRATION.md "Minimum tick"): every `minTick` ms but not before some
+    /// callback is due. Original: whenever `minTick` ms have passed since the last scan.
+    public var sleepScan = SleepScan.earliestDue
+    /// Port: the chain goes on. Original: a quickpoll resets the global "next
+    /// registration" pointer of the chain walk, and the rest of the chain waits a poll.
+    public var nestedQuickPoll = NestedQuickPoll.chainContinues
 
-    public init(passes: Passes = .perRegistration, staleEvents: StaleEvents = .dropped, order: Order = .registrationList) {
+    public init(passes: Passes = .perRegistration, staleEvents: StaleEvents = .dropped, order: Order = .registrationList,
+                sleepScan: SleepScan = .earliestDue, nestedQuickPoll: NestedQuickPoll = .chainContinues) {
         self.passes = passes
         self.staleEvents = staleEvents
         self.order = order
+        self.sleepScan = sleepScan
+        self.nestedQuickPoll = nestedQuickPoll
     }
 
     /// What the port promises.
     public static let port = ModelRules()
     /// The original's rules where the port declares a difference.
-    public static let original = ModelRules(passes: .byChainHead, staleEvents: .delivered)
+    public static let original = ModelRules(passes: .byChainHead, staleEvents: .delivered, order: .liveList,
+                                            sleepScan: .everyMinTick, nestedQuickPoll: .chainCut)
 
-    public var description: String { "passes=\(passes.rawValue) stale=\(staleEvents.rawValue) order=\(order.rawValue)" }
+    public var description: String {
+        "passes=\(passes.rawValue) stale=\(staleEvents.rawValue) order=\(order.rawValue) "
+            + "sleepScan=\(sleepScan.rawValue) nestedQuickPoll=\(nestedQuickPoll.rawValue)"
+    }
 }
 
 public final class ReferenceModel {
     // MARK: Files, as the kernel keeps them
 
+    /// Linux's pipe: 16 page buffers; a write of at most PIPE_BUF bytes joins the last
+    /// page if it fits whole, else takes a page of its own, else is refused whole.
     private final class Pipe {
-        var bytes = 0
-        /// Written until refused; only a full drain frees it (the script never reads part of it).
-        var full = false
+        var pages: [Int] = []
         var reader: File?
         var writer: File?
+        var full: Bool { pages.count >= 16 }
     }
 
     private final class SocketPair {
         var inbound = [0, 0]
         /// End i wrote until refused: its data sits in the peer's queue.
         var full = [false, false]
+        /// Writes end i has queued at its peer since the peer drained (`socketWriteLimit`).
+        var queued = [0, 0]
         var ends: [File?] = [nil, nil]
     }
 
@@ -76,7 +98,7 @@ public final class ReferenceModel {
         case .regular:
             return (true, true)
         case .pipeRead(let p):
-            return (p.bytes > 0 || !(p.writer?.isOpen ?? false), false)
+            return (!p.pages.isEmpty || !(p.writer?.isOpen ?? false), false)
         case .pipeWrite(let p):
             let readerGone = !(p.reader?.isOpen ?? false)
             return (readerGone, readerGone || !p.full)
@@ -93,17 +115,33 @@ public final class ReferenceModel {
         orphanRegistrations(of: slot)
     }
 
+    /// A write (or `fill`: writes until refused). Writing where nobody can read raises SIGPIPE.
     private func write(_ slot: Int, bytes: Int, fill: Bool) {
         guard let file = slots[slot] else { return }
         switch file.kind {
         case .pipeWrite(let p):
-            guard p.reader?.isOpen ?? false, !p.full else { return }
-            p.bytes += fill ? 1 << 16 : bytes
-            if fill { p.full = true }
+            guard p.reader?.isOpen ?? false else { return sawPipe = true }
+            if fill {
+                p.pages = Array(repeating: 4096, count: 16)
+            } else if let last = p.pages.last, last + bytes <= 4096 {
+                p.pages[p.pages.count - 1] += bytes
+            } else if !p.full {
+                p.pages.append(bytes)
+            }
         case .socket(let pair, let end):
-            guard pair.ends[1 - end]?.isOpen ?? false, !pair.full[end] else { return }
-            pair.inbound[1 - end] += fill ? 1 << 16 : bytes
-            if fill { pair.full[end] = true }
+            // Every write attempt counts against the limit (the script skips those beyond it).
+            if !fill {
+                guard pair.queued[end] < socketWriteLimit else { return }
+                pair.queued[end] += 1
+            }
+            guard pair.ends[1 - end]?.isOpen ?? false else { return sawPipe = true }
+            guard !pair.full[end] else { return }
+            if fill {
+                pair.inbound[1 - end] += 1 << 16
+                pair.full[end] = true
+            } else {
+                pair.inbound[1 - end] += bytes
+            }
         case .pipeRead, .regular:
             return
         }
@@ -113,11 +151,11 @@ public final class ReferenceModel {
         guard let file = slots[slot] else { return }
         switch file.kind {
         case .pipeRead(let p):
-            p.bytes = 0
-            p.full = false
+            p.pages = []
         case .socket(let pair, let end):
             pair.inbound[end] = 0
             pair.full[1 - end] = false
+            pair.queued[1 - end] = 0
         case .pipeWrite, .regular:
             return
         }
@@ -232,7 +270,8 @@ public final class ReferenceModel {
         case .close(let s):
             put(nil, at: s)
         case .dup(let from, let to):
-            guard from != to, let file = slots[from] else { return }
+            // The same open file again changes nothing (select and epoll watch it as before).
+            guard from != to, let file = slots[from], slots[to] !== file else { return }
             put(file, at: to)
         case .watch(let id, let kind, let s, let n, let owner, let body):
             watch(id: id, kind: kind == .read ? .read : .write, slot: s, niceness: n, owner: owner, body: body)
@@ -335,7 +374,9 @@ public final class ReferenceModel {
         guard slots[slot] != nil else { return note(TraceLine.error("r\(id)", kind: "system", depth: depth)) }
         let entry = entries[slot]
         if let owner, let entry, let same = (kind == .read ? entry.reads : entry.writes).first(where: { $0.owner == owner }) {
+            // Registered again: it now watches whatever file the number names.
             handles[id] = same
+            same.orphaned = false
             return
         }
         let e: Entry
@@ -419,9 +460,16 @@ public final class ReferenceModel {
             now = clock
             // The port's scan rule (MIGRATION.md "Minimum tick"): every minTick, but
             // not before some callback is due; a clock gone back scans at once.
-            let earliestDue = sleepers.map { $0.lastCall + $0.period }.min() ?? Int64.max
-            let nextScan = max(lastSleepRun + minTick, earliestDue)
-            if now >= nextScan || now < lastSleepRun {
+            let due: Bool
+            switch rules.sleepScan {
+            case .earliestDue:
+                let earliestDue = sleepers.map { $0.lastCall + $0.period }.min() ?? Int64.max
+                due = now >= max(lastSleepRun + minTick, earliestDue) || now < lastSleepRun
+            case .everyMinTick:
+                let elapsed = now - lastSleepRun
+                due = elapsed < 0 || elapsed >= minTick
+            }
+            if due {
                 runSleepers(urgentOnly: false)
                 lastSleepRun = now
                 completions(urgentOnly: false)
@@ -437,25 +485,40 @@ public final class ReferenceModel {
 
     private func dispatch(_ batch: [Int: Ready], urgent: Bool) {
         for kind in [Reg.Kind.read, .write] {
-            var order = kind == .read ? readList : writeList
-            if rules.order == .reversedList { order.reverse() }
-            for slot in order {
-                guard let ready = batch[slot], kind == .read ? ready.readable : ready.writable else { continue }
-                guard let e = entries[slot] else { continue }
-                if rules.staleEvents == .dropped && e.generation != ready.generation { continue }
-                let chain = kind == .read ? e.reads : e.writes
-                guard let head = chain.first else { continue }
-                for r in chain where r.active {
-                    switch rules.passes {
-                    case .perRegistration:
-                        guard (r.niceness == 0) == urgent else { continue }
-                    case .byChainHead:
-                        guard (head.niceness == 0) == urgent else { continue }
-                        if urgent && r.niceness != 0 { continue }
-                    }
-                    call(r, orphan: r.orphaned || !ready.rearmed)
+            switch rules.order {
+            case .registrationList, .reversedList:
+                var order = kind == .read ? readList : writeList
+                if rules.order == .reversedList { order.reverse() }
+                for slot in order { visit(slot, kind: kind, batch: batch, urgent: urgent) }
+            case .liveList:
+                var i = 0
+                while i < (kind == .read ? readList : writeList).count {
+                    let slot = (kind == .read ? readList : writeList)[i]
+                    i += 1
+                    visit(slot, kind: kind, batch: batch, urgent: urgent)
                 }
             }
+        }
+    }
+
+    /// Calls the chain of a ready fd, if it is ready for `kind` and has registrations for this pass.
+    private func visit(_ slot: Int, kind: Reg.Kind, batch: [Int: Ready], urgent: Bool) {
+        guard let ready = batch[slot], kind == .read ? ready.readable : ready.writable else { return }
+        guard let e = entries[slot] else { return }
+        if rules.staleEvents == .dropped && e.generation != ready.generation { return }
+        let chain = kind == .read ? e.reads : e.writes
+        guard let head = chain.first else { return }
+        for r in chain where r.active {
+            switch rules.passes {
+            case .perRegistration:
+                guard (r.niceness == 0) == urgent else { continue }
+            case .byChainHead:
+                guard (head.niceness == 0) == urgent else { continue }
+                if urgent && r.niceness != 0 { continue }
+            }
+            let quickPollsBefore = quickPolls
+            call(r, orphan: r.orphaned || !ready.rearmed)
+            if rules.nestedQuickPoll == .chainCut && quickPolls != quickPollsBefore { return }
         }
     }
 
@@ -486,7 +549,9 @@ public final class ReferenceModel {
             if r.lastCall > now { r.lastCall = now }
             guard r.lastCall + r.period <= now else { continue }
             r.lastCall = now
+            let quickPollsBefore = quickPolls
             call(r)
+            if rules.nestedQuickPoll == .chainCut && quickPolls != quickPollsBefore { return }
         }
     }
 

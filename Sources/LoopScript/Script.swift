@@ -31,6 +31,13 @@ public let scriptSlots = 0..<16
 /// skipped: a job finishing inside the clean-up would extend it past its budget.
 public let scriptJobLimit = 16
 
+/// Writes one socket end may have queued at its peer (until the peer drains);
+/// later ones are skipped. An AF_UNIX socket stops being writable when its
+/// queued buffers' kernel accounting passes a quarter of the send buffer, which
+/// the script language does not model; four writes of at most 4096 bytes stay
+/// well below it. A pipe's capacity (16 pages) is modelled exactly.
+public let socketWriteLimit = 4
+
 public enum WatchKind: String, Sendable, Equatable { case read, write }
 
 /// The signals a process-level script may send itself: the admin signals the loop
@@ -66,6 +73,7 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     case pipe(read: Int, write: Int)
     case socketPair(Int, Int)
     case regularFile(Int)
+    /// 1…4096 bytes (at most PIPE_BUF: a pipe takes all of it or none).
     case write(slot: Int, bytes: Int)
     /// Writes until the kernel refuses (EAGAIN): not writable any more.
     case fill(Int)

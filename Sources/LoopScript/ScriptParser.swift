@@ -118,7 +118,7 @@ struct ScriptParser {
         case "write":
             let s = try slot()
             let n = try number("a byte count")
-            guard (1...65_536).contains(n) else { throw fail("byte count \(n) out of range 1…65536") }
+            guard (1...4096).contains(n) else { throw fail("byte count \(n) out of range 1…4096") }
             return .write(slot: s, bytes: n)
         case "fill": return .fill(try slot())
         case "drain": return .drain(try slot())

@@ -47,6 +47,12 @@ public final class ScriptRunner {
     private var watchesBySlot: [Int: [Watch]] = [:]
     /// Slots `closeAfterBatch` will close when the current poll ends.
     private var closingSlots: Set<Int> = []
+    /// Which open file each slot names, by a token of the runner's: `dup` copies it.
+    private var fileOf: [Int: Int] = [:]
+    private var nextFile = 0
+    /// Socket ends: the peer's token, and writes queued at the peer since it last drained.
+    private var socketPeer: [Int: Int] = [:]
+    private var queuedWrites: [Int: Int] = [:]
     private var onceCount = 0
     private var depth = 0
     /// Per wait in progress (a `once`, and a quickpoll inside it): the slots that had a
@@ -67,6 +73,7 @@ public final class ScriptRunner {
     /// Runs `script`, closes the loop and every slot, and returns the trace.
     /// Throws only when the harness itself cannot work (a slot's number is taken).
     public func run(_ script: Script) throws(ScriptHarnessError) -> Trace {
+        try Self.makeSlotsUsable()
         for slot in scriptSlots where fcntl(fd(slot), F_GETFD) >= 0 {
             throw ScriptHarnessError("descriptor \(fd(slot)) (slot s\(slot)) is already open in this process")
         }
@@ -76,12 +83,31 @@ public final class ScriptRunner {
             watches = [:]
             watchesBySlot = [:]
             handles = [:]
+            fileOf = [:]
+            socketPeer = [:]
+            queuedWrites = [:]
         }
         for step in script.steps { perform(step, niceness: 0) }
         return trace
     }
 
     private func fd(_ slot: Int) -> Int32 { Self.baseDescriptor + Int32(slot) }
+
+    /// The slots' numbers must be below the soft descriptor limit: raised to the hard
+    /// one if need be, or the harness cannot run (not a divergence).
+    static func makeSlotsUsable() throws(ScriptHarnessError) {
+        let needed = rlim_t(baseDescriptor) + rlim_t(scriptSlots.count)
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        guard limit.rlim_cur < needed else { return }
+        guard limit.rlim_max >= needed else {
+            throw ScriptHarnessError("scripts need descriptors up to \(needed - 1); the hard limit is \(limit.rlim_max)")
+        }
+        limit.rlim_cur = needed
+        guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+            throw ScriptHarnessError("cannot raise the descriptor limit to \(needed): errno \(errno)")
+        }
+    }
 
     private func note(_ line: String) { trace.lines.append(line) }
 
@@ -91,13 +117,17 @@ public final class ScriptRunner {
         watchesBySlot[slot] = nil
     }
 
-    private func place(_ descriptor: Int32, at slot: Int) {
+    @discardableResult
+    private func place(_ descriptor: Int32, at slot: Int) -> Int {
         fileChanged(slot)
+        nextFile += 1
+        fileOf[slot] = nextFile
         if descriptor != fd(slot) {
             dup2(descriptor, fd(slot))
             Glibc.close(descriptor)
         }
         _ = fcntl(fd(slot), F_SETFD, FD_CLOEXEC)
+        return nextFile
     }
 
     // MARK: Steps
@@ -114,8 +144,8 @@ public final class ScriptRunner {
             var fds: [Int32] = [-1, -1]
             guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
                              0, &fds) == 0 else { return note("socketpair failed errno \(errno)") }
-            place(fds[0], at: a)
-            place(fds[1], at: b)
+            let (x, y) = (place(fds[0], at: a), place(fds[1], at: b))
+            (socketPeer[x], socketPeer[y]) = (y, x)
         case .regularFile(let s):
             var template = Array("/tmp/loop-script-XXXXXX".utf8CString)
             let descriptor = mkstemp(&template)
@@ -123,6 +153,12 @@ public final class ScriptRunner {
             template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
             place(descriptor, at: s)
         case .write(let s, let n):
+            // A socket end takes at most `socketWriteLimit` writes until its peer drains:
+            // beyond that its writability depends on the kernel's buffer accounting.
+            if let token = fileOf[s], socketPeer[token] != nil {
+                guard queuedWrites[token, default: 0] < socketWriteLimit else { return }
+                queuedWrites[token, default: 0] += 1
+            }
             let bytes = [UInt8](repeating: 0x61, count: n)
             _ = Glibc.write(fd(s), bytes, n)
         case .fill(let s):
@@ -135,6 +171,7 @@ public final class ScriptRunner {
                 written += n
             }
         case .drain(let s):
+            if let token = fileOf[s], let peer = socketPeer[token] { queuedWrites[peer] = 0 }
             var buffer = [UInt8](repeating: 0, count: 65_536)
             var total = 0
             while total < 64 << 20 {
@@ -144,24 +181,27 @@ public final class ScriptRunner {
             }
         case .close(let s):
             fileChanged(s)
+            fileOf[s] = nil
             Glibc.close(fd(s))
         case .dup(let from, let to):
-            guard from != to, fcntl(fd(from), F_GETFD) >= 0 else { return }
-            fileChanged(to)
+            guard from != to, let file = fileOf[from] else { return }
+            // The same open file again: the number's watch is unchanged (the kernel drops an
+            // epoll entry with the file's last reference, not with a descriptor).
+            if fileOf[to] != file { fileChanged(to) }
+            fileOf[to] = file
             dup2(fd(from), fd(to))
             _ = fcntl(fd(to), F_SETFD, FD_CLOEXEC)
         case .watch(let id, let kind, let s, let n, let owner, let body):
             let watch = Watch()
-            register(id: id, what: "r\(id)", watch: watch) { () throws(LoopError) in
+            register(id: id, what: "r\(id)", slot: s, watch: watch) { () throws(LoopError) in
                 let callback: (Int32) -> Void = { [unowned self] _ in self.called(id: id, kind: kind, slot: s, watch: watch, body: body) }
                 let o = owner.map { AnyHashable($0) }
                 return kind == .read
                     ? try loop.registerRead(fd: fd(s), niceness: n, owner: o, callback)
                     : try loop.registerWrite(fd: fd(s), niceness: n, owner: o, callback)
             }
-            if watches.values.contains(where: { $0.1 === watch }) { watchesBySlot[s, default: []].append(watch) }
         case .sleep(let id, let period, let n, let owner, let body):
-            register(id: id, what: "r\(id)", watch: Watch()) { () throws(LoopError) in
+            register(id: id, what: "r\(id)", slot: -1, watch: Watch()) { () throws(LoopError) in
                 try loop.registerSleep(every: period, niceness: n, owner: owner.map { AnyHashable($0) }) { [unowned self] in
                     self.note(TraceLine.sleep(id: id, quick: self.loop.inQuickPoll, niceness: self.loop.niceness, depth: self.depth))
                     self.nested(body, niceness: n)
@@ -175,7 +215,12 @@ public final class ScriptRunner {
         case .closeAfterBatch(let s):
             do {
                 try loop.closeAfterBatch(fd: fd(s))
-                if depth == 0 { fileChanged(s) } else { closingSlots.insert(s) }
+                if depth == 0 {
+                    fileChanged(s)
+                    fileOf[s] = nil
+                } else {
+                    closingSlots.insert(s)
+                }
             } catch {
                 note(TraceLine.error("closeafter s\(s)", kind: TraceLine.errorKind(error), depth: depth))
             }
@@ -201,7 +246,10 @@ public final class ScriptRunner {
             rearmedAtWait = [rearmedSlots()]
             defer { rearmedAtWait = [] }
             do { try loop.runOnce() } catch { note(TraceLine.error("once", kind: TraceLine.errorKind(error), depth: 0)) }
-            for s in closingSlots { fileChanged(s) }
+            for s in closingSlots {
+                fileChanged(s)
+                fileOf[s] = nil
+            }
             closingSlots = []
             let c = loop.counters
             note(TraceLine.counters(polls: c.polls, quickPolls: c.quickPolls, refused: c.quickPollsRefused,
@@ -239,14 +287,22 @@ public final class ScriptRunner {
         }
     }
 
-    private func register(id: Int, what: String, watch: Watch, _ make: () throws(LoopError) -> Registration) {
+    /// `slot` -1 for a sleep callback.
+    private func register(id: Int, what: String, slot: Int, watch: Watch, _ make: () throws(LoopError) -> Registration) {
         do {
             let r = try make()
             handles[id] = r
-            // Registering the same owner again returns the first handle: keep its watch.
-            if watches[ObjectIdentifier(r)] == nil {
+            if let (_, first) = watches[ObjectIdentifier(r)] {
+                // The same owner again: the first handle, registered again, so it watches
+                // the number's current file (the loop re-arms it).
+                if first.orphaned, slot >= 0 {
+                    first.orphaned = false
+                    watchesBySlot[slot, default: []].append(first)
+                }
+            } else {
                 watch.registration = r
                 watches[ObjectIdentifier(r)] = (r, watch)
+                if slot >= 0 { watchesBySlot[slot, default: []].append(watch) }
             }
         } catch {
             note(TraceLine.error(what, kind: TraceLine.errorKind(error), depth: depth))
@@ -287,6 +343,7 @@ public final class ScriptRunner {
         // Finished on its worker before the script goes on: the poll that completes it is then known.
         let deadline = monotonicNanoseconds() + 10_000_000_000
         while loop.finishedJobs <= before && monotonicNanoseconds() < deadline { usleep(50) }
+        if loop.finishedJobs <= before { note(TraceLine.note("job j\(id) did not finish within 10 s", depth: depth)) }
     }
 }
 

@@ -83,6 +83,12 @@ public struct ScriptGenerator {
         return candidates.isEmpty || chance(10) ? anySlot() : pick(candidates)
     }
 
+    /// Mostly small; sometimes a whole page or nearly one, so that plain writes fill pipes.
+    private mutating func writeSize() -> Int {
+        let r = Int.random(in: 0..<100, using: &rng)
+        return r < 75 ? Int.random(in: 1...100, using: &rng) : r < 90 ? 4096 : Int.random(in: 3000...4096, using: &rng)
+    }
+
     private mutating func niceness() -> Int {
         let r = Int.random(in: 0..<100, using: &rng)
         return r < 50 ? 0 : r < 85 ? 1 : 2
@@ -105,7 +111,7 @@ public struct ScriptGenerator {
             let a = anySlot()
             held[a] = .file
             return .regularFile(a)
-        case 13..<20: return .write(slot: heldSlot([.pipeWrite, .socket]), bytes: Int.random(in: 1...100, using: &rng))
+        case 13..<20: return .write(slot: heldSlot([.pipeWrite, .socket]), bytes: writeSize())
         case 20..<22: return .fill(heldSlot([.pipeWrite, .socket]))
         case 22..<27: return .drain(heldSlot([.pipeRead, .socket]))
         case 27..<30:
@@ -187,7 +193,7 @@ public struct ScriptGenerator {
             case 66..<70: if nextJob < 8 { steps.append(job(depth: depth + 1)) }
             case 70..<82: steps.append(.quickPoll)
             case 82..<85: steps.append(.stop)
-            case 85..<92: steps.append(.write(slot: heldSlot([.pipeWrite]), bytes: Int.random(in: 1...100, using: &rng)))
+            case 85..<92: steps.append(.write(slot: heldSlot([.pipeWrite]), bytes: writeSize()))
             case 92..<96: steps.append(.close(slot ?? heldSlot()))
             default: steps.append(.dup(from: heldSlot(), to: slot ?? anySlot()))
             }

@@ -404,16 +404,21 @@ public final class EpollBackend: LoopBackend {
     }
 }
 
-/// Which file a descriptor names (device and inode), or nil when it names none (closed).
+/// Which file a descriptor names (device, inode and access mode), or nil when it names none (closed).
 struct FileIdentity: Equatable {
     let device: UInt
     let inode: UInt
+    /// O_RDONLY, O_WRONLY or O_RDWR: a pipe's two ends share one inode and differ here.
+    let accessMode: Int32
 
     init?(of fd: Int32) {
         var info = stat()
         guard fstat(fd, &info) == 0 else { return nil }
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0 else { return nil }
         device = UInt(info.st_dev)
         inode = UInt(info.st_ino)
+        accessMode = flags & O_ACCMODE
     }
 }
 

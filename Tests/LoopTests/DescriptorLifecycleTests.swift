@@ -125,5 +125,26 @@ extension LoopConformance {
                 #expect(calls == afterDrop, "\(calls - afterDrop) callbacks after the fd was found closed")
             }
         }
+        /// The number of a pipe's read end given the same pipe's write end while a dup
+        /// keeps the readable read end alive: both ends have one inode, so the periodic
+        /// check must tell them apart by access mode, or the stale entry reports forever.
+        @Test(arguments: LoopBackendKind.allCases)
+        func numberGivenTheOtherEndOfTheSamePipeDoesNotSpin(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let p = PipePair()
+                let fd = dup(p.readEnd)
+                defer { close(fd) }
+                var calls = 0
+                try loop.registerRead(fd: fd) { _ in calls += 1 }
+                p.fill()
+                try loop.runOnce()
+                dup2(p.writeEnd, fd)                        // p.readEnd keeps the readable read end alive
+                let callsBefore = calls
+                for _ in 0..<200 { try loop.runOnce() }
+                // The write end is never readable: select reports nothing; epoll at most
+                // until its check after 64 consecutive ready waits.
+                #expect(calls - callsBefore <= 70, "\(calls - callsBefore) callbacks in 200 polls for a write end")
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ let usage = """
       idle         an idle loop with one heartbeat until SIGTERM; prints its CPU use and wake-ups
       rpc-server   a UdpServer answering bench requests with 64 bytes, until SIGTERM
       dispatch-order  the cost of dispatching in registration order: N always-ready pipes
-                   registered in ascending, then descending fd order (a sort every poll), on both
+                   reported in registration order, then in reverse (a sort every poll), on both
                    backends (or --backend) in this process, with ratios
                      --ready LIST (16,64,200)  --polls K (20000)  --runs R (5, the median is printed)
       rpc-client   keeps --concurrency requests of --size bytes in flight to --port; prints the rate

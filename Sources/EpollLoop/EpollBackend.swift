@@ -182,7 +182,7 @@ public final class EpollBackend: LoopBackend {
                 // The file the kernel entry now belongs to, for the periodic check to compare
                 // against: also after MOD failed with ENOENT and became an ADD (another file
                 // under the number), and after a MOD that found the entry of a file dup'd back
-                // onto the number. One fstat per interest change, never per event.
+                // onto the number. One fstat and one fcntl per interest change, never per event.
                 watched[index].file = FileIdentity(of: fd)
                 watched[index].data = data
                 watched[index].interest = interest

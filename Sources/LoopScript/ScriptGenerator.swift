@@ -68,6 +68,10 @@ public struct ScriptGenerator {
             default: out.append(topLevel())
             }
         }
+        // A process-level script has a process-level step, or it would run in-process.
+        if !out.contains(where: \.isProcessLevel) {
+            out.insert(.signal(pick(ProcessSignal.allCases), count: 1), at: Int.random(in: 0...out.count, using: &rng))
+        }
         out.append(.runOnce)
         return Script(out)
     }

@@ -65,10 +65,11 @@ public final class ReferenceModel {
 
     /// Linux's pipe: 16 page buffers; a write of at most PIPE_BUF bytes joins the last
     /// page if it fits whole, else takes a page of its own, else is refused whole.
+    /// The ends are weak: a file is owned by the slots that name it (and gone with the last).
     private final class Pipe {
         var pages: [Int] = []
-        var reader: File?
-        var writer: File?
+        weak var reader: File?
+        weak var writer: File?
         var full: Bool { pages.count >= 16 }
     }
 
@@ -78,7 +79,9 @@ public final class ReferenceModel {
         var full = [false, false]
         /// Writes end i has queued at its peer since the peer drained (`socketWriteLimit`).
         var queued = [0, 0]
-        var ends: [File?] = [nil, nil]
+        weak var first: File?
+        weak var second: File?
+        func end(_ i: Int) -> File? { i == 0 ? first : second }
     }
 
     private final class File {
@@ -103,7 +106,7 @@ public final class ReferenceModel {
             let readerGone = !(p.reader?.isOpen ?? false)
             return (readerGone, readerGone || !p.full)
         case .socket(let pair, let end):
-            let peerGone = !(pair.ends[1 - end]?.isOpen ?? false)
+            let peerGone = !(pair.end(1 - end)?.isOpen ?? false)
             return (pair.inbound[end] > 0 || peerGone, peerGone || !pair.full[end])
         }
     }
@@ -134,7 +137,7 @@ public final class ReferenceModel {
                 guard pair.queued[end] < socketWriteLimit else { return }
                 pair.queued[end] += 1
             }
-            guard pair.ends[1 - end]?.isOpen ?? false else { return sawPipe = true }
+            guard pair.end(1 - end)?.isOpen ?? false else { return sawPipe = true }
             guard !pair.full[end] else { return }
             if fill {
                 pair.inbound[1 - end] += 1 << 16
@@ -256,7 +259,7 @@ public final class ReferenceModel {
         case .socketPair(let a, let b):
             let pair = SocketPair()
             let x = File(.socket(pair, 0)), y = File(.socket(pair, 1))
-            pair.ends = [x, y]
+            (pair.first, pair.second) = (x, y)
             put(x, at: a)
             put(y, at: b)
         case .regularFile(let s):

@@ -3,6 +3,8 @@ public enum UdpServerError: Error, Equatable, Sendable, CustomStringConvertible 
     case configuration(ConfigurationError)
     /// `bindAddress` is not a dotted-quad IPv4 address.
     case invalidBindAddress(String)
+    /// Another socket (another node?) is bound to this address and port.
+    case addressInUse(String)
     case system(SystemError)
     case loop(LoopError)
     case alreadyStarted
@@ -11,6 +13,7 @@ public enum UdpServerError: Error, Equatable, Sendable, CustomStringConvertible 
         switch self {
         case .configuration(let e): return "invalid configuration: \(e)"
         case .invalidBindAddress(let a): return "invalid bind address \(a)"
+        case .addressInUse(let a): return "\(a) is already in use (is another node running there?)"
         case .system(let e): return e.description
         case .loop(let e): return e.description
         case .alreadyStarted: return "the server was already started"

@@ -139,3 +139,22 @@ extension UdpServerLoopTests {
         }
     }
 }
+
+extension UdpServerLoopTests.LoopIntegration {
+    /// A second node on a port in use is refused with a clear error, and the first
+    /// keeps its datagrams (with `SO_REUSEADDR` both bound and the second took them).
+    @Test(arguments: LoopBackendKind.allCases)
+    func aPortInUseIsAClearError(kind: LoopBackendKind) throws {
+        try withServers(kind) { loop, client, server in
+            let port = server.address.port
+            let intruder = UdpServer(loop: loop, configuration: .loopback { $0.port = port })
+            #expect(throws: UdpServerError.addressInUse("127.0.0.1:\(port)")) { try intruder.start() }
+            #expect("\(UdpServerError.addressInUse("127.0.0.1:\(port)"))".contains("already in use"))
+            server.echo(type: 1)
+            let ledger = Ledger()
+            client.sendRequest([1, 2, 3], type: 1, to: server.address, niceness: 0, callback: ledger.callback(0))
+            try runUntil(loop) { ledger.isDone(1) }
+            #expect(ledger.reply(0) == [1, 2, 3])
+        }
+    }
+}

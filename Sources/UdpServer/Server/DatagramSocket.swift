@@ -20,13 +20,14 @@ struct DatagramSocket {
         case failed(errno: Int32)
     }
 
-    /// A non-blocking socket bound to `address` with `SO_REUSEADDR` and the given buffer sizes.
+    /// A non-blocking socket bound to `address` with the given buffer sizes. No
+    /// `SO_REUSEADDR`: on Linux it lets a second UDP socket bind the same port and
+    /// take its datagrams; a port in use must be an error (`EADDRINUSE`).
     static func bind(_ address: PeerAddress, receiveBufferSize: Int,
                      sendBufferSize: Int) throws(SystemError) -> DatagramSocket {
         let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = try systemCall("socket") { socket(AF_INET, type, 0) }
         do {
-            try setOption(fd, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)")
             try setOption(fd, SO_RCVBUF, Int32(clamping: receiveBufferSize), "setsockopt(SO_RCVBUF)")
             try setOption(fd, SO_SNDBUF, Int32(clamping: sendBufferSize), "setsockopt(SO_SNDBUF)")
             var bound = address.socketAddress

@@ -109,6 +109,7 @@ public final class UdpServer {
                                              receiveBufferSize: configuration.receiveBufferSize,
                                              sendBufferSize: configuration.sendBufferSize)
         } catch {
+            if error.errno == EADDRINUSE { throw .addressInUse("\(configuration.bindAddress):\(configuration.port)") }
             throw .system(error)
         }
         self.socket = socket

@@ -55,6 +55,8 @@ public final class ScriptRunner {
     private var queuedWrites: [Int: Int] = [:]
     private var onceCount = 0
     private var depth = 0
+    private var jobsSubmitted = 0
+    private var completionsRunning = 0
     /// Per wait in progress (a `once`, and a quickpoll inside it): the slots that had a
     /// live registration made since their file last changed. What a wait reports for
     /// any other registered number is a declared difference (see `Trace.normalized`).
@@ -111,17 +113,17 @@ public final class ScriptRunner {
 
     private func note(_ line: String) { trace.lines.append(line) }
 
-    /// The number of `slot` now names another file (or none): its registrations are orphans.
-    private func fileChanged(_ slot: Int) {
+    /// The number of `slot` now names another file (`file`, or none): its registrations are orphans.
+    private func fileChanged(_ slot: Int, to file: Int?) {
         for w in watchesBySlot[slot] ?? [] { w.orphaned = true }
         watchesBySlot[slot] = nil
+        fileOf[slot] = file
     }
 
     @discardableResult
     private func place(_ descriptor: Int32, at slot: Int) -> Int {
-        fileChanged(slot)
         nextFile += 1
-        fileOf[slot] = nextFile
+        fileChanged(slot, to: nextFile)
         if descriptor != fd(slot) {
             dup2(descriptor, fd(slot))
             Glibc.close(descriptor)
@@ -180,15 +182,13 @@ public final class ScriptRunner {
                 total += n
             }
         case .close(let s):
-            fileChanged(s)
-            fileOf[s] = nil
+            fileChanged(s, to: nil)
             Glibc.close(fd(s))
         case .dup(let from, let to):
             guard from != to, let file = fileOf[from] else { return }
             // The same open file again: the number's watch is unchanged (the kernel drops an
             // epoll entry with the file's last reference, not with a descriptor).
-            if fileOf[to] != file { fileChanged(to) }
-            fileOf[to] = file
+            if fileOf[to] != file { fileChanged(to, to: file) }
             dup2(fd(from), fd(to))
             _ = fcntl(fd(to), F_SETFD, FD_CLOEXEC)
         case .watch(let id, let kind, let s, let n, let owner, let body):
@@ -215,12 +215,7 @@ public final class ScriptRunner {
         case .closeAfterBatch(let s):
             do {
                 try loop.closeAfterBatch(fd: fd(s))
-                if depth == 0 {
-                    fileChanged(s)
-                    fileOf[s] = nil
-                } else {
-                    closingSlots.insert(s)
-                }
+                if depth == 0 { fileChanged(s, to: nil) } else { closingSlots.insert(s) }
             } catch {
                 note(TraceLine.error("closeafter s\(s)", kind: TraceLine.errorKind(error), depth: depth))
             }
@@ -246,10 +241,7 @@ public final class ScriptRunner {
             rearmedAtWait = [rearmedSlots()]
             defer { rearmedAtWait = [] }
             do { try loop.runOnce() } catch { note(TraceLine.error("once", kind: TraceLine.errorKind(error), depth: 0)) }
-            for s in closingSlots {
-                fileChanged(s)
-                fileOf[s] = nil
-            }
+            for s in closingSlots { fileChanged(s, to: nil) }
             closingSlots = []
             let c = loop.counters
             note(TraceLine.counters(polls: c.polls, quickPolls: c.quickPolls, refused: c.quickPollsRefused,
@@ -321,9 +313,6 @@ public final class ScriptRunner {
         defer { depth -= 1 }
         for step in body where !step.isTopLevelOnly { perform(step, niceness: niceness) }
     }
-
-    private var jobsSubmitted = 0
-    private var completionsRunning = 0
 
     private func submit(id: Int, niceness: Int, body: [Step]) {
         guard jobsSubmitted < scriptJobLimit else { return note(TraceLine.note("job j\(id) over the limit", depth: depth)) }

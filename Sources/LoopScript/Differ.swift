@@ -3,7 +3,7 @@ import Glibc
 import LoopTools
 
 /// Which runs disagree. The loops must agree with each other and with the model.
-public enum DivergenceKind: String, Sendable, CaseIterable, Comparable {
+public enum DivergenceKind: String, Sendable, CaseIterable {
     /// The loops agree; the model predicts otherwise (a core bug, or a model rule).
     case loopsVersusModel = "loops≠model"
     /// Epoll disagrees with legacy and the model.
@@ -11,8 +11,6 @@ public enum DivergenceKind: String, Sendable, CaseIterable, Comparable {
     /// Legacy disagrees with epoll and the model.
     case legacyOnly = "legacy≠epoll=model"
     case allThree = "all three differ"
-
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// One script's three traces.
@@ -83,13 +81,8 @@ public struct Differ {
     /// a process of its own per backend (`loop-harness fuzz-process`), and its
     /// trace ends with how that process ended.
     public func run(_ script: Script) throws -> DifferentialRun {
-        if script.isProcessLevel {
-            var model = ReferenceModel.predict(script, rules: rules)
-            model.lines.append("end: " + ReferenceModel.predictEnding(script, rules: rules))
-            return DifferentialRun(script: script, epoll: try processTrace(script, on: .epoll),
-                                   legacy: try processTrace(script, on: .legacy), model: model, normalized: normalizes)
-        }
-        return DifferentialRun(script: script, epoll: try trace(script, on: .epoll), legacy: try trace(script, on: .legacy),
+        let run = script.isProcessLevel ? processTrace : trace
+        return DifferentialRun(script: script, epoll: try run(script, .epoll), legacy: try run(script, .legacy),
                                model: ReferenceModel.predict(script, rules: rules), normalized: normalizes)
     }
 

@@ -234,10 +234,12 @@ public final class ReferenceModel {
         lastSleepRun = clockStart
     }
 
-    /// The trace the script should produce.
+    /// The trace the script should produce; a process-level script's ends with how its
+    /// process ends (`end: …`), as `Differ.processTrace` records it for the loops.
     public static func predict(_ script: Script, rules: ModelRules = .port) -> Trace {
         let model = ReferenceModel(rules: rules)
         for step in script.steps { model.perform(step, niceness: 0) }
+        if script.isProcessLevel { model.note("end: " + model.ending) }
         return model.trace
     }
 
@@ -364,10 +366,8 @@ public final class ReferenceModel {
     /// How the script's own process ends once the loop is closed and the process
     /// unblocks every signal: an admin signal recorded and never consumed is handed
     /// back to the process, and the lowest-numbered pending one terminates it.
-    public static func predictEnding(_ script: Script, rules: ModelRules = .port) -> String {
-        let model = ReferenceModel(rules: rules)
-        for step in script.steps { model.perform(step, niceness: 0) }
-        guard let first = model.pendingSignals.min(by: { $0.number < $1.number }) else { return "exit 0" }
+    private var ending: String {
+        guard let first = pendingSignals.min(by: { $0.number < $1.number }) else { return "exit 0" }
         return "killed by \(first.rawValue)"
     }
 

@@ -45,7 +45,7 @@ public struct DifferentialRun: Sendable {
         let columns = normalized ? [epoll.normalized, legacy.normalized, model.normalized] : [epoll, legacy, model]
         let width = 38
         func cell(_ s: String) -> String {
-            s.count > width ? String(s.prefix(width - 1)) + "…" : s + String(repeating: " ", count: width - s.count)
+            s.count > width ? String(s.prefix(width - 1)) + "…" : s.padded(to: width)
         }
         var out = "  " + ["epoll", "legacy", "model"].map(cell).joined(separator: " | ")
         let rows = columns.map(\.lines.count).max() ?? 0

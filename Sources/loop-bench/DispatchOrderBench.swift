@@ -35,19 +35,19 @@ func runDispatchOrderChild(_ options: Options) throws -> Int32 {
             rows.append((n, order, row))
         }
     }
-    say("ready  order       " + backends.map { "\($0.rawValue) ns/poll".leftPad(17) }.joined()
+    say("ready  order       " + backends.map { "\($0.rawValue) ns/poll".leftPadded(to: 17) }.joined()
         + (backends.count == 2 ? "  epoll/legacy" : ""))
     for r in rows {
-        var line = String(r.n).rightPad(7) + r.order.rightPad(12)
-        for b in backends { line += String(Int(r.ns[b] ?? 0)).leftPad(17) }
-        if backends.count == 2, let e = r.ns[.epoll], let l = r.ns[.legacy] { line += ratio(e / l).leftPad(14) }
+        var line = String(r.n).padded(to: 7) + r.order.padded(to: 12)
+        for b in backends { line += String(Int(r.ns[b] ?? 0)).leftPadded(to: 17) }
+        if backends.count == 2, let e = r.ns[.epoll], let l = r.ns[.legacy] { line += format(e / l, decimals: 2).leftPadded(to: 14) }
         say(line)
     }
     say("\nsort cost (reversed ÷ in order):")
     for n in counts {
         let asc = rows.first { $0.n == n && $0.order == "in order" }!.ns
         let desc = rows.first { $0.n == n && $0.order == "reversed" }!.ns
-        say("  ready \(n): " + backends.map { "\($0.rawValue) \(ratio((desc[$0] ?? 0) / (asc[$0] ?? 1)))" }.joined(separator: "  "))
+        say("  ready \(n): " + backends.map { "\($0.rawValue) \(format((desc[$0] ?? 0) / (asc[$0] ?? 1), decimals: 2))" }.joined(separator: "  "))
     }
     return 0
 }
@@ -77,14 +77,4 @@ private func nsPerPoll(_ backend: LoopBackendKind, ready n: Int, reversed: Bool,
     // that, a few ready pipes wait for the next poll.
     guard calls * 100 >= (polls + 100) * n * 95 else { throw UsageError("expected about \((polls + 100) * n) callbacks, got \(calls)") }
     return ns
-}
-
-private func ratio(_ x: Double) -> String {
-    let hundredths = Int((x * 100).rounded())
-    return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
-}
-
-extension String {
-    fileprivate func leftPad(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-    fileprivate func rightPad(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

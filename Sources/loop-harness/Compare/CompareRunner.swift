@@ -74,8 +74,7 @@ func compareTable(_ reports: [ScenarioReport]) -> String {
     let widths = (0..<5).map { c in rows.map { $0[c].count }.max() ?? 0 }
     func line(_ row: [String]) -> String {
         row.enumerated().map { c, cell in
-            c < 2 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[c] - cell.count) + cell
+            c < 2 ? cell.padded(to: widths[c]) : cell.leftPadded(to: widths[c])
         }.joined(separator: "  ")
     }
     var out = rows.map(line)
@@ -105,10 +104,4 @@ func compareJSON(_ reports: [ScenarioReport]) -> JSON {
         })),
         ("ok", .bool(reports.allSatisfy { $0.divergence == nil })),
     ])
-}
-
-extension String {
-    func padding(toLength n: Int, withPad pad: String, startingAt _: Int) -> String {
-        count >= n ? self : self + String(repeating: pad, count: n - count)
-    }
 }

@@ -75,10 +75,10 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         say("kind                     in-process  process-level")
         say("------------------------------------------------")
         for kind in DivergenceKind.allCases {
-            say(kind.rawValue.padding(toLength: 24, withPad: " ", startingAt: 0)
-                + String(tally.counts[kind] ?? 0).leftPadded(11) + String(tally.processCounts[kind] ?? 0).leftPadded(15))
+            say(kind.rawValue.padded(to: 24)
+                + String(tally.counts[kind] ?? 0).leftPadded(to: 11) + String(tally.processCounts[kind] ?? 0).leftPadded(to: 15))
         }
-        say("divergent                \(divergent) of \(scripts + processScripts)  (\(format1(seconds)) s)")
+        say("divergent                \(divergent) of \(scripts + processScripts)  (\(format(seconds, 1)) s)")
         for r in tally.reproductions {
             say("\n\(r.run.divergence?.rawValue ?? "?"): \(r.processLevel ? "process script" : "script") \(r.index) "
                 + "(\(r.originalSize) steps) shrunk to \(r.run.script.size):")
@@ -118,13 +118,4 @@ struct FuzzTally {
 func scriptSeed(_ seed: UInt64, _ index: Int) -> UInt64 {
     var mix = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index))
     return mix.next()
-}
-
-private func format1(_ x: Double) -> String {
-    let tenths = Int((x * 10).rounded())
-    return "\(tenths / 10).\(tenths % 10)"
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -4,7 +4,7 @@
 /// not the backend's: select reports in ascending fd order, epoll in ready-list
 /// order, and both dispatch in this one.
 struct DispatchOrder {
-    private(set) var entries: [DescriptorEntry] = []
+    private var entries: [DescriptorEntry] = []
     private let kind: Registration.Kind
 
     init(_ kind: Registration.Kind) { self.kind = kind }

@@ -160,7 +160,7 @@ public struct ScriptGenerator {
         // Nested registrations mostly carry an owner: a level-triggered callback runs every poll.
         let owner: Int? = chance(depth > 0 ? 80 : 40) ? Int.random(in: 0..<4, using: &rng) : nil
         return .watch(id: id, kind: kind, slot: slot, niceness: n, owner: owner,
-                      body: body(self: id, slot: slot, kind: kind, niceness: n, depth: depth))
+                      body: body(self: id, slot: slot, kind: kind, depth: depth))
     }
 
     private mutating func sleep(depth: Int) -> Step {
@@ -170,17 +170,17 @@ public struct ScriptGenerator {
         let n = niceness()
         let owner: Int? = chance(depth > 0 ? 80 : 30) ? Int.random(in: 0..<3, using: &rng) : nil
         return .sleep(id: id, periodMs: pick([1, 5, 10, 20, 40, 50, 100]), niceness: n, owner: owner,
-                      body: body(self: id, slot: nil, kind: nil, niceness: n, depth: depth))
+                      body: body(self: id, slot: nil, kind: nil, depth: depth))
     }
 
     private mutating func job(depth: Int) -> Step {
         let id = nextJob
         nextJob += 1
         let n = niceness()
-        return .job(id: id, niceness: n, body: body(self: nil, slot: nil, kind: nil, niceness: n, depth: depth))
+        return .job(id: id, niceness: n, body: body(self: nil, slot: nil, kind: nil, depth: depth))
     }
 
-    private mutating func body(self id: Int?, slot: Int?, kind: WatchKind?, niceness: Int, depth: Int) -> [Step] {
+    private mutating func body(self id: Int?, slot: Int?, kind: WatchKind?, depth: Int) -> [Step] {
         guard depth < 2 else { return [] }
         var steps: [Step] = []
         for _ in 0..<Int.random(in: 0...3, using: &rng) {
@@ -202,7 +202,6 @@ public struct ScriptGenerator {
             default: steps.append(.dup(from: heldSlot(), to: slot ?? anySlot()))
             }
         }
-        _ = niceness
         return steps
     }
 }

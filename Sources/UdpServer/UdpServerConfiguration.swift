@@ -1,3 +1,5 @@
+import Glibc
+
 /// The server's tunables; the defaults are the original's numbers unless noted.
 ///
 /// Not `Sendable`: it may carry a stateful `DatagramFilter`, and the server lives
@@ -28,6 +30,30 @@ public struct UdpServerConfiguration {
     /// sizes cannot make the server allocate without bound. Datagrams that would
     /// need more are dropped (the sender resends later).
     public var maxBufferedIncomingBytes = 1024 * 1024 * 1024
+    /// The most incoming slots one peer address may hold; nil: a quarter of those
+    /// incoming requests may take. Keeps one flooding address from taking them all.
+    public var maxIncomingSlotsPerPeer: Int? = nil
+    /// The most of `maxBufferedIncomingBytes` one peer address may hold; nil: half,
+    /// so that one largest message still fits.
+    public var maxBufferedBytesPerPeer: Int? = nil
+    /// A partial incoming request that made no progress for this long gives way
+    /// (is evicted, its sender told with a cancel ACK) when another needs its room.
+    public var stalledAfterMs = 1_000
+    /// A reply to an address that never acknowledged anything is resent only while
+    /// everything sent for it stays within this many times the bytes that address
+    /// sent for it, so a forged source gains at most this factor (plus the first reply).
+    public var unacknowledgedReplyFactor = 3
+    /// A request whose datagrams are all acknowledged but whose reply has not begun
+    /// is sent again, whole, after this long without a datagram from the peer (the
+    /// original's `readTimeoutPoll`): a peer that restarted meanwhile gets it anew.
+    public var requestResendAfterMs = 30_000
+    /// Where the server says, at most once per `dropLogIntervalMs`, what it dropped
+    /// and why; nil for silence. Standard error by default.
+    public var log: ((String) -> Void)? = { line in
+        let text = Array((line + "\n").utf8)
+        _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    }
+    public var dropLogIntervalMs = 5_000
     /// Datagrams read per read callback before yielding back to the loop.
     public var maxDatagramsPerRead = 256
     /// How long a finished incoming transaction is remembered, so a late duplicate
@@ -56,6 +82,12 @@ public struct UdpServerConfiguration {
         guard maxDatagramsPerRead >= 1 else { throw .maxDatagramsPerRead(maxDatagramsPerRead) }
         guard receiveBufferSize > 0, sendBufferSize > 0 else { throw .bufferSize(min(receiveBufferSize, sendBufferSize)) }
         guard maxBufferedIncomingBytes >= 0 else { throw .maxBufferedIncomingBytes(maxBufferedIncomingBytes) }
+        if let n = maxIncomingSlotsPerPeer, n < 1 { throw .maxIncomingSlotsPerPeer(n) }
+        if let n = maxBufferedBytesPerPeer, n < 0 { throw .maxBufferedBytesPerPeer(n) }
+        guard stalledAfterMs >= 0 else { throw .stalledAfter(stalledAfterMs) }
+        guard unacknowledgedReplyFactor >= 1 else { throw .unacknowledgedReplyFactor(unacknowledgedReplyFactor) }
+        guard requestResendAfterMs >= 1 else { throw .requestResendAfter(requestResendAfterMs) }
+        guard dropLogIntervalMs >= 1 else { throw .dropLogInterval(dropLogIntervalMs) }
         return geometry
     }
 }
@@ -73,4 +105,10 @@ public enum ConfigurationError: Error, Hashable, Sendable {
     case maxDatagramsPerRead(Int)
     case bufferSize(Int)
     case maxBufferedIncomingBytes(Int)
+    case maxIncomingSlotsPerPeer(Int)
+    case maxBufferedBytesPerPeer(Int)
+    case stalledAfter(Int)
+    case unacknowledgedReplyFactor(Int)
+    case requestResendAfter(Int)
+    case dropLogInterval(Int)
 }

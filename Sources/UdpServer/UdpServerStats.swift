@@ -43,8 +43,22 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     public var noSlotDrops = 0
     /// New requests dropped while shutting down.
     public var shutdownDrops = 0
-    /// Messages dropped because their buffer would exceed `maxBufferedIncomingBytes`.
+    /// Messages refused (with a cancel ACK) because their buffer would exceed
+    /// `maxBufferedIncomingBytes` or the limit on message size.
     public var memoryDrops = 0
+    /// New requests refused because their peer address holds its share of incoming
+    /// slots or bytes (counted here, not in `noSlotDrops`/`memoryDrops`).
+    public var peerShareDrops = 0
+    /// Late copies of a finished request: re-acknowledged, not served again.
+    public var lateDuplicates = 0
+
+    // Pressure and reflection.
+    /// Partial requests that made no progress, evicted to make room for another.
+    public var evictions = 0
+    /// Replies to peers that never acknowledged anything, given up at the resend bound.
+    public var repliesAbandoned = 0
+    /// Whole requests sent again after `requestResendAfterMs` without a reply.
+    public var requestsResent = 0
 
     // The socket and the loop.
     /// Sends refused with `EAGAIN` (real or injected).
@@ -62,6 +76,7 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     /// Incoming datagrams discarded for any reason.
     public var dropped: Int {
         corrupt + duplicates + strayAcks + strayReplies + noSlotDrops + shutdownDrops + memoryDrops
+            + peerShareDrops + lateDuplicates
     }
 
     /// Name/value pairs in a fixed order, for tables and logs.
@@ -75,7 +90,9 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
          ("timeouts", timeouts), ("noSlotRequests", noSlotRequests), ("unhandledRequests", unhandledRequests),
          ("corrupt", corrupt), ("duplicates", duplicates), ("strayAcks", strayAcks),
          ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
-         ("memoryDrops", memoryDrops), ("dropped", dropped), ("sendsBlocked", sendsBlocked),
+         ("memoryDrops", memoryDrops), ("peerShareDrops", peerShareDrops), ("lateDuplicates", lateDuplicates),
+         ("dropped", dropped), ("evictions", evictions), ("repliesAbandoned", repliesAbandoned),
+         ("requestsResent", requestsResent), ("sendsBlocked", sendsBlocked),
          ("sendErrors", sendErrors), ("receiveErrors", receiveErrors),
          ("writeCallbacksRegistered", writeCallbacksRegistered), ("callbacksHeldBack", callbacksHeldBack)]
     }

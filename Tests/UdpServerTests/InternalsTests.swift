@@ -85,7 +85,7 @@ import TestTraits
         let peer = PeerAddress.loopback(port: 1)
         var finished = FinishedTransactions(capacity: 3)
         let keys = (0..<5).map { TransactionKey(transactionId: UInt32($0), peer: peer, initiatedByUs: false) }
-        for (i, key) in keys.enumerated() { finished.insert(key, at: Int64(i * 10)) }
+        for (i, key) in keys.enumerated() { finished.insert(key, request: nil, at: Int64(i * 10)) }
         #expect(finished.count == 3 && !finished.contains(keys[1]) && finished.contains(keys[2]))
         finished.expire(before: 35)
         #expect(finished.count == 1 && finished.contains(keys[4]))

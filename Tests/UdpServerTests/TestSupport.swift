@@ -158,13 +158,14 @@ final class RawSocket {
     let fd: Int32
     let port: UInt16
 
-    init(receiveBufferSize: Int32? = nil) {
+    /// Bound to `ip` (any 127/8 address is this host): a second address on one machine.
+    init(receiveBufferSize: Int32? = nil, ip: UInt32 = 0x7f00_0001) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
         if var size = receiveBufferSize {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         }
-        var address = PeerAddress.loopback(port: 0).socketAddress
+        var address = PeerAddress(ip: ip, port: 0).socketAddress
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -173,10 +174,12 @@ final class RawSocket {
             }
         }
         self.fd = fd
+        self.ip = ip
         port = UInt16(bigEndian: address.sin_port)
     }
 
-    var address: PeerAddress { .loopback(port: port) }
+    let ip: UInt32
+    var address: PeerAddress { PeerAddress(ip: ip, port: port) }
 
     func send(_ bytes: [UInt8], to peer: PeerAddress) {
         var destination = peer.socketAddress

@@ -28,6 +28,15 @@ extension UdpServer {
         let header: DatagramHeader
         do {
             header = try DatagramHeader.decode(datagram, geometry: geometry)
+        } catch .messageTooLarge {
+            // A well-formed request for more than this server takes: refused at once with a
+            // cancel ACK, as the original answers a message it cannot allocate (ENOMEM).
+            if let refused = DatagramHeader.addressing(of: datagram), refused.isFromInitiator {
+                refuse(TransactionKey(receivedHeader: refused, from: peer), datagram: refused.datagramNumber, .noMemory)
+            } else {
+                counters.corrupt += 1
+            }
+            return
         } catch {
             counters.corrupt += 1
             return
@@ -37,7 +46,7 @@ extension UdpServer {
             receiveAck(header, for: key)
         } else {
             let payload = UnsafeRawBufferPointer(rebasing: datagram[DatagramHeader.dataHeaderSize...])
-            receiveData(header, payload: payload, for: key)
+            receiveData(header, payload: payload, size: datagram.count, for: key)
         }
     }
 
@@ -50,6 +59,7 @@ extension UdpServer {
             counters.strayAcks += 1
             return
         }
+        transaction.lastHeard = currentTime()
         if header.isCancel {
             // The peer has no such transaction: stop talking to it.
             if transaction.isRequester {
@@ -73,6 +83,9 @@ extension UdpServer {
         }
         // Only news is progress: a peer repeating itself must not keep a slot alive forever.
         if outcome == .new { transaction.lastProgress = currentTime() }
+        // It receives what we send to the address it claims: not a forged source.
+        transaction.peerAcknowledged = true
+        acknowledgingPeers.acknowledged(by: key.peer, at: currentTime())
         // Any ACK shows the peer is alive: the backoff starts over, as in the original.
         resetResendTime(transaction)
         if message.isFullyAcked {
@@ -88,9 +101,11 @@ extension UdpServer {
 
     // MARK: Data
 
-    private func receiveData(_ header: DatagramHeader, payload: UnsafeRawBufferPointer, for key: TransactionKey) {
+    private func receiveData(_ header: DatagramHeader, payload: UnsafeRawBufferPointer, size: Int,
+                             for key: TransactionKey) {
         let number = Int(header.datagramNumber)
         if let transaction = slots[key] {
+            transaction.lastHeard = currentTime()
             if transaction.isRequester {
                 guard header.messageType == transaction.type else {
                     counters.corrupt += 1
@@ -102,11 +117,14 @@ extension UdpServer {
                     transaction.outgoing?.markAllAcked()
                     transaction.phase = .receivingReply
                 }
-            } else if transaction.phase != .receivingRequest {
-                // A resent request datagram: our ACK was lost.
-                counters.duplicates += 1
-                sendAck(for: transaction, datagram: number)
-                return
+            } else {
+                transaction.bytesHeard += size
+                if transaction.phase != .receivingRequest {
+                    // A resent request datagram: our ACK was lost.
+                    counters.duplicates += 1
+                    sendAck(for: transaction, datagram: number)
+                    return
+                }
             }
             accept(header, payload: payload, into: transaction)
             return
@@ -120,20 +138,21 @@ extension UdpServer {
             return
         }
         if finishedTransactions.contains(key) {
-            counters.duplicates += 1  // a late copy of a request already answered
-            return
+            if finishedTransactions.isCopy(key, of: header) {
+                // A late copy of a request already answered: its ACK may be what was lost.
+                counters.lateDuplicates += 1
+                _ = transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
+                                to: key.peer)
+                return
+            }
+            finishedTransactions.remove(key)  // a new request reusing the id: serve it
         }
         if isShuttingDown {
             counters.shutdownDrops += 1
             return
         }
-        // Incoming requests may not take the slots kept for this server's own requests.
-        guard slots.count < configuration.maxSlots - reservedOutgoingSlots else {
-            counters.noSlotDrops += 1  // the requester resends
-            return
-        }
-        guard hasRoom(for: header) else {
-            counters.memoryDrops += 1
+        if let refusal = admitIncoming(from: key.peer.ip, size: header.messageSize ?? 0) {
+            refuse(key, datagram: header.datagramNumber, refusal)
             return
         }
         let niceness = header.isNice ? 1 : 0
@@ -142,12 +161,60 @@ extension UdpServer {
         let transaction = Transaction(key: key, type: header.messageType, niceness: niceness,
                                       timeoutMs: Int64(configuration.incomingTimeoutMs), serial: makeSerial(),
                                       phase: .receivingRequest, now: currentTime(), resendPolicy: policy)
+        transaction.bytesHeard = size
         insert(transaction)
         accept(header, payload: payload, into: transaction)
     }
 
-    private func hasRoom(for header: DatagramHeader) -> Bool {
-        bufferedIncomingBytes + (header.messageSize ?? 0) <= configuration.maxBufferedIncomingBytes
+    // MARK: Room for new requests
+
+    /// Makes room for a new incoming request of `size` bytes from `ip`, evicting
+    /// stalled partial requests if need be: first the peer's own (its share), then
+    /// anyone's (the server's totals). Returns why there is none, or nil if admitted.
+    private func admitIncoming(from ip: UInt32, size: Int) -> DropLog.Reason? {
+        let cutoff = currentTime() - Int64(configuration.stalledAfterMs)
+        let slotLimit = configuration.maxSlots - reservedOutgoingSlots
+        let byteLimit = configuration.maxBufferedIncomingBytes
+        guard size <= byteLimit else { return .noMemory }
+        guard size <= bufferedBytesPerPeer else { return .peerByteShare }
+        while ledger.holding(of: ip).slots >= incomingSlotsPerPeer {
+            guard evictStalled(of: ip, before: cutoff) else { return .peerSlotShare }
+        }
+        while ledger.holding(of: ip).bytes + size > bufferedBytesPerPeer {
+            guard evictStalled(of: ip, before: cutoff) else { return .peerByteShare }
+        }
+        while slots.count >= slotLimit {
+            guard evictStalled(of: nil, before: cutoff) else { return .noSlot }
+        }
+        while bufferedIncomingBytes + size > byteLimit {
+            guard evictStalled(of: nil, before: cutoff) else { return .noMemory }
+        }
+        return nil
+    }
+
+    /// Evicts the oldest stalled partial request of `ip` (or of anyone); its sender
+    /// gets a cancel ACK, as the original tells a sender it has no memory for it.
+    private func evictStalled(of ip: UInt32?, before cutoff: Int64) -> Bool {
+        guard let victim = ledger.evictionCandidate(of: ip, stalledBefore: cutoff) else { return false }
+        counters.evictions += 1
+        dropLog.note(.evicted, from: victim.key.peer.ip)
+        remove(victim, remember: false)
+        _ = transmitAck(victim.ackHeader(forDatagram: 0, cancel: true), to: victim.key.peer)
+        return true
+    }
+
+    /// Counts and logs a refused request. Refused for memory, its sender gets a cancel
+    /// ACK (the original's ENOMEM answer); refused for a slot, it is dropped and resent later.
+    func refuse(_ key: TransactionKey, datagram number: UInt32, _ reason: DropLog.Reason) {
+        dropLog.note(reason, from: key.peer.ip)
+        switch reason {
+        case .peerSlotShare: counters.peerShareDrops += 1
+        case .noSlot: counters.noSlotDrops += 1
+        case .peerByteShare, .noMemory:
+            if reason == .peerByteShare { counters.peerShareDrops += 1 } else { counters.memoryDrops += 1 }
+            _ = transmitAck(Transaction.ackHeader(for: key, datagram: number, cancel: true), to: key.peer)
+        case .evicted, .replyAbandoned: break
+        }
     }
 
     /// Stores a data datagram in its transaction's message and ACKs it.
@@ -160,18 +227,18 @@ extension UdpServer {
             }
             message = existing
         } else {
-            // The buffer is allocated once the (validated) size is known, within the memory cap.
-            // Replies to our own requests are exempt: their number is bounded by our requests,
-            // and strangers filling the cap must not make every outgoing RPC time out.
-            guard transaction.isRequester || hasRoom(for: header), let size = header.messageSize else {
-                counters.memoryDrops += 1
-                return
-            }
+            // The buffer is allocated once the (validated) size is known; a request was
+            // admitted within the caps. Replies to our own requests are exempt: their number
+            // is bounded by our requests, and strangers filling the cap must not make every
+            // outgoing RPC time out.
+            guard let size = header.messageSize else { return }
             message = IncomingMessage(size: size, type: header.messageType, hadError: header.hadError,
                                       geometry: geometry)
             transaction.incoming = message
+            transaction.receivedSize = size
             transaction.reservedBytes = size
             bufferedIncomingBytes += size
+            if !transaction.isRequester { ledger.reserved(size, for: transaction.key.peer.ip) }
         }
         let number = Int(header.datagramNumber)
         let isNew = message.accept(number: number, payload: payload, geometry: geometry)
@@ -202,6 +269,8 @@ extension UdpServer {
         if transmitAck(header, to: transaction.key.peer) == .wouldBlock {
             transaction.pendingAcks.insert(UInt32(number))
             queueForSend(transaction)
+        } else {
+            transaction.bytesSent += DatagramHeader.ackSize
         }
     }
 }

@@ -41,6 +41,7 @@ extension UdpServer {
             if transmitAck(transaction.ackHeader(forDatagram: number), to: transaction.key.peer) == .wouldBlock {
                 return .wouldBlock
             }
+            transaction.bytesSent += DatagramHeader.ackSize
             transaction.pendingAcks.remove(number)
         }
         guard transaction.isSending, let message = transaction.outgoing else { return .sent }
@@ -85,7 +86,9 @@ extension UdpServer {
             UnsafeMutableRawBufferPointer(rebasing: sendBuffer[DatagramHeader.dataHeaderSize...])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[range]))
         }
-        return transmit(count: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer)
+        let result = transmit(count: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer)
+        if result == .sent { transaction.bytesSent += DatagramHeader.dataHeaderSize + range.count }
+        return result
     }
 
     func transmitAck(_ header: DatagramHeader, to peer: PeerAddress) -> SendResult {

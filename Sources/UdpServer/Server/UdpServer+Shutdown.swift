@@ -3,7 +3,9 @@ extension UdpServer {
     /// Stops taking new requests: new incoming requests are dropped and
     /// `sendRequest` ends at once with `.shuttingDown`. Transactions in progress
     /// finish (or time out) unless `urgent`, which ends them now, requests with
-    /// `.shuttingDown`. Once none is left the socket is closed and `whenDrained`
+    /// `.shuttingDown`. Incoming ones get at most `shutdownIncomingTimeoutMs` without
+    /// progress from now on (the original cuts them to 3 s), so a stalled peer
+    /// cannot hold the drain for the full incoming timeout. Once none is left the socket is closed and `whenDrained`
     /// runs (on the loop thread, after every request callback queued before it).
     public func shutdown(urgent: Bool = false, whenDrained: (() -> Void)? = nil) {
         if let whenDrained {
@@ -14,6 +16,9 @@ extension UdpServer {
             }
         }
         isShuttingDown = true
+        for transaction in slots.values where !transaction.isRequester {
+            transaction.timeoutMs = min(transaction.timeoutMs, Self.shutdownIncomingTimeoutMs)
+        }
         if urgent {
             for transaction in slots.values.sorted(by: { $0.serial < $1.serial }) {
                 if transaction.isRequester {
@@ -25,6 +30,9 @@ extension UdpServer {
         }
         checkDrained()
     }
+
+    /// The original's `shutdown()`: "set all timeouts to 3 secs".
+    static let shutdownIncomingTimeoutMs: Int64 = 3_000
 
     func checkDrained() {
         guard isShuttingDown, !isDrained, slots.isEmpty else { return }

@@ -1,22 +1,34 @@
 /// The sleep callback: resends and timeouts.
 extension UdpServer {
     /// Runs every `pollTimeMs` (the original's `timePoll`): ends transactions that
-    /// made no progress for their timeout, and queues unacknowledged datagrams
-    /// whose resend time has passed.
+    /// made no progress for their timeout, queues unacknowledged datagrams whose
+    /// resend time has passed, sends a whole request again when its reply is long
+    /// in coming, and gives up replies that only a forged source could be asking for.
     func timePoll() {
         let now = currentTime()
         flushHeldDatagrams()
         var expired: [Transaction] = []
+        var abandoned: [Transaction] = []
         for transaction in slots.values {
             // The loop's clock may be wall time, which can step back: never wait for it to catch up.
             transaction.lastProgress = min(transaction.lastProgress, now)
+            transaction.lastHeard = min(transaction.lastHeard, now)
             transaction.lastSend = min(transaction.lastSend, now)
             if now - transaction.lastProgress >= transaction.timeoutMs {
                 expired.append(transaction)
                 continue
             }
+            if transaction.phase == .awaitingReply,
+               now - transaction.lastHeard >= Int64(configuration.requestResendAfterMs) {
+                resendWholeRequest(transaction, at: now)
+                continue
+            }
             guard transaction.isSending, let message = transaction.outgoing, message.inFlight > 0,
                   now - transaction.lastSend >= Int64(transaction.resendTimeMs) else { continue }
+            if !transaction.isRequester && !mayResend(transaction, message, at: now) {
+                abandoned.append(transaction)
+                continue
+            }
             let cleared = message.prepareForResend()
             transaction.lastSend = now
             guard cleared > 0 else { continue }
@@ -24,6 +36,11 @@ extension UdpServer {
             transaction.resendCount += 1
             transaction.resendTimeMs = resendTime(for: transaction)
             queueForSend(transaction)
+        }
+        for transaction in abandoned.sorted(by: { $0.serial < $1.serial }) {
+            counters.repliesAbandoned += 1
+            dropLog.note(.replyAbandoned, from: transaction.key.peer.ip)
+            remove(transaction)
         }
         // In start order, so callbacks of requests that expire together run in that order.
         for transaction in expired.sorted(by: { $0.serial < $1.serial }) {
@@ -35,8 +52,34 @@ extension UdpServer {
             }
         }
         finishedTransactions.expire(before: now - Int64(configuration.finishedMemoryMs))
+        if let line = dropLog.line(at: now, intervalMs: configuration.dropLogIntervalMs) { configuration.log?(line) }
         sendPoll()
         makeCallbacks()
         checkDrained()
+    }
+}
+
+extension UdpServer {
+    /// Whether a reply may be resent. Only an address that acknowledged something
+    /// is known to be the requester's own; to any other the resend must keep what
+    /// was sent within `unacknowledgedReplyFactor` times what that address sent, so a
+    /// request with a forged source reflects a small factor, not a minute of resends.
+    func mayResend(_ transaction: Transaction, _ message: OutgoingMessage, at now: Int64) -> Bool {
+        if transaction.peerAcknowledged || acknowledgingPeers.contains(transaction.key.peer, at: now) { return true }
+        let resend = message.unacknowledgedBytes(geometry: geometry)
+        return transaction.bytesSent + resend <= configuration.unacknowledgedReplyFactor * transaction.bytesHeard
+    }
+
+    /// The original's `readTimeoutPoll` "resend it ALL": every datagram of the request
+    /// was acknowledged, yet nothing came back for `requestResendAfterMs`. The peer may
+    /// have restarted and forgotten it; sent whole again, it is served anew.
+    func resendWholeRequest(_ transaction: Transaction, at now: Int64) {
+        guard let request = transaction.outgoing else { return }
+        counters.requestsResent += 1
+        transaction.outgoing = OutgoingMessage(bytes: request.bytes, hadError: request.hadError, geometry: geometry)
+        transaction.phase = .sendingRequest
+        transaction.lastHeard = now
+        resetResendTime(transaction)
+        queueForSend(transaction)
     }
 }

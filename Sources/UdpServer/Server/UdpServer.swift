@@ -45,6 +45,10 @@ public final class UdpServer {
     /// Finished work waiting for its callback, niceness 0 first.
     var callbackQueues = [FifoQueue<CallbackItem>(), FifoQueue<CallbackItem>()]
     var finishedTransactions: FinishedTransactions
+    /// Incoming slots and bytes by peer address, and what may be evicted.
+    var ledger = IncomingLedger()
+    var acknowledgingPeers: AcknowledgingPeers
+    var dropLog = DropLog()
     var drainedCallbacks: [() -> Void] = []
     var counters = UdpServerStats()
     var outgoingCount = 0
@@ -81,6 +85,8 @@ public final class UdpServer {
             configurationError = error
         }
         finishedTransactions = FinishedTransactions(capacity: max(1, configuration.maxSlots) * 4)
+        acknowledgingPeers = AcknowledgingPeers(capacity: max(1, configuration.maxSlots) * 4,
+                                                memoryMs: Int64(configuration.incomingTimeoutMs))
         let seed = configuration.randomSeed ?? UInt64(bitPattern: monotonicNanoseconds()) ^ UInt64(getpid())
         random = SplitMix64(seed: seed)
         // A random first id makes a restarted peer unlikely to reuse ids the other side remembers.
@@ -257,11 +263,18 @@ public final class UdpServer {
 
     func insert(_ transaction: Transaction) {
         slots[transaction.key] = transaction
-        if transaction.isRequester { outgoingCount += 1 } else { incomingCount += 1 }
+        if transaction.isRequester {
+            outgoingCount += 1
+        } else {
+            incomingCount += 1
+            ledger.added(transaction)
+        }
     }
 
-    /// Takes a transaction out of the table; it does nothing more.
-    func remove(_ transaction: Transaction) {
+    /// Takes a transaction out of the table; it does nothing more. An incoming one
+    /// is remembered as finished unless `remember` is false (it was evicted or
+    /// refused: a copy of its datagrams is then a request like any other).
+    func remove(_ transaction: Transaction, remember: Bool = true) {
         guard transaction.phase != .finished else { return }
         transaction.phase = .finished
         slots[transaction.key] = nil
@@ -273,7 +286,11 @@ public final class UdpServer {
             if let id = transaction.requestID { requests[id] = nil }
         } else {
             incomingCount -= 1
-            finishedTransactions.insert(transaction.key, at: currentTime())
+            ledger.removed(transaction)
+            if remember {
+                let request = transaction.receivedSize.map { FinishedTransactions.Request(type: transaction.type, size: $0) }
+                finishedTransactions.insert(transaction.key, request: request, at: currentTime())
+            }
         }
     }
 
@@ -287,6 +304,7 @@ public final class UdpServer {
 
     func releaseIncoming(_ transaction: Transaction) {
         bufferedIncomingBytes -= transaction.reservedBytes
+        if !transaction.isRequester { ledger.released(transaction.reservedBytes, for: transaction.key.peer.ip) }
         transaction.reservedBytes = 0
         transaction.incoming = nil
     }
@@ -320,4 +338,14 @@ public final class UdpServer {
 
     /// Slots incoming requests cannot take, so strangers cannot stop this server's own requests.
     var reservedOutgoingSlots: Int { min(configuration.reservedOutgoingSlots, configuration.maxSlots / 4) }
+
+    /// The most incoming slots one peer address may hold.
+    var incomingSlotsPerPeer: Int {
+        configuration.maxIncomingSlotsPerPeer ?? max(1, (configuration.maxSlots - reservedOutgoingSlots) / 4)
+    }
+
+    /// The most buffered incoming bytes one peer address may hold.
+    var bufferedBytesPerPeer: Int {
+        configuration.maxBufferedBytesPerPeer ?? configuration.maxBufferedIncomingBytes / 2
+    }
 }

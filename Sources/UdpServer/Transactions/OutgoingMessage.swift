@@ -68,6 +68,20 @@ final class OutgoingMessage {
         sentHighWater = datagramCount
     }
 
+    /// Bytes on the wire, headers included, of the datagrams sent and not acknowledged:
+    /// what `prepareForResend` would send again.
+    func unacknowledgedBytes(geometry: DatagramGeometry) -> Int {
+        var total = 0
+        var i = firstUnacked
+        while i < sentHighWater {
+            if !acked[i] && sent[i] {
+                total += DatagramHeader.dataHeaderSize + geometry.payloadRange(ofDatagram: i, messageSize: bytes.count).count
+            }
+            i += 1
+        }
+        return total
+    }
+
     /// Marks every unacknowledged datagram unsent, so it goes out again. Returns how many.
     func prepareForResend() -> Int {
         var cleared = 0

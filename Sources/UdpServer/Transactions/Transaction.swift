@@ -19,11 +19,14 @@ final class Transaction {
     let type: UInt8
     /// 0 or 1 (2 is treated as 1 everywhere, as in the loop).
     let niceness: Int
-    let timeoutMs: Int64
+    /// Cut short for incoming transactions when the server shuts down.
+    var timeoutMs: Int64
     let serial: UInt64
     var phase: Phase
-    /// Last time anything arrived for it (or it started); its timeout counts from here.
+    /// Last time anything new arrived for it (or it started); its timeout counts from here.
     var lastProgress: Int64
+    /// Last time any datagram arrived for it, copies included (the original's `m_lastReadTime`).
+    var lastHeard: Int64
 
     /// The message this end sends: the request, or later the reply.
     var outgoing: OutgoingMessage?
@@ -31,6 +34,16 @@ final class Transaction {
     var incoming: IncomingMessage?
     /// Bytes of `maxBufferedIncomingBytes` this transaction's `incoming` holds.
     var reservedBytes = 0
+    /// The size of the message received, once its first datagram came.
+    var receivedSize: Int?
+
+    // What a reply may cost, for a peer that never acknowledged anything.
+    /// Datagram bytes the peer sent for this transaction, copies included.
+    var bytesHeard = 0
+    /// Datagram bytes this end sent for it.
+    var bytesSent = 0
+    /// The peer acknowledged a datagram of this transaction.
+    var peerAcknowledged = false
 
     // Resending.
     let resendPolicy: ResendPolicy
@@ -56,6 +69,7 @@ final class Transaction {
         self.serial = serial
         self.phase = phase
         self.lastProgress = now
+        self.lastHeard = now
         self.resendPolicy = resendPolicy
         self.requestID = requestID
         self.callback = callback

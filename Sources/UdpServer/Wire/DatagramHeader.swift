@@ -122,6 +122,17 @@ public struct DatagramHeader: Hashable, Sendable {
         return header
     }
 
+    /// Who a datagram that failed to decode is addressed to: its transaction id,
+    /// initiator bit and datagram number (as an ACK-shaped header, the only fields
+    /// set), so that it can be refused with a cancel ACK. Nil under 8 bytes.
+    public static func addressing(of datagram: UnsafeRawBufferPointer) -> DatagramHeader? {
+        guard datagram.count >= ackSize else { return nil }
+        let word0 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        let word1 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        return DatagramHeader(kind: .ack, datagramNumber: word0 & Bits.datagramNumber,
+                              isFromInitiator: word1 & Bits.initiator != 0, transactionId: word1 & Bits.transactionId)
+    }
+
     /// `decode` for a byte array (tests, tools).
     public static func decode(_ datagram: [UInt8], geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader {
         // withUnsafeBytes cannot carry a typed throw out, so hand the result back as a Result.

@@ -131,13 +131,7 @@ struct DifferentialCorpus {
     }
 
     static func read(_ path: String) throws -> String {
-        guard let file = fopen(path, "r") else { throw ScriptHarnessError("cannot open \(path)") }
-        defer { fclose(file) }
-        var text = ""
-        var buffer = [CChar](repeating: 0, count: 4096)
-        while fgets(&buffer, Int32(buffer.count), file) != nil {
-            text += String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
+        guard let text = readTextFile(path) else { throw ScriptHarnessError("cannot open \(path)") }
         return text
     }
 

@@ -167,7 +167,7 @@ extension UdpServerLoopTests {
         /// senders resend and complete once slots free up.
         @Test(arguments: LoopBackendKind.allCases)
         func serverSlotExhaustion(kind: LoopBackendKind) throws {
-            let server = UdpServerConfiguration.loopback { $0.maxSlots = 2 }
+            let server = UdpServerConfiguration.loopback { $0.maxSlots = 2; $0.maxIncomingSlotsPerPeer = 2 }
             try withServers(kind, server: server) { loop, client, server in
                 var held: [IncomingRequest] = []
                 var answerAtOnce = false

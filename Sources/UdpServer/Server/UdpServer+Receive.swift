@@ -177,11 +177,15 @@ extension UdpServer {
         let byteLimit = configuration.maxBufferedIncomingBytes
         guard size <= byteLimit else { return .noMemory }
         guard size <= bufferedBytesPerPeer else { return .peerByteShare }
+        // Over its share, a peer makes room only from its own stalled requests. (When the
+        // server is full as well, that is the reason given.)
         while ledger.holding(of: ip).slots >= incomingSlotsPerPeer {
-            guard evictStalled(of: ip, before: cutoff) else { return .peerSlotShare }
+            guard evictStalled(of: ip, before: cutoff) else { return slots.count >= slotLimit ? .noSlot : .peerSlotShare }
         }
         while ledger.holding(of: ip).bytes + size > bufferedBytesPerPeer {
-            guard evictStalled(of: ip, before: cutoff) else { return .peerByteShare }
+            guard evictStalled(of: ip, before: cutoff) else {
+                return bufferedIncomingBytes + size > byteLimit ? .noMemory : .peerByteShare
+            }
         }
         while slots.count >= slotLimit {
             guard evictStalled(of: nil, before: cutoff) else { return .noSlot }

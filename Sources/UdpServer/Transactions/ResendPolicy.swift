@@ -27,7 +27,8 @@ struct ResendPolicy: Sendable, Equatable {
         let cap = capMs
         let time: Int
         if let backoffMs, backoffMs >= 0 {
-            time = Self.doubled(backoffMs, times: resends, cap: cap)
+            // A zero backoff doubles to nothing: the original then takes the cap (its overflow check).
+            time = backoffMs == 0 ? cap : Self.doubled(backoffMs, times: resends, cap: cap)
         } else if niceness == 0 {
             time = Self.doubled(Self.urgentBaseMs, times: resends, cap: cap)
         } else {

@@ -57,6 +57,7 @@ do {
     case "demo": exit(try runDemo(arguments))
     case "fuzz": exit(try runFuzz(arguments))
     case "fuzz-process": exit(try runFuzzProcess(arguments))
+    case "attack": exit(try runAttackCommand(arguments))
     default: throw UsageError("unknown command '\(arguments.command)'\n\n\(usage)")
     }
 } catch {

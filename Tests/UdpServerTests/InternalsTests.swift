@@ -91,6 +91,59 @@ import TestTraits
         #expect(finished.count == 1 && finished.contains(keys[4]))
     }
 
+    /// The ledger's queues stay proportional to what is held, even behind one old partial
+    /// request that never leaves; eviction takes the oldest stalled one, of a peer or of anyone.
+    @Test func incomingLedgerStaysBoundedAndEvictsTheOldestStalled() {
+        func transaction(_ id: UInt32, ip: UInt32, at now: Int64) -> Transaction {
+            Transaction(key: TransactionKey(transactionId: id, peer: PeerAddress(ip: ip, port: 9), initiatedByUs: false),
+                        type: 1, niceness: 0, timeoutMs: 60_000, serial: UInt64(id), phase: .receivingRequest, now: now,
+                        resendPolicy: ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true))
+        }
+        var ledger = IncomingLedger()
+        let old = transaction(0, ip: 1, at: 0)
+        ledger.added(old)
+        for id in 1...10_000 {
+            let t = transaction(UInt32(id), ip: 1, at: Int64(id))
+            ledger.added(t)
+            t.phase = .finished
+            ledger.removed(t)
+        }
+        #expect(ledger.holding(of: 1).slots == 1)
+        #expect(ledger.queuedEntries.all <= 2 * 1 + 64 + 1 && ledger.queuedEntries.byPeer <= 2 * 1 + 64 + 1)
+        let fresh = transaction(20_000, ip: 2, at: 20_000)
+        ledger.added(fresh)
+        #expect(ledger.evictionCandidate(of: 2, stalledBefore: 10_000) == nil, "still progressing")
+        #expect(ledger.evictionCandidate(of: nil, stalledBefore: 10_000) === old)
+        ledger.reserved(100, for: 2)
+        ledger.released(100, for: 2)
+        #expect(ledger.holding(of: 2).bytes == 0 && ledger.peerCount == 2)
+    }
+
+    /// One line per interval at most, naming the address that caused most, and a
+    /// bounded number of addresses remembered however many there are.
+    @Test func dropLogIsRateLimitedAndBounded() {
+        var log = DropLog()
+        #expect(log.line(at: 0, intervalMs: 1_000) == nil, "nothing to say")
+        // 7 itself once, and in place of every hundredth address: 101 times.
+        for ip in 0..<10_000 { log.note(.peerSlotShare, from: UInt32(ip % 100 == 0 ? 7 : ip)) }
+        let first = log.line(at: 5, intervalMs: 1_000)
+        #expect(first?.contains("10000 new requests") == true && first?.contains("0.0.0.7: 101") == true)
+        log.note(.evicted, from: 7)
+        #expect(log.line(at: 500, intervalMs: 1_000) == nil)
+        let second = log.line(at: 1_005, intervalMs: 1_000)
+        #expect(second?.hasPrefix("udp: dropped in 1 s: 1 stalled partial requests evicted") == true)
+    }
+
+    /// Peers that acknowledged are remembered for a while and within a capacity.
+    @Test func acknowledgingPeersAreBounded() {
+        var peers = AcknowledgingPeers(capacity: 100, memoryMs: 1_000)
+        for port in 0..<10_000 { peers.acknowledged(by: PeerAddress(ip: 1, port: UInt16(port)), at: 0) }
+        #expect(peers.count <= 100)
+        #expect(peers.contains(PeerAddress(ip: 1, port: 9_999), at: 999))
+        #expect(!peers.contains(PeerAddress(ip: 1, port: 9_999), at: 1_000))
+        #expect(!peers.contains(PeerAddress(ip: 1, port: 0), at: 0), "the oldest went first")
+    }
+
     @Test func lossInjectorIsDeterministic() {
         let header = DatagramHeader(kind: .data(messageSize: 0), datagramNumber: 0, isFromInitiator: true, transactionId: 0)
         let datagram = OutgoingDatagram(header: header, size: 12, destination: .loopback(port: 1))

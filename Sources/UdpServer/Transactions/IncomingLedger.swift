@@ -34,6 +34,9 @@ struct IncomingLedger {
     /// Peers holding anything now.
     var peerCount: Int { holdings.count }
 
+    /// Entries in the queues, finished ones not yet dropped included (their bound is tested).
+    var queuedEntries: (all: Int, byPeer: Int) { (started.count, holdings.values.reduce(0) { $0 + $1.started.count }) }
+
     mutating func added(_ transaction: Transaction) {
         let ip = transaction.key.peer.ip
         holdings[ip, default: Holding()].slots += 1
@@ -74,10 +77,9 @@ struct IncomingLedger {
     /// within the scan limit.
     mutating func evictionCandidate(of ip: UInt32?, stalledBefore cutoff: Int64) -> Transaction? {
         if let ip {
-            guard var h = holdings[ip] else { return nil }
-            let found = Self.takeStalled(from: &h.started, before: cutoff)
-            holdings[ip] = h
-            return found
+            guard holdings[ip] != nil else { return nil }
+            // In place: a copy of the holding would copy its queue on the first pop.
+            return Self.takeStalled(from: &holdings[ip]!.started, before: cutoff)
         }
         return Self.takeStalled(from: &started, before: cutoff)
     }
@@ -99,9 +101,8 @@ struct IncomingLedger {
         if started.count > 2 * heldCount + 64 {
             started = Self.partialOnly(started)
         }
-        if var h = holdings[ip], h.started.count > 2 * h.slots + 64 {
-            h.started = Self.partialOnly(h.started)
-            holdings[ip] = h
+        if let h = holdings[ip], h.started.count > 2 * h.slots + 64 {
+            holdings[ip]!.started = Self.partialOnly(h.started)
         }
     }
 

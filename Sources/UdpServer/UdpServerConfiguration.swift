@@ -39,6 +39,10 @@ public struct UdpServerConfiguration {
     /// A partial incoming request that made no progress for this long gives way
     /// (is evicted, its sender told with a cancel ACK) when another needs its room.
     public var stalledAfterMs = 1_000
+    /// A partial incoming request that, at the rate its datagrams came so far, would take
+    /// longer than this in all gives way too: one datagram a second towards a 291 MB
+    /// message is progress only in name.
+    public var maximumTransferMs = 600_000
     /// A reply to an address that never acknowledged anything is resent only while
     /// everything sent for it stays within this many times the bytes that address
     /// sent for it, so a forged source gains at most this factor (plus the first reply).
@@ -85,6 +89,7 @@ public struct UdpServerConfiguration {
         if let n = maxIncomingSlotsPerPeer, n < 1 { throw .maxIncomingSlotsPerPeer(n) }
         if let n = maxBufferedBytesPerPeer, n < 0 { throw .maxBufferedBytesPerPeer(n) }
         guard stalledAfterMs >= 0 else { throw .stalledAfter(stalledAfterMs) }
+        guard maximumTransferMs >= 1 else { throw .maximumTransfer(maximumTransferMs) }
         guard unacknowledgedReplyFactor >= 1 else { throw .unacknowledgedReplyFactor(unacknowledgedReplyFactor) }
         guard requestResendAfterMs >= 1 else { throw .requestResendAfter(requestResendAfterMs) }
         guard dropLogIntervalMs >= 1 else { throw .dropLogInterval(dropLogIntervalMs) }
@@ -108,6 +113,7 @@ public enum ConfigurationError: Error, Hashable, Sendable {
     case maxIncomingSlotsPerPeer(Int)
     case maxBufferedBytesPerPeer(Int)
     case stalledAfter(Int)
+    case maximumTransfer(Int)
     case unacknowledgedReplyFactor(Int)
     case requestResendAfter(Int)
     case dropLogInterval(Int)

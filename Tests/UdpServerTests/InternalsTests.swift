@@ -112,8 +112,9 @@ import TestTraits
         #expect(ledger.queuedEntries.all <= 2 * 1 + 64 + 1 && ledger.queuedEntries.byPeer <= 2 * 1 + 64 + 1)
         let fresh = transaction(20_000, ip: 2, at: 20_000)
         ledger.added(fresh)
-        #expect(ledger.evictionCandidate(of: 2, stalledBefore: 10_000) == nil, "still progressing")
-        #expect(ledger.evictionCandidate(of: nil, stalledBefore: 10_000) === old)
+        let stalled = { (t: Transaction) in t.lastProgress < 10_000 }
+        #expect(ledger.evictionCandidate(of: 2, isStalled: stalled) == nil, "still progressing")
+        #expect(ledger.evictionCandidate(of: nil, isStalled: stalled) === old)
         ledger.reserved(100, for: 2)
         ledger.released(100, for: 2)
         #expect(ledger.holding(of: 2).bytes == 0 && ledger.peerCount == 2)

@@ -82,10 +82,15 @@ extension UdpServer {
             return
         }
         // Only news is progress: a peer repeating itself must not keep a slot alive forever.
-        if outcome == .new { transaction.lastProgress = currentTime() }
-        // It receives what we send to the address it claims: not a forged source.
+        // ACKs of a request sent whole again are not news: it had them all once already.
+        if outcome == .new && !transaction.wasResentWhole { transaction.lastProgress = currentTime() }
         transaction.peerAcknowledged = true
-        acknowledgingPeers.acknowledged(by: key.peer, at: currentTime())
+        if transaction.isRequester {
+            // It answered a transaction id this server chose: it receives at the address it
+            // claims. (An ACK of a reply proves nothing: the requester chose that id, and a
+            // forger can ACK its own forged request.)
+            acknowledgingPeers.acknowledged(by: key.peer, at: currentTime())
+        }
         // Any ACK shows the peer is alive: the backoff starts over, as in the original.
         resetResendTime(transaction)
         if message.isFullyAcked {
@@ -111,6 +116,7 @@ extension UdpServer {
                     counters.corrupt += 1
                     return
                 }
+                acknowledgingPeers.acknowledged(by: key.peer, at: currentTime())  // a reply to our id
                 if transaction.phase != .receivingReply {
                     // The peer replies only once it has the whole request, so the reply
                     // acknowledges every request datagram whose ACK we may have missed.
@@ -137,15 +143,12 @@ extension UdpServer {
                             to: key.peer)
             return
         }
-        if finishedTransactions.contains(key) {
-            if finishedTransactions.isCopy(key, of: header) {
-                // A late copy of a request already answered: its ACK may be what was lost.
-                counters.lateDuplicates += 1
-                _ = transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
-                                to: key.peer)
-                return
-            }
-            finishedTransactions.remove(key)  // a new request reusing the id: serve it
+        if finishedTransactions.isCopy(key, of: header) {
+            // A late copy of a request already answered: its ACK may be what was lost.
+            counters.lateDuplicates += 1
+            _ = transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
+                            to: key.peer)
+            return
         }
         if isShuttingDown {
             counters.shutdownDrops += 1
@@ -162,6 +165,7 @@ extension UdpServer {
                                       timeoutMs: Int64(configuration.incomingTimeoutMs), serial: makeSerial(),
                                       phase: .receivingRequest, now: currentTime(), resendPolicy: policy)
         transaction.bytesHeard = size
+        finishedTransactions.remove(key)  // if the id was reused: a new request, admitted now
         insert(transaction)
         accept(header, payload: payload, into: transaction)
     }
@@ -172,34 +176,33 @@ extension UdpServer {
     /// stalled partial requests if need be: first the peer's own (its share), then
     /// anyone's (the server's totals). Returns why there is none, or nil if admitted.
     private func admitIncoming(from ip: UInt32, size: Int) -> DropLog.Reason? {
-        let cutoff = currentTime() - Int64(configuration.stalledAfterMs)
+        let now = currentTime()
         let slotLimit = configuration.maxSlots - reservedOutgoingSlots
         let byteLimit = configuration.maxBufferedIncomingBytes
-        guard size <= byteLimit else { return .noMemory }
-        guard size <= bufferedBytesPerPeer else { return .peerByteShare }
+        guard size <= byteLimit, size <= bufferedBytesPerPeer else { return .noMemory }  // never fits
         // Over its share, a peer makes room only from its own stalled requests. (When the
         // server is full as well, that is the reason given.)
         while ledger.holding(of: ip).slots >= incomingSlotsPerPeer {
-            guard evictStalled(of: ip, before: cutoff) else { return slots.count >= slotLimit ? .noSlot : .peerSlotShare }
+            guard evictStalled(of: ip, at: now) else { return slots.count >= slotLimit ? .noSlot : .peerSlotShare }
         }
         while ledger.holding(of: ip).bytes + size > bufferedBytesPerPeer {
-            guard evictStalled(of: ip, before: cutoff) else {
+            guard evictStalled(of: ip, at: now) else {
                 return bufferedIncomingBytes + size > byteLimit ? .noMemory : .peerByteShare
             }
         }
         while slots.count >= slotLimit {
-            guard evictStalled(of: nil, before: cutoff) else { return .noSlot }
+            guard evictStalled(of: nil, at: now) else { return .noSlot }
         }
         while bufferedIncomingBytes + size > byteLimit {
-            guard evictStalled(of: nil, before: cutoff) else { return .noMemory }
+            guard evictStalled(of: nil, at: now) else { return .noMemory }
         }
         return nil
     }
 
     /// Evicts the oldest stalled partial request of `ip` (or of anyone); its sender
     /// gets a cancel ACK, as the original tells a sender it has no memory for it.
-    private func evictStalled(of ip: UInt32?, before cutoff: Int64) -> Bool {
-        guard let victim = ledger.evictionCandidate(of: ip, stalledBefore: cutoff) else { return false }
+    private func evictStalled(of ip: UInt32?, at now: Int64) -> Bool {
+        guard let victim = ledger.evictionCandidate(of: ip, isStalled: { isStalled($0, at: now) }) else { return false }
         counters.evictions += 1
         dropLog.note(.evicted, from: victim.key.peer.ip)
         remove(victim, remember: false)
@@ -207,15 +210,29 @@ extension UdpServer {
         return true
     }
 
-    /// Counts and logs a refused request. Refused for memory, its sender gets a cancel
-    /// ACK (the original's ENOMEM answer); refused for a slot, it is dropped and resent later.
+    /// A partial request that made no progress for `stalledAfterMs`, or whose rate so far
+    /// would take it longer than `maximumTransferMs` in all.
+    func isStalled(_ transaction: Transaction, at now: Int64) -> Bool {
+        let age = now - transaction.startedAt
+        guard age >= Int64(configuration.stalledAfterMs) else { return false }
+        if now - transaction.lastProgress >= Int64(configuration.stalledAfterMs) { return true }
+        guard let message = transaction.incoming, message.receivedCount > 0 else { return true }
+        // Whole datagrams' worth received (the last may be shorter: close enough for a rate).
+        let received = message.receivedCount * geometry.payloadSize
+        return Double(age) * Double(message.size) / Double(received) > Double(configuration.maximumTransferMs)
+    }
+
+    /// Counts and logs a refused request. Refused for memory (the cap, the size limit, or
+    /// a message larger than any address may hold), its sender gets a cancel ACK, the
+    /// original's ENOMEM answer: waiting would not help. Refused for a slot, or because its
+    /// address holds its share for now, it is dropped, and resent later by its sender.
     func refuse(_ key: TransactionKey, datagram number: UInt32, _ reason: DropLog.Reason) {
         dropLog.note(reason, from: key.peer.ip)
         switch reason {
-        case .peerSlotShare: counters.peerShareDrops += 1
+        case .peerSlotShare, .peerByteShare: counters.peerShareDrops += 1
         case .noSlot: counters.noSlotDrops += 1
-        case .peerByteShare, .noMemory:
-            if reason == .peerByteShare { counters.peerShareDrops += 1 } else { counters.memoryDrops += 1 }
+        case .noMemory:
+            counters.memoryDrops += 1
             _ = transmitAck(Transaction.ackHeader(for: key, datagram: number, cancel: true), to: key.peer)
         case .evicted, .replyAbandoned: break
         }

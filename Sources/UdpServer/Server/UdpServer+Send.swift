@@ -45,7 +45,8 @@ extension UdpServer {
             transaction.pendingAcks.remove(number)
         }
         guard transaction.isSending, let message = transaction.outgoing else { return .sent }
-        while let number = message.nextDatagram(window: configuration.ackWindow) {
+        let window = sendWindow(for: transaction)
+        while let number = message.nextDatagram(window: window) {
             if transmitData(number, of: message, in: transaction) == .wouldBlock { return .wouldBlock }
             message.markSent(number)
             transaction.lastSend = currentTime()

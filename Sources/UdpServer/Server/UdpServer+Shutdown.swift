@@ -3,9 +3,11 @@ extension UdpServer {
     /// Stops taking new requests: new incoming requests are dropped and
     /// `sendRequest` ends at once with `.shuttingDown`. Transactions in progress
     /// finish (or time out) unless `urgent`, which ends them now, requests with
-    /// `.shuttingDown`. Incoming ones get at most `shutdownIncomingTimeoutMs` without
-    /// progress from now on (the original cuts them to 3 s), so a stalled peer
-    /// cannot hold the drain for the full incoming timeout. Once none is left the socket is closed and `whenDrained`
+    /// `.shuttingDown`. A transaction waiting on the network gets a timeout of at most
+    /// `shutdownIncomingTimeoutMs` (incoming) or `shutdownOutgoingTimeoutMs` (outgoing)
+    /// since its last progress, as the original cuts them to 3 s and 4 s, so a stalled
+    /// peer cannot hold the drain for a minute: one stalled longer ends at the next scan.
+    /// Requests waiting on this server's own handlers keep theirs. Once none is left the socket is closed and `whenDrained`
     /// runs (on the loop thread, after every request callback queued before it).
     public func shutdown(urgent: Bool = false, whenDrained: (() -> Void)? = nil) {
         if let whenDrained {
@@ -16,9 +18,7 @@ extension UdpServer {
             }
         }
         isShuttingDown = true
-        for transaction in slots.values where !transaction.isRequester {
-            transaction.timeoutMs = min(transaction.timeoutMs, Self.shutdownIncomingTimeoutMs)
-        }
+        for transaction in slots.values { cutTimeoutForShutdown(transaction) }
         if urgent {
             for transaction in slots.values.sorted(by: { $0.serial < $1.serial }) {
                 if transaction.isRequester {
@@ -31,8 +31,23 @@ extension UdpServer {
         checkDrained()
     }
 
-    /// The original's `shutdown()`: "set all timeouts to 3 secs".
+    /// The original's `shutdown()`: "set all timeouts to 3 secs" (for incoming slots).
     static let shutdownIncomingTimeoutMs: Int64 = 3_000
+    /// The original's `readTimeoutPoll` while shutting down: "set all timeouts to 4 secs".
+    static let shutdownOutgoingTimeoutMs: Int64 = 4_000
+
+    /// While shutting down, a transaction waiting on the network gets the short timeout;
+    /// one waiting on this server's handler keeps its own (the original skips those too),
+    /// and gets the short one when its reply starts.
+    func cutTimeoutForShutdown(_ transaction: Transaction) {
+        guard isShuttingDown else { return }
+        switch transaction.phase {
+        case .awaitingHandler, .handling, .finished: return
+        default: break
+        }
+        let cut = transaction.isRequester ? Self.shutdownOutgoingTimeoutMs : Self.shutdownIncomingTimeoutMs
+        transaction.timeoutMs = min(transaction.timeoutMs, cut)
+    }
 
     func checkDrained() {
         guard isShuttingDown, !isDrained, slots.isEmpty else { return }

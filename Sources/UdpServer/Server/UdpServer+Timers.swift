@@ -60,14 +60,25 @@ extension UdpServer {
 }
 
 extension UdpServer {
-    /// Whether a reply may be resent. Only an address that acknowledged something
-    /// is known to be the requester's own; to any other the resend must keep what
-    /// was sent within `unacknowledgedReplyFactor` times what that address sent, so a
-    /// request with a forged source reflects a small factor, not a minute of resends.
+    /// Whether a reply may be resent. A transaction the peer acknowledged, or an address
+    /// that answered one of this server's own requests (an id it could not have guessed),
+    /// is resent as long as it takes. Otherwise the source may be forged: the first resend
+    /// is allowed (one lost datagram must not cost a real first contact its reply), further
+    /// ones only while everything sent stays within `unacknowledgedReplyFactor` times what
+    /// that source sent, so it reflects a small factor, not a minute of resends.
     func mayResend(_ transaction: Transaction, _ message: OutgoingMessage, at now: Int64) -> Bool {
         if transaction.peerAcknowledged || acknowledgingPeers.contains(transaction.key.peer, at: now) { return true }
+        if transaction.resendCount == 0 { return true }
         let resend = message.unacknowledgedBytes(geometry: geometry)
         return transaction.bytesSent + resend <= configuration.unacknowledgedReplyFactor * transaction.bytesHeard
+    }
+
+    /// A reply to an address that never acknowledged anything sends one datagram until
+    /// the first ACK, so the first window cannot reflect four datagrams for one.
+    func sendWindow(for transaction: Transaction) -> Int {
+        guard !transaction.isRequester, !transaction.peerAcknowledged,
+              !acknowledgingPeers.contains(transaction.key.peer, at: currentTime()) else { return configuration.ackWindow }
+        return 1
     }
 
     /// The original's `readTimeoutPoll` "resend it ALL": every datagram of the request
@@ -78,6 +89,7 @@ extension UdpServer {
         counters.requestsResent += 1
         transaction.outgoing = OutgoingMessage(bytes: request.bytes, hadError: request.hadError, geometry: geometry)
         transaction.phase = .sendingRequest
+        transaction.wasResentWhole = true
         transaction.lastHeard = now
         resetResendTime(transaction)
         queueForSend(transaction)

@@ -242,6 +242,7 @@ public final class UdpServer {
         transaction.outgoing = OutgoingMessage(bytes: message, hadError: hadError, geometry: geometry)
         transaction.phase = .sendingReply
         transaction.lastProgress = currentTime()
+        cutTimeoutForShutdown(transaction)
         resetResendTime(transaction)
         queueForSend(transaction)
         sendPoll()
@@ -271,11 +272,11 @@ public final class UdpServer {
         }
     }
 
-    /// Takes a transaction out of the table; it does nothing more. An incoming one
-    /// is remembered as finished unless `remember` is false (it was evicted or
-    /// refused: a copy of its datagrams is then a request like any other).
+    /// Takes a transaction out of the table; it does nothing more. An incoming request
+    /// received whole is remembered as finished unless `remember` is false.
     func remove(_ transaction: Transaction, remember: Bool = true) {
         guard transaction.phase != .finished else { return }
+        let receivedWhole = transaction.phase != .receivingRequest
         transaction.phase = .finished
         slots[transaction.key] = nil
         releaseIncoming(transaction)
@@ -287,7 +288,7 @@ public final class UdpServer {
         } else {
             incomingCount -= 1
             ledger.removed(transaction)
-            if remember {
+            if remember && receivedWhole {
                 let request = transaction.receivedSize.map { FinishedTransactions.Request(type: transaction.type, size: $0) }
                 finishedTransactions.insert(transaction.key, request: request, at: currentTime())
             }

@@ -18,7 +18,7 @@ struct AcknowledgingPeers {
     mutating func acknowledged(by peer: PeerAddress, at now: Int64) {
         lastAck[peer] = now
         order.append((peer, now))
-        while order.count > capacity, let oldest = order.popFirst() {
+        while lastAck.count > capacity, let oldest = order.popFirst() {
             if lastAck[oldest.peer] == oldest.at { lastAck[oldest.peer] = nil }
         }
         // Refreshing a busy peer appends to `order` every time; keep it bounded by the live entries.

@@ -18,7 +18,7 @@ struct FinishedTransactions {
 
     func contains(_ key: TransactionKey) -> Bool { ended[key] != nil }
 
-    /// Whether a data datagram with `header` under `key` is a copy of the request that ended.
+    /// Whether a data datagram with `header` under `key` is a copy of a request that ended.
     func isCopy(_ key: TransactionKey, of header: DatagramHeader) -> Bool {
         guard let entry = ended[key] else { return false }
         guard let request = entry.request, let size = header.messageSize else { return true }
@@ -26,6 +26,8 @@ struct FinishedTransactions {
     }
 
     /// `request` is nil when nothing of the message was kept (every datagram then counts as a copy).
+    /// Only requests received whole are inserted: late data of one that timed out while
+    /// partial must not be ACKed as if it had been stored.
     mutating func insert(_ key: TransactionKey, request: Request?, at now: Int64) {
         ended[key] = (now, request)
         order.append((key, now))

@@ -72,24 +72,24 @@ struct IncomingLedger {
         }
     }
 
-    /// The oldest partial request of `ip` (or of anyone, for nil) that has made
-    /// no progress since `stalledBefore`, taken off the queue; nil if none is found
-    /// within the scan limit.
-    mutating func evictionCandidate(of ip: UInt32?, stalledBefore cutoff: Int64) -> Transaction? {
+    /// The oldest partial request of `ip` (or of anyone, for nil) that `isStalled`,
+    /// taken off the queue; nil if none is found within the scan limit.
+    mutating func evictionCandidate(of ip: UInt32?, isStalled: (Transaction) -> Bool) -> Transaction? {
         if let ip {
             guard holdings[ip] != nil else { return nil }
             // In place: a copy of the holding would copy its queue on the first pop.
-            return Self.takeStalled(from: &holdings[ip]!.started, before: cutoff)
+            return Self.takeStalled(from: &holdings[ip]!.started, isStalled)
         }
-        return Self.takeStalled(from: &started, before: cutoff)
+        return Self.takeStalled(from: &started, isStalled)
     }
 
-    private static func takeStalled(from queue: inout FifoQueue<Transaction>, before cutoff: Int64) -> Transaction? {
+    private static func takeStalled(from queue: inout FifoQueue<Transaction>,
+                                    _ isStalled: (Transaction) -> Bool) -> Transaction? {
         var looked = 0
         while looked < scanLimit, let front = queue.popFirst() {
             guard front.phase == .receivingRequest else { continue }  // done with: drop it
             looked += 1
-            if front.lastProgress < cutoff { return front }
+            if isStalled(front) { return front }
             queue.append(front)  // still progressing: look again later
         }
         return nil

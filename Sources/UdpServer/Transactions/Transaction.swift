@@ -44,6 +44,10 @@ final class Transaction {
     var bytesSent = 0
     /// The peer acknowledged a datagram of this transaction.
     var peerAcknowledged = false
+    /// A request sent whole again (`requestResendAfterMs`): its ACKs are not progress.
+    var wasResentWhole = false
+    /// When it started, for the progress rate of a partial request.
+    let startedAt: Int64
 
     // Resending.
     let resendPolicy: ResendPolicy
@@ -70,6 +74,7 @@ final class Transaction {
         self.phase = phase
         self.lastProgress = now
         self.lastHeard = now
+        self.startedAt = now
         self.resendPolicy = resendPolicy
         self.requestID = requestID
         self.callback = callback

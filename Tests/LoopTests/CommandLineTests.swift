@@ -136,6 +136,21 @@ extension LoopConformance {
                     "\(failure.output)")
         }
 
+        /// --json on the commands that had none: every line of output is one JSON object.
+        @Test(arguments: LoopBackendKind.allCases)
+        func everyCommandSpeaksJSON(kind: LoopBackendKind) throws {
+            let commands: [[String]] = [
+                ["run", "--seconds", "1"], ["fork-check"], ["timer-routing", "--prepared"],
+                ["fuzz", "--print", "--scripts", "2", "--process-scripts", "1"], ["fuzz-process", "--script", "once"],
+            ]
+            for command in commands {
+                let run = try HarnessRun(command + ["--backend", kind.rawValue, "--json"], timeoutMs: 30_000)
+                #expect(run.exitCode == 0, "\(command): \(run.output)")
+                #expect(!run.lines.isEmpty && run.lines.allSatisfy { $0.hasPrefix("{") && $0.hasSuffix("}") },
+                        "\(command): \(run.output)")
+            }
+        }
+
         /// A client with no node to talk to says so, after its own --timeout-ms, for
         /// stats, shutdown and ping alike.
         @Test(arguments: LoopBackendKind.allCases)

@@ -43,7 +43,7 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed), index))
         let script = generator.script(steps: steps)
         if printOnly {
-            say("# script \(index)\n\(script)")
+            printScript(script, index: index, processLevel: false, json: json)
             continue
         }
         if !json && index > from && (index - from) % 10_000 == 0 { sayError("fuzz: \(index - from) scripts …") }
@@ -53,7 +53,7 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed) ^ 0x5052_4F43, index))
         let script = generator.processScript(steps: 10)
         if printOnly {
-            say("# process script \(index)\n\(script)")
+            printScript(script, index: index, processLevel: true, json: json)
             continue
         }
         try tally.record(script, index: index, processLevel: true)
@@ -97,6 +97,16 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         }
     }
     return divergent == 0 ? 0 : 1
+}
+
+/// `fuzz --print`: a script as text after a `#` line naming it, or one JSON object.
+private func printScript(_ script: Script, index: Int, processLevel: Bool, json: Bool) {
+    if json {
+        say(JSON.object([("index", .int(index)), ("processLevel", .bool(processLevel)),
+                         ("script", .string(script.description))]).description)
+    } else {
+        say("# \(processLevel ? "process script" : "script") \(index)\n\(script)")
+    }
 }
 
 /// Divergences by kind, and the first `shown` of each kind shrunk.

@@ -1,41 +1,46 @@
 import Compat
 
-/// Minimal `--name value` / `--flag` parsing; the package takes no dependencies.
+/// The command line split into the command and what follows it. Each command
+/// reads its options with `parse(_:)`, against the options it declares, so
+/// nothing is read that was not declared and nothing given goes unread.
 struct Arguments {
+    /// The first argument; empty when there is none.
     let command: String
-    private var rest: [String]
+    /// Everything after the command.
+    let rest: [String]
+    /// `--json` was given: errors go out as one JSON object too.
+    let wantsJSON: Bool
 
     init(_ argv: [String]) {
-        command = argv.count > 1 && !argv[1].hasPrefix("-") ? argv[1] : ""
-        rest = Array(argv.dropFirst(command.isEmpty ? 1 : 2))
+        command = argv.count > 1 ? argv[1] : ""
+        rest = Array(argv.dropFirst(2))
+        wantsJSON = argv.dropFirst().contains("--json")
     }
 
-    func flag(_ name: String) -> Bool { rest.contains(name) }
-
-    func value(_ name: String) -> String? {
-        guard let i = rest.firstIndex(of: name), i + 1 < rest.count else { return nil }
-        return rest[i + 1]
-    }
-
-    func int(_ name: String, default fallback: Int) throws -> Int {
-        guard let raw = value(name) else { return fallback }
-        guard let v = Int(raw) else { throw UsageError("\(name) takes a whole number, not '\(raw)'") }
-        return v
-    }
-
-    /// `--backend epoll|legacy`, else `LOOP_BACKEND`, else the build's default.
-    func backend() throws -> LoopBackendKind {
-        if let raw = value("--backend") {
-            guard let kind = LoopBackendKind(rawValue: raw) else {
-                throw UsageError("--backend takes epoll or legacy, not '\(raw)'")
-            }
-            return kind
-        }
-        return try LoopBackendKind.fromEnvironment()
+    /// Checks the arguments against `command`'s options (and those of every command).
+    /// Throws `.helpRequested` for `--help`, `.usage` for anything it does not accept.
+    func parse(_ command: CommandOptions) throws(CommandLineError) -> ParsedOptions {
+        try ParsedOptions(parsing: rest, for: command)
     }
 }
 
-struct UsageError: Error, CustomStringConvertible {
+/// Why a command did not run: its help was asked for, or its arguments are wrong.
+enum CommandLineError: Error, CustomStringConvertible {
+    /// Print this (the command's help) and exit 0.
+    case helpRequested(String)
+    /// Exit 2 with this one-line message.
+    case usage(String)
+
+    var description: String {
+        switch self {
+        case .helpRequested(let text): return text
+        case .usage(let message): return message
+        }
+    }
+}
+
+/// A command that ran and failed for a reason other than its arguments (exit 1).
+struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
 }

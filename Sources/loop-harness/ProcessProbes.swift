@@ -9,11 +9,22 @@ import Synchronization
 /// number of times the main thread's sleep was interrupted in one second.
 /// `--prepared` runs `ProcessSignals.prepare` first; `--accept-unrouted` sets
 /// `allowsUnroutedTimerSignals`.
+let timerRoutingOptions = CommandOptions(
+    command: "timer-routing",
+    summary: "A loop on a second thread while the main thread sleeps in poll: prints `refused REASON` "
+        + "or `eintr N`, the main thread's interrupted sleeps in one second.",
+    options: [
+        .flag("--prepared", "run ProcessSignals.prepare first"),
+        .flag("--accept-unrouted", "set allowsUnroutedTimerSignals"),
+    ])
+
 func runTimerRouting(_ args: Arguments) throws -> Int32 {
-    let backend = try args.backend()
-    if args.flag("--prepared") { ProcessSignals.prepare(for: backend) }
+    let options = try args.parse(timerRoutingOptions)
+    let backend = try options.backend()
+    let json = options.json
+    if options.flag("--prepared") { ProcessSignals.prepare(for: backend) }
     var configuration = LoopConfiguration()
-    configuration.allowsUnroutedTimerSignals = args.flag("--accept-unrouted")
+    configuration.allowsUnroutedTimerSignals = options.flag("--accept-unrouted")
     // 0 = starting, 1 = running, 2 = refused.
     let state = Atomic<Int>(0)
     let thread = startThread { [configuration] in
@@ -21,7 +32,7 @@ func runTimerRouting(_ args: Arguments) throws -> Int32 {
         do {
             loop = try Loop.make(backend, configuration: configuration)
         } catch {
-            say("refused \(error)")
+            say(json ? JSON.object([("refused", .string("\(error)"))]).description : "refused \(error)")
             state.store(2, ordering: .releasing)
             return
         }
@@ -38,7 +49,7 @@ func runTimerRouting(_ args: Arguments) throws -> Int32 {
         while monotonicNanoseconds() < end {
             if poll(nil, 0, 100) < 0 && errno == EINTR { interrupted += 1 }
         }
-        say("eintr \(interrupted)")
+        say(json ? JSON.object([("eintr", .int(interrupted))]).description : "eintr \(interrupted)")
     }
     joinThread(thread)
     return 0
@@ -50,8 +61,15 @@ func runTimerRouting(_ args: Arguments) throws -> Int32 {
 /// unblocked, and be able to make a loop of its own; it reports by exit code.
 /// The parent keeps serving worker completions meanwhile. Prints
 /// `fork-check child-exit=<code|hung> completions=<n>/50`.
+let forkCheckOptions = CommandOptions(
+    command: "fork-check",
+    summary: "Forks beside a loop with running workers and checks both sides: prints "
+        + "`fork-check child-exit=CODE|hung completions=N/50`.",
+    options: [])
+
 func runForkCheck(_ args: Arguments) throws -> Int32 {
-    let backend = try args.backend()
+    let options = try args.parse(forkCheckOptions)
+    let backend = try options.backend()
     ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     var warmed = false
@@ -73,7 +91,15 @@ func runForkCheck(_ args: Arguments) throws -> Int32 {
     }
     if !reaped { kill(pid, SIGKILL); waitpid(pid, &status, 0) }
     let child = reaped ? (exited(status).map { "\($0)" } ?? "signal\(killedBy(status) ?? 0)") : "hung"
-    say("fork-check child-exit=\(child) completions=\(completions)/50")
+    if options.json {
+        var fields: [(String, JSON)] = [("reaped", .bool(reaped))]
+        if reaped, let code = exited(status) { fields.append(("childExit", .int(Int(code)))) }
+        if reaped, let signo = killedBy(status) { fields.append(("childSignal", .int(Int(signo)))) }
+        fields += [("completions", .int(completions)), ("submitted", .int(50))]
+        say(JSON.object(fields).description)
+    } else {
+        say("fork-check child-exit=\(child) completions=\(completions)/50")
+    }
     try loop.close()
     return 0
 }

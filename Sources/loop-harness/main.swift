@@ -3,64 +3,102 @@ import Glibc
 import LoopTools
 
 let usage = """
-    usage: loop-harness <command> [options]
+    usage: loop-harness <command> [options]      (loop-harness <command> --help: its options)
 
     commands:
       demo        a node and a client in one process: pings, 1 MiB echoes, a worker job, stats,
                   a timeout, then save-and-exit. Exits non-zero if any step fails.
-      serve       an RPC node on 127.0.0.1: handlers for ping, echo, stats, work and save-and-exit
-                  (loopback peers only); heartbeat; stats printed on exit (SIGINT/SIGTERM/SIGHUP)
-                    --port P (default 0: any)  --seconds N  --save PATH (written on save-and-exit)
-      ping        echo requests to a node:  --to 127.0.0.1:P  --count N (100)  --size S (64)
-                    --concurrency C (1)  --timeout-ms T (5000); prints RTT p50/p99, throughput, errors
-      stats       a running node's counters (JSON):  --to 127.0.0.1:P
-      shutdown    ask a node to save and exit:  --to 127.0.0.1:P
+      serve       an RPC node (127.0.0.1 unless --bind): ping, echo, stats, work and save-and-exit
+                  (trusted peers only: --trust); stats printed on exit (SIGINT/SIGTERM/SIGHUP)
+      ping        echo requests to a node: RTT p50/p99, throughput, errors
+      stats       a running node's counters (JSON)
+      shutdown    ask a node to save and exit
+      attack      flood a running node from 127.0.0.2 while pinging it; forged sources (scripts/attack)
       compare     the side-by-side scenarios on both backends in this process, one table; exits
                   non-zero when a scenario diverges beyond its tolerance
-                    --quick  --only a,b  --tolerance-scale X (0 forces every divergence out)
       fuzz        random loop programs on epoll, legacy and the reference model, compared callback
                   for callback; every kind of divergence shrunk to a minimal script; exits 1 on any
-                    --scripts N (1000)  --seed S (1)  --steps K (24)  --show M (3 per kind)
-                    --from I (start at script I: reruns one script of a long run)
-                    --print (print the scripts instead of running them)
-                    --rules port|original (the model's rules)  --raw (no normalization)
-      fuzz-process  one process-level script in this process (fuzz runs it):  --script TEXT
-      run         (default) a raw loop: heartbeat and a UDP echo read callback  --port P  --seconds N
+      fuzz-process  one process-level script in this process (fuzz runs it)
+      run         a raw loop: heartbeat and a UDP echo read callback
       child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
       timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps (tests)
-                    --prepared  --accept-unrouted
       fork-check  forks beside a loop with workers; checks both sides (tests)
+      help [COMMAND]  this text, or a command's options
+      --version   the version
 
     options for every command:
       --backend epoll|legacy   override the build's default (also LOOP_BACKEND)
-      --json                   machine-readable output
+      --json                   machine-readable output, errors included
       --datagram-size N        RPC datagram size (default 16400, the loopback size)
-      --help                   this text
+      --help                   the command's options
+
+    exit status: 0 success, 1 failure, 2 usage error
     """
+
+let version = "loop-harness 1.1.0 (this build's default backend: \(LoopBackendKind.buildDefault))"
+
+/// Runs one command. A new command is one more case here.
+func dispatch(_ arguments: Arguments) throws -> Int32 {
+    switch arguments.command {
+    case "demo": return try runDemo(arguments)
+    case "serve": return try runServe(arguments)
+    case "ping": return try runPingCommand(arguments)
+    case "stats": return try runAdminCommand(arguments, .stats)
+    case "shutdown": return try runAdminCommand(arguments, .saveAndExit)
+    case "compare": return try runCompare(arguments)
+    case "fuzz": return try runFuzz(arguments)
+    case "fuzz-process": return try runFuzzProcess(arguments)
+    case "run": return try runEcho(arguments)
+    case "child-loop": return try runChildLoop(arguments)
+    case "timer-routing": return try runTimerRouting(arguments)
+    case "fork-check": return try runForkCheck(arguments)
+    case "attack": return try runAttackCommand(arguments)
+    case "help", "--help", "-h": return try runHelp(arguments)
+    case "--version":
+        guard arguments.rest.isEmpty else { throw CommandLineError.usage("loop-harness: --version takes nothing after it") }
+        say(version)
+        return 0
+    // No command at all used to start the raw loop, which never stops: `run` says so now.
+    case "": throw CommandLineError.usage(usage)
+    default:
+        let what = arguments.command.hasPrefix("-") ? "the command comes first, not '\(arguments.command)'"
+                                                    : "unknown command '\(arguments.command)'"
+        throw CommandLineError.usage("loop-harness: \(what) (see loop-harness help)")
+    }
+}
+
+/// `loop-harness help [COMMAND]`: the usage, or that command's `--help`.
+func runHelp(_ arguments: Arguments) throws -> Int32 {
+    switch arguments.rest.count {
+    case 0:
+        say(usage)
+        return 0
+    case 1 where !arguments.rest[0].hasPrefix("-"):
+        return try dispatch(Arguments(["loop-harness", arguments.rest[0], "--help"]))
+    default:
+        throw CommandLineError.usage("loop-harness: help takes at most one command name (see loop-harness help)")
+    }
+}
 
 let arguments = Arguments(CommandLine.arguments)
 do {
-    if arguments.flag("--help") || arguments.flag("-h") {
-        print(usage)
-        exit(0)
+    exit(try dispatch(arguments))
+} catch CommandLineError.helpRequested(let text) {
+    say(text)
+    exit(0)
+} catch CommandLineError.usage(let message) {
+    if arguments.wantsJSON {
+        say(JSON.object([("ok", .bool(false)), ("error", .string(message)), ("usage", .bool(true))]).description)
+    } else {
+        sayError(message)
     }
-    switch arguments.command {
-    case "", "run": exit(try runEcho(arguments))
-    case "child-loop": exit(try runChildLoop(arguments))
-    case "timer-routing": exit(try runTimerRouting(arguments))
-    case "fork-check": exit(try runForkCheck(arguments))
-    case "compare": exit(try runCompare(arguments))
-    case "serve": exit(try runServe(arguments))
-    case "ping": exit(try runPingCommand(arguments))
-    case "stats": exit(try runAdminCommand(arguments, .stats))
-    case "shutdown": exit(try runAdminCommand(arguments, .saveAndExit))
-    case "demo": exit(try runDemo(arguments))
-    case "fuzz": exit(try runFuzz(arguments))
-    case "fuzz-process": exit(try runFuzzProcess(arguments))
-    case "attack": exit(try runAttackCommand(arguments))
-    default: throw UsageError("unknown command '\(arguments.command)'\n\n\(usage)")
-    }
-} catch {
-    sayError("loop-harness: \(error)")
     exit(2)
+} catch {
+    let message = "loop-harness \(arguments.command): \(error)"
+    if arguments.wantsJSON {
+        say(JSON.object([("ok", .bool(false)), ("error", .string(message))]).description)
+    } else {
+        sayError(message)
+    }
+    exit(1)
 }

@@ -3,17 +3,32 @@ import Glibc
 import LoopTools
 import UdpServer
 
+let attackOptions = CommandOptions(
+    command: "attack",
+    summary: "Floods a running node from 127.0.0.2 (never-finished requests, then announcements of the "
+        + "largest message) while pinging it from 127.0.0.1, pings again the moment the flood stops, then "
+        + "sends requests from a source that never acknowledges (127.0.0.3). Exits 1 when a phase answers "
+        + "fewer pings than --min-success % or the amplification is above --max-factor.",
+    options: [
+        targetOption,
+        .integer("--seconds", 1...3_600, default: 5, "flood seconds per phase"),
+        .integer("--rate", 1...10_000_000, default: 20_000, "flood datagrams per second"),
+        .integer("--min-success", 0...100, default: 99, "the least % of pings each phase must answer"),
+        .integer("--max-factor", 1...1_000_000, default: 3, "the most bytes reflected per byte sent"),
+    ])
+
 /// `loop-harness attack --to 127.0.0.1:P`: the report of `runAttack`, as a table or JSON.
 func runAttackCommand(_ args: Arguments) throws -> Int32 {
+    let options = try args.parse(attackOptions)
     var plan = AttackPlan()
-    plan.secondsPerFlood = Double(try args.int("--seconds", default: 5))
-    plan.floodRate = try args.int("--rate", default: plan.floodRate)
-    let minimumSuccess = Double(try args.int("--min-success", default: 99))
-    let maximumFactor = Double(try args.int("--max-factor", default: 3))
-    return try withClient(args) { loop, client, node in
+    plan.secondsPerFlood = Double(options.int("--seconds"))
+    plan.floodRate = options.int("--rate")
+    let minimumSuccess = Double(options.int("--min-success"))
+    let maximumFactor = Double(options.int("--max-factor"))
+    return try withClient(options) { loop, client, node in
         let report = try runAttack(loop: loop, client: client, node: node, plan: plan)
         let ok = report.worstSuccessPercent >= minimumSuccess && report.worstFactor <= maximumFactor
-        if args.flag("--json") {
+        if options.json {
             say(report.json(ok: ok).description)
         } else {
             say(report.table)

@@ -17,7 +17,7 @@ func withCompareLoop<R>(_ kind: LoopBackendKind, _ body: (Loop) throws -> R) thr
 func drive(_ loop: Loop, timeoutMs: Int64 = 10_000, until done: () -> Bool) throws {
     let deadline = monotonicNanoseconds() + timeoutMs * 1_000_000
     while !done() {
-        guard monotonicNanoseconds() < deadline else { throw UsageError("scenario timed out after \(timeoutMs) ms") }
+        guard monotonicNanoseconds() < deadline else { throw CommandFailure("scenario timed out after \(timeoutMs) ms") }
         try loop.runOnce()
     }
 }
@@ -179,7 +179,7 @@ let signalScenario = Scenario(
         var out: Measurements = []
         for (name, signo) in compareSignals {
             let child = try ChildProcess(["child-loop", "--backend", kind.rawValue])
-            guard child.line(startingWith: "ready") != nil else { throw UsageError("child-loop did not start") }
+            guard child.line(startingWith: "ready") != nil else { throw CommandFailure("child-loop did not start") }
             let sent = monotonicNanoseconds()
             kill(child.pid, signo)
             let report = child.line(startingWith: "shutdown")

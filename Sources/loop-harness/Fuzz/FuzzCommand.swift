@@ -5,26 +5,36 @@ import LoopTools
 
 /// `loop-harness fuzz`: random scripts on epoll, legacy and the reference model,
 /// compared callback for callback; each kind of divergence shrunk to a minimal script.
+let fuzzOptions = CommandOptions(
+    command: "fuzz",
+    summary: "Random loop programs on epoll, legacy and the reference model, compared callback for callback; "
+        + "every kind of divergence shrunk to a minimal script. Exits 1 on any divergence.",
+    options: [
+        .integer("--scripts", 1...10_000_000, default: 1_000, "in-process scripts to run"),
+        .integer("--process-scripts", -1...1_000_000, default: -1,
+                 "process-level scripts, each in a process of its own per backend; -1: max(10, scripts / 200)"),
+        .integer("--seed", 0...Int.max, default: 1, "the run's seed"),
+        .integer("--steps", 1...400, default: 24, "steps per script"),
+        .integer("--show", 0...100, default: 3, "divergences shrunk and shown per kind"),
+        // Bounded so that from + scripts cannot overflow.
+        .integer("--from", 0...1_000_000_000_000, default: 0, "start at script I (reruns one script of a long run)"),
+        .flag("--print", "print the scripts instead of running them"),
+        .choice("--rules", ["port", "original"], default: "port", "the model's rules"),
+        .flag("--raw", "compare raw traces (no normalization of declared differences)"),
+    ])
+
 func runFuzz(_ args: Arguments) throws -> Int32 {
-    let scripts = try args.int("--scripts", default: 1_000)
-    let processScripts = try args.int("--process-scripts", default: max(10, scripts / 200))
-    let seed = try args.int("--seed", default: 1)
-    let steps = try args.int("--steps", default: 24)
-    let shown = try args.int("--show", default: 3)
-    let from = try args.int("--from", default: 0)
-    guard (1...10_000_000).contains(scripts) else { throw UsageError("--scripts takes 1…10000000, not \(scripts)") }
-    guard (0...1_000_000).contains(processScripts) else { throw UsageError("--process-scripts takes 0…1000000, not \(processScripts)") }
-    guard (1...400).contains(steps) else { throw UsageError("--steps takes 1…400, not \(steps)") }
-    guard seed >= 0 else { throw UsageError("--seed takes a number ≥ 0, not \(seed)") }
-    guard (0...100).contains(shown) else { throw UsageError("--show takes 0…100, not \(shown)") }
-    guard from >= 0 else { throw UsageError("--from takes an index ≥ 0, not \(from)") }
-    let rulesName = args.value("--rules") ?? "port"
-    guard let rules = ["port": ModelRules.port, "original": .original][rulesName] else {
-        throw UsageError("--rules takes port or original, not '\(rulesName)'")
-    }
-    let json = args.flag("--json")
-    let printOnly = args.flag("--print")
-    let differ = Differ(rules: rules, normalizes: !args.flag("--raw"))
+    let options = try args.parse(fuzzOptions)
+    let scripts = options.int("--scripts")
+    let processScripts = options.int("--process-scripts") < 0 ? max(10, scripts / 200) : options.int("--process-scripts")
+    let seed = options.int("--seed")
+    let steps = options.int("--steps")
+    let shown = options.int("--show")
+    let from = options.int("--from")
+    let rules: ModelRules = options.string("--rules") == "original" ? .original : .port
+    let json = options.json
+    let printOnly = options.flag("--print")
+    let differ = Differ(rules: rules, normalizes: !options.flag("--raw"))
 
     let start = monotonicNanoseconds()
     var tally = FuzzTally(differ: differ, shown: shown)
@@ -33,7 +43,7 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed), index))
         let script = generator.script(steps: steps)
         if printOnly {
-            say("# script \(index)\n\(script)")
+            printScript(script, index: index, processLevel: false, json: json)
             continue
         }
         if !json && index > from && (index - from) % 10_000 == 0 { sayError("fuzz: \(index - from) scripts …") }
@@ -43,7 +53,7 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         var generator = ScriptGenerator(seed: scriptSeed(UInt64(seed) ^ 0x5052_4F43, index))
         let script = generator.processScript(steps: 10)
         if printOnly {
-            say("# process script \(index)\n\(script)")
+            printScript(script, index: index, processLevel: true, json: json)
             continue
         }
         try tally.record(script, index: index, processLevel: true)
@@ -54,15 +64,15 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
 
     if json {
         say(JSON.object([
-            ("scripts", .number(Double(scripts))), ("processScripts", .number(Double(processScripts))),
-            ("seed", .number(Double(seed))), ("steps", .number(Double(steps))),
+            ("scripts", .int(scripts)), ("processScripts", .int(processScripts)),
+            ("seed", .int(seed)), ("steps", .int(steps)),
             ("rules", .string(rules.description)), ("normalized", .bool(differ.normalizes)),
             ("seconds", .number(seconds)),
-            ("divergent", .number(Double(divergent))),
-            ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .number(Double(tally.counts[$0] ?? 0))) })),
-            ("processByKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .number(Double(tally.processCounts[$0] ?? 0))) })),
+            ("divergent", .int(divergent)),
+            ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .int(tally.counts[$0] ?? 0)) })),
+            ("processByKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .int(tally.processCounts[$0] ?? 0)) })),
             ("reproductions", .array(tally.reproductions.map { r in
-                .object([("index", .number(Double(r.index))), ("processLevel", .bool(r.processLevel)),
+                .object([("index", .int(r.index)), ("processLevel", .bool(r.processLevel)),
                          ("kind", .string(r.run.divergence?.rawValue ?? "")),
                          ("script", .string(r.run.script.description)),
                          ("epoll", .string(r.run.epoll.description)), ("legacy", .string(r.run.legacy.description)),
@@ -87,6 +97,16 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
         }
     }
     return divergent == 0 ? 0 : 1
+}
+
+/// `fuzz --print`: a script as text after a `#` line naming it, or one JSON object.
+private func printScript(_ script: Script, index: Int, processLevel: Bool, json: Bool) {
+    if json {
+        say(JSON.object([("index", .int(index)), ("processLevel", .bool(processLevel)),
+                         ("script", .string(script.description))]).description)
+    } else {
+        say("# \(processLevel ? "process script" : "script") \(index)\n\(script)")
+    }
 }
 
 /// Divergences by kind, and the first `shown` of each kind shrunk.

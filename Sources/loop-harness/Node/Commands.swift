@@ -3,16 +3,60 @@ import Glibc
 import LoopTools
 import UdpServer
 
-/// `loop-harness serve`: a node until SIGINT/SIGTERM/SIGHUP or a save-and-exit request.
+/// The longest a request may wait for progress: one day.
+let timeoutOption = Option.integer("--timeout-ms", 1...86_400_000, default: 5_000,
+                                   "how long a request may go without progress before it times out, ms")
+let targetOption = Option.text("--to", "IP:PORT", expects: "an IPv4 address and port (127.0.0.1:7000)",
+                               "the node to ask", required: true)
+
+let serveOptions = CommandOptions(
+    command: "serve",
+    summary: "An RPC node: handlers for ping, echo, stats, work and save-and-exit; a heartbeat; its counters on exit.",
+    details: """
+        It runs until SIGINT, SIGTERM or SIGHUP, until --seconds pass, or until a trusted peer asks
+        it to save and exit (loop-harness shutdown). A save that fails is answered with its errno
+        and the node keeps serving, so the request can be sent again once the cause is fixed; the
+        file is replaced atomically (a new file, mode 0600, renamed over PATH; a symlink or a
+        directory at PATH is refused).
+
+        --bind beyond loopback (0.0.0.0, or an interface's address) exposes every handler (ping,
+        echo, stats, work) to anyone who can reach that address; save-and-exit stays limited to
+        the --trust list.
+        """,
+    options: [
+        .integer("--port", 0...65535, default: 0, "UDP port; 0 takes any free one"),
+        .text("--bind", "ADDR", expects: "an IPv4 address (a.b.c.d)", "the IPv4 address to listen on; default 127.0.0.1 (loopback only)"),
+        .text("--trust", "LIST", expects: "comma-separated IPv4 addresses or a.b.c.d/N prefixes", "whose save-and-exit requests are obeyed: comma-separated IPv4 addresses "
+                                 + "or CIDR prefixes (10.0.0.0/8); replaces the default, \(TrustedPeers.loopback)"),
+        .integer("--seconds", 0...31_536_000, default: 0, "stop by itself after this many seconds; 0: never"),
+        .text("--save", "PATH", "where save-and-exit writes the node's counters (JSON)"),
+    ])
+
+/// `loop-harness serve`: a node until SIGINT/SIGTERM/SIGHUP, `--seconds` or a save-and-exit request.
 func runServe(_ args: Arguments) throws -> Int32 {
-    let backend = try args.backend()
+    let options = try args.parse(serveOptions)
+    let backend = try options.backend()
+    let bind = try options.converted("--bind") { text in PeerAddress.parseIPv4(text).map { _ in text } } ?? "127.0.0.1"
+    let trusted = try options.converted("--trust") { try TrustedPeers(parsing: $0) } ?? .loopback
+    let seconds = options.int("--seconds")
+    let json = options.json
     ProcessSignals.prepare(for: backend)
+    // A save past the file-size limit must fail with EFBIG, reported like any failed save, not kill the node.
+    signal(SIGXFSZ, SIG_IGN)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
-    let server = UdpServer(loop: loop, configuration: try nodeConfiguration(port: UInt16(try args.int("--port", default: 0)), args: args))
+    let server = UdpServer(loop: loop, configuration: nodeConfiguration(port: UInt16(options.int("--port")), bind: bind,
+                                                                        options: options))
     try server.start()
-    let node = RpcNode(loop: loop, server: server, savePath: args.value("--save"))
-    let json = args.flag("--json")
+    let node = RpcNode(loop: loop, server: server, savePath: options.string("--save"), trusted: trusted)
+    node.onSaveFailure = { (error: SaveError) in
+        if json {
+            say(JSON.object([("event", .string("save failed")), ("path", .string(error.path)),
+                             ("error", .string(error.reason)), ("errno", .int(Int(error.errno)))]).description)
+        } else {
+            sayError(error.description + " (still serving: fix it and ask again)")
+        }
+    }
 
     // A worker job at start-up: the thread pool and its wake-up path are part of every node.
     try loop.submit({ checksum(Array(repeating: 7, count: 1 << 16)) }) { _ in
@@ -25,16 +69,30 @@ func runServe(_ args: Arguments) throws -> Int32 {
             say("heartbeat \(beats): \(server.stats.requestsCompleted + server.stats.handlerCalls) transactions, cpu \(Int(loop.cpuUsage.rounded()))%")
         }
     }
-    let seconds = try args.int("--seconds", default: 0)
     if seconds > 0 {
         let started = loop.now
-        try loop.registerSleep(every: 100) { if loop.now - started >= Int64(seconds) * 1000 { loop.stop() } }
+        // At most 31,536,000 s: the product fits in Int64 many times over.
+        let limitMs = Int64(seconds) * 1000
+        try loop.registerSleep(every: 100) { if loop.now - started >= limitMs { loop.stop() } }
     }
+    let address = server.boundAddress ?? PeerAddress(ip: 0x7f00_0001, port: server.port)
+    let beyondLoopback = address.ip >> 24 != 127
+    // A client reaches a node bound to every interface through loopback.
+    let reachAt = address.ip == 0 ? PeerAddress.loopback(port: address.port) : address
     if json {
         say(JSON.object([("event", .string("serving")), ("backend", .string(backend.rawValue)),
-                         ("port", .int(Int(server.port))), ("pid", .int(Int(getpid())))]).description)
+                         ("address", .string(address.ipString)), ("port", .int(Int(server.port))),
+                         ("pid", .int(Int(getpid()))), ("beyondLoopback", .bool(beyondLoopback)),
+                         ("trusted", .array(trusted.prefixes.map { .string($0.description) }))]).description)
     } else {
-        say("serving on 127.0.0.1:\(server.port), backend \(backend), pid \(getpid())")
+        say("serving on \(address), backend \(backend), pid \(getpid())")
+        if beyondLoopback {
+            say("listening beyond loopback: every handler answers anyone who can reach \(address.ipString); "
+                + "save-and-exit only \(trusted)")
+        } else if trusted != .loopback {
+            say("save-and-exit only from \(trusted)")
+        }
+        say(CounterReport.nextSteps(reachAt.description))
     }
     let reason = try loop.run()
     // Signals end the node at once: outstanding transactions end with shuttingDown.
@@ -43,65 +101,121 @@ func runServe(_ args: Arguments) throws -> Int32 {
         for _ in 0..<3 { try loop.runOnce() }
     }
     if json {
-        say(JSON.object([("event", .string("stopped")), ("reason", .string("\(reason)")),
-                         ("saved", .bool(node.saved)), ("stats", node.statsJSON())]).description)
+        var fields: [(String, JSON)] = [("event", .string("stopped")), ("reason", .string(reason.kind))]
+        if let signo = reason.signalNumber { fields.append(("signal", .int(Int(signo)))) }
+        fields += [("saved", .bool(node.saved)), ("stats", node.statsJSON())]
+        say(JSON.object(fields).description)
     } else {
         say("stopped: \(reason)\(node.saved ? " (state saved)" : "")")
-        say("loop:   \(loop.counters)")
-        say("server: \(server.stats)")
+        for line in CounterReport.lines(loop: loop.counters, server: server.stats, node: node.counters) { say(line) }
     }
     return 0
 }
 
-/// Runs `body` with a client loop and server on an ephemeral port, and the target peer.
-func withClient<R>(_ args: Arguments, _ body: (Loop, UdpServer, PeerAddress) throws -> R) throws -> R {
-    guard let target = args.value("--to") else { throw UsageError("--to 127.0.0.1:PORT is required") }
-    guard let peer = PeerAddress(target) else { throw UsageError("--to takes IP:PORT, not '\(target)'") }
-    let backend = try args.backend()
+extension ShutdownReason {
+    /// `stopped`, `signal` or `power`: what ended the run, without figures.
+    var kind: String {
+        switch self {
+        case .stopped: return "stopped"
+        case .signal: return "signal"
+        case .power: return "power"
+        }
+    }
+}
+
+/// Runs `body` with a client loop and server on an ephemeral port, and the target peer (`--to`).
+func withClient<R>(_ options: ParsedOptions, _ body: (Loop, UdpServer, PeerAddress) throws -> R) throws -> R {
+    guard let peer = try options.converted("--to", PeerAddress.init) else { throw options.declaration.usage("--to is required") }
+    let backend = try options.backend()
     ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
-    let client = UdpServer(loop: loop, configuration: try nodeConfiguration(port: 0, args: args))
+    let client = UdpServer(loop: loop, configuration: nodeConfiguration(options: options))
     try client.start()
     return try body(loop, client, peer)
 }
 
+/// Why a request to `peer` failed, for a person. A timeout with nothing at all back
+/// from the peer (not one datagram in) means no node is there.
+func failureText(_ error: RpcError, peer: PeerAddress, client: UdpServer) -> String {
+    if error == .timedOut && client.stats.datagramsIn == 0 {
+        return "no node answered at \(peer) (is `serve` running?)"
+    }
+    if error == .remote(errno: EPERM) {
+        return "\(peer) refused the request: \(error) (this address is not among the node's --trust peers)"
+    }
+    return "\(peer): \(error)"
+}
+
+let pingOptions = CommandOptions(
+    command: "ping",
+    summary: "Echo requests to a node; prints RTT p50/p99, throughput and errors. Exits 1 unless every request is answered.",
+    options: [
+        targetOption,
+        .integer("--count", 1...10_000_000, default: 100, "requests to send"),
+        .integer("--size", 0...DatagramGeometry.defaultMaxMessageSize, default: 64, "bytes per request, up to the largest message a server takes"),
+        .integer("--concurrency", 1...1024, default: 1, "requests in flight at once"),
+        timeoutOption,
+    ])
+
 /// `loop-harness ping`: echo requests against a node; RTT percentiles and throughput.
 func runPingCommand(_ args: Arguments) throws -> Int32 {
-    try withClient(args) { loop, client, peer in
-        let report = try runPing(loop: loop, client: client, to: peer,
-                                 count: try args.int("--count", default: 100), size: try args.int("--size", default: 64),
-                                 concurrency: try args.int("--concurrency", default: 1),
-                                 timeoutMs: try args.int("--timeout-ms", default: 5_000))
-        if args.flag("--json") {
-            say(report.json.description)
+    let options = try args.parse(pingOptions)
+    return try withClient(options) { loop, client, peer in
+        let report = try runPing(loop: loop, client: client, to: peer, count: options.int("--count"),
+                                 size: options.int("--size"), concurrency: options.int("--concurrency"),
+                                 timeoutMs: options.int("--timeout-ms"))
+        let ok = report.replies == report.sent && report.sent > 0
+        // Every request failed the same way: say it once, as stats and shutdown do.
+        let failure = report.replies == 0 && report.errors.count == 1 && report.timedOut > 0
+            ? failureText(.timedOut, peer: peer, client: client) : nil
+        if options.json {
+            var fields: [(String, JSON)] = [("ok", .bool(ok)), ("to", .string(peer.description))]
+            if let failure { fields.append(("error", .string(failure))) }
+            if case .object(let figures) = report.json { fields += figures }
+            say(JSON.object(fields).description)
         } else {
             say("ping \(peer) (backend \(loop.kind)):")
             say(report.summary)
+            if let failure { sayError("loop-harness ping: \(failure)") }
         }
-        return report.replies == report.sent && report.sent > 0 ? 0 : 1
+        return ok ? 0 : 1
     }
 }
 
+let statsOptions = CommandOptions(
+    command: "stats",
+    summary: "A running node's counters, as the JSON the node sends.",
+    options: [targetOption, timeoutOption])
+
+let shutdownOptions = CommandOptions(
+    command: "shutdown",
+    summary: "Asks a node to save and exit. The node obeys only peers it trusts (serve --trust); a refusal "
+        + "or a failed save is an error reply and exit 1, and the node keeps running.",
+    options: [targetOption, timeoutOption])
+
 /// `loop-harness stats` and `loop-harness shutdown`: one request to a running node.
 func runAdminCommand(_ args: Arguments, _ type: NodeMessage) throws -> Int32 {
-    try withClient(args) { loop, client, peer in
-        let result = try request(loop: loop, client: client, to: peer, type: type)
-        let json = args.flag("--json")
+    let options = try args.parse(type == .stats ? statsOptions : shutdownOptions)
+    return try withClient(options) { loop, client, peer in
+        let result = try request(loop: loop, client: client, to: peer, type: type, timeoutMs: options.int("--timeout-ms"))
         switch result {
         case .success(let reply):
             let text = String(decoding: reply, as: UTF8.self)
-            if json {
+            if options.json {
                 say(type == .stats ? text : JSON.object([("ok", .bool(true)), ("reply", .string(text))]).description)
             } else {
                 say(type == .stats ? text : "\(peer): \(text)")
             }
             return 0
         case .failure(let error):
-            if json {
-                say(JSON.object([("ok", .bool(false)), ("error", .string("\(error)"))]).description)
+            let message = failureText(error, peer: peer, client: client)
+            if options.json {
+                var fields: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(message))]
+                if case .remote(let code) = error { fields.append(("errno", .int(Int(code)))) }
+                say(JSON.object(fields).description)
             } else {
-                sayError("\(peer): \(error)")
+                sayError("loop-harness \(options.command): \(message)")
             }
             return 1
         }

@@ -78,9 +78,13 @@ func runPing(loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, si
     }
     for _ in 0..<max(1, min(concurrency, count)) { sendNext() }
     // Every request ends by itself (reply, error or timeout); the deadline only guards against a bug.
-    let deadline = start + Int64(timeoutMs + 30_000) * 1_000_000 * Int64(max(1, count / max(concurrency, 1)))
+    // Saturating: a day's timeout times ten million rounds does not fit in nanoseconds.
+    let rounds = Int64(max(1, count / max(concurrency, 1)))
+    let (budgetMs, overflowed) = (Int64(timeoutMs) + 30_000).multipliedReportingOverflow(by: rounds)
+    let budgetNs = overflowed || budgetMs > Int64.max / 4_000_000 ? Int64.max / 4 : budgetMs * 1_000_000
+    let deadline = start + budgetNs
     while report.completed < count {
-        guard monotonicNanoseconds() < deadline else { throw UsageError("requests did not complete: \(report.completed)/\(count)") }
+        guard monotonicNanoseconds() < deadline else { throw CommandFailure("requests did not complete: \(report.completed)/\(count)") }
         if loop.takeShutdownRequest() != nil { break }  // Ctrl-C: report what completed
         try loop.runOnce()
     }
@@ -95,7 +99,7 @@ func request(loop: Loop, client: UdpServer, to peer: PeerAddress, type: NodeMess
     client.sendRequest(payload, type: type.rawValue, to: peer, timeoutMs: timeoutMs, niceness: 0) { outcome = $0 }
     let deadline = monotonicNanoseconds() + Int64(timeoutMs + 5_000) * 1_000_000
     while outcome == nil {
-        guard monotonicNanoseconds() < deadline else { throw UsageError("no answer from \(peer)") }
+        guard monotonicNanoseconds() < deadline else { throw CommandFailure("no answer from \(peer)") }
         try loop.runOnce()
     }
     return outcome!

@@ -11,10 +11,20 @@ enum NodeMessage: UInt8, CaseIterable {
     case echo = 2
     /// Replies with the node's loop and server counters as JSON.
     case stats = 3
-    /// Saves the node's state and shuts it down; loopback peers only.
+    /// Saves the node's state and shuts it down; trusted peers only (`TrustedPeers`).
     case saveAndExit = 4
     /// Runs a checksum of the payload on a worker thread; replies with it.
     case work = 5
+}
+
+/// What a node counts beyond its loop and server.
+struct NodeCounters: Equatable {
+    /// Admin requests from peers outside `TrustedPeers`, answered with EPERM.
+    var adminRefused = 0
+    /// Save-and-exit requests whose save failed (answered with the errno; the node keeps serving).
+    var savesFailed = 0
+
+    var fields: [(String, Int)] { [("adminRefused", adminRefused), ("savesFailed", savesFailed)] }
 }
 
 /// The request handlers of a node, on one loop and one server.
@@ -23,12 +33,18 @@ final class RpcNode {
     let server: UdpServer
     /// Where save-and-exit writes the node's counters; nil to only report it.
     let savePath: String?
+    /// Whose save-and-exit requests are obeyed.
+    let trusted: TrustedPeers
+    /// Told of each failed save (the node keeps serving, so that the operator can retry).
+    var onSaveFailure: (SaveError) -> Void = { _ in }
     private(set) var saved = false
+    private(set) var counters = NodeCounters()
 
-    init(loop: Loop, server: UdpServer, savePath: String? = nil) {
+    init(loop: Loop, server: UdpServer, savePath: String? = nil, trusted: TrustedPeers = .loopback) {
         self.loop = loop
         self.server = server
         self.savePath = savePath
+        self.trusted = trusted
         install()
     }
 
@@ -53,22 +69,30 @@ final class RpcNode {
             }
         }
         server.registerHandler(type: NodeMessage.saveAndExit.rawValue) { [unowned self] request in
-            guard request.peer.ip >> 24 == 127 else {
+            guard self.trusted.contains(request.peer.ip) else {
+                self.counters.adminRefused += 1
                 try? self.server.sendErrorReply(errno: EPERM, to: request)
                 return
             }
-            self.save()
+            do throws(SaveError) {
+                try self.save()
+            } catch {
+                // A failed save is not an exit: the state would be lost. Say why and keep serving.
+                self.counters.savesFailed += 1
+                self.onSaveFailure(error)
+                try? self.server.sendErrorReply(errno: error.errno, to: request)
+                return
+            }
+            self.saved = true
             try? self.server.sendReply(Array("saved".utf8), to: request)
             // The reply still has to be acknowledged: stop once the server has drained.
             self.server.shutdown(urgent: false) { [unowned self] in self.loop.stop() }
         }
     }
 
-    private func save() {
-        saved = true
-        guard let savePath, let file = fopen(savePath, "w") else { return }
-        fputs(statsJSON().description + "\n", file)
-        fclose(file)
+    private func save() throws(SaveError) {
+        guard let savePath else { return }
+        try AtomicFile.write(Array((statsJSON().description + "\n").utf8), to: savePath)
     }
 
     func statsJSON() -> JSON {
@@ -77,6 +101,8 @@ final class RpcNode {
             ("port", .int(Int(server.port))),
             ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))])),
             ("server", .object(server.stats.fields.map { ($0.0, .int($0.1)) })),
+            ("node", .object(counters.fields.map { ($0.0, .int($0.1)) } + [("saved", .bool(saved))])),
+            ("trusted", .array(trusted.prefixes.map { .string($0.description) })),
         ])
     }
 }
@@ -92,10 +118,11 @@ func bytes(of value: UInt64) -> [UInt8] {
     (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
 }
 
-/// The server configuration the harness uses: loopback-sized datagrams on 127.x.
-func nodeConfiguration(port: UInt16, args: Arguments) throws -> UdpServerConfiguration {
+/// The server configuration the harness uses: loopback-sized datagrams (`--datagram-size`).
+func nodeConfiguration(port: UInt16 = 0, bind: String = "127.0.0.1", options: ParsedOptions) -> UdpServerConfiguration {
     var config = UdpServerConfiguration()
     config.port = port
-    config.datagramSize = try args.int("--datagram-size", default: DatagramGeometry.loopbackDatagramSize)
+    config.bindAddress = bind
+    config.datagramSize = options.int("--datagram-size")
     return config
 }

@@ -43,13 +43,19 @@ public struct UdpServerConfiguration {
     /// longer than this in all gives way too: one datagram a second towards a 291 MB
     /// message is progress only in name.
     public var maximumTransferMs = 600_000
-    /// A reply to an address that never acknowledged anything is resent only while
-    /// everything sent for it stays within this many times the bytes that address
-    /// sent for it, so a forged source gains at most this factor (plus the first reply).
+    /// A reply to an address that never acknowledged anything is resent (after its first
+    /// resend) only when the requester asks again, or while everything sent for it stays
+    /// within this many times the bytes that address sent, so a forged source gains at
+    /// most this factor, or one reply datagram per datagram it sends.
     public var unacknowledgedReplyFactor = 3
+    /// A reply held back from such an address is given up after this long without a word
+    /// from it (a real requester asks again well within it: after 2x its resend time,
+    /// doubling).
+    public var strangerReplyHoldMs = 5_000
     /// A request whose datagrams are all acknowledged but whose reply has not begun
     /// is sent again, whole, after this long without a datagram from the peer (the
     /// original's `readTimeoutPoll`): a peer that restarted meanwhile gets it anew.
+    /// Before that, its last datagram is sent again now and then to ask for the reply.
     public var requestResendAfterMs = 30_000
     /// Where the server says, at most once per `dropLogIntervalMs`, what it dropped
     /// and why; nil for silence. Standard error by default.
@@ -91,6 +97,7 @@ public struct UdpServerConfiguration {
         guard stalledAfterMs >= 0 else { throw .stalledAfter(stalledAfterMs) }
         guard maximumTransferMs >= 1 else { throw .maximumTransfer(maximumTransferMs) }
         guard unacknowledgedReplyFactor >= 1 else { throw .unacknowledgedReplyFactor(unacknowledgedReplyFactor) }
+        guard strangerReplyHoldMs >= 0 else { throw .strangerReplyHold(strangerReplyHoldMs) }
         guard requestResendAfterMs >= 1 else { throw .requestResendAfter(requestResendAfterMs) }
         guard dropLogIntervalMs >= 1 else { throw .dropLogInterval(dropLogIntervalMs) }
         return geometry
@@ -115,6 +122,7 @@ public enum ConfigurationError: Error, Hashable, Sendable {
     case stalledAfter(Int)
     case maximumTransfer(Int)
     case unacknowledgedReplyFactor(Int)
+    case strangerReplyHold(Int)
     case requestResendAfter(Int)
     case dropLogInterval(Int)
 }

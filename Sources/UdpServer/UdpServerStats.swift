@@ -59,6 +59,8 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     public var repliesAbandoned = 0
     /// Whole requests sent again after `requestResendAfterMs` without a reply.
     public var requestsResent = 0
+    /// Last request datagrams sent again to ask for a late reply.
+    public var replyPokes = 0
 
     // The socket and the loop.
     /// Sends refused with `EAGAIN` (real or injected).
@@ -92,7 +94,7 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
          ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
          ("memoryDrops", memoryDrops), ("peerShareDrops", peerShareDrops), ("lateDuplicates", lateDuplicates),
          ("dropped", dropped), ("evictions", evictions), ("repliesAbandoned", repliesAbandoned),
-         ("requestsResent", requestsResent), ("sendsBlocked", sendsBlocked),
+         ("requestsResent", requestsResent), ("replyPokes", replyPokes), ("sendsBlocked", sendsBlocked),
          ("sendErrors", sendErrors), ("receiveErrors", receiveErrors),
          ("writeCallbacksRegistered", writeCallbacksRegistered), ("callbacksHeldBack", callbacksHeldBack)]
     }

@@ -33,7 +33,7 @@ extension UdpServerLoopTests {
                 try runFor(loop, ms: 50)
                 ledger.expectExactlyOnce(sizes.count)
                 for (i, size) in sizes.enumerated() {
-                    #expect(ledger.reply(i) == Array(pattern(size, seed: i).reversed()), "request \(i)")
+                    #expect(ledger.reply(i) == Array(pattern(size, seed: i).reversed()), "request \(i) of \(size) bytes: \(ledger.error(i).map { "\($0)" } ?? "a reply")")
                 }
                 #expect(clientFilter.affected > 0 && serverFilter.affected > 0)
                 // Each request ran its handler once, duplicates and resends notwithstanding.

@@ -140,11 +140,12 @@ extension UdpServerLoopTests {
         }
 
         /// A request whose source never acknowledges anything (a forged one) gets its
-        /// reply resent only within 3x the bytes that source sent, then the reply is
-        /// given up. Before, it was resent every 200 ms for a minute (300x).
+        /// reply once and one resend, then nothing until the source asks again; the reply
+        /// is given up after the silence. Before, it was resent every 200 ms for a minute (300x).
         @Test(arguments: LoopBackendKind.allCases)
         func aSourceThatNeverAcknowledgesReflectsLittle(kind: LoopBackendKind) throws {
-            try withServers(kind, server: .loopback { $0.log = nil }) { loop, _, server in
+            let config = UdpServerConfiguration.loopback { $0.log = nil; $0.strangerReplyHoldMs = 1_000 }
+            try withServers(kind, server: config) { loop, _, server in
                 server.echo(type: 1)
                 let victim = RawSocket(ip: 0x7f00_0003)
                 let request = dataDatagram(type: 1, number: 0, messageSize: 1_000, transactionId: 5,
@@ -178,7 +179,8 @@ extension UdpServerLoopTests {
         /// as long as it takes. An ACK of a reply proves nothing (a forger chose that id).
         @Test(arguments: LoopBackendKind.allCases)
         func onlyAnswersToOurOwnRequestsValidateAnAddress(kind: LoopBackendKind) throws {
-            try withServers(kind, server: .loopback { $0.log = nil }) { loop, _, server in
+            let config = UdpServerConfiguration.loopback { $0.log = nil; $0.strangerReplyHoldMs = 1_000 }
+            try withServers(kind, server: config) { loop, _, server in
                 server.echo(type: 1)
                 let peer = RawSocket(ip: 0x7f00_0003)
                 func replies(to id: UInt32, atLeast count: Int) throws -> Int {
@@ -324,6 +326,27 @@ extension UdpServerLoopTests {
             }
         }
 
+        /// A real client of a stranger's reply that loses its first copies asks again (its
+        /// last request datagram, now and then): each ask lets one resend through, and the
+        /// reply arrives long before the whole re-send.
+        @Test(arguments: LoopBackendKind.allCases)
+        func aLostReplyToAStrangerArrivesWhenAskedFor(kind: LoopBackendKind) throws {
+            let dropped = DropFirstReplies(3)
+            let server = UdpServerConfiguration.loopback { $0.datagramFilter = dropped; $0.log = nil }
+            try withServers(kind, server: server) { loop, client, server in
+                server.echo(type: 1)
+                let ledger = Ledger()
+                let started = monotonicNanoseconds()
+                client.sendRequest([1, 2, 3], type: 1, to: server.address, timeoutMs: 20_000, niceness: 0,
+                                   callback: ledger.callback(0))
+                try runUntil(loop, timeoutMs: 20_000) { ledger.isDone(1) }
+                #expect(ledger.reply(0) == [1, 2, 3])
+                #expect(client.stats.replyPokes >= 1 && client.stats.requestsResent == 0)
+                #expect(elapsedMs(since: started) < 10_000)
+                #expect(dropped.dropped == 3)
+            }
+        }
+
         /// The whole re-send is not progress: a peer that ACKs every copy but never replies
         /// does not keep the request alive past its timeout.
         @Test(arguments: LoopBackendKind.allCases)
@@ -386,6 +409,19 @@ extension UdpServerLoopTests {
         }
 
         static func received(by peer: RawSocket) -> [DatagramHeader] { HostilePeers.received(by: peer) }
+    }
+}
+
+/// Drops the first `count` reply data datagrams a server sends; everything else passes.
+final class DropFirstReplies: DatagramFilter {
+    private var left: Int
+    private(set) var dropped = 0
+    init(_ count: Int) { left = count }
+    func fate(of datagram: OutgoingDatagram) -> DatagramFate {
+        guard !datagram.header.isAck, !datagram.header.isFromInitiator, left > 0 else { return .deliver }
+        left -= 1
+        dropped += 1
+        return .drop
     }
 }
 

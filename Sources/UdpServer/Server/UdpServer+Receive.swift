@@ -126,8 +126,10 @@ extension UdpServer {
             } else {
                 transaction.bytesHeard += size
                 if transaction.phase != .receivingRequest {
-                    // A resent request datagram: our ACK was lost.
+                    // A resent request datagram: our ACK was lost, or (while the reply is
+                    // being sent) the requester asks for the reply again.
                     counters.duplicates += 1
+                    if transaction.phase == .sendingReply { transaction.resendCredits = 1 }
                     sendAck(for: transaction, datagram: number)
                     return
                 }
@@ -262,6 +264,7 @@ extension UdpServer {
             if !transaction.isRequester { ledger.reserved(size, for: transaction.key.peer.ip) }
         }
         let number = Int(header.datagramNumber)
+        transaction.lastReceivedNumber = number
         let isNew = message.accept(number: number, payload: payload, geometry: geometry)
         if isNew { transaction.lastProgress = currentTime() } else { counters.duplicates += 1 }
         sendAck(for: transaction, datagram: number)

@@ -79,7 +79,7 @@ extension UdpServer {
 
     // MARK: Datagrams
 
-    private func transmitData(_ number: Int, of message: OutgoingMessage, in transaction: Transaction) -> SendResult {
+    func transmitData(_ number: Int, of message: OutgoingMessage, in transaction: Transaction) -> SendResult {
         let header = transaction.header(forDatagram: number, of: message)
         let range = geometry.payloadRange(ofDatagram: number, messageSize: message.bytes.count)
         header.write(to: sendBuffer)

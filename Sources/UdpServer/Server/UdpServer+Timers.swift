@@ -18,15 +18,22 @@ extension UdpServer {
                 expired.append(transaction)
                 continue
             }
-            if transaction.phase == .awaitingReply,
-               now - transaction.lastHeard >= Int64(configuration.requestResendAfterMs) {
-                resendWholeRequest(transaction, at: now)
+            if transaction.phase == .awaitingReply || transaction.phase == .receivingReply {
+                if transaction.phase == .awaitingReply,
+                   now - transaction.lastHeard >= Int64(configuration.requestResendAfterMs) {
+                    resendWholeRequest(transaction, at: now)
+                } else if now - max(transaction.lastHeard, transaction.lastSend) >= replyPokeWaitMs(transaction) {
+                    pokeForReply(transaction, at: now)
+                }
                 continue
             }
             guard transaction.isSending, let message = transaction.outgoing, message.inFlight > 0,
                   now - transaction.lastSend >= Int64(transaction.resendTimeMs) else { continue }
             if !transaction.isRequester && !mayResend(transaction, message, at: now) {
-                abandoned.append(transaction)
+                // Held, not resent, until the requester asks again; given up after a silence.
+                if now - transaction.lastHeard >= Int64(configuration.strangerReplyHoldMs) {
+                    abandoned.append(transaction)
+                }
                 continue
             }
             let cleared = message.prepareForResend()
@@ -69,8 +76,36 @@ extension UdpServer {
     func mayResend(_ transaction: Transaction, _ message: OutgoingMessage, at now: Int64) -> Bool {
         if transaction.peerAcknowledged || acknowledgingPeers.contains(transaction.key.peer, at: now) { return true }
         if transaction.resendCount == 0 { return true }
+        if transaction.resendCredits > 0 {
+            transaction.resendCredits -= 1
+            return true
+        }
         let resend = message.unacknowledgedBytes(geometry: geometry)
         return transaction.bytesSent + resend <= configuration.unacknowledgedReplyFactor * transaction.bytesHeard
+    }
+
+    /// How long a requester waits, its request acknowledged, before asking for the reply
+    /// again: twice its resend time, doubled per ask, at most the whole re-send's wait.
+    func replyPokeWaitMs(_ transaction: Transaction) -> Int64 {
+        let base = Int64(2 * max(transaction.resendPolicy.resendTimeMs(afterResends: 0) { _ in 0 }, 1))
+        let wait = transaction.replyPokes >= 20 ? Int64.max : base << transaction.replyPokes
+        return min(wait, Int64(configuration.requestResendAfterMs))
+    }
+
+    /// Asks for a late reply. Before it began: the last datagram of the (acknowledged)
+    /// request again, a copy the responder ACKs and which lets it resend a reply it bounds
+    /// to strangers (one datagram out per datagram in). Once it began: the ACK of the last
+    /// reply datagram again, in case the ACKs were what was lost. Not in the original; its
+    /// peers take either as a duplicate.
+    func pokeForReply(_ transaction: Transaction, at now: Int64) {
+        transaction.replyPokes += 1
+        transaction.lastSend = now
+        counters.replyPokes += 1
+        if transaction.phase == .receivingReply {
+            sendAck(for: transaction, datagram: transaction.lastReceivedNumber)
+        } else if let request = transaction.outgoing, request.datagramCount > 0 {
+            _ = transmitData(request.datagramCount - 1, of: request, in: transaction)
+        }
     }
 
     /// A reply to an address that never acknowledged anything sends one datagram until

@@ -46,6 +46,15 @@ final class Transaction {
     var peerAcknowledged = false
     /// A request sent whole again (`requestResendAfterMs`): its ACKs are not progress.
     var wasResentWhole = false
+    /// Requester: times it asked for a reply that is late (each doubles the wait before the
+    /// next): the last request datagram sent again, or, once the reply began, the ACK of
+    /// the last reply datagram received.
+    var replyPokes = 0
+    /// The number of the last data datagram received.
+    var lastReceivedNumber = 0
+    /// Responder: copies of the request that came while the reply was being sent, each
+    /// the requester asking again: each lets a stranger's reply be resent once more.
+    var resendCredits = 0
     /// When it started, for the progress rate of a partial request.
     let startedAt: Int64
 

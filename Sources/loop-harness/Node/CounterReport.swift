@@ -24,6 +24,8 @@ enum CounterReport {
         Field(name: "acksIn", words: "ACKs in"), Field(name: "acksOut", words: "out"),
         Field(name: "cancelAcksIn", words: "cancel ACKs in"), Field(name: "cancelAcksOut", words: "cancel ACKs out"),
         Field(name: "resends", words: "resends", always: true),
+        Field(name: "requestsResent", words: "requests sent whole again"),
+        Field(name: "replyPokes", words: "late replies asked for"),
     ]
     private static let transactions: [Field] = [
         Field(name: "requestsSent", words: "requests sent", always: true),
@@ -40,6 +42,10 @@ enum CounterReport {
         Field(name: "strayAcks", words: "stray ACKs"), Field(name: "strayReplies", words: "stray replies"),
         Field(name: "noSlotDrops", words: "for lack of slots"), Field(name: "shutdownDrops", words: "while shutting down"),
         Field(name: "memoryDrops", words: "over the memory cap"),
+        Field(name: "peerShareDrops", words: "over their address's share"),
+        Field(name: "lateDuplicates", words: "late copies"),
+        Field(name: "evictions", words: "stalled requests evicted"),
+        Field(name: "repliesAbandoned", words: "replies to strangers given up"),
     ]
     private static let socket: [Field] = [
         Field(name: "sendsBlocked", words: "sends blocked"), Field(name: "sendErrors", words: "send errors"),

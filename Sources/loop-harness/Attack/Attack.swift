@@ -47,7 +47,10 @@ struct AttackPlan {
     /// yet within what one node's socket can be read at: a faster flood overflows the
     /// kernel's receive queue, which drops every source alike before any fairness applies.
     var floodRate = 20_000
-    var pingConcurrency = 4
+    /// The second peer sends a ping this often, whether or not the earlier ones were
+    /// answered, so every moment of the flood counts alike (pings one after another would
+    /// count the fast moments many times and a jam once per timeout).
+    var pingEveryMs = 5
     var pingTimeoutMs = 2_000
     var reflectionRequests = 50
     static let flooderIP: UInt32 = 0x7f00_0002
@@ -123,15 +126,45 @@ private func floodWhilePinging(_ name: String, loop: Loop, client: UdpServer, no
     }
     var phase = AttackReport.Phase(name: name)
     let start = monotonicNanoseconds()
-    let end = start + Int64(plan.secondsPerFlood * 1e9)
-    while monotonicNanoseconds() < end {
-        let round = try runPing(loop: loop, client: client, to: node, count: plan.pingConcurrency * 4, size: pingSize,
-                                concurrency: plan.pingConcurrency, timeoutMs: plan.pingTimeoutMs, type: type)
-        phase.pings.merge(round)
-    }
+    phase.pings = try pacedPings(loop: loop, client: client, to: node, type: type, size: pingSize,
+                                 everyMs: plan.pingEveryMs, forSeconds: plan.secondsPerFlood, timeoutMs: plan.pingTimeoutMs)
     phase.seconds = Double(monotonicNanoseconds() - start) / 1e9
     phase.floodDatagrams = sent.load(ordering: .relaxed)
     return phase
+}
+
+/// One request every `everyMs` for `seconds`, each with its own timeout, then until all ended.
+private func pacedPings(loop: Loop, client: UdpServer, to node: PeerAddress, type: NodeMessage, size: Int,
+                        everyMs: Int, forSeconds seconds: Double, timeoutMs: Int) throws -> PingReport {
+    var report = PingReport()
+    let payload = [UInt8](repeating: 5, count: size)
+    let expected = type == .echo ? payload : []
+    let start = monotonicNanoseconds()
+    let end = start + Int64(seconds * 1e9)
+    let ticker = try loop.registerSleep(every: everyMs) {
+        guard monotonicNanoseconds() < end else { return }
+        report.sent += 1
+        let sentAt = monotonicNanoseconds()
+        client.sendRequest(payload, type: type.rawValue, to: node, timeoutMs: timeoutMs, niceness: 0) { result in
+            report.completed += 1
+            switch result {
+            case .success(let reply) where reply == expected:
+                report.replies += 1
+                report.payloadBytes += size
+                report.rtts.add(Double(monotonicNanoseconds() - sentAt) / 1e6)
+            case .success: report.corruptReplies += 1
+            case .failure(let error): report.errors["\(error)", default: 0] += 1
+            }
+        }
+    }
+    defer { try? loop.unregister(ticker) }
+    let deadline = end + Int64(timeoutMs + 10_000) * 1_000_000
+    while monotonicNanoseconds() < end || report.completed < report.sent {
+        guard monotonicNanoseconds() < deadline else { throw CommandFailure("pings did not complete: \(report.completed)/\(report.sent)") }
+        try loop.runOnce()
+    }
+    report.seconds = Double(monotonicNanoseconds() - start) / 1e9
+    return report
 }
 
 /// Requests from a source that never acknowledges; what comes back over what went.
@@ -214,19 +247,5 @@ final class BoundUdpSocket: Sendable {
             if n < 0 { return total }
             total += n
         }
-    }
-}
-
-extension PingReport {
-    /// Adds another run's counts and samples to this one.
-    mutating func merge(_ other: PingReport) {
-        sent += other.sent
-        completed += other.completed
-        replies += other.replies
-        corruptReplies += other.corruptReplies
-        payloadBytes += other.payloadBytes
-        seconds += other.seconds
-        for (kind, n) in other.errors { errors[kind, default: 0] += n }
-        for value in other.rtts.values { rtts.add(value) }
     }
 }

@@ -208,6 +208,10 @@ extension LoopConformance {
         /// node still serving (SIGXFSZ does not kill it).
         @Test(arguments: LoopBackendKind.allCases)
         func failedWriteLeavesNoTemporaryFile(kind: LoopBackendKind) throws {
+            // ThreadSanitizer's runtime writes to a file as the process starts, so a zero
+            // file-size limit kills the node (SIGXFSZ) before its main runs; scripts/sanitize
+            // sets TSAN_OPTIONS. Every other build runs this test.
+            guard getenv("TSAN_OPTIONS") == nil else { return }
             let directory = try TemporaryDirectory()
             let path = directory.path + "/state.json"
             let node = try ServedNode(["--backend", kind.rawValue, "--save", path], limits: "ulimit -f 0; ")

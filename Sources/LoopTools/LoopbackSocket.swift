@@ -1,16 +1,18 @@
 import Glibc
 import LoopCore
 
-/// A non-blocking-capable UDP socket bound to 127.0.0.1 (port 0 = any free
-/// port), for the harness, the benchmarks and the tests.
-public final class LoopbackSocket {
+/// A non-blocking-capable UDP socket bound to 127.0.0.1, or another 127/8 address
+/// (port 0 = any free port), for the harness, the benchmarks and the tests. It
+/// sends to 127.0.0.1 unless told otherwise. Only its descriptor is shared, so threads may share it.
+public final class LoopbackSocket: Sendable {
     public let fd: Int32
     public let port: UInt16
 
-    public init(port: UInt16 = 0) throws(SystemError) {
+    /// `ip`: the 127/8 address to bind, e.g. `0x7f00_0002` for a second source on this host.
+    public init(port: UInt16 = 0, ip: UInt32 = 0x7f00_0001) throws(SystemError) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", errno: errno) }
-        var addr = Self.loopback(port)
+        var addr = Self.address(port, ip: ip)
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
@@ -20,7 +22,7 @@ public final class LoopbackSocket {
         guard ok else {
             let err = errno
             close(fd)
-            throw SystemError("bind 127.0.0.1:\(port)", errno: err)
+            throw SystemError("bind \(ip >> 24).\(ip >> 16 & 0xff).\(ip >> 8 & 0xff).\(ip & 0xff):\(port)", errno: err)
         }
         self.fd = fd
         self.port = UInt16(bigEndian: addr.sin_port)
@@ -28,18 +30,18 @@ public final class LoopbackSocket {
 
     deinit { close(fd) }
 
-    static func loopback(_ port: UInt16) -> sockaddr_in {
+    static func address(_ port: UInt16, ip: UInt32) -> sockaddr_in {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_addr.s_addr = ip.bigEndian
         return addr
     }
 
-    /// Sends one datagram to 127.0.0.1:`port`; returns the bytes sent or -1.
+    /// Sends one datagram to `ip`:`port` (127.0.0.1 unless given); returns the bytes sent or -1.
     @discardableResult
-    public func send(to port: UInt16, _ bytes: [UInt8] = [1]) -> Int {
-        var addr = Self.loopback(port)
+    public func send(to port: UInt16, ip: UInt32 = 0x7f00_0001, _ bytes: [UInt8] = [1]) -> Int {
+        var addr = Self.address(port, ip: ip)
         return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
@@ -49,11 +51,19 @@ public final class LoopbackSocket {
 
     /// Reads and discards every queued datagram; returns how many.
     @discardableResult
-    public func drain() -> Int {
+    public func drain() -> Int { drainCounting().datagrams }
+
+    /// Reads and discards every queued datagram; returns how many, and their bytes.
+    @discardableResult
+    public func drainCounting() -> (datagrams: Int, bytes: Int) {
         var buf = [UInt8](repeating: 0, count: 65536)
-        var n = 0
-        while recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT)) >= 0 { n += 1 }
-        return n
+        var count = (datagrams: 0, bytes: 0)
+        while true {
+            let n = recv(fd, &buf, buf.count, Int32(MSG_DONTWAIT))
+            if n < 0 { return count }
+            count.datagrams += 1
+            count.bytes += n
+        }
     }
 
     /// Sends every queued datagram back to its sender; returns how many.

@@ -289,12 +289,9 @@ extension UdpServer {
 
     /// ACKs a data datagram now; if the socket would block, the ACK waits in the transaction.
     func sendAck(for transaction: Transaction, datagram number: Int) {
-        let header = transaction.ackHeader(forDatagram: UInt32(number))
-        if transmitAck(header, to: transaction.key.peer) == .wouldBlock {
+        if transmitAck(UInt32(number), of: transaction) == .wouldBlock {
             transaction.pendingAcks.insert(UInt32(number))
             queueForSend(transaction)
-        } else {
-            transaction.bytesSent += DatagramHeader.ackSize
         }
     }
 }

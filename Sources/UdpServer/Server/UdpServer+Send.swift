@@ -38,10 +38,7 @@ extension UdpServer {
     private func pump(_ transaction: Transaction) -> SendResult {
         guard transaction.phase != .finished else { return .sent }
         while let number = transaction.pendingAcks.first {
-            if transmitAck(transaction.ackHeader(forDatagram: number), to: transaction.key.peer) == .wouldBlock {
-                return .wouldBlock
-            }
-            transaction.bytesSent += DatagramHeader.ackSize
+            if transmitAck(number, of: transaction) == .wouldBlock { return .wouldBlock }
             transaction.pendingAcks.remove(number)
         }
         guard transaction.isSending, let message = transaction.outgoing else { return .sent }
@@ -89,6 +86,13 @@ extension UdpServer {
         }
         let result = transmit(count: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer)
         if result == .sent { transaction.bytesSent += DatagramHeader.dataHeaderSize + range.count }
+        return result
+    }
+
+    /// ACKs datagram `number` of `transaction`, counting it in what the transaction sent.
+    func transmitAck(_ number: UInt32, of transaction: Transaction) -> SendResult {
+        let result = transmitAck(transaction.ackHeader(forDatagram: number), to: transaction.key.peer)
+        if result == .sent { transaction.bytesSent += DatagramHeader.ackSize }
         return result
     }
 

@@ -74,7 +74,7 @@ extension UdpServer {
     /// ones only while everything sent stays within `unacknowledgedReplyFactor` times what
     /// that source sent, so it reflects a small factor, not a minute of resends.
     func mayResend(_ transaction: Transaction, _ message: OutgoingMessage, at now: Int64) -> Bool {
-        if transaction.peerAcknowledged || acknowledgingPeers.contains(transaction.key.peer, at: now) { return true }
+        if receivesAtItsAddress(transaction, at: now) { return true }
         if transaction.resendCount == 0 { return true }
         if transaction.resendCredits > 0 {
             transaction.resendCredits -= 1
@@ -111,9 +111,13 @@ extension UdpServer {
     /// A reply to an address that never acknowledged anything sends one datagram until
     /// the first ACK, so the first window cannot reflect four datagrams for one.
     func sendWindow(for transaction: Transaction) -> Int {
-        guard !transaction.isRequester, !transaction.peerAcknowledged,
-              !acknowledgingPeers.contains(transaction.key.peer, at: currentTime()) else { return configuration.ackWindow }
-        return 1
+        transaction.isRequester || receivesAtItsAddress(transaction, at: currentTime()) ? configuration.ackWindow : 1
+    }
+
+    /// The peer of `transaction` is known to receive at the address it claims: it
+    /// acknowledged this transaction, or answered one of this server's own requests lately.
+    func receivesAtItsAddress(_ transaction: Transaction, at now: Int64) -> Bool {
+        transaction.peerAcknowledged || acknowledgingPeers.contains(transaction.key.peer, at: now)
     }
 
     /// The original's `readTimeoutPoll` "resend it ALL": every datagram of the request

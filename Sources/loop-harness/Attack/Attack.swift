@@ -100,7 +100,7 @@ func runAttack(loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPla
 private func floodWhilePinging(_ name: String, loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPlan,
                                type: NodeMessage, pingSize: Int,
                                datagram: @escaping @Sendable (UInt32) -> [UInt8]) throws -> AttackReport.Phase {
-    let flooder = try BoundUdpSocket(ip: AttackPlan.flooderIP)
+    let flooder = try LoopbackSocket(ip: AttackPlan.flooderIP)
     let stop = Atomic<Bool>(false)
     let sent = Atomic<Int>(0)
     let target = node
@@ -111,10 +111,11 @@ private func floodWhilePinging(_ name: String, loop: Loop, client: UdpServer, no
         var due = monotonicNanoseconds()
         while !stop.load(ordering: .relaxed) {
             for _ in 0..<burst {
-                if flooder.send(datagram(id), to: target) { sent.add(1, ordering: .relaxed) }
+                let bytes = datagram(id)
+                if flooder.send(to: target.port, ip: target.ip, bytes) == bytes.count { sent.add(1, ordering: .relaxed) }
                 id = id == DatagramHeader.maxTransactionId ? 1 : id + 1
             }
-            flooder.drainInput()  // cancel ACKs and the like: read and forgotten
+            flooder.drain()  // cancel ACKs and the like: read and forgotten
             due += burstNanoseconds
             let wait = due - monotonicNanoseconds()
             if wait > 0 { usleep(UInt32(min(wait / 1_000, 1_000_000))) }
@@ -170,12 +171,12 @@ private func pacedPings(loop: Loop, client: UdpServer, to node: PeerAddress, typ
 /// Requests from a source that never acknowledges; what comes back over what went.
 private func reflect(_ name: String, loop: Loop, node: PeerAddress, plan: AttackPlan, type: NodeMessage,
                      payload: [UInt8]) throws -> AttackReport.Reflection {
-    let victim = try BoundUdpSocket(ip: AttackPlan.victimIP)
+    let victim = try LoopbackSocket(ip: AttackPlan.victimIP)
     var result = AttackReport.Reflection(name: name)
     for id in 1...UInt32(plan.reflectionRequests) {
         let datagram = DatagramHeader(kind: .data(messageSize: UInt32(payload.count)), messageType: type.rawValue,
                                       datagramNumber: 0, isFromInitiator: true, transactionId: id).encoded + payload
-        if victim.send(datagram, to: node) {
+        if victim.send(to: node.port, ip: node.ip, datagram) == datagram.count {
             result.requests += 1
             result.bytesSent += datagram.count
         }
@@ -183,10 +184,10 @@ private func reflect(_ name: String, loop: Loop, node: PeerAddress, plan: Attack
     // Long enough for a minute's worth of resends to have begun many times over (170-200 ms apart).
     let end = monotonicNanoseconds() + 3_000_000_000
     while monotonicNanoseconds() < end {
-        result.bytesReflected += victim.drainInput()
+        result.bytesReflected += victim.drainCounting().bytes
         usleep(10_000)
     }
-    result.bytesReflected += victim.drainInput()
+    result.bytesReflected += victim.drainCounting().bytes
     return result
 }
 
@@ -198,54 +199,5 @@ func serverCounters(inStatsReply text: String) -> [(String, Int)] {
         let parts = pair.split(separator: ":")
         guard parts.count == 2, let value = Int(parts[1]) else { return nil }
         return (String(parts[0].filter { $0 != "\"" }), value)
-    }
-}
-
-/// A UDP socket bound to a given 127/8 address: a second (or forged) source on this host.
-final class BoundUdpSocket: Sendable {
-    let fd: Int32
-
-    init(ip: UInt32) throws {
-        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw SystemError("socket", errno: errno) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = ip.bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else {
-            let error = SystemError("bind \(PeerAddress(ip: ip, port: 0).ipString)", errno: errno)
-            close(fd)
-            throw error
-        }
-    }
-
-    deinit { close(fd) }
-
-    /// False if the kernel refused it (a full send buffer: the flood outran it).
-    func send(_ bytes: [UInt8], to peer: PeerAddress) -> Bool {
-        var destination = sockaddr_in()
-        destination.sin_family = sa_family_t(AF_INET)
-        destination.sin_port = peer.port.bigEndian
-        destination.sin_addr.s_addr = peer.ip.bigEndian
-        let n = withUnsafePointer(to: &destination) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        return n == bytes.count
-    }
-
-    /// Reads everything waiting; returns the bytes read.
-    @discardableResult
-    func drainInput() -> Int {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var total = 0
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n < 0 { return total }
-            total += n
-        }
     }
 }

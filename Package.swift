@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .library(name: "Compat", targets: ["Compat"]),
         .library(name: "UdpServer", targets: ["UdpServer"]),
+        .library(name: "TcpServer", targets: ["TcpServer"]),
+        .library(name: "HttpServer", targets: ["HttpServer"]),
         .executable(name: "loop-harness", targets: ["loop-harness"]),
         .executable(name: "loop-bench", targets: ["loop-bench"]),
     ],
@@ -22,9 +24,12 @@ let package = Package(
         .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
         .target(name: "LoopTools", dependencies: ["LoopCore"], swiftSettings: strict),
         .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
+        .target(name: "TcpServer", dependencies: ["Compat", "CLoopShim"], swiftSettings: strict),
+        // HTTP/1.1 on the TcpServer: the admin console's server and the fetch client.
+        .target(name: "HttpServer", dependencies: ["TcpServer"], swiftSettings: strict),
         // Differential testing: the script language, the runner, the reference model and the differ.
         .target(name: "LoopScript", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
         .target(name: "TestTraits", path: "Tests/TestTraits", swiftSettings: strict),

@@ -120,3 +120,7 @@ static void child_after_fork(void) {
 __attribute__((constructor)) static void install_fork_handler(void) {
     pthread_atfork(NULL, NULL, child_after_fork);
 }
+
+int shim_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+    return accept4(fd, address, length, flags);
+}

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/select.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
@@ -62,5 +63,8 @@ void shim_legacy_handlers_removed(void);
 void shim_library_mask_note(int sig, int blocked_delta, int unblocked_delta);
 // Rewrites `mask` into what a child should start with.
 void shim_library_mask_undo(sigset_t *mask);
+
+/// accept4(2): Glibc declares it only under _GNU_SOURCE.
+int shim_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 
 #endif

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import HttpServer
 import LoopTools
 import UdpServer
 
@@ -30,6 +31,8 @@ let serveOptions = CommandOptions(
                                  + "or CIDR prefixes (10.0.0.0/8); replaces the default, \(TrustedPeers.loopback)"),
         .integer("--seconds", 0...31_536_000, default: 0, "stop by itself after this many seconds; 0: never"),
         .text("--save", "PATH", "where save-and-exit writes the node's counters (JSON)"),
+        .text("--http", "PORT", expects: "a TCP port 0…65535", "also serve the admin console over HTTP on this TCP port "
+                                 + "(0: any free one), at the --bind address"),
     ])
 
 /// `loop-harness serve`: a node until SIGINT/SIGTERM/SIGHUP, `--seconds` or a save-and-exit request.
@@ -43,12 +46,26 @@ func runServe(_ args: Arguments) throws -> Int32 {
     ProcessSignals.prepare(for: backend)
     // A save past the file-size limit must fail with EFBIG, reported like any failed save, not kill the node.
     signal(SIGXFSZ, SIG_IGN)
-    let loop = try Loop.make(backend)
+    let httpPort = try options.converted("--http") { UInt16($0) }
+    var loopConfiguration = LoopConfiguration()
+    // Each TCP socket may hold a read and a write registration: room for the TcpServer's limit.
+    if httpPort != nil { loopConfiguration.maxRegistrations = 2 * TcpServerConfiguration().maxIncomingSockets + 1_000 }
+    let loop = try Loop.make(backend, configuration: loopConfiguration)
     defer { try? loop.close() }
     let server = UdpServer(loop: loop, configuration: nodeConfiguration(port: UInt16(options.int("--port")), bind: bind,
                                                                         options: options))
     try server.start()
     let node = RpcNode(loop: loop, server: server, savePath: options.string("--save"), trusted: trusted)
+    var console: AdminConsole?
+    if let httpPort, let ip = PeerAddress.parseIPv4(bind) {
+        let http = HttpServer(loop: loop)
+        try http.listen(on: PeerAddress(ip: ip, port: httpPort))
+        console = AdminConsole(node: node, http: http)
+    }
+    defer { console?.http.close() }
+    let consoleURL = console?.http.tcp.listeningAddress.map { address in
+        "http://\(address.ip == 0 ? "127.0.0.1" : address.ipString):\(address.port)/"
+    }
     node.onSaveFailure = { (error: SaveError) in
         if json {
             say(JSON.object([("event", .string("save failed")), ("path", .string(error.path)),
@@ -83,9 +100,11 @@ func runServe(_ args: Arguments) throws -> Int32 {
         say(JSON.object([("event", .string("serving")), ("backend", .string(backend.rawValue)),
                          ("address", .string(address.ipString)), ("port", .int(Int(server.port))),
                          ("pid", .int(Int(getpid()))), ("beyondLoopback", .bool(beyondLoopback)),
+                         ("httpPort", console?.http.tcp.listeningAddress.map { .int(Int($0.port)) } ?? .null),
                          ("trusted", .array(trusted.prefixes.map { .string($0.description) }))]).description)
     } else {
         say("serving on \(address), backend \(backend), pid \(getpid())")
+        if let consoleURL { say("admin console at \(consoleURL)") }
         if beyondLoopback {
             say("listening beyond loopback: every handler answers anyone who can reach \(address.ipString); "
                 + "save-and-exit only \(trusted)")

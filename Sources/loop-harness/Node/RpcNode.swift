@@ -37,7 +37,11 @@ final class RpcNode {
     let trusted: TrustedPeers
     /// Told of each failed save (the node keeps serving, so that the operator can retry).
     var onSaveFailure: (SaveError) -> Void = { _ in }
+    /// More sections for `statsJSON` (the admin console adds its TCP and HTTP figures).
+    var extraStats: () -> [(String, JSON)] = { [] }
     private(set) var saved = false
+    /// When the node started (loop ms), for `uptimeMs`.
+    let startedAt: Int64
     private(set) var counters = NodeCounters()
 
     init(loop: Loop, server: UdpServer, savePath: String? = nil, trusted: TrustedPeers = .loopback) {
@@ -45,6 +49,7 @@ final class RpcNode {
         self.server = server
         self.savePath = savePath
         self.trusted = trusted
+        self.startedAt = loop.now
         install()
     }
 
@@ -69,25 +74,53 @@ final class RpcNode {
             }
         }
         server.registerHandler(type: NodeMessage.saveAndExit.rawValue) { [unowned self] request in
-            guard self.trusted.contains(request.peer.ip) else {
-                self.counters.adminRefused += 1
+            switch self.saveAndExit(requestedBy: request.peer.ip) {
+            case .refused:
                 try? self.server.sendErrorReply(errno: EPERM, to: request)
-                return
-            }
-            do throws(SaveError) {
-                try self.save()
-            } catch {
-                // A failed save is not an exit: the state would be lost. Say why and keep serving.
-                self.counters.savesFailed += 1
-                self.onSaveFailure(error)
+            case .failed(let error):
                 try? self.server.sendErrorReply(errno: error.errno, to: request)
-                return
+            case .saved:
+                try? self.server.sendReply(Array("saved".utf8), to: request)
+                // The reply still has to be acknowledged: stop once the server has drained.
+                self.exitWhenDrained()
             }
-            self.saved = true
-            try? self.server.sendReply(Array("saved".utf8), to: request)
-            // The reply still has to be acknowledged: stop once the server has drained.
-            self.server.shutdown(urgent: false) { [unowned self] in self.loop.stop() }
         }
+    }
+
+    /// What a save-and-exit request came to.
+    enum AdminOutcome {
+        case saved
+        /// The requester is not among the trusted peers (counted in `adminRefused`).
+        case refused
+        /// The save failed; the node keeps serving so that the request can be sent again.
+        case failed(SaveError)
+    }
+
+    /// Save-and-exit for every front end (the RPC message, the admin console): trusted
+    /// peers only, and a failed save is not an exit, or the state would be lost. On
+    /// `.saved` the caller answers, then calls `exitWhenDrained()`.
+    func saveAndExit(requestedBy ip: UInt32) -> AdminOutcome {
+        guard trusted.contains(ip) else {
+            counters.adminRefused += 1
+            return .refused
+        }
+        do throws(SaveError) {
+            try save()
+        } catch {
+            counters.savesFailed += 1
+            onSaveFailure(error)
+            return .failed(error)
+        }
+        saved = true
+        return .saved
+    }
+
+    /// An admin request refused before it reached `saveAndExit` (the console's token or origin check).
+    func countAdminRefusal() { counters.adminRefused += 1 }
+
+    /// Stops the loop once the RPC server has finished what is under way.
+    func exitWhenDrained() {
+        server.shutdown(urgent: false) { [unowned self] in self.loop.stop() }
     }
 
     private func save() throws(SaveError) {
@@ -98,12 +131,13 @@ final class RpcNode {
     func statsJSON() -> JSON {
         .object([
             ("backend", .string(loop.kind.rawValue)),
+            ("uptimeMs", .int(Int(loop.now - startedAt))),
             ("port", .int(Int(server.port))),
             ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))])),
             ("server", .object(server.stats.fields.map { ($0.0, .int($0.1)) })),
             ("node", .object(counters.fields.map { ($0.0, .int($0.1)) } + [("saved", .bool(saved))])),
             ("trusted", .array(trusted.prefixes.map { .string($0.description) })),
-        ])
+        ] + extraStats())
     }
 }
 

@@ -1,6 +1,7 @@
 import Glibc
 
-/// An IPv4 address and port, in host byte order.
+/// An IPv4 address and port, in host byte order: what the servers on the loop
+/// (UDP and TCP) name their peers and their own sockets by.
 public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, LosslessStringConvertible {
     /// e.g. `0x7f00_0001` for 127.0.0.1.
     public var ip: UInt32
@@ -43,20 +44,13 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
 
     public var description: String { "\(ipString):\(port)" }
 
-    /// A peer on our own network gets the shorter background resend time:
-    /// 10.x, 192.168.x, loopback, or the same /16 as `local`.
-    public func isLocal(to local: UInt32) -> Bool {
-        let first = ip >> 24
-        return first == 10 || ip >> 16 == 0xc0a8 || first == 127 || ip >> 16 == local >> 16
-    }
-
     // MARK: sockaddr
 
-    init(_ address: sockaddr_in) {
+    public init(_ address: sockaddr_in) {
         self.init(ip: UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
     }
 
-    var socketAddress: sockaddr_in {
+    public var socketAddress: sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian

@@ -1,0 +1,131 @@
+/// The size limits of an HTTP message. Past them a request is answered with a
+/// 4xx and its connection closed; a reply is refused as malformed.
+public struct HttpLimits: Sendable {
+    /// The request or status line and every header, with their line ends.
+    public var maxHeaderBytes = 8 * 1024
+    public var maxHeaderCount = 64
+    /// The request target (path and query).
+    public var maxTargetBytes = 2 * 1024
+    public var maxBodyBytes = 64 * 1024
+
+    public init() {}
+}
+
+/// An HTTP/1.x start line and header fields, parsed strictly: CRLF line ends,
+/// token field names, no line folding, no bytes outside visible ASCII, space and tab.
+struct HttpHead {
+    /// The start line split at its first two spaces.
+    var start: (String, String, String)
+    /// Field names lowercased, in order.
+    var fields: [(name: String, value: String)]
+    /// Bytes up to and including the blank line.
+    var length: Int
+
+    func values(_ name: String) -> [String] { fields.filter { $0.name == name }.map(\.value) }
+
+    /// The tokens of every `name` field (`Connection: keep-alive, Upgrade`), lowercased.
+    func tokens(_ name: String) -> [String] {
+        values(name).flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces.lowercased() }
+    }
+
+    /// The body length `Content-Length` declares: nil when absent; throws when it is
+    /// not a number or two disagree (a request smuggling vector).
+    func contentLength() throws(HttpHeadError) -> Int? {
+        let declared = values("content-length")
+        guard let first = declared.first else { return nil }
+        guard declared.allSatisfy({ $0 == first }), !first.isEmpty, first.count <= 18,
+              first.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let length = Int(first) else {
+            throw .malformed("invalid Content-Length")
+        }
+        return length
+    }
+
+    /// Where the head ends (the index after the blank line), or nil if it has not
+    /// ended within `limit` bytes.
+    static func end(in bytes: ArraySlice<UInt8>, limit: Int) -> Int? {
+        let start = bytes.startIndex
+        let stop = min(bytes.endIndex, start + limit)
+        var i = start
+        while i + 3 < stop {
+            if bytes[i + 3] != 0x0a { i += 1; continue }
+            if bytes[i] == 0x0d && bytes[i + 1] == 0x0a && bytes[i + 2] == 0x0d { return i + 4 - start }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Parses the head that ends at `length` (from `end(in:limit:)`).
+    static func parse(_ bytes: ArraySlice<UInt8>, length: Int, limits: HttpLimits) throws(HttpHeadError) -> HttpHead {
+        let head = bytes[bytes.startIndex..<(bytes.startIndex + length - 2)]
+        var lines: [ArraySlice<UInt8>] = []
+        var lineStart = head.startIndex
+        var i = head.startIndex
+        while i < head.endIndex {
+            let byte = head[i]
+            if byte == 0x0d {
+                guard i + 1 < head.endIndex, head[i + 1] == 0x0a else { throw .malformed("a bare CR") }
+                lines.append(head[lineStart..<i])
+                i += 2
+                lineStart = i
+                continue
+            }
+            guard byte == 0x09 || (0x20...0x7e).contains(byte) else { throw .malformed("a control or non-ASCII byte") }
+            i += 1
+        }
+        guard let startLine = lines.first, !startLine.isEmpty else { throw .malformed("no start line") }
+        let parts = startLine.split(separator: 0x20, maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts.allSatisfy({ !$0.isEmpty }) else { throw .malformed("a malformed start line") }
+        if parts[1].count > limits.maxTargetBytes { throw .targetTooLong }
+        guard lines.count - 1 <= limits.maxHeaderCount else { throw .tooManyFields }
+        var fields: [(name: String, value: String)] = []
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: 0x3a) else { throw .malformed("a header line without a colon") }
+            let name = line[line.startIndex..<colon]
+            guard !name.isEmpty, name.allSatisfy(isTokenByte) else { throw .malformed("an invalid header name") }
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
+            fields.append((String(decoding: name, as: UTF8.self).lowercased(), value))
+        }
+        return HttpHead(start: (String(decoding: parts[0], as: UTF8.self), String(decoding: parts[1], as: UTF8.self),
+                                String(decoding: parts[2], as: UTF8.self)),
+                        fields: fields, length: length)
+    }
+
+    private static func isTokenByte(_ b: UInt8) -> Bool {
+        switch b {
+        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
+        default: return Array("!#$%&'*+-.^_`|~".utf8).contains(b)
+        }
+    }
+}
+
+/// Why a head could not be read; each maps to the status a server answers with.
+enum HttpHeadError: Error, Equatable {
+    case malformed(String)
+    case targetTooLong
+    case tooManyFields
+
+    var status: Int {
+        switch self {
+        case .malformed: 400
+        case .targetTooLong: 414
+        case .tooManyFields: 431
+        }
+    }
+
+    var reason: String {
+        switch self {
+        case .malformed(let why): "malformed request: \(why)"
+        case .targetTooLong: "request target too long"
+        case .tooManyFields: "too many header fields"
+        }
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace).
+    var trimmingSpaces: String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}

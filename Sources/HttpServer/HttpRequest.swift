@@ -1,0 +1,88 @@
+import Compat
+
+/// One HTTP/1.x request, whole (head and body).
+public struct HttpRequest: Sendable {
+    public let method: String
+    /// The request target as sent (`/status.json?x=1`).
+    public let target: String
+    /// The target up to `?`.
+    public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    public let version: String
+    /// Field names lowercased, in order.
+    public let fields: [(name: String, value: String)]
+    public let body: [UInt8]
+    public let peer: PeerAddress
+    /// The connection stays open after the response (HTTP/1.1 unless `Connection: close`;
+    /// HTTP/1.0 only with `Connection: keep-alive`).
+    public let keepAlive: Bool
+
+    /// The first value of a field, by its case-insensitive name.
+    public func field(_ name: String) -> String? {
+        let name = name.lowercased()
+        return fields.first { $0.name == name }?.value
+    }
+}
+
+/// An HTTP response to send.
+public struct HttpResponse: Sendable, Equatable {
+    public var status: Int
+    public var fields: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, fields: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.fields = fields
+        self.body = body
+    }
+
+    public static func == (a: HttpResponse, b: HttpResponse) -> Bool {
+        a.status == b.status && a.body == b.body && a.fields.map(\.name) == b.fields.map(\.name)
+            && a.fields.map(\.value) == b.fields.map(\.value)
+    }
+
+    /// A short text body (the reason, for errors) with its type.
+    public static func text(_ status: Int, _ text: String) -> HttpResponse {
+        HttpResponse(status: status, fields: [("Content-Type", "text/plain; charset=utf-8")], body: Array((text + "\n").utf8))
+    }
+
+    public func field(_ name: String) -> String? {
+        let name = name.lowercased()
+        return fields.first { $0.name.lowercased() == name }?.value
+    }
+
+    /// The bytes on the wire: status line, the fields, `Content-Length` and
+    /// `Connection` from the server's decision, and the body (none for HEAD).
+    func serialized(keepAlive: Bool, includeBody: Bool = true) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(HttpResponse.reason(status))\r\n"
+        for (name, value) in fields where !["content-length", "connection"].contains(name.lowercased()) {
+            head += "\(name): \(value)\r\n"
+        }
+        head += "Content-Length: \(body.count)\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
+        return Array(head.utf8) + (includeBody ? body : [])
+    }
+
+    public static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 204: "No Content"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 408: "Request Timeout"
+        case 411: "Length Required"
+        case 413: "Content Too Large"
+        case 414: "URI Too Long"
+        case 431: "Request Header Fields Too Large"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 503: "Service Unavailable"
+        case 505: "HTTP Version Not Supported"
+        default: "Status"
+        }
+    }
+}

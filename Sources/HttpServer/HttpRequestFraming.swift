@@ -1,0 +1,57 @@
+/// Frames HTTP/1.x requests for the TcpServer: a head within the limits, then the
+/// body `Content-Length` declares. Anything else is refused with its 4xx/5xx and
+/// the connection closed, and counted by status.
+final class HttpRequestFraming: TcpFraming {
+    let limits: HttpLimits
+    /// Refusals by status (400, 413, 431, …), including the server's 408 and oversize.
+    private(set) var refusals: [Int: Int] = [:]
+
+    init(limits: HttpLimits) {
+        self.limits = limits
+    }
+
+    func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
+        guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes) else {
+            if bytes.count >= limits.maxHeaderBytes { return refuse(431, "request header too large") }
+            if atEnd && !bytes.isEmpty { return refuse(400, "incomplete request") }
+            return .incomplete
+        }
+        let head: HttpHead
+        let bodyLength: Int
+        do throws(HttpHeadError) {
+            head = try HttpHead.parse(bytes, length: headLength, limits: limits)
+            bodyLength = try head.contentLength() ?? 0
+        } catch {
+            return refuse(error.status, error.reason)
+        }
+        guard head.start.2 == "HTTP/1.1" || head.start.2 == "HTTP/1.0" else {
+            if head.start.2.hasPrefix("HTTP/") { return refuse(505, "only HTTP/1.0 and HTTP/1.1") }
+            return refuse(400, "malformed request: no HTTP version")
+        }
+        // A chunked (or otherwise encoded) request body is not supported: the console never needs one.
+        if !head.values("transfer-encoding").isEmpty { return refuse(501, "Transfer-Encoding is not supported") }
+        guard bodyLength <= limits.maxBodyBytes else { return refuse(413, "request body too large") }
+        let total = headLength + bodyLength
+        guard bytes.count >= total else { return atEnd ? refuse(400, "incomplete request body") : .incomplete }
+        return .complete(length: total, reusable: Self.keepAlive(head))
+    }
+
+    static func keepAlive(_ head: HttpHead) -> Bool {
+        let connection = head.tokens("connection")
+        if head.start.2 == "HTTP/1.0" { return connection.contains("keep-alive") }
+        return !connection.contains("close")
+    }
+
+    var oversizedReply: [UInt8] { refusal(413, "request too large") }
+    var timedOutReply: [UInt8] { refusal(408, "request not received in time") }
+
+    private func refuse(_ status: Int, _ reason: String) -> TcpFrame {
+        .refused(reply: refusal(status, reason))
+    }
+
+    /// The refusal's bytes; counted here, as every refusal is built once and sent.
+    func refusal(_ status: Int, _ reason: String) -> [UInt8] {
+        refusals[status, default: 0] += 1
+        return HttpResponse.text(status, reason).serialized(keepAlive: false)
+    }
+}

@@ -1,0 +1,103 @@
+import Compat
+
+/// Answers one request, once. A handler may keep it and answer from a later callback.
+public struct HttpResponder {
+    let server: HttpServer
+    let request: TcpRequest
+    let keepAlive: Bool
+    let isHead: Bool
+
+    /// Sends `response`; `thenClose` ends the connection after it. False when the
+    /// connection is already gone (the reply is dropped and counted).
+    @discardableResult
+    public func respond(_ response: HttpResponse, thenClose: Bool = false) -> Bool {
+        server.count(response.status)
+        let keep = keepAlive && !thenClose
+        return server.tcp.reply(response.serialized(keepAlive: keep, includeBody: !isHead), to: request, thenClose: !keep)
+    }
+}
+
+/// What the HTTP server counts beyond its TcpServer.
+public struct HttpServerStats: Sendable, Equatable {
+    public var requests = 0
+    public var responses2xx = 0
+    public var responses3xx = 0
+    public var responses4xx = 0
+    public var responses5xx = 0
+    /// Requests refused before a handler saw them (malformed, too large, too slow), by status.
+    public var refusedByStatus: [Int: Int] = [:]
+
+    public var fields: [(String, Int)] {
+        [("requests", requests), ("responses2xx", responses2xx), ("responses3xx", responses3xx),
+         ("responses4xx", responses4xx), ("responses5xx", responses5xx)]
+            + refusedByStatus.sorted { $0.key < $1.key }.map { ("refused\($0.key)", $0.value) }
+    }
+}
+
+/// HTTP/1.1 on a TcpServer: requests framed and parsed within `HttpLimits`,
+/// keep-alive, pipelined requests answered in order, and every malformed,
+/// oversized or too slow request answered with its 4xx and closed.
+public final class HttpServer {
+    public let tcp: TcpServer
+    public let limits: HttpLimits
+    /// Called with each well-formed request; must lead to exactly one `respond`.
+    public var handler: (HttpRequest, HttpResponder) -> Void = { _, responder in
+        responder.respond(.text(404, "not found"))
+    }
+    private let framing: HttpRequestFraming
+    private var counted = HttpServerStats()
+
+    public init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(), limits: HttpLimits = HttpLimits()) {
+        var configuration = configuration
+        // The framing refuses past its own limits first, with the precise status.
+        configuration.maxMessageBytes = limits.maxHeaderBytes + limits.maxBodyBytes + 1
+        configuration.refusalReply = HttpResponse.text(503, "too many connections").serialized(keepAlive: false)
+        self.limits = limits
+        self.framing = HttpRequestFraming(limits: limits)
+        self.tcp = TcpServer(loop: loop, configuration: configuration, framing: framing)
+        tcp.onRequest = { [unowned self] request in self.received(request) }
+    }
+
+    public var stats: HttpServerStats {
+        var stats = counted
+        stats.refusedByStatus = framing.refusals
+        if tcp.stats.refusedDescriptors + tcp.stats.refusedAtLimit > 0 {
+            stats.refusedByStatus[503, default: 0] += tcp.stats.refusedDescriptors + tcp.stats.refusedAtLimit
+        }
+        return stats
+    }
+
+    @discardableResult
+    public func listen(on address: PeerAddress) throws(TcpError) -> PeerAddress {
+        try tcp.listen(on: address)
+    }
+
+    public func close() { tcp.close() }
+
+    private func received(_ message: TcpRequest) {
+        counted.requests += 1
+        let bytes = message.bytes[...]
+        // The framing accepted these bytes: the head parses and the length is right.
+        guard let length = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes),
+              let head = try? HttpHead.parse(bytes, length: length, limits: limits) else {
+            let responder = HttpResponder(server: self, request: message, keepAlive: false, isHead: false)
+            responder.respond(.text(400, "malformed request"), thenClose: true)
+            return
+        }
+        let request = HttpRequest(method: head.start.0, target: head.start.1, version: head.start.2,
+                                  fields: head.fields, body: Array(bytes[(bytes.startIndex + length)...]),
+                                  peer: message.peer, keepAlive: HttpRequestFraming.keepAlive(head))
+        let responder = HttpResponder(server: self, request: message, keepAlive: request.keepAlive,
+                                      isHead: request.method == "HEAD")
+        handler(request, responder)
+    }
+
+    func count(_ status: Int) {
+        switch status {
+        case 200..<300: counted.responses2xx += 1
+        case 300..<400: counted.responses3xx += 1
+        case 400..<500: counted.responses4xx += 1
+        default: counted.responses5xx += 1
+        }
+    }
+}

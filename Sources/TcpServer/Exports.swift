@@ -1,0 +1,2 @@
+// Users of the server get the loop API with it.
+@_exported import Compat

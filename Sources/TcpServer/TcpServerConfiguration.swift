@@ -1,0 +1,37 @@
+import Compat
+
+/// The server's limits and timers. The defaults are the original's, where it had one.
+public struct TcpServerConfiguration: Sendable {
+    /// The listening socket's queue of connections not yet accepted.
+    public var listenBacklog: Int32 = 128
+    /// Incoming sockets open at once; past it the least used idle one is closed to
+    /// make room, or the new one is refused (the original's `MAX_TCP_SOCKS`).
+    public var maxIncomingSockets = 15_000
+    /// A socket with no byte read or written for this long is ended (60 s).
+    public var timeoutMs = 60_000
+    /// How often the timeouts are checked (the original's 500 ms `readTimeoutPoll`).
+    public var scanIntervalMs = 500
+    /// A keep-alive socket with no message under way is closed after this long idle
+    /// (the original's `closeLeastUsed(60)` every 30 s).
+    public var idleTimeoutMs = 60_000
+    /// An incoming message must arrive whole within this long of its first byte: a
+    /// client dribbling a byte a second makes progress, but not a request.
+    public var requestDeadlineMs = 30_000
+    /// The largest message read (request or reply); more is refused and closed.
+    public var maxMessageBytes = 1 << 20
+    /// An outgoing exchange reading for longer than `minimumRateAfterMs` at under
+    /// `minimumReadRate` bytes/s is ended as too slow (the original's read-rate timeout).
+    public var minimumReadRate = 20
+    public var minimumRateAfterMs = 60_000
+    /// The accept callback stops after this long and lets the loop serve others (15 ms).
+    public var acceptBudgetMs: Int64 = 15
+    /// The niceness of accepted sockets' callbacks (the listener's is 0).
+    public var incomingNiceness = 0
+    /// Idle keep-alive connections kept per destination for later exchanges.
+    public var maxIdleOutgoingPerPeer = 8
+    /// Sent to a connection refused at accept (over the limit, or a descriptor the
+    /// loop cannot watch) before it is closed; the protocol's "busy" answer.
+    public var refusalReply: [UInt8] = []
+
+    public init() {}
+}

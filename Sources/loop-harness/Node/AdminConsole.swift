@@ -1,0 +1,108 @@
+import Compat
+import Glibc
+import HttpServer
+import LoopTools
+
+/// The node's HTTP admin console (`serve --http PORT`): a status page a person reads
+/// at a glance, the same figures as JSON for the page's live updates, and Save & Exit.
+///
+/// Save & Exit changes state, so it is a POST that carries the per-process token
+/// printed into the page (`X-Admin-Token`): another site can make a browser send a
+/// form POST, but not a custom header, and cannot read the page to learn the token.
+/// It is obeyed only from the node's trusted peers, like the RPC save-and-exit.
+final class AdminConsole {
+    let node: RpcNode
+    let http: HttpServer
+    /// 128 random bits, hex: a new one every process.
+    let token: String
+
+    init(node: RpcNode, http: HttpServer) {
+        self.node = node
+        self.http = http
+        var generator = SystemRandomNumberGenerator()
+        self.token = (0..<2).map { _ in
+            let hex = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+        http.handler = { [unowned self] request, responder in self.route(request, responder) }
+        node.extraStats = { [unowned self] in
+            [("tcp", .object(self.http.tcp.stats.fields.map { ($0.0, .int($0.1)) })),
+             ("http", .object(self.http.stats.fields.map { ($0.0, .int($0.1)) }))]
+        }
+    }
+
+    private func route(_ request: HttpRequest, _ responder: HttpResponder) {
+        let readOnly = ["GET", "HEAD"]
+        switch request.path {
+        case "/":
+            guard readOnly.contains(request.method) else { responder.respond(methodNotAllowed("GET, HEAD")); return }
+            responder.respond(HttpResponse(status: 200, fields: pageFields, body: Array(page().utf8)))
+        case "/status.json":
+            guard readOnly.contains(request.method) else { responder.respond(methodNotAllowed("GET, HEAD")); return }
+            responder.respond(HttpResponse(status: 200, fields: jsonFields, body: Array(node.statsJSON().description.utf8)))
+        case "/save-exit":
+            guard request.method == "POST" else { responder.respond(methodNotAllowed("POST")); return }
+            saveAndExit(request, responder)
+        default:
+            responder.respond(.text(404, "not found: try / or /status.json"))
+        }
+    }
+
+    private func saveAndExit(_ request: HttpRequest, _ responder: HttpResponder) {
+        // A browser names the page a request came from: only this console's own page may ask.
+        if let origin = request.field("origin"), origin != "http://" + (request.field("host") ?? "") {
+            node.countAdminRefusal()
+            responder.respond(json(403, ("ok", .bool(false)), ("error", .string("cross-origin request refused")))); return
+        }
+        guard let given = request.field("x-admin-token"), constantTimeEqual(given, token) else {
+            node.countAdminRefusal()
+            responder.respond(json(403, ("ok", .bool(false)), ("error", .string("missing or wrong X-Admin-Token")))); return
+        }
+        switch node.saveAndExit(requestedBy: request.peer.ip) {
+        case .refused:
+            responder.respond(json(403, ("ok", .bool(false)),
+                                   ("error", .string("\(request.peer.ipString) is not among the node's trusted peers"))))
+        case .failed(let error):
+            responder.respond(json(500, ("ok", .bool(false)), ("error", .string(error.description)),
+                                   ("errno", .int(Int(error.errno)))))
+        case .saved:
+            responder.respond(json(200, ("ok", .bool(true)), ("saved", .bool(true)),
+                                   ("path", node.savePath.map { .string($0) } ?? .null)), thenClose: true)
+            node.exitWhenDrained()
+        }
+    }
+
+    private func methodNotAllowed(_ allowed: String) -> HttpResponse {
+        var response = HttpResponse.text(405, "method not allowed: use \(allowed)")
+        response.fields.append(("Allow", allowed))
+        return response
+    }
+
+    private func json(_ status: Int, _ fields: (String, JSON)...) -> HttpResponse {
+        HttpResponse(status: status, fields: jsonFields, body: Array(JSON.object(fields).description.utf8))
+    }
+
+    private let jsonFields: [(name: String, value: String)] = [
+        ("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+    ]
+
+    /// No framing by other sites (a hidden Save & Exit button under a decoy), no scripts from elsewhere.
+    private let pageFields: [(name: String, value: String)] = [
+        ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+    ]
+
+    private func page() -> String {
+        ConsolePage.html(stats: node.statsJSON(), token: token)
+    }
+}
+
+/// Compares without stopping at the first difference: the time taken says nothing about the token.
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    guard x.count == y.count else { return false }
+    var difference: UInt8 = 0
+    for i in x.indices { difference |= x[i] ^ y[i] }
+    return difference == 0
+}

@@ -186,6 +186,13 @@ public final class HttpClient {
         self.limits = limits
     }
 
+    /// A client with a TcpServer of its own that never listens; replies up to `configuration.maxMessageBytes`.
+    public convenience init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(),
+                            limits: HttpLimits = HttpLimits()) {
+        self.init(tcp: TcpServer(loop: loop, configuration: configuration, framing: HttpRequestFraming(limits: limits)),
+                  limits: limits)
+    }
+
     /// GETs `url`; `completion` runs exactly once, later. Throws (without calling it) when the request cannot start.
     public func get(_ url: HttpURL, timeoutMs: Int = 60_000,
                     completion: @escaping (Result<HttpFetched, TcpError>) -> Void) throws(TcpError) {

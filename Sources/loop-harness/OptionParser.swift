@@ -97,6 +97,8 @@ struct CommandOptions {
     /// More about it, for `--help`: what an option exposes, when the command exits.
     var details: String = ""
     let options: [Option]
+    /// What the command takes after its options, if anything (`URL…` for fetch); one or more are required.
+    var operands: String? = nil
 
     /// Options every command takes.
     static let common: [Option] = [
@@ -114,7 +116,8 @@ struct CommandOptions {
 
     var help: String {
         let required = options.filter(\.required).map(\.synopsis).joined(separator: " ")
-        var lines = ["usage: loop-harness \(command)\(required.isEmpty ? "" : " " + required) [options]", "", summary]
+        let takes = (required.isEmpty ? "" : " " + required) + " [options]" + (operands.map { " " + $0 } ?? "")
+        var lines = ["usage: loop-harness \(command)\(takes)", "", summary]
         if !details.isEmpty { lines += ["", details] }
         func table(_ title: String, _ options: [Option]) {
             guard !options.isEmpty else { return }
@@ -147,6 +150,8 @@ struct ParsedOptions {
 
     let declaration: CommandOptions
     private var values: [String: Value] = [:]
+    /// The arguments that are not options, for a command that declares `operands`.
+    private(set) var operands: [String] = []
 
     /// Strict: an unknown option, a missing value, a stray argument, a value not of the
     /// option's kind or out of its range, an option given twice, or a required one
@@ -158,7 +163,9 @@ struct ParsedOptions {
             let argument = arguments[index]
             index += 1
             guard argument.hasPrefix("-") && argument.count > 1 else {
-                throw declaration.usage("unexpected argument '\(argument)'")
+                guard declaration.operands != nil else { throw declaration.usage("unexpected argument '\(argument)'") }
+                operands.append(argument)
+                continue
             }
             // `--name=value` as well as `--name value`.
             var name = argument
@@ -192,6 +199,9 @@ struct ParsedOptions {
             values[name] = try Self.value(raw, of: option, in: declaration)
         }
         // --help anywhere wins over a missing required option.
+        if let wanted = declaration.operands, operands.isEmpty {
+            throw declaration.usage("\(wanted) is required")
+        }
         if let missing = declaration.options.first(where: { $0.required && values[$0.name] == nil }) {
             throw declaration.usage("\(missing.synopsis) is required")
         }

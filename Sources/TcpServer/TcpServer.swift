@@ -91,7 +91,9 @@ public final class TcpServer {
     private func stopListening() {
         if let r = listenerRegistration { try? loop.unregister(r) }
         listenerRegistration = nil
-        if listener >= 0 { try? loop.closeAfterBatch(fd: listener) }
+        if listener >= 0 {
+            do { try loop.closeAfterBatch(fd: listener) } catch { closeDescriptor(listener) }
+        }
         listener = -1
     }
 
@@ -105,9 +107,12 @@ public final class TcpServer {
             case .wouldBlock:
                 return
             case .outOfDescriptors:
-                // Level-triggered readiness would call again at once: make room, or stop
-                // accepting until the next scan instead of spinning on a queue we cannot take.
+                // Make room and accept at the next poll: the victim's descriptor is freed only
+                // after this batch, so accepting again now would fail again and take another.
+                // With no room to make, stop accepting until the next scan: level-triggered
+                // readiness would otherwise call this again at once, a spin.
                 if !closeLeastUsed() { pauseAccepting() }
+                return
             case .failed:
                 continue
             }
@@ -385,7 +390,10 @@ public final class TcpServer {
         connection.writeRegistration = nil
         connection.received = []
         connection.pending = []
-        try? loop.closeAfterBatch(fd: connection.fd)
+        do { try loop.closeAfterBatch(fd: connection.fd) } catch {
+            // The loop is closed (or this is a forked child): it watches nothing, close it here.
+            closeDescriptor(connection.fd)
+        }
         if let exchange = connection.exchange {
             connection.exchange = nil
             failExchange(exchange, error, on: connection)

@@ -38,6 +38,8 @@ public final class TcpServer {
     var pool: [PeerAddress: [TcpConnection]] = [:]
     var scanRegistration: Registration?
     private var nextID: UInt64 = 0
+    /// Every read lands here first (no user code runs while it is in use), then in its connection's buffer.
+    private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     public private(set) var isClosed = false
 
     public init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(), framing: any TcpFraming) {
@@ -201,14 +203,13 @@ public final class TcpServer {
             destroy(connection)
             return
         }
-        let chunk = 64 * 1024
-        var buffer = [UInt8](repeating: 0, count: chunk)
+        let chunk = readBuffer.count
         reading: while connection.received.count <= configuration.maxMessageBytes {
-            let outcome = buffer.withUnsafeMutableBytes { StreamSocket.receive(connection.fd, into: $0) }
+            let outcome = readBuffer.withUnsafeMutableBytes { StreamSocket.receive(connection.fd, into: $0) }
             switch outcome {
             case .transferred(let n):
                 if connection.received.isEmpty { connection.messageStartedAt = loop.now }
-                connection.received.append(contentsOf: buffer[0..<n])
+                connection.received.append(contentsOf: readBuffer[0..<n])
                 connection.lastAction = loop.now
                 connection.exchangeBytesIn += n
                 stats.bytesIn += n

@@ -13,6 +13,9 @@ final class HttpRequestFraming: TcpFraming {
     func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
         guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes) else {
             if bytes.count >= limits.maxHeaderBytes { return refuse(431, "request header too large") }
+            if HttpHead.cannotBecomeHead(bytes, limit: limits.maxHeaderBytes) {
+                return refuse(400, "malformed request: not an HTTP head")
+            }
             if atEnd && !bytes.isEmpty { return refuse(400, "incomplete request") }
             return .incomplete
         }

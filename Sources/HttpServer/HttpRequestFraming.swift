@@ -27,6 +27,10 @@ final class HttpRequestFraming: TcpFraming {
         } catch {
             return refuse(error.status, error.reason)
         }
+        // The head's third part is the rest of its first line (a status line's reason has
+        // spaces): in a request line a space there is a fourth word, malformed (400), not
+        // an unsupported version (505).
+        if head.start.2.contains(" ") { return refuse(400, "malformed request: a request line of more than three words") }
         guard head.start.2 == "HTTP/1.1" || head.start.2 == "HTTP/1.0" else {
             if head.start.2.hasPrefix("HTTP/") { return refuse(505, "only HTTP/1.0 and HTTP/1.1") }
             return refuse(400, "malformed request: no HTTP version")

@@ -22,6 +22,8 @@ extension TcpServerLoopTests {
                 ("Content-Length negative", bytes("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400),
                 ("Transfer-Encoding", bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 501),
                 ("HTTP/2.0", bytes("GET / HTTP/2.0\r\n\r\n"), 505),
+                ("a start line of four words", bytes("GET / HTTP/1.1 extra\r\n\r\n"), 400),
+                ("a start line with two spaces", bytes("GET  / HTTP/1.1\r\n\r\n"), 400),
                 ("NUL in a field", bytes("GET / HTTP/1.1\r\nX: a\u{0}b\r\n\r\n"), 400),
                 ("control byte in the target", bytes("GET /\u{7} HTTP/1.1\r\n\r\n"), 400),
                 ("a field without a colon", bytes("GET / HTTP/1.1\r\nNoColon\r\n\r\n"), 400),

@@ -123,8 +123,7 @@ struct HttpResponseFraming: TcpFraming {
         var i = body.startIndex
         while true {
             guard let lineEnd = lineEnd(body, from: i) else { return nil }
-            let sizeText = String(decoding: body[i..<lineEnd].prefix { $0 != 0x3b }, as: UTF8.self).trimmingSpaces
-            guard !sizeText.isEmpty, sizeText.count <= 15, let size = Int(sizeText, radix: 16) else { return .some(nil) }
+            guard let size = chunkSize(body[i..<lineEnd]) else { return .some(nil) }
             i = lineEnd + 2
             if size == 0 {
                 // Trailer fields, then the blank line.
@@ -138,6 +137,16 @@ struct HttpResponseFraming: TcpFraming {
             guard body[i + size] == 0x0d, body[i + size + 1] == 0x0a else { return .some(nil) }
             i += size + 2
         }
+    }
+
+    /// The size a chunk line declares (before any `;extension`): hex digits only.
+    /// `Int(_:radix:)` alone also takes a sign, and a negative size moved the parser
+    /// back into bytes it had read (an index out of bounds: a server could crash the
+    /// client with `-10`).
+    static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
+        let sizeText = String(decoding: line.prefix { $0 != 0x3b }, as: UTF8.self).trimmingSpaces
+        guard !sizeText.isEmpty, sizeText.count <= 15, sizeText.allSatisfy(\.isHexDigit) else { return nil }
+        return Int(sizeText, radix: 16)
     }
 
     private static func lineEnd(_ bytes: ArraySlice<UInt8>, from start: Int) -> Int? {
@@ -166,8 +175,7 @@ struct HttpResponseFraming: TcpFraming {
         var out: [UInt8] = []
         var i = chunked.startIndex
         while let end = lineEnd(chunked, from: i) {
-            let sizeText = String(decoding: chunked[i..<end].prefix { $0 != 0x3b }, as: UTF8.self).trimmingSpaces
-            guard let size = Int(sizeText, radix: 16), size > 0, end + 2 + size <= chunked.endIndex else { break }
+            guard let size = chunkSize(chunked[i..<end]), size > 0, end + 2 + size <= chunked.endIndex else { break }
             out += chunked[(end + 2)..<(end + 2 + size)]
             i = end + 2 + size + 2
         }

@@ -54,6 +54,30 @@ struct HttpHead {
         return nil
     }
 
+    /// True when `bytes`, a head not ended yet, can never become one: a byte no head
+    /// holds (a control or non-ASCII byte), a CR not followed by LF, or an LF without
+    /// its CR. Without this, garbage with no blank line in it (a TLS hello, another
+    /// protocol, bare-LF line ends) held its connection until the request deadline
+    /// and was answered with a 408 instead of a 400.
+    static func cannotBecomeHead(_ bytes: ArraySlice<UInt8>, limit: Int) -> Bool {
+        let stop = min(bytes.endIndex, bytes.startIndex + limit)
+        var i = bytes.startIndex
+        while i < stop {
+            switch bytes[i] {
+            case 0x0d:
+                if i + 1 < stop && bytes[i + 1] != 0x0a { return true }
+            case 0x0a:
+                if i == bytes.startIndex || bytes[i - 1] != 0x0d { return true }
+            case 0x09, 0x20...0x7e:
+                break
+            default:
+                return true
+            }
+            i += 1
+        }
+        return false
+    }
+
     /// Parses the head that ends at `length` (from `end(in:limit:)`).
     static func parse(_ bytes: ArraySlice<UInt8>, length: Int, limits: HttpLimits) throws(HttpHeadError) -> HttpHead {
         let head = bytes[bytes.startIndex..<(bytes.startIndex + length - 2)]

@@ -13,6 +13,9 @@ final class HttpRequestFraming: TcpFraming {
     func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
         guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes) else {
             if bytes.count >= limits.maxHeaderBytes { return refuse(431, "request header too large") }
+            if HttpHead.cannotBecomeHead(bytes, limit: limits.maxHeaderBytes) {
+                return refuse(400, "malformed request: not an HTTP head")
+            }
             if atEnd && !bytes.isEmpty { return refuse(400, "incomplete request") }
             return .incomplete
         }
@@ -24,6 +27,10 @@ final class HttpRequestFraming: TcpFraming {
         } catch {
             return refuse(error.status, error.reason)
         }
+        // The head's third part is the rest of its first line (a status line's reason has
+        // spaces): in a request line a space there is a fourth word, malformed (400), not
+        // an unsupported version (505).
+        if head.start.2.contains(" ") { return refuse(400, "malformed request: a request line of more than three words") }
         guard head.start.2 == "HTTP/1.1" || head.start.2 == "HTTP/1.0" else {
             if head.start.2.hasPrefix("HTTP/") { return refuse(505, "only HTTP/1.0 and HTTP/1.1") }
             return refuse(400, "malformed request: no HTTP version")

@@ -11,7 +11,7 @@ enum StreamSocket {
         case wouldBlock
         /// `EMFILE`/`ENFILE`: the connection stays queued until a descriptor is free.
         case outOfDescriptors(errno: Int32)
-        /// Anything else (`ECONNABORTED`: the peer gave up while queued); try the next one.
+        /// Anything else: one connection's (`ECONNABORTED`: the peer gave up while queued), or the listener's own.
         case failed(errno: Int32)
     }
 
@@ -73,6 +73,13 @@ enum StreamSocket {
             case let e: return .failed(errno: e)
             }
         }
+    }
+
+    /// The errors accept(2) returns for one queued connection (the peer gave up, or the
+    /// network errors Linux passes on from the new socket): the next one may well succeed.
+    static func isPerConnectionAcceptError(_ e: Int32) -> Bool {
+        [ECONNABORTED, EPROTO, EPERM, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH]
+            .contains(e)
     }
 
     /// Starts a connection to `address`. Throws when it fails at once (a refused

@@ -102,21 +102,36 @@ public final class TcpServer {
     /// Accepts until the queue is empty or the budget is spent (the rest wait for the next poll).
     private func acceptReady() {
         let started = monotonicMilliseconds()
+        var acceptedAny = false
         while listener >= 0 && !acceptPaused {
             switch StreamSocket.accept(listener) {
             case .accepted(let fd, let peer):
+                acceptedAny = true
                 adopt(fd: fd, peer: peer)
             case .wouldBlock:
                 return
             case .outOfDescriptors:
-                // Make room and accept at the next poll: the victim's descriptor is freed only
-                // after this batch, so accepting again now would fail again and take another.
-                // With no room to make, stop accepting until the next scan: level-triggered
-                // readiness would otherwise call this again at once, a spin.
+                // accept(2) takes a descriptor before it looks at the queue: after an accept in
+                // this call, EMFILE does not say that another connection waits (an empty queue
+                // fails the same way), and an idle socket would be closed for nothing. The
+                // listener's readiness at the next poll says whether one does.
+                if acceptedAny { return }
+                // Level-triggered readiness would call again at once: make room, or stop
+                // accepting until the next scan instead of spinning on a queue we cannot take.
                 if !closeLeastUsed() { pauseAccepting() }
+                // The socket given up is closed when this batch ends (`closeAfterBatch`): an
+                // accept now would fail again and close one more socket each time round, every
+                // idle one within the budget. The listener stays readable; the next poll takes it.
                 return
-            case .failed:
-                continue
+            case .failed(let e):
+                // A failure of one queued connection: go on with the next. Any other failure
+                // (EINVAL once the listener is shut down, ENOBUFS, ENOMEM) would repeat at once,
+                // and looping on it never reached the budget check: the loop hung in this
+                // callback. Accepting stops until the next scan instead.
+                if !StreamSocket.isPerConnectionAcceptError(e) {
+                    pauseAccepting()
+                    return
+                }
             }
             if monotonicMilliseconds() - started >= configuration.acceptBudgetMs { return }
         }

@@ -1,0 +1,137 @@
+import Glibc
+import Testing
+@testable import HttpServer
+@testable import TcpServer
+
+/// An origin server on the loop that answers each path with raw response bytes
+/// (`thenClose` for the close-delimited ones), and an HttpClient beside it.
+private func withOrigin<R>(_ kind: LoopBackendKind, _ responses: [String: (String, Bool)],
+                           _ body: (Loop, HttpClient, UInt16) throws -> R) throws -> R {
+    try withTcpServer(kind, framing: HttpRequestFraming(limits: HttpLimits())) { loop, origin in
+        origin.onRequest = { [unowned origin] request in
+            let startLine = text(request.bytes).split(separator: "\r\n").first ?? ""
+            let target = startLine.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+            let (response, close) = responses[target] ?? ("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false)
+            origin.reply(bytes(response), to: request, thenClose: close)
+        }
+        return try withClient(loop) { tcp in
+            try body(loop, HttpClient(tcp: tcp), origin.port)
+        }
+    }
+}
+
+/// Runs one GET and returns its result (its completion runs exactly once).
+private func fetch(_ loop: Loop, _ client: HttpClient, _ url: String,
+                   sourceLocation: SourceLocation = #_sourceLocation) throws -> Result<HttpFetched, TcpError> {
+    var results: [Result<HttpFetched, TcpError>] = []
+    try client.get(HttpURL(url), timeoutMs: 5_000) { results.append($0) }
+    try runUntil(loop, sourceLocation: sourceLocation) { !results.isEmpty }
+    try runFor(loop, ms: 20)
+    #expect(results.count == 1, sourceLocation: sourceLocation)
+    return results[0]
+}
+
+extension TcpServerLoopTests {
+    @Suite struct HttpClientFetching {
+        /// A reply framed by Content-Length, a chunked one (extensions and trailers),
+        /// and one that ends when the server closes are each read whole; the first two
+        /// leave the connection for reuse.
+        @Test(arguments: LoopBackendKind.allCases)
+        func bodiesOfEveryFraming(kind: LoopBackendKind) throws {
+            let responses: [String: (String, Bool)] = [
+                "/length": ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false),
+                "/chunked": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             + "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n", false),
+                "/close": ("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", true),
+                "/empty": ("HTTP/1.1 204 No Content\r\n\r\n", false),
+            ]
+            try withOrigin(kind, responses) { loop, client, port in
+                let base = "http://127.0.0.1:\(port)"
+                let length = try fetch(loop, client, base + "/length").get()
+                #expect(length.status == 200 && length.body == bytes("hello"))
+                let chunked = try fetch(loop, client, base + "/chunked").get()
+                #expect(chunked.body == bytes("hello world"))
+                let empty = try fetch(loop, client, base + "/empty").get()
+                #expect(empty.status == 204 && empty.body.isEmpty)
+                #expect(client.tcp.stats.connectionsReused == 2)
+                let closed = try fetch(loop, client, base + "/close").get()
+                #expect(closed.body == bytes("until the end"))
+                #expect(client.tcp.stats.outgoingOpen == 0)
+            }
+        }
+
+        /// A 301 is reported with its Location, not followed.
+        @Test(arguments: LoopBackendKind.allCases)
+        func redirectIsReportedNotFollowed(kind: LoopBackendKind) throws {
+            let responses: [String: (String, Bool)] = [
+                "/old": ("HTTP/1.1 301 Moved Permanently\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n", false),
+                "/new": ("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew", false),
+            ]
+            try withOrigin(kind, responses) { loop, client, port in
+                let moved = try fetch(loop, client, "http://127.0.0.1:\(port)/old").get()
+                #expect(moved.status == 301 && moved.field("location") == "/new")
+                #expect(client.tcp.stats.exchangesCompleted == 1)
+            }
+        }
+
+        /// Malformed replies end the fetch with `.malformedReply`, once: a chunk size
+        /// that is not hex (a negative one must not move the parser backwards), a
+        /// truncated body, two Content-Lengths, a status that is not a number.
+        @Test(arguments: LoopBackendKind.allCases)
+        func malformedRepliesFail(kind: LoopBackendKind) throws {
+            let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            let responses: [String: (String, Bool)] = [
+                "/minus2": (chunked + "-2\r\nab\r\n0\r\n\r\n", false),
+                "/minus10": (chunked + "5\r\nhello\r\n-10\r\n0\r\n\r\n", false),
+                "/plus": (chunked + "+5\r\nhello\r\n0\r\n\r\n", false),
+                "/hexprefix": (chunked + "0x5\r\nhello\r\n0\r\n\r\n", false),
+                "/truncated": ("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", true),
+                "/twolengths": ("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", false),
+                "/status": ("HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n", false),
+            ]
+            try withOrigin(kind, responses) { loop, client, port in
+                for path in responses.keys.sorted() {
+                    let result = try fetch(loop, client, "http://127.0.0.1:\(port)\(path)")
+                    switch result {
+                    case .success(let fetched): Issue.record("\(path): fetched \(fetched.status) \(text(fetched.body))")
+                    case .failure(let error): #expect(error == .malformedReply || error == .closedByPeer, "\(path)")
+                    }
+                }
+            }
+        }
+
+        /// A fetch from a port nothing listens on fails with `.connectFailed`:
+        /// thrown by `get`, or given to the completion once.
+        @Test(arguments: LoopBackendKind.allCases)
+        func refusedFetch(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                try withClient(loop) { tcp in
+                    let client = HttpClient(tcp: tcp)
+                    var results: [Result<HttpFetched, TcpError>] = []
+                    do {
+                        try client.get(HttpURL("http://127.0.0.1:\(closedPort())/")) { results.append($0) }
+                        try runUntil(loop) { !results.isEmpty }
+                        try runFor(loop, ms: 20)
+                        #expect(results.count == 1)
+                        if case .failure(let error) = results[0] { #expect(error == .connectFailed(errno: ECONNREFUSED)) }
+                    } catch let error as TcpError {
+                        #expect(error == .connectFailed(errno: ECONNREFUSED) && results.isEmpty)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The chunked-body parser on its own: what it accepts and what it refuses.
+    @Test func chunkedParsing() {
+        func end(_ body: String) -> Int?? { HttpResponseFraming.chunkedEnd(bytes(body)[...]) }
+        #expect(end("5\r\nhello\r\n0\r\n\r\n") == .some(.some(15)))
+        #expect(end("A\r\n0123456789\r\n0\r\n\r\n") == .some(.some(20)))
+        #expect(end("5\r\nhel") == .none)
+        #expect(end("5\r\nhelloXX0\r\n\r\n") == .some(.none))
+        for bad in ["-2\r\nab\r\n0\r\n\r\n", "-10\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n",
+                    " \r\n0\r\n\r\n", "5 5\r\nhello\r\n0\r\n\r\n"] {
+            #expect(end(bad) == .some(.none), "\(bad.debugDescription)")
+        }
+    }
+}

@@ -23,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 
+# No __pycache__ next to the scripts: the work tree stays clean.
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cdp import Browser, CdpError, chromium_path, chromium_version  # noqa: E402
 
@@ -50,8 +52,10 @@ class Node:
         self.command = command + ["serve", "--port", "0", "--http", "0", "--save", save_path, "--json"]
         self.stderr_file = tempfile.TemporaryFile()
         self.lines = []
+        # LOOP_BACKEND would override the build's default backend, which is what the page must name.
+        environment = {key: value for key, value in os.environ.items() if key != "LOOP_BACKEND"}
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=self.stderr_file, start_new_session=True)
+                                        stderr=self.stderr_file, start_new_session=True, env=environment)
         note_process_group(self.process.pid)
         self.serving = self._serving_line(start_seconds)
 
@@ -172,7 +176,7 @@ def check_node(browser, label, backend, command, options, screenshot):
         loaded = page.wait_for(f"""document.URL === {json.dumps(base + "/")} && document.readyState === "complete"
                                    && document.contentType""", options.load_seconds)
         if not loaded:
-            raise Failure(f"the page did not load within {options.load_seconds} s")
+            raise Failure(f"the page did not load within {options.load_seconds:g} s")
         if loaded != "text/html":
             raise Failure(f"the page is {loaded}, not text/html")
         shown = page.evaluate("""(() => { const e = document.getElementById("backend"); return e && e.textContent.trim(); })()""")
@@ -195,7 +199,7 @@ def check_node(browser, label, backend, command, options, screenshot):
         if not first:
             seen = numbers(page, NAMED_FIGURES)
             updates = page.evaluate("""document.getElementById("updates")?.textContent ?? null""")
-            raise Failure(f"no live update with numbers in {', '.join(NAMED_FIGURES)} within {options.figures_seconds} s "
+            raise Failure(f"no live update with numbers in {', '.join(NAMED_FIGURES)} within {options.figures_seconds:g} s "
                           f"(#updates {updates!r}, cells {seen})")
         say(f"{first['numeric']} of {first['cells']} figure cells are numbers after update {first['updates']}, "
             f"{CHANGING_FIGURE} {first['polls']:g}")
@@ -207,7 +211,7 @@ def check_node(browser, label, backend, command, options, screenshot):
         if not changed:
             now = page.evaluate(f"""[document.getElementById("updates").textContent,
                                     document.querySelector('[data-figure="{CHANGING_FIGURE}"]').textContent]""")
-            raise Failure(f"the figures do not change: in {options.change_seconds} s #updates went from {first['updates']} "
+            raise Failure(f"the figures do not change: in {options.change_seconds:g} s #updates went from {first['updates']} "
                           f"to {now[0]} and {CHANGING_FIGURE} from {first['polls']:g} to {now[1]} "
                           f"(wanted 2 more updates and more polls)")
         say(f"the figures change: #updates {first['updates']} -> {changed['updates']}, "
@@ -225,12 +229,12 @@ def check_node(browser, label, backend, command, options, screenshot):
         if not said:
             status_text = page.evaluate("""document.getElementById("save-status")?.textContent ?? null""")
             raise Failure(f"after the click at ({where['x']:.0f}, {where['y']:.0f}) #save-status says {status_text!r}, "
-                          f"not saved, within {options.save_seconds} s")
+                          f"not saved, within {options.save_seconds:g} s")
         say(f"a mouse click on #save-exit at ({where['x']:.0f}, {where['y']:.0f}): #save-status says {said!r}")
         clicked = time.monotonic()
         status = node.wait(options.exit_seconds)
         if status is None:
-            raise Failure(f"the node is still running {options.exit_seconds} s after Save & Exit")
+            raise Failure(f"the node is still running {options.exit_seconds:g} s after Save & Exit")
         if status != 0:
             raise Failure(f"the node exited with status {status} after Save & Exit, not 0")
         try:

@@ -135,7 +135,7 @@ def numbers(page, selector_list):
 
 
 def check_node(browser, label, backend, command, options, screenshot):
-    """Every check on one node; raises Failure (or CdpError) at the first that fails."""
+    """Every check on one node, stopping at the first that fails; None if all pass, else why."""
     say = lambda text: print(f"ok   {label}: {text}", flush=True)  # noqa: E731
     workdir = tempfile.mkdtemp(prefix="browser-check.")
     save_path = os.path.join(workdir, "node-state.json")
@@ -225,7 +225,7 @@ def check_node(browser, label, backend, command, options, screenshot):
         # Save & Exit with the mouse, as a person would.
         where = page.click("#save-exit")
         said = page.wait_for("""(() => { const s = document.getElementById("save-status")?.textContent ?? "";
-                                       return /saved/i.test(s) ? s : null; })()""", options.save_seconds)
+                                       return /\\bsaved\\b/i.test(s) && !/not saved|unsaved|fail|refus|error/i.test(s) ? s : null; })()""", options.save_seconds)
         if not said:
             status_text = page.evaluate("""document.getElementById("save-status")?.textContent ?? null""")
             raise Failure(f"after the click at ({where['x']:.0f}, {where['y']:.0f}) #save-status says {status_text!r}, "
@@ -251,7 +251,7 @@ def check_node(browser, label, backend, command, options, screenshot):
         say(f"the node exited 0 after {time.monotonic() - clicked:.1f} s and saved {os.path.getsize(save_path)} bytes "
             f"of JSON (backend {saved['backend']})")
         print(f"pass {label} ({time.monotonic() - started:.1f} s)", flush=True)
-        return True
+        return None
     except (Failure, CdpError) as error:
         print(f"FAIL {label}: {error}", flush=True)
         if page is not None:
@@ -266,7 +266,7 @@ def check_node(browser, label, backend, command, options, screenshot):
             print(f"---- node command: {shlex.join(node.command)}")
             print("---- node stdout\n" + "\n".join(node.lines) + ("\n" + rest if rest else ""))
             print("---- node stderr\n" + node.stderr())
-        return False
+        return str(error)
     finally:
         if page is not None:
             try:
@@ -318,13 +318,14 @@ def main():
         for index, (backend, words) in enumerate(nodes):
             label = backend if len(nodes) == 1 or [b for b, _ in nodes].count(backend) == 1 else f"{backend} #{index + 1}"
             print(f"== {label}: {shlex.join(words)}", flush=True)
-            if not check_node(browser, label, backend, words, options, options.screenshot if index == 0 else None):
-                failed.append(label)
+            why = check_node(browser, label, backend, words, options, options.screenshot if index == 0 else None)
+            if why:
+                failed.append(f"{label}: {why}")
                 if browser.process.poll() is not None:
                     print(f"---- browser stderr\n{browser.stderr()}")
                     break
     if failed:
-        print(f"browser-check: FAILED: {', '.join(failed)}")
+        print("browser-check: FAILED\n" + "\n".join(f"  {why}" for why in failed))
         return 1
     print(f"browser-check: every node passed ({len(nodes)})")
     return 0

@@ -157,7 +157,7 @@ def check_node(browser, label, backend, command, options, screenshot):
         time.sleep(0.2)
         if not node.running():
             raise Failure(f"the node exited (status {node.process.returncode}) after a refused Save & Exit")
-        status, kind, body = http("GET", base + "/status.json")
+        status, _, body = http("GET", base + "/status.json")
         if status != 200:
             raise Failure(f"GET /status.json after the refused POST: {status} {body[:200]!r}")
         try:
@@ -202,7 +202,7 @@ def check_node(browser, label, backend, command, options, screenshot):
             raise Failure(f"no live update with numbers in {', '.join(NAMED_FIGURES)} within {options.figures_seconds:g} s "
                           f"(#updates {updates!r}, cells {seen})")
         say(f"{first['numeric']} of {first['cells']} figure cells are numbers after update {first['updates']}, "
-            f"{CHANGING_FIGURE} {first['polls']:g}")
+            f"{CHANGING_FIGURE} {first['polls']}")
         changed = page.wait_for(f"""(() => {{
             const updates = Number(document.getElementById("updates").textContent);
             const polls = Number(document.querySelector('[data-figure="{CHANGING_FIGURE}"]').textContent);
@@ -212,10 +212,10 @@ def check_node(browser, label, backend, command, options, screenshot):
             now = page.evaluate(f"""[document.getElementById("updates").textContent,
                                     document.querySelector('[data-figure="{CHANGING_FIGURE}"]').textContent]""")
             raise Failure(f"the figures do not change: in {options.change_seconds:g} s #updates went from {first['updates']} "
-                          f"to {now[0]} and {CHANGING_FIGURE} from {first['polls']:g} to {now[1]} "
+                          f"to {now[0]} and {CHANGING_FIGURE} from {first['polls']} to {now[1]} "
                           f"(wanted 2 more updates and more polls)")
         say(f"the figures change: #updates {first['updates']} -> {changed['updates']}, "
-            f"{CHANGING_FIGURE} {first['polls']:g} -> {changed['polls']:g}")
+            f"{CHANGING_FIGURE} {first['polls']} -> {changed['polls']}")
 
         if screenshot:
             os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)

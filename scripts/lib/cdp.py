@@ -72,10 +72,10 @@ class Browser:
         high = [_dup_high(fd) for fd in (commands_r, replies_w)]
         os.close(commands_r)
         os.close(replies_w)
-        saved = {}
+        saved = {}  # what this process had at 3 and 4: a copy and whether it was inheritable, or None
         for number in (3, 4):
             try:
-                saved[number] = _dup_high(number)
+                saved[number] = (_dup_high(number), os.get_inheritable(number))
             except OSError:
                 saved[number] = None
         try:
@@ -88,8 +88,8 @@ class Browser:
                 if copy is None:
                     os.close(number)
                 else:
-                    os.dup2(copy, number, inheritable=False)
-                    os.close(copy)
+                    os.dup2(copy[0], number, inheritable=copy[1])
+                    os.close(copy[0])
             for fd in high:
                 os.close(fd)
         os.set_blocking(replies_r, False)

@@ -73,6 +73,9 @@ def collect(run, backend):
         "figures": load_figures(os.path.join(d, "figures")),
         "wrkAlone": load_json(os.path.join(d, "wrk-alone.json")),
         "wrkHeld": load_json(os.path.join(d, "wrk-held.json")),
+        "wrkFirst": load_json(os.path.join(d, "wrk-first.json")),
+        "readyDuring": (load_events(os.path.join(d, "holder-during.out")).get("ready") or [None])[0],
+        "releasedDuring": (load_events(os.path.join(d, "holder-during.out")).get("released") or [None])[0],
         "ready": (events.get("ready") or [None])[0],
         "released": (events.get("released") or [None])[0],
         "statusBefore": load_json(os.path.join(d, "status-before-hold.json")),
@@ -84,22 +87,11 @@ def collect(run, backend):
 
 def check(backend, r, count, fail):
     """Every check of one backend's run; `fail(message)` for each that does not hold."""
-    ready, released = r["ready"], r["released"]
+    check_hold(backend, r["ready"], r["released"], count, fail, "")
+    check_hold(backend, r["readyDuring"], r["releasedDuring"], count, fail, "opened during wrk: ")
+    ready = r["ready"]
     if ready:
-        total = sum(ready.get(k, 0) for k in OUTCOMES)
-        if total != count:
-            fail(f"the holder's outcomes add up to {total}, not {count}: {outcome_text(ready)}")
-        answered, refused = ready["answered"], sum(ready[k] for k in REFUSALS)
-        others = sum(ready[k] for k in OTHERS)
-        if backend == "epoll" and answered != count:
-            fail(f"only {answered} of {count} connections were answered and held ({outcome_text(ready)})")
-        if backend == "legacy":
-            if others:
-                fail(f"{others} of {count} connections were neither answered nor refused ({outcome_text(ready)})")
-            if answered == 0:
-                fail(f"not one of {count} connections was answered")
-            if answered > 1024:
-                fail(f"{answered} connections answered and held: more than select() can watch (fd < 1024)")
+        refused = sum(ready[k] for k in REFUSALS)
         before, held = r["statusBefore"], r["statusHeld"]
         if held:
             open_now = tcp(held, "incomingOpen")
@@ -120,13 +112,12 @@ def check(backend, r, count, fail):
                     elif after - earlier != holder:
                         fail(f"the node counts {after - earlier} more tcp.{name} during the hold; "
                              f"the holder saw {holder} {what}")
-    if released and ready:
-        if released["closedWhileHeld"] or released["held"] != ready["held"]:
-            fail(f"the node closed {released['closedWhileHeld']} of {ready['held']} held connections while they "
-                 "were held (each was idle, well within the node's idle timeout)")
-        if released["unexpectedBytes"]:
-            fail(f"{released['unexpectedBytes']} bytes arrived unasked on held connections")
-    for key, what in (("wrkAlone", "wrk alone"), ("wrkHeld", "wrk with the connections held")):
+    end = r["statusEnd"]
+    if end and r["figures"].get("endStatus") == 200 and tcp(end, "incomingOpen") != 1:
+        fail(f"after every client left, the node still counts {tcp(end, 'incomingOpen')} open incoming sockets "
+             "(1 expected: the request asking)")
+    for key, what in (("wrkAlone", "wrk alone"), ("wrkHeld", "wrk with the connections held"),
+                      ("wrkFirst", "wrk connected before the connections were opened")):
         w = r[key]
         if not w:
             continue
@@ -138,6 +129,33 @@ def check(backend, r, count, fail):
             errors = {k: v for k, v in errors.items() if k not in ("statusErrors", "readErrors")}
         if errors:
             fail(f"{what}: errors {errors}")
+
+
+def check_hold(backend, ready, released, count, fail, prefix):
+    """The holder's own counts: every connection has one outcome, epoll answers them all,
+    legacy answers or refuses each (never more than select can watch), none closed while held."""
+    if ready:
+        total = sum(ready.get(k, 0) for k in OUTCOMES)
+        if total != count:
+            fail(f"{prefix}the holder's outcomes add up to {total}, not {count}: {outcome_text(ready)}")
+        answered = ready["answered"]
+        others = sum(ready[k] for k in OTHERS)
+        if backend == "epoll" and answered != count:
+            fail(f"{prefix}only {answered} of {count} connections were answered and held ({outcome_text(ready)})")
+        if backend == "legacy":
+            if others:
+                fail(f"{prefix}{others} of {count} connections were neither answered nor refused "
+                     f"({outcome_text(ready)})")
+            if answered == 0:
+                fail(f"{prefix}not one of {count} connections was answered")
+            if answered > 1024:
+                fail(f"{prefix}{answered} connections answered and held: more than select() can watch (fd < 1024)")
+    if released and ready:
+        if released["closedWhileHeld"] or released["held"] != ready["held"]:
+            fail(f"{prefix}the node closed {released['closedWhileHeld']} of {ready['held']} held connections while "
+                 "they were held (each was idle, well within the node's idle timeout)")
+        if released["unexpectedBytes"]:
+            fail(f"{prefix}{released['unexpectedBytes']} bytes arrived unasked on held connections")
 
 
 def none_sum(*values):
@@ -234,6 +252,16 @@ def table(results, backends, count, seconds, label, source):
     row(during, "errors: connect/read/write/timeout", [h.get("errors") for h in heldw], False)
     row(during, "200s/s ÷ wrk alone",
         [(h["ok_rps"] / a["rps"], 2) if h and a and a["rps"] else None for h, a in zip(heldw, alone)])
+    first = [wrk_figures(r["wrkFirst"]) for r in per]
+    during_ready = [r["readyDuring"] or {} for r in per]
+    early = f"b. wrk first, {count:,} arrive"
+    row(early, "requests/s answered 200", [f.get("ok_rps") for f in first])
+    row(early, "p50 ms", [(f.get("p50"), 2) for f in first])
+    row(early, "p99 ms", [(f.get("p99"), 2) for f in first])
+    row(early, "errors: connect/read/write/timeout", [f.get("errors") for f in first], False)
+    row(early, "non-2xx replies", [(r["wrkFirst"] or {}).get("statusErrors") for r in per], False)
+    row(early, "newcomers answered / refused",
+        [f"{x['answered']} / {sum(x[k] for k in REFUSALS)}" if x else None for x in during_ready], False)
     mib = lambda f, k: (f[k] / 1024, 1) if k in f else None
     row("RSS", "node at start, MiB", [mib(f, "rssStart") for f in fig])
     row("RSS", "after wrk alone (none held), MiB", [mib(f, "rssWithout") for f in fig])

@@ -195,14 +195,14 @@ def wrk_figures(w):
     }
 
 
-def table(results, backends, count, seconds, label, source):
+def table(results, backends, count, seconds, label, source, load):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.machine())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"Measured {now} on nproc {os.cpu_count()}, {cpu} (/proc/cpuinfo), Linux {platform.release()}; the node "
         "pinned to CPU 0, wrk and the holder to CPU 1; ulimit -n "
-        f"{os.sysconf('SC_OPEN_MAX')}.",
+        f"{os.sysconf('SC_OPEN_MAX')}; load average before the run {load}.",
         "",
         f"Command: `{label}` ({source})",
         "",
@@ -262,6 +262,8 @@ def table(results, backends, count, seconds, label, source):
     row(early, "non-2xx replies", [(r["wrkFirst"] or {}).get("statusErrors") for r in per], False)
     row(early, "newcomers answered / refused",
         [f"{x['answered']} / {sum(x[k] for k in REFUSALS)}" if x else None for x in during_ready], False)
+    row("idle CPU", "node, ms CPU per s, none held", [f.get("cpuIdle") for f in fig])
+    row("idle CPU", f"node, ms CPU per s, {count:,} held", [f.get("cpuIdleHeld") for f in fig])
     mib = lambda f, k: (f[k] / 1024, 1) if k in f else None
     row("RSS", "node at start, MiB", [mib(f, "rssStart") for f in fig])
     row("RSS", "after wrk alone (none held), MiB", [mib(f, "rssWithout") for f in fig])
@@ -271,6 +273,7 @@ def table(results, backends, count, seconds, label, source):
         [((f["rssHeld"] - f["rssWithout"]) / x["held"], 2) if "rssHeld" in f and "rssWithout" in f and x.get("held")
          else None for f, x in zip(fig, ready)])
     row("RSS", "after they are let go, MiB", [mib(f, "rssEnd") for f in fig])
+    row("RSS", f"with the second {count:,} held (wrk first), MiB", [mib(f, "rssHeldAgain") for f in fig])
     row("c. after", "GET /status.json; exit status after SIGTERM",
         [f"{f['endStatus']}; {f['exitStatus']}" if "endStatus" in f and "exitStatus" in f else None for f in fig],
         False)
@@ -291,6 +294,7 @@ def main():
     p.add_argument("--seconds", type=int, required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--source", required=True)
+    p.add_argument("--load", default="?")
     p.add_argument("--markdown", required=True)
     p.add_argument("--json", required=True)
     args = p.parse_args()
@@ -300,7 +304,7 @@ def main():
     for b in backends:
         check(b, results[b], args.count, lambda message, b=b: failures.append(f"FAIL {b}: {message}"))
     with open(args.markdown, "w") as f:
-        f.write(table(results, backends, args.count, args.seconds, args.label, args.source))
+        f.write(table(results, backends, args.count, args.seconds, args.label, args.source, args.load))
     with open(args.json, "w") as f:
         json.dump({"label": args.label, "source": args.source, "count": args.count, "seconds": args.seconds,
                    "results": results, "failures": failures}, f, indent=1)

@@ -278,7 +278,7 @@ def table(results, backends, count, seconds, label, source, load, rounds):
     row(early, "newcomers answered / refused",
         [f"{x['answered']} / {sum(x[k] for k in REFUSALS)}" if x else None for x in during_ready], False)
     row("idle CPU", "node, ms CPU per s, none held", [f.get("cpuIdle") for f in fig])
-    row("idle CPU", f"node, ms CPU per s, {count:,} held", [f.get("cpuIdleHeld") for f in fig])
+    row("idle CPU", "node, ms CPU per s, the connections of b. held", [f.get("cpuIdleHeld") for f in fig])
     mib = lambda f, k: (f[k] / 1024, 1) if k in f else None
     row("RSS", "node at start, MiB", [mib(f, "rssStart") for f in fig])
     row("RSS", "after wrk alone (none held), MiB", [mib(f, "rssWithout") for f in fig])

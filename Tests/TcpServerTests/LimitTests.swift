@@ -8,6 +8,17 @@ private let third: UInt32 = 0x7f00_0003
 
 extension TcpServerLoopTests {
     @Suite struct Limits {
+        /// The defaults are the numbers README and MIGRATION.md give.
+        @Test func defaultsAreTheDocumentedOnes() {
+            let c = TcpServerConfiguration()
+            #expect(c.listenBacklog == 128 && c.maxIncomingSockets == 15_000)
+            #expect(c.timeoutMs == 60_000 && c.idleTimeoutMs == 60_000 && c.scanIntervalMs == 500)
+            #expect(c.requestDeadlineMs == 30_000 && c.acceptBudgetMs == 15)
+            #expect(c.minimumReadRate == 20 && c.minimumRateAfterMs == 60_000)
+            let h = HttpLimits()
+            #expect(h.maxHeaderBytes == 8 * 1024 && h.maxBodyBytes == 64 * 1024)
+        }
+
         /// At `maxIncomingSockets` (8) a new connection closes the least recently
         /// active reading socket of the address holding the most (127.0.0.2, six of
         /// them, against two of 127.0.0.3) and is served; the others stay open.

@@ -120,18 +120,18 @@ extension TcpServerLoopTests {
                 }
             }
         }
-    }
 
-    /// The chunked-body parser on its own: what it accepts and what it refuses.
-    @Test func chunkedParsing() {
-        func end(_ body: String) -> Int?? { HttpResponseFraming.chunkedEnd(bytes(body)[...]) }
-        #expect(end("5\r\nhello\r\n0\r\n\r\n") == .some(.some(15)))
-        #expect(end("A\r\n0123456789\r\n0\r\n\r\n") == .some(.some(20)))
-        #expect(end("5\r\nhel") == .none)
-        #expect(end("5\r\nhelloXX0\r\n\r\n") == .some(.none))
-        for bad in ["-2\r\nab\r\n0\r\n\r\n", "-10\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n",
-                    " \r\n0\r\n\r\n", "5 5\r\nhello\r\n0\r\n\r\n"] {
-            #expect(end(bad) == .some(.none), "\(bad.debugDescription)")
+        /// The chunked-body parser on its own: what it accepts and what it refuses.
+        @Test func chunkedParsing() {
+            func end(_ body: String) -> Int?? { HttpResponseFraming.chunkedEnd(bytes(body)[...]) }
+            #expect(end("5\r\nhello\r\n0\r\n\r\n") == .some(.some(15)))
+            #expect(end("A\r\n0123456789\r\n0\r\n\r\n") == .some(.some(20)))
+            #expect(end("5\r\nhel") == .none)
+            #expect(end("5\r\nhelloXX0\r\n\r\n") == .some(.none))
+            for bad in ["-2\r\nab\r\n0\r\n\r\n", "-10\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n",
+                        " \r\n0\r\n\r\n", "5 5\r\nhello\r\n0\r\n\r\n"] {
+                #expect(end(bad) == .some(.none), "\(bad.debugDescription)")
+            }
         }
     }
 }

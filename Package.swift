@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "UdpServer", targets: ["UdpServer"]),
         .library(name: "TcpServer", targets: ["TcpServer"]),
         .library(name: "HttpServer", targets: ["HttpServer"]),
+        .library(name: "Cluster", targets: ["Cluster"]),
         .executable(name: "loop-harness", targets: ["loop-harness"]),
         .executable(name: "loop-bench", targets: ["loop-bench"]),
     ],
@@ -27,9 +28,11 @@ let package = Package(
         .target(name: "TcpServer", dependencies: ["Compat", "CLoopShim"], swiftSettings: strict),
         // HTTP/1.1 on the TcpServer: the admin console's server and the fetch client.
         .target(name: "HttpServer", dependencies: ["TcpServer"], swiftSettings: strict),
+        // A cluster on the UDP server: the hosts file, pings (the original's PingServer) and failover.
+        .target(name: "Cluster", dependencies: ["UdpServer", "LoopTools"], swiftSettings: strict),
         // Differential testing: the script language, the runner, the reference model and the differ.
         .target(name: "LoopScript", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
         .target(name: "TestTraits", path: "Tests/TestTraits", swiftSettings: strict),

@@ -238,6 +238,12 @@ struct ParsedOptions {
         return values[name] != nil
     }
 
+    /// Whether the option was on the command line (not merely defaulted).
+    func given(_ name: String) -> Bool {
+        _ = declared(name)
+        return values[name] != nil
+    }
+
     /// The value given, else the declared default.
     func int(_ name: String) -> Int {
         guard case .integer(_, let fallback) = declared(name).kind else { preconditionFailure("\(name) is not an integer option of \(command)") }

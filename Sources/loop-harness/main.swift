@@ -10,11 +10,14 @@ let usage = """
                   a timeout, then save-and-exit. Exits non-zero if any step fails.
       serve       an RPC node (127.0.0.1 unless --bind): ping, echo, stats, work and save-and-exit
                   (trusted peers only: --trust); stats printed on exit (SIGINT/SIGTERM/SIGHUP);
-                  --http PORT adds the admin console (a status page and Save & Exit)
+                  --http PORT adds the admin console (a status page and Save & Exit);
+                  --hosts FILE --id N makes it host N of a cluster (pings, a hosts table)
       ping        echo requests to a node: RTT p50/p99, throughput, errors
       stats       a running node's counters (JSON)
       shutdown    ask a node to save and exit
       fetch       GET URLs over the TcpServer's client: status, bytes and time per URL
+      load        echo requests at a steady rate to a cluster's hosts (--hosts FILE), with failover;
+                  sent, completed, retried, failed and latency, per phase and per host
       attack      flood a running node from 127.0.0.2 while pinging it; forged sources (scripts/attack)
       compare     the side-by-side scenarios on both backends in this process, one table; exits
                   non-zero when a scenario diverges beyond its tolerance
@@ -56,6 +59,7 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     case "fork-check": return try runForkCheck(arguments)
     case "attack": return try runAttackCommand(arguments)
     case "fetch": return try runFetch(arguments)
+    case "load": return try runLoad(arguments)
     case "help", "--help", "-h": return try runHelp(arguments)
     case "--version":
         guard arguments.rest.isEmpty else { throw CommandLineError.usage("loop-harness: --version takes nothing after it") }

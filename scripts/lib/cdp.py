@@ -136,7 +136,14 @@ class Browser:
         self.buffer += chunk
         *messages, self.buffer = self.buffer.split(b"\0")
         for raw in messages:
-            message = json.loads(raw)
+            # Chromium has been seen to send an empty message between two NULs: nothing to read in it.
+            if not raw.strip():
+                continue
+            try:
+                message = json.loads(raw)
+            except ValueError as error:
+                raise CdpError(f"{waiting_for}: the browser sent something that is not JSON ({error}): "
+                               f"{raw[:200]!r}{self._exit_note()}")
             if "id" in message:
                 self.pending.append(message)
             else:

@@ -25,7 +25,7 @@ final class AdminConsole {
             return String(repeating: "0", count: 16 - hex.count) + hex
         }.joined()
         http.handler = { [unowned self] request, responder in self.route(request, responder) }
-        node.extraStats = { [unowned self] in
+        node.addStatsSections { [unowned self] in
             [("tcp", .object(self.http.tcp.stats.fields.map { ($0.0, .int($0.1)) })),
              ("http", .object(self.http.stats.fields.map { ($0.0, .int($0.1)) }))]
         }

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import Cluster
 import HttpServer
 import LoopTools
 import UdpServer
@@ -33,29 +34,91 @@ let serveOptions = CommandOptions(
         .text("--save", "PATH", "where save-and-exit writes the node's counters (JSON)"),
         .text("--http", "PORT", expects: "a TCP port 0…65535", "also serve the admin console over HTTP on this TCP port "
                                  + "(0: any free one), at the --bind address"),
+        .text("--hosts", "FILE", "join a cluster: the hosts file (one host a line: ID ADDRESS UDP_PORT HTTP_PORT, "
+                                 + "HTTP_PORT '-' for no console); the node binds its own line's address and ports, pings "
+                                 + "the others, and obeys admin requests from the listed hosts and loopback only"),
+        .integer("--id", 0...(HostsFile.maxHosts - 1), default: 0, "with --hosts: which host this node is (required)"),
+        .integer("--ping-interval-ms", PingConfiguration.intervalRange, default: PingConfiguration().intervalMs,
+                 "with --hosts: how often pings go out (the original's ping spacer)"),
+        .integer("--dead-after-ms", PingConfiguration.deadAfterRange, default: PingConfiguration().deadAfterMs,
+                 "with --hosts: a host silent this long is dead (the original's dead-host timeout)"),
     ])
+
+/// Where a node listens and whom it obeys: from --bind/--port/--http/--trust, or from its hosts file line.
+struct NodePlacement {
+    var bind = "127.0.0.1"
+    var udpPort: UInt16 = 0
+    var httpPort: UInt16?
+    var trusted = TrustedPeers.loopback
+    var cluster: (hosts: HostsFile, me: ClusterHost, pings: PingConfiguration)?
+
+    init(_ options: ParsedOptions) throws {
+        guard let path = options.string("--hosts") else {
+            for option in ["--id", "--ping-interval-ms", "--dead-after-ms"] where options.given(option) {
+                throw options.declaration.usage("\(option) needs --hosts")
+            }
+            bind = try options.converted("--bind") { text in PeerAddress.parseIPv4(text).map { _ in text } } ?? "127.0.0.1"
+            udpPort = UInt16(options.int("--port"))
+            httpPort = try options.converted("--http") { UInt16($0) }
+            trusted = try options.converted("--trust") { try TrustedPeers(parsing: $0) } ?? .loopback
+            return
+        }
+        for option in ["--bind", "--port", "--http", "--trust"] where options.given(option) {
+            throw options.declaration.usage("\(option) cannot go with --hosts: the hosts file says where the node listens and whom it obeys")
+        }
+        guard options.given("--id") else { throw options.declaration.usage("--hosts needs --id N: which host this node is") }
+        let hosts: HostsFile
+        do {
+            hosts = try HostsFile.load(path: path)
+        } catch {
+            throw options.declaration.usage("\(error)")
+        }
+        let id = options.int("--id")
+        guard hosts.hosts.indices.contains(id) else {
+            throw options.declaration.usage("--id \(id): the hosts file lists hosts 0…\(hosts.hosts.count - 1)")
+        }
+        var pings = PingConfiguration()
+        pings.intervalMs = options.int("--ping-interval-ms")
+        pings.deadAfterMs = options.int("--dead-after-ms")
+        do {
+            pings = try pings.validated()
+        } catch {
+            throw options.declaration.usage("\(error)")
+        }
+        let me = hosts.hosts[id]
+        bind = me.address.ipString
+        udpPort = me.address.port
+        httpPort = me.httpPort
+        trusted = ClusterMembership.trustedPeers(hosts)
+        cluster = (hosts, me, pings)
+    }
+}
 
 /// `loop-harness serve`: a node until SIGINT/SIGTERM/SIGHUP, `--seconds` or a save-and-exit request.
 func runServe(_ args: Arguments) throws -> Int32 {
     let options = try args.parse(serveOptions)
     let backend = try options.backend()
-    let bind = try options.converted("--bind") { text in PeerAddress.parseIPv4(text).map { _ in text } } ?? "127.0.0.1"
-    let trusted = try options.converted("--trust") { try TrustedPeers(parsing: $0) } ?? .loopback
+    let placement = try NodePlacement(options)
+    let bind = placement.bind
+    let trusted = placement.trusted
     let seconds = options.int("--seconds")
     let json = options.json
     ProcessSignals.prepare(for: backend)
     // A save past the file-size limit must fail with EFBIG, reported like any failed save, not kill the node.
     signal(SIGXFSZ, SIG_IGN)
-    let httpPort = try options.converted("--http") { UInt16($0) }
+    let httpPort = placement.httpPort
     var loopConfiguration = LoopConfiguration()
     // Each TCP socket may hold a read and a write registration: room for the TcpServer's limit.
     if httpPort != nil { loopConfiguration.maxRegistrations = 2 * TcpServerConfiguration().maxIncomingSockets + 1_000 }
     let loop = try Loop.make(backend, configuration: loopConfiguration)
     defer { try? loop.close() }
-    let server = UdpServer(loop: loop, configuration: nodeConfiguration(port: UInt16(options.int("--port")), bind: bind,
+    let server = UdpServer(loop: loop, configuration: nodeConfiguration(port: placement.udpPort, bind: bind,
                                                                         options: options))
     try server.start()
     let node = RpcNode(loop: loop, server: server, savePath: options.string("--save"), trusted: trusted)
+    let membership = try placement.cluster.map { cluster in
+        try ClusterMembership(node: node, hosts: cluster.hosts, me: cluster.me, configuration: cluster.pings)
+    }
     var console: AdminConsole?
     if let httpPort, let ip = PeerAddress.parseIPv4(bind) {
         let http = HttpServer(loop: loop)
@@ -101,9 +164,11 @@ func runServe(_ args: Arguments) throws -> Int32 {
                          ("address", .string(address.ipString)), ("port", .int(Int(server.port))),
                          ("pid", .int(Int(getpid()))), ("beyondLoopback", .bool(beyondLoopback)),
                          ("httpPort", console?.http.tcp.listeningAddress.map { .int(Int($0.port)) } ?? .null),
+                         ("hostId", membership.map { .int($0.me.id) } ?? .null),
                          ("trusted", .array(trusted.prefixes.map { .string($0.description) }))]).description)
     } else {
-        say("serving on \(address), backend \(backend), pid \(getpid())")
+        say("serving on \(address), backend \(backend), pid \(getpid())"
+            + (membership.map { ", host \($0.me.id) of \($0.hosts.hosts.count)" } ?? ""))
         if let consoleURL { say("admin console at \(consoleURL)") }
         if beyondLoopback {
             say("listening beyond loopback: every handler answers anyone who can reach \(address.ipString); "

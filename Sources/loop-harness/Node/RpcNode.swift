@@ -37,8 +37,13 @@ final class RpcNode {
     let trusted: TrustedPeers
     /// Told of each failed save (the node keeps serving, so that the operator can retry).
     var onSaveFailure: (SaveError) -> Void = { _ in }
-    /// More sections for `statsJSON` (the admin console adds its TCP and HTTP figures).
-    var extraStats: () -> [(String, JSON)] = { [] }
+    /// More sections for `statsJSON`, each front end adding its own (the admin console its
+    /// TCP and HTTP figures, cluster membership its hosts).
+    private var extraSections: [() -> [(String, JSON)]] = []
+    /// Runs before the drain of a save-and-exit, which starts when it calls its argument
+    /// (cluster membership tells the other hosts first).
+    var beforeExit: ((@escaping () -> Void) -> Void)?
+    private var exiting = false
     private(set) var saved = false
     /// When the node started (loop ms), for `uptimeMs`.
     let startedAt: Int64
@@ -118,9 +123,15 @@ final class RpcNode {
     /// An admin request refused before it reached `saveAndExit` (the console's token or origin check).
     func countAdminRefusal() { counters.adminRefused += 1 }
 
-    /// Stops the loop once the RPC server has finished what is under way.
+    func addStatsSections(_ sections: @escaping () -> [(String, JSON)]) { extraSections.append(sections) }
+
+    /// Stops the loop once the RPC server has finished what is under way (after
+    /// `beforeExit`, if set). A second call while exiting changes nothing.
     func exitWhenDrained() {
-        server.shutdown(urgent: false) { [unowned self] in self.loop.stop() }
+        guard !exiting else { return }
+        exiting = true
+        let drain = { [unowned self] in self.server.shutdown(urgent: false) { [unowned self] in self.loop.stop() } }
+        if let beforeExit { beforeExit(drain) } else { drain() }
     }
 
     private func save() throws(SaveError) {
@@ -137,7 +148,7 @@ final class RpcNode {
             ("server", .object(server.stats.fields.map { ($0.0, .int($0.1)) })),
             ("node", .object(counters.fields.map { ($0.0, .int($0.1)) } + [("saved", .bool(saved))])),
             ("trusted", .array(trusted.prefixes.map { .string($0.description) })),
-        ] + extraStats())
+        ] + extraSections.flatMap { $0() })
     }
 }
 

@@ -1,0 +1,178 @@
+import Compat
+import Glibc
+
+/// One member of the cluster, as its line in the hosts file names it.
+public struct ClusterHost: Hashable, Sendable, CustomStringConvertible {
+    /// 0…count-1, the line's position among the hosts.
+    public let id: Int
+    /// Where its RPC server listens (the address it binds, and where the others ping it).
+    public let address: PeerAddress
+    /// Its admin console's TCP port on the same address; nil: no console.
+    public let httpPort: UInt16?
+
+    public init(id: Int, address: PeerAddress, httpPort: UInt16?) {
+        self.id = id
+        self.address = address
+        self.httpPort = httpPort
+    }
+
+    public var description: String { "host \(id) (\(address))" }
+}
+
+/// The cluster's membership: one host a line, `ID ADDRESS UDP_PORT HTTP_PORT`
+/// (whitespace-separated; `HTTP_PORT` may be `-` for no console), `#` to the end of
+/// a line is a comment, blank lines are ignored. IDs run 0, 1, 2 … in order, as the
+/// original's hosts.conf numbers them, so a host's ID is its index everywhere.
+///
+/// Parsing is strict and complete: every malformed line is named, with its number
+/// and why, in one error, so that a file is fixed in one pass.
+public struct HostsFile: Equatable, Sendable {
+    public let hosts: [ClusterHost]
+
+    /// The original's `MAX_HOSTS`: a bound on what one file may ask a node to ping.
+    public static let maxHosts = 512
+    /// A hosts file of 512 lines is a few tens of kilobytes; anything past this is not one.
+    public static let maxFileBytes = 1 << 20
+
+    public init(hosts: [ClusterHost]) { self.hosts = hosts }
+
+    /// The host whose address is `ip`:`port`, if a member.
+    public func host(at address: PeerAddress) -> ClusterHost? { hosts.first { $0.address == address } }
+
+    /// Whether any member has the address `ip` (an admin request is trusted on this).
+    public func hasMember(ip: UInt32) -> Bool { hosts.contains { $0.address.ip == ip } }
+
+    /// Reads and parses the file at `path`.
+    public static func load(path: String) throws(HostsFileError) -> HostsFile {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .unreadable(path: path, errno: errno) }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { throw .unreadable(path: path, errno: errno) }
+        guard status.st_mode & S_IFMT == S_IFREG else { throw .notAFile(path: path) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable(path: path, errno: errno)
+            }
+            if n == 0 { break }
+            bytes += buffer[0..<n]
+            guard bytes.count <= maxFileBytes else { throw .tooLarge(path: path, limit: maxFileBytes) }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .notText(path: path) }
+        return try parse(text)
+    }
+
+    /// Parses the text of a hosts file.
+    public static func parse(_ text: String) throws(HostsFileError) -> HostsFile {
+        var hosts: [ClusterHost] = []
+        var problems: [HostsFileError.LineProblem] = []
+        // Where each UDP and HTTP address was first claimed, to name both lines of a clash.
+        var udpClaims: [PeerAddress: Int] = [:]
+        var httpClaims: [PeerAddress: Int] = [:]
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let lineNumber = index + 1
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            if fields.isEmpty { continue }
+            func problem(_ reason: String) {
+                problems.append(.init(line: lineNumber, text: String(rawLine), reason: reason))
+            }
+            guard fields.count == 4 else {
+                problem("\(fields.count) field\(fields.count == 1 ? "" : "s"); a host is ID ADDRESS UDP_PORT HTTP_PORT")
+                continue
+            }
+            let expectedID = hosts.count
+            guard let id = Int(fields[0]), fields[0].allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                problem("the ID '\(fields[0])' is not a number (this line is host \(expectedID))")
+                continue
+            }
+            guard id == expectedID else {
+                problem("the ID is \(id), but IDs run 0, 1, 2 … in order: this line is host \(expectedID)")
+                continue
+            }
+            guard let ip = PeerAddress.parseIPv4(fields[1]) else {
+                problem("'\(fields[1])' is not an IPv4 address (a.b.c.d)")
+                continue
+            }
+            guard ip != 0, ip != UInt32.max, ip >> 28 != 0xe else {
+                problem("\(fields[1]) cannot be a host's own address (the any, broadcast or a multicast address)")
+                continue
+            }
+            guard let udpPort = port(fields[2]) else {
+                problem("the UDP port '\(fields[2])' is not a port 1…65535")
+                continue
+            }
+            var httpPort: UInt16?
+            if fields[3] != "-" {
+                guard let parsed = port(fields[3]) else {
+                    problem("the HTTP port '\(fields[3])' is not a port 1…65535 or '-' (no console)")
+                    continue
+                }
+                httpPort = parsed
+            }
+            let address = PeerAddress(ip: ip, port: udpPort)
+            if let earlier = udpClaims[address] {
+                problem("\(address) is host \(earlier)'s UDP address too: two nodes cannot share a port")
+                continue
+            }
+            if let httpPort, let earlier = httpClaims[PeerAddress(ip: ip, port: httpPort)] {
+                problem("\(fields[1]):\(httpPort) is host \(earlier)'s HTTP address too: two consoles cannot share a port")
+                continue
+            }
+            guard hosts.count < maxHosts else {
+                problem("more than \(maxHosts) hosts")
+                break
+            }
+            udpClaims[address] = id
+            if let httpPort { httpClaims[PeerAddress(ip: ip, port: httpPort)] = id }
+            hosts.append(ClusterHost(id: id, address: address, httpPort: httpPort))
+        }
+        guard problems.isEmpty else { throw .malformed(problems) }
+        guard !hosts.isEmpty else { throw .empty }
+        return HostsFile(hosts: hosts)
+    }
+
+    private static func port(_ text: Substring) -> UInt16? {
+        guard text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }),
+              let value = UInt16(text), value > 0 else { return nil }
+        return value
+    }
+}
+
+/// Why a hosts file was refused.
+public enum HostsFileError: Error, Equatable, CustomStringConvertible {
+    /// A line that is not a host, and why.
+    public struct LineProblem: Equatable, Sendable, CustomStringConvertible {
+        public let line: Int
+        public let text: String
+        public let reason: String
+        public var description: String { "line \(line): \(reason): '\(text)'" }
+    }
+
+    case unreadable(path: String, errno: Int32)
+    case notAFile(path: String)
+    case tooLarge(path: String, limit: Int)
+    case notText(path: String)
+    /// Every line that is not a host.
+    case malformed([LineProblem])
+    /// No host at all (only comments and blank lines).
+    case empty
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let code): return "cannot read the hosts file \(path): \(String(cString: strerror(code)))"
+        case .notAFile(let path): return "the hosts file \(path) is not a regular file"
+        case .tooLarge(let path, let limit): return "the hosts file \(path) is larger than \(limit) bytes"
+        case .notText(let path): return "the hosts file \(path) is not UTF-8 text"
+        case .malformed(let problems):
+            return "the hosts file has \(problems.count) malformed line\(problems.count == 1 ? "" : "s"):\n"
+                + problems.map { "  \($0)" }.joined(separator: "\n")
+        case .empty: return "the hosts file lists no host (one a line: ID ADDRESS UDP_PORT HTTP_PORT)"
+        }
+    }
+}

@@ -1,0 +1,278 @@
+import Compat
+import Glibc
+import LoopTools
+import UdpServer
+
+/// The timings of `PingServer`.
+public struct PingConfiguration: Sendable, Equatable {
+    /// How often the sleep callback launches pings: the original's `pingSpacer`
+    /// (100 ms, and never more than 1000).
+    public var intervalMs = 100
+    /// No reply for this long and a host is dead: the original's `deadHostTimeout` (4000 ms).
+    public var deadAfterMs = 4_000
+    /// Pings in flight at once, over all hosts: the original's `s_outstandingPings < 5`.
+    public var maxOutstanding = 5
+    /// How long a going-down note waits for each host's acknowledgement: the original's 3 s.
+    public var goingDownTimeoutMs = 3_000
+
+    public init() {}
+
+    public static let intervalRange = 1...1_000
+    public static let deadAfterRange = 10...3_600_000
+
+    /// Whether each value is in its range (the range is in the error).
+    public func validated() throws(PingConfigurationError) -> PingConfiguration {
+        guard Self.intervalRange.contains(intervalMs) else { throw .intervalOutOfRange(intervalMs) }
+        guard Self.deadAfterRange.contains(deadAfterMs) else { throw .deadAfterOutOfRange(deadAfterMs) }
+        guard deadAfterMs > intervalMs else { throw .deadAfterNotAboveInterval(deadAfterMs, intervalMs) }
+        guard maxOutstanding >= 1 else { throw .maxOutstandingBelowOne(maxOutstanding) }
+        guard goingDownTimeoutMs >= 1 else { throw .goingDownTimeoutBelowOne(goingDownTimeoutMs) }
+        return self
+    }
+}
+
+public enum PingConfigurationError: Error, Equatable, CustomStringConvertible {
+    case intervalOutOfRange(Int)
+    case deadAfterOutOfRange(Int)
+    case deadAfterNotAboveInterval(Int, Int)
+    case maxOutstandingBelowOne(Int)
+    case goingDownTimeoutBelowOne(Int)
+
+    public var description: String {
+        switch self {
+        case .intervalOutOfRange(let ms): return "a ping interval of \(ms) ms is outside \(PingConfiguration.intervalRange)"
+        case .deadAfterOutOfRange(let ms): return "a dead-host timeout of \(ms) ms is outside \(PingConfiguration.deadAfterRange)"
+        case .deadAfterNotAboveInterval(let dead, let interval):
+            return "a dead-host timeout of \(dead) ms must be longer than the ping interval (\(interval) ms)"
+        case .maxOutstandingBelowOne(let n): return "at most \(n) pings in flight: at least 1 is needed"
+        case .goingDownTimeoutBelowOne(let ms): return "a going-down timeout of \(ms) ms: at least 1 is needed"
+        }
+    }
+}
+
+/// What `PingServer` counts beyond the hosts table.
+public struct PingServerStats: Sendable, Equatable {
+    /// Ping requests answered (from members and from anyone else).
+    public var pingsAnswered = 0
+    /// Ping requests whose payload was not a `PingInfo`: an EINVAL error reply.
+    public var malformedPings = 0
+    /// Going-down notes from an address that is not the member's own: EPERM, and ignored,
+    /// or anyone could declare the cluster dead.
+    public var refusedNotes = 0
+
+    public var fields: [(String, Int)] {
+        [("pingsAnswered", pingsAnswered), ("malformedPings", malformedPings), ("refusedNotes", refusedNotes)]
+    }
+}
+
+/// The original's `PingServer`, in its role of keeping the hosts table: a sleep
+/// callback pings the hosts in turn over the RPC server (type 0x11), at most one ping
+/// in flight per host and `maxOutstanding` in all; replies give each host its RTT,
+/// last-seen time and what it runs; a host silent for `deadAfterMs` is dead. A node
+/// that saves and exits tells the others first (`broadcastGoingDown`), and they count
+/// it dead at once instead of after the timeout, as the original's shutdown notes do.
+///
+/// A node (`selfID` set) answers pings with its own `PingInfo`; a client of the cluster
+/// (`selfID` nil) only pings, to know which hosts are alive.
+public final class PingServer {
+    public let loop: Loop
+    public let server: UdpServer
+    public let configuration: PingConfiguration
+    public let selfID: Int?
+    public private(set) var table: [HostStatus]
+    public private(set) var stats = PingServerStats()
+    /// Runs after a host turns alive or dead (host ID, alive).
+    public var onChange: (Int, Bool) -> Void = { _, _ in }
+
+    private var sleepRegistration: Registration?
+    /// The next host the cycle looks at: the original's `m_i`.
+    private var nextIndex = 0
+    private var outstanding = 0
+    private var nextPingID: UInt64 = 0
+    private var handles: [Int: RequestHandle] = [:]
+    private let startedAt: Int64
+    /// Non-members that pinged this node lately (clients of the cluster), with when:
+    /// they get the going-down note too, so that they stop sending here before the drain.
+    private var observers: [PeerAddress: Int64] = [:]
+    /// A bound on `observers`: pings from many addresses cannot grow it, or the note's fan-out.
+    public static let maxObservers = 64
+
+    public init(loop: Loop, server: UdpServer, hosts: HostsFile, selfID: Int?,
+                configuration: PingConfiguration = PingConfiguration()) throws(PingConfigurationError) {
+        self.loop = loop
+        self.server = server
+        self.configuration = try configuration.validated()
+        self.selfID = selfID
+        self.table = hosts.hosts.map { HostStatus(host: $0, isSelf: $0.id == selfID) }
+        self.startedAt = loop.now
+    }
+
+    /// Answers pings and starts pinging.
+    public func start() throws(LoopError) {
+        guard sleepRegistration == nil else { return }
+        server.registerHandler(type: pingMessageType) { [unowned self] request in self.handle(request) }
+        sleepRegistration = try loop.registerSleep(every: configuration.intervalMs) { [unowned self] in self.tick() }
+    }
+
+    /// Stops pinging and answering; pings in flight are cancelled.
+    public func stop() {
+        if let sleepRegistration { try? loop.unregister(sleepRegistration) }
+        sleepRegistration = nil
+        server.unregisterHandler(type: pingMessageType)
+        for handle in handles.values { server.cancel(handle) }
+    }
+
+    public func isAlive(_ id: Int) -> Bool { table.indices.contains(id) && table[id].alive }
+
+    /// The member IDs alive now, in ID order.
+    public var aliveIDs: [Int] { table.filter(\.alive).map(\.host.id) }
+
+    /// Tells every other member this node is going down, so that they count it dead
+    /// now; `completion` runs once every note has been acknowledged or has timed out.
+    /// Pinging stops: from now on this node's answers are not news of its health.
+    public func broadcastGoingDown(_ completion: @escaping () -> Void) {
+        if let sleepRegistration { try? loop.unregister(sleepRegistration) }
+        sleepRegistration = nil
+        let now = loop.now
+        let recent = observers.filter { now - $0.value < Int64(configuration.deadAfterMs) }.keys
+        let others = table.filter { !$0.isSelf }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
+        guard !others.isEmpty else {
+            completion()
+            return
+        }
+        var remaining = others.count
+        let note = info(kind: .goingDown).bytes
+        for address in others {
+            server.sendRequest(note, type: pingMessageType, to: address,
+                               timeoutMs: configuration.goingDownTimeoutMs, niceness: 0) { _ in
+                remaining -= 1
+                if remaining == 0 { completion() }
+            }
+        }
+    }
+
+    // MARK: Pinging
+
+    /// The original's `sendPingsToAll`: one round of the cycle, stopping early when
+    /// `maxOutstanding` pings are in flight; hosts with a ping in flight are skipped.
+    func tick() {
+        let now = loop.now
+        refreshAll(now: now)
+        guard !table.isEmpty else { return }
+        var looked = 0
+        while looked < table.count && outstanding < configuration.maxOutstanding {
+            let index = nextIndex
+            nextIndex = (nextIndex + 1) % table.count
+            looked += 1
+            if table[index].isSelf || table[index].pingInFlight != nil { continue }
+            ping(index, now: now)
+        }
+    }
+
+    private func ping(_ index: Int, now: Int64) {
+        nextPingID += 1
+        let id = nextPingID
+        table[index].pingInFlight = (id, now, monotonicNanoseconds())
+        table[index].pingsSent += 1
+        outstanding += 1
+        // The ping's own timeout is the dead-host timeout: by then the host is dead
+        // by age anyway, and the next ping goes out on the next tick.
+        let handle = server.sendRequest(info(kind: .ping).bytes, type: pingMessageType, to: table[index].host.address,
+                                        timeoutMs: configuration.deadAfterMs, niceness: 0) { [weak self] result in
+            self?.pingEnded(index, id: id, result)
+        }
+        handles[index] = handle
+    }
+
+    private func pingEnded(_ index: Int, id: UInt64, _ result: RpcResult) {
+        guard let inFlight = table[index].pingInFlight, inFlight.id == id else { return }
+        table[index].pingInFlight = nil
+        handles[index] = nil
+        outstanding -= 1
+        let now = loop.now
+        switch result {
+        case .success(let payload):
+            // A reply to a ping sent before the host's going-down note is old news.
+            if let noted = table[index].notedDownAt, inFlight.sentAt <= noted { break }
+            table[index].pingReplies += 1
+            table[index].rttMs = Double(max(0, monotonicNanoseconds() - inFlight.sentNs)) / 1e6
+            table[index].lastReplyAt = now
+            table[index].lastSeenAt = now
+            table[index].notedDownAt = nil
+            if let info = try? PingInfo(parsing: payload) { table[index].info = info }
+        case .failure(.timedOut):
+            table[index].pingTimeouts += 1
+        case .failure(.cancelled):
+            break
+        case .failure:
+            table[index].pingErrors += 1
+        }
+        refresh(index, now: now)
+    }
+
+    private func refreshAll(now: Int64) {
+        for index in table.indices { refresh(index, now: now) }
+    }
+
+    private func refresh(_ index: Int, now: Int64) {
+        if table[index].refresh(now: now, deadAfterMs: Int64(configuration.deadAfterMs)) {
+            onChange(table[index].host.id, table[index].alive)
+        }
+    }
+
+    // MARK: Answering
+
+    private func handle(_ request: IncomingRequest) {
+        let note: PingInfo
+        do throws(PingInfoError) {
+            note = try PingInfo(parsing: request.payload)
+        } catch {
+            stats.malformedPings += 1
+            try? server.sendErrorReply(errno: EINVAL, to: request)
+            return
+        }
+        if note.kind == .goingDown {
+            // Only the member itself, from its own address, may say it is going down.
+            guard let id = note.hostID, table.indices.contains(id), !table[id].isSelf,
+                  table[id].host.address == request.peer else {
+                stats.refusedNotes += 1
+                try? server.sendErrorReply(errno: EPERM, to: request)
+                return
+            }
+            markGoingDown(id)
+        } else if note.hostID == nil, !table.contains(where: { $0.host.address == request.peer }) {
+            noteObserver(request.peer)
+        }
+        stats.pingsAnswered += 1
+        try? server.sendReply(info(kind: .ping).bytes, to: request)
+    }
+
+    private func noteObserver(_ address: PeerAddress) {
+        let now = loop.now
+        if observers[address] == nil, observers.count >= Self.maxObservers,
+           let oldest = observers.min(by: { $0.value < $1.value }) {
+            observers[oldest.key] = nil
+        }
+        observers[address] = now
+    }
+
+    /// The original's reaction to a shutdown note: dead now, and the ping in flight to
+    /// it ended (`timeoutDeadHosts`), so that the next ping goes out as soon as it is back.
+    private func markGoingDown(_ id: Int) {
+        let now = loop.now
+        table[id].goingDownNotes += 1
+        table[id].notedDownAt = now
+        table[id].lastReplyAt = nil
+        table[id].lastSeenAt = now
+        if let handle = handles[id] { server.cancel(handle) }
+        refresh(id, now: now)
+    }
+
+    /// What this node says of itself in its replies.
+    public var ownInfo: PingInfo { info(kind: .ping) }
+
+    private func info(kind: PingInfo.Kind) -> PingInfo {
+        PingInfo(kind: kind, hostID: selfID, backend: loop.kind, pid: UInt32(truncatingIfNeeded: getpid()),
+                 uptimeMs: UInt64(max(0, loop.now - startedAt)))
+    }
+}

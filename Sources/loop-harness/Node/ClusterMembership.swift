@@ -1,0 +1,68 @@
+import Cluster
+import Compat
+import LoopTools
+import UdpServer
+
+/// A node's place in a cluster (`serve --hosts FILE --id N`): it pings the other
+/// hosts, shows them in its stats and console, and tells them before it exits.
+final class ClusterMembership {
+    let hosts: HostsFile
+    let me: ClusterHost
+    let pings: PingServer
+
+    init(node: RpcNode, hosts: HostsFile, me: ClusterHost, configuration: PingConfiguration) throws {
+        self.hosts = hosts
+        self.me = me
+        self.pings = try PingServer(loop: node.loop, server: node.server, hosts: hosts, selfID: me.id,
+                                    configuration: configuration)
+        try pings.start()
+        node.addStatsSections { [unowned self] in [("cluster", self.json(now: node.loop.now))] }
+        // Going-down notes first, while the server still answers: the others stop sending
+        // here before the drain drops new requests.
+        node.beforeExit = { [unowned self] drain in self.pings.broadcastGoingDown(drain) }
+    }
+
+    /// Admin requests are obeyed from the listed hosts and loopback.
+    static func trustedPeers(_ hosts: HostsFile) -> TrustedPeers {
+        var prefixes = TrustedPeers.loopback.prefixes
+        for host in hosts.hosts {
+            let prefix = TrustedPeers.Prefix(network: host.address.ip, length: 32)
+            if !prefixes.contains(where: { $0.contains(host.address.ip) }) { prefixes.append(prefix) }
+        }
+        return TrustedPeers(prefixes: prefixes)
+    }
+
+    func json(now: Int64) -> JSON {
+        .object([
+            ("hostId", .int(me.id)),
+            ("aliveCount", .int(pings.aliveIDs.count)),
+            ("pingIntervalMs", .int(pings.configuration.intervalMs)),
+            ("deadAfterMs", .int(pings.configuration.deadAfterMs)),
+            ("pings", .object(pings.stats.fields.map { ($0.0, .int($0.1)) })),
+            ("hosts", .array(pings.table.map { row($0, now: now) })),
+        ])
+    }
+
+    private func row(_ status: HostStatus, now: Int64) -> JSON {
+        let info = status.isSelf ? pings.ownInfo : status.info
+        return .object([
+            ("id", .int(status.host.id)),
+            ("address", .string(status.host.address.ipString)),
+            ("udpPort", .int(Int(status.host.address.port))),
+            ("httpPort", status.host.httpPort.map { .int(Int($0)) } ?? .null),
+            ("self", .bool(status.isSelf)),
+            ("alive", .bool(status.alive)),
+            ("rttMs", status.rttMs.map { .number($0) } ?? .null),
+            ("lastSeenMsAgo", status.lastSeenMsAgo(now: now).map { .int(Int($0)) } ?? .null),
+            ("backend", info.map { .string($0.backend.rawValue) } ?? .null),
+            ("pid", info.map { .int(Int($0.pid)) } ?? .null),
+            ("pingsSent", .int(status.pingsSent)),
+            ("pingReplies", .int(status.pingReplies)),
+            ("pingTimeouts", .int(status.pingTimeouts)),
+            ("pingErrors", .int(status.pingErrors)),
+            ("deaths", .int(status.deaths)),
+            ("downMs", .int(Int(status.downMs(now: now)))),
+            ("goingDownNotes", .int(status.goingDownNotes)),
+        ])
+    }
+}

@@ -39,6 +39,8 @@ let package = Package(
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"],
                     exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestTraits"],
+                    swiftSettings: strict),
         .testTarget(name: "TcpServerTests", dependencies: ["TcpServer", "HttpServer", "Compat", "LoopTools", "TestTraits"],
                     swiftSettings: strict),
     ],

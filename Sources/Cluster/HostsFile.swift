@@ -73,6 +73,9 @@ public struct HostsFile: Equatable, Sendable {
         // Where each UDP and HTTP address was first claimed, to name both lines of a clash.
         var udpClaims: [PeerAddress: Int] = [:]
         var httpClaims: [PeerAddress: Int] = [:]
+        // Every line that is not blank takes a host's place, well-formed or not, so one
+        // bad line is one error, not a wrong ID on every line after it.
+        var position = 0
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let lineNumber = index + 1
             var line = Substring(rawLine)
@@ -82,11 +85,12 @@ public struct HostsFile: Equatable, Sendable {
             func problem(_ reason: String) {
                 problems.append(.init(line: lineNumber, text: String(rawLine), reason: reason))
             }
+            let expectedID = position
+            position += 1
             guard fields.count == 4 else {
                 problem("\(fields.count) field\(fields.count == 1 ? "" : "s"); a host is ID ADDRESS UDP_PORT HTTP_PORT")
                 continue
             }
-            let expectedID = hosts.count
             guard let id = Int(fields[0]), fields[0].allSatisfy({ $0.isASCII && $0.isNumber }) else {
                 problem("the ID '\(fields[0])' is not a number (this line is host \(expectedID))")
                 continue
@@ -124,7 +128,7 @@ public struct HostsFile: Equatable, Sendable {
                 problem("\(fields[1]):\(httpPort) is host \(earlier)'s HTTP address too: two consoles cannot share a port")
                 continue
             }
-            guard hosts.count < maxHosts else {
+            guard id < maxHosts else {
                 problem("more than \(maxHosts) hosts")
                 break
             }

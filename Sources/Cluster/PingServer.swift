@@ -91,6 +91,10 @@ public final class PingServer {
     private var nextPingID: UInt64 = 0
     private var handles: [Int: RequestHandle] = [:]
     private let startedAt: Int64
+    /// Set by `broadcastGoingDown`: pings are answered as going-down notes from then on, so
+    /// that no host counts this one alive again while it drains (a note it did not get, a
+    /// ping that crossed the note).
+    public private(set) var isGoingDown = false
     /// Non-members that pinged this node lately (clients of the cluster), with when:
     /// they get the going-down note too, so that they stop sending here before the drain.
     private var observers: [PeerAddress: Int64] = [:]
@@ -107,8 +111,9 @@ public final class PingServer {
         self.startedAt = loop.now
     }
 
-    /// Answers pings and starts pinging.
+    /// Answers pings and starts pinging (again, after `broadcastGoingDown`: a node that stayed).
     public func start() throws(LoopError) {
+        isGoingDown = false
         guard sleepRegistration == nil else { return }
         server.registerHandler(type: pingMessageType) { [unowned self] request in self.handle(request) }
         sleepRegistration = try loop.registerSleep(every: configuration.intervalMs) { [unowned self] in self.tick() }
@@ -131,17 +136,20 @@ public final class PingServer {
     /// now; `completion` runs once every note has been acknowledged or has timed out.
     /// Pinging stops: from now on this node's answers are not news of its health.
     public func broadcastGoingDown(_ completion: @escaping () -> Void) {
+        isGoingDown = true
         if let sleepRegistration { try? loop.unregister(sleepRegistration) }
         sleepRegistration = nil
         let now = loop.now
         let recent = observers.filter { now - $0.value < Int64(configuration.deadAfterMs) }.keys
-        let others = table.filter { !$0.isSelf }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
+        // Members this node counts dead are not waiting on it, and a dead one would hold
+        // the exit for the whole acknowledgement timeout.
+        let others = table.filter { !$0.isSelf && $0.alive }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
         guard !others.isEmpty else {
             completion()
             return
         }
         var remaining = others.count
-        let note = info(kind: .goingDown).bytes
+        let note = ownInfo.bytes
         for address in others {
             server.sendRequest(note, type: pingMessageType, to: address,
                                timeoutMs: configuration.goingDownTimeoutMs, niceness: 0) { _ in
@@ -177,7 +185,7 @@ public final class PingServer {
         outstanding += 1
         // The ping's own timeout is the dead-host timeout: by then the host is dead
         // by age anyway, and the next ping goes out on the next tick.
-        let handle = server.sendRequest(info(kind: .ping).bytes, type: pingMessageType, to: table[index].host.address,
+        let handle = server.sendRequest(ownInfo.bytes, type: pingMessageType, to: table[index].host.address,
                                         timeoutMs: configuration.deadAfterMs, niceness: 0) { [weak self] result in
             self?.pingEnded(index, id: id, result)
         }
@@ -195,11 +203,17 @@ public final class PingServer {
             // A reply to a ping sent before the host's going-down note is old news.
             if let noted = table[index].notedDownAt, inFlight.sentAt <= noted { break }
             table[index].pingReplies += 1
+            let info = try? PingInfo(parsing: payload)
+            if let info { table[index].info = info }
+            if info?.kind == .goingDown {
+                // Still answering while it drains: going down all the same.
+                if table[index].lastReplyAt != nil { markGoingDown(index) }
+                break
+            }
             table[index].rttMs = Double(max(0, monotonicNanoseconds() - inFlight.sentNs)) / 1e6
             table[index].lastReplyAt = now
             table[index].lastSeenAt = now
             table[index].notedDownAt = nil
-            if let info = try? PingInfo(parsing: payload) { table[index].info = info }
         case .failure(.timedOut):
             table[index].pingTimeouts += 1
         case .failure(.cancelled):
@@ -244,7 +258,7 @@ public final class PingServer {
             noteObserver(request.peer)
         }
         stats.pingsAnswered += 1
-        try? server.sendReply(info(kind: .ping).bytes, to: request)
+        try? server.sendReply(ownInfo.bytes, to: request)
     }
 
     private func noteObserver(_ address: PeerAddress) {
@@ -268,11 +282,9 @@ public final class PingServer {
         refresh(id, now: now)
     }
 
-    /// What this node says of itself in its replies.
-    public var ownInfo: PingInfo { info(kind: .ping) }
-
-    private func info(kind: PingInfo.Kind) -> PingInfo {
-        PingInfo(kind: kind, hostID: selfID, backend: loop.kind, pid: UInt32(truncatingIfNeeded: getpid()),
+    /// What this node says of itself in its pings and replies.
+    public var ownInfo: PingInfo {
+        PingInfo(kind: isGoingDown ? .goingDown : .ping, hostID: selfID, backend: loop.kind, pid: UInt32(truncatingIfNeeded: getpid()),
                  uptimeMs: UInt64(max(0, loop.now - startedAt)))
     }
 }

@@ -22,12 +22,13 @@ final class ClusterMembership {
         node.beforeExit = { [unowned self] drain in self.pings.broadcastGoingDown(drain) }
     }
 
-    /// Admin requests are obeyed from the listed hosts and loopback.
+    /// Admin requests are obeyed from the listed hosts and from 127.0.0.1, where the
+    /// machine's own tools (`loop-harness shutdown`) send from. Not all of 127/8: a cluster
+    /// on loopback aliases gives its members 127.0.0.2 …, so an address there is no credential.
     static func trustedPeers(_ hosts: HostsFile) -> TrustedPeers {
-        var prefixes = TrustedPeers.loopback.prefixes
-        for host in hosts.hosts {
-            let prefix = TrustedPeers.Prefix(network: host.address.ip, length: 32)
-            if !prefixes.contains(where: { $0.contains(host.address.ip) }) { prefixes.append(prefix) }
+        var prefixes = [TrustedPeers.Prefix(network: 0x7f00_0001, length: 32)]
+        for host in hosts.hosts where !prefixes.contains(where: { $0.contains(host.address.ip) }) {
+            prefixes.append(TrustedPeers.Prefix(network: host.address.ip, length: 32))
         }
         return TrustedPeers(prefixes: prefixes)
     }

@@ -1,0 +1,148 @@
+import Glibc
+import LoopTools
+import Testing
+@testable import Cluster
+@testable import UdpServer
+
+extension ClusterLoopTests {
+    @Suite struct Pings {
+        /// Every other host starts dead (as in the original) and turns alive on its first
+        /// ping reply, with an RTT and what it runs; a node's own row is alive from the start.
+        @Test(arguments: LoopBackendKind.allCases)
+        func hostsTurnAliveOnTheirFirstReply(kind: LoopBackendKind) throws {
+            try withCluster(kind) { loop, cluster in
+                let first = cluster.pings[0]
+                #expect(first.table.map(\.alive) == [true, false, false])
+                try runUntil(loop) { cluster.pings.allSatisfy { $0.aliveIDs == [0, 1, 2] } }
+                for status in first.table where !status.isSelf {
+                    #expect(status.rttMs != nil && status.lastReplyAt != nil && status.pingReplies >= 1)
+                    #expect(status.info?.backend == kind && status.info?.hostID == status.host.id)
+                    #expect(status.info?.pid == UInt32(getpid()))
+                    #expect(status.deaths == 0 && status.downMs(now: loop.now) == 0)
+                }
+                #expect(first.table[0].pingsSent == 0, "a node does not ping itself")
+            }
+        }
+
+        /// A host that stops answering is dead once it has been silent for the dead-host
+        /// timeout, not before; its down time grows while it is dead and stops when it
+        /// answers again, and each transition is reported once.
+        @Test(arguments: LoopBackendKind.allCases)
+        func silentHostGoesDeadAndComesBack(kind: LoopBackendKind) throws {
+            try withCluster(kind) { loop, cluster in
+                let observer = cluster.pings[0]
+                var changes: [(Int, Bool)] = []
+                observer.onChange = { changes.append(($0, $1)) }
+                try runUntil(loop) { observer.aliveIDs == [0, 1, 2] }
+                changes.removeAll()
+
+                cluster.silencers[1].silent = true
+                let silencedAt = loop.now
+                try runUntil(loop) { !observer.isAlive(1) }
+                let deadAfter = Int64(observer.configuration.deadAfterMs)
+                // Its last reply came at most one ping interval (plus a slow iteration) before the silence.
+                #expect(loop.now - silencedAt >= deadAfter - Int64(observer.configuration.intervalMs) - 50,
+                        "dead \(loop.now - silencedAt) ms after it fell silent; the timeout is \(deadAfter) ms")
+                #expect(observer.isAlive(2), "the other host is not affected")
+                #expect(observer.table[1].deaths == 1)
+                try runFor(loop, ms: 300)
+                let down = observer.table[1].downMs(now: loop.now)
+                #expect(down >= 250, "down for \(down) ms")
+                #expect(observer.table[1].pingTimeouts + observer.table[1].pingsSent - observer.table[1].pingReplies >= 1)
+
+                cluster.silencers[1].silent = false
+                try runUntil(loop) { observer.isAlive(1) }
+                let downWhenBack = observer.table[1].downMs(now: loop.now)
+                try runFor(loop, ms: 200)
+                #expect(observer.table[1].downMs(now: loop.now) == downWhenBack, "down time stops growing once it is back")
+                #expect(observer.table[1].deaths == 1)
+                #expect(changes.map(\.0) == [1, 1] && changes.map(\.1) == [false, true], "\(changes)")
+            }
+        }
+
+        /// A node going down tells the others, which count it dead at once (long before the
+        /// timeout) and end their ping to it; it is alive again at its first reply after that.
+        @Test(arguments: LoopBackendKind.allCases)
+        func goingDownNoteIsDeathAtOnce(kind: LoopBackendKind) throws {
+            var configuration = PingConfiguration.testing
+            configuration.deadAfterMs = 30_000
+            try withCluster(kind, configuration: configuration) { loop, cluster in
+                try runUntil(loop) { cluster.pings.allSatisfy { $0.aliveIDs == [0, 1, 2] } }
+                var acknowledged = false
+                let start = monotonicNanoseconds()
+                cluster.pings[2].broadcastGoingDown { acknowledged = true }
+                try runUntil(loop) { acknowledged }
+                #expect(monotonicNanoseconds() - start < 5_000_000_000, "well within the 30 s dead-host timeout")
+                for observer in cluster.pings[0...1] {
+                    #expect(!observer.isAlive(2))
+                    #expect(observer.table[2].goingDownNotes == 1 && observer.table[2].deaths == 1)
+                    #expect(observer.table[2].pingInFlight == nil)
+                }
+                // Still answering while it drains, but as going down: nobody counts it alive again.
+                #expect(cluster.pings[2].isGoingDown)
+                let sentBefore = cluster.pings[0].table[2].pingsSent
+                try runFor(loop, ms: 200)
+                #expect(cluster.pings[0].table[2].pingsSent > sentBefore, "it is still pinged")
+                #expect(!cluster.pings[0].isAlive(2) && !cluster.pings[1].isAlive(2))
+                #expect(cluster.pings[0].table[2].deaths == 1, "one death, however many going-down answers")
+                // Staying after all (start again) brings it back at the next reply.
+                try cluster.pings[2].start()
+                try runUntil(loop) { cluster.pings[0].isAlive(2) && cluster.pings[1].isAlive(2) }
+            }
+        }
+
+        /// A going-down note from anywhere but the member's own address is refused (EPERM)
+        /// and counted: nobody declares a host dead for it. A payload that is not a PingInfo
+        /// gets EINVAL, and is counted too.
+        @Test(arguments: LoopBackendKind.allCases)
+        func forgedNotesAndMalformedPingsAreRefused(kind: LoopBackendKind) throws {
+            try withCluster(kind) { loop, cluster in
+                try runUntil(loop) { cluster.pings[0].aliveIDs == [0, 1, 2] }
+                var impostorConfiguration = UdpServerConfiguration.loopback
+                impostorConfiguration.bindAddress = "127.0.0.9"
+                let impostor = UdpServer(loop: loop, configuration: impostorConfiguration)
+                try impostor.start()
+                defer { impostor.shutdown(urgent: true) }
+                let forged = PingInfo(kind: .goingDown, hostID: 1, backend: kind, pid: 1, uptimeMs: 1).bytes
+                var results: [RpcResult] = []
+                impostor.sendRequest(forged, type: pingMessageType, to: cluster.hosts.hosts[0].address,
+                                     timeoutMs: 5_000, niceness: 0) { results.append($0) }
+                impostor.sendRequest([1, 2, 3], type: pingMessageType, to: cluster.hosts.hosts[0].address,
+                                     timeoutMs: 5_000, niceness: 0) { results.append($0) }
+                try runUntil(loop) { results.count == 2 }
+                #expect(results.contains { $0 == .failure(.remote(errno: EPERM)) }, "\(results)")
+                #expect(results.contains { $0 == .failure(.remote(errno: EINVAL)) }, "\(results)")
+                #expect(cluster.pings[0].stats.refusedNotes == 1 && cluster.pings[0].stats.malformedPings == 1)
+                #expect(cluster.pings[0].isAlive(1) && cluster.pings[0].table[1].goingDownNotes == 0)
+            }
+        }
+
+        /// A client of the cluster (no ID) pings too, and gets the going-down note of a
+        /// host it pinged; a flood of pings from many addresses cannot grow the list of
+        /// such clients past its bound.
+        @Test(arguments: LoopBackendKind.allCases)
+        func clientsThatPingHearTheGoingDownNote(kind: LoopBackendKind) throws {
+            var configuration = PingConfiguration.testing
+            configuration.deadAfterMs = 30_000
+            try withCluster(kind, count: 2, configuration: configuration) { loop, cluster in
+                var clientConfiguration = UdpServerConfiguration.loopback
+                clientConfiguration.bindAddress = "127.0.0.20"
+                let client = UdpServer(loop: loop, configuration: clientConfiguration)
+                try client.start()
+                let watcher = try PingServer(loop: loop, server: client, hosts: cluster.hosts, selfID: nil,
+                                             configuration: configuration)
+                try watcher.start()
+                defer {
+                    watcher.stop()
+                    client.shutdown(urgent: true)
+                }
+                try runUntil(loop) { watcher.aliveIDs == [0, 1] }
+                var acknowledged = false
+                cluster.pings[1].broadcastGoingDown { acknowledged = true }
+                try runUntil(loop) { acknowledged }
+                #expect(!watcher.isAlive(1) && watcher.table[1].goingDownNotes == 1)
+                #expect(watcher.isAlive(0))
+            }
+        }
+    }
+}

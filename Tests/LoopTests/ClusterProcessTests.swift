@@ -1,0 +1,204 @@
+import Compat
+import Glibc
+import LoopTools
+import Testing
+import UdpServer
+
+/// A UDP port free on `address` now (bound, read, released): the hosts file needs real ports.
+private func freeUdpPort(_ address: String) throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    defer { close(fd) }
+    var sin = PeerAddress(ip: PeerAddress.parseIPv4(address)!, port: 0).socketAddress
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &sin) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard bound else { throw ClusterSetupFailed(reason: "no free port on \(address): errno \(errno)") }
+    return UInt16(bigEndian: sin.sin_port)
+}
+
+struct ClusterSetupFailed: Error { let reason: String }
+
+/// A hosts file of `count` hosts on 127.0.0.2 … with free ports; removed by `remove()`.
+private struct TestHostsFile {
+    let path: String
+    let addresses: [String]
+
+    init(count: Int) throws {
+        path = "/tmp/cluster-hosts-\(getpid())-\(monotonicNanoseconds())"
+        var lines = ["# id address udp http"]
+        var addresses: [String] = []
+        for id in 0..<count {
+            let ip = "127.0.0.\(id + 2)"
+            let port = try freeUdpPort(ip)
+            lines.append("\(id) \(ip) \(port) -")
+            addresses.append("\(ip):\(port)")
+        }
+        self.addresses = addresses
+        try write(lines.joined(separator: "\n") + "\n", to: path, mode: 0o600)
+    }
+
+    func remove() { unlink(path) }
+}
+
+/// `loop-harness stats --json` of a node, one line.
+private func stats(of address: String) throws -> String {
+    try HarnessRun(["stats", "--to", address, "--json", "--timeout-ms", "2000"], timeoutMs: 10_000).output
+}
+
+/// Whether every node in `observers` sees host `id` alive (from their stats).
+private func seenAlive(_ id: Int, by observers: [String]) throws -> Bool {
+    for address in observers {
+        let line = try stats(of: address)
+        guard line.contains("\"hostId\":"), let rows = line.range(of: "\"hosts\":[") else { return false }
+        let row = line[rows.upperBound...].components(separatedBy: "{\"id\":").dropFirst().first { $0.hasPrefix("\(id),") }
+        guard let row, row.contains("\"alive\":true") else { return false }
+    }
+    return true
+}
+
+extension String {
+    fileprivate func components(separatedBy separator: String) -> [String] {
+        var parts: [String] = []
+        var rest = Substring(self)
+        while let range = rest.range(of: separator) {
+            parts.append(String(rest[..<range.lowerBound]))
+            rest = rest[range.upperBound...]
+        }
+        parts.append(String(rest))
+        return parts
+    }
+}
+
+extension Substring {
+    fileprivate func components(separatedBy separator: String) -> [String] { String(self).components(separatedBy: separator) }
+}
+
+extension LoopConformance {
+    @Suite struct ClusterProcesses {
+        /// `serve --hosts` takes its place from the file: the options that would contradict it
+        /// are usage errors, and so are a missing or unknown --id and a malformed file, whose
+        /// every bad line is named.
+        @Test func membershipOptionsAreStrict() throws {
+            let hosts = try TestHostsFile(count: 2)
+            defer { hosts.remove() }
+            for (arguments, message) in [
+                (["--hosts", hosts.path, "--id", "0", "--port", "7000"], "--port cannot go with --hosts"),
+                (["--hosts", hosts.path, "--id", "0", "--trust", "10.0.0.0/8"], "--trust cannot go with --hosts"),
+                (["--hosts", hosts.path], "--hosts needs --id N"),
+                (["--hosts", hosts.path, "--id", "2"], "--id 2: the hosts file lists hosts 0…1"),
+                (["--id", "1"], "--id needs --hosts"),
+                (["--hosts", hosts.path, "--id", "0", "--dead-after-ms", "50", "--ping-interval-ms", "100"],
+                 "must be longer than the ping interval"),
+                (["--hosts", "/nonexistent/hosts", "--id", "0"], "cannot read the hosts file /nonexistent/hosts"),
+            ] {
+                let run = try HarnessRun(["serve"] + arguments)
+                #expect(run.exitCode == 2, "\(arguments): \(run.output)")
+                #expect(run.output.contains(message), "\(arguments): \(run.output)")
+            }
+            let bad = hosts.path + ".bad"
+            try write("0 127.0.0.2 7000 -\n1 127.0.0.2 7000 -\nzero 127.0.0.4 7000 -\n", to: bad, mode: 0o600)
+            defer { unlink(bad) }
+            let run = try HarnessRun(["serve", "--hosts", bad, "--id", "0"])
+            #expect(run.exitCode == 2)
+            #expect(run.output.contains("line 2: 127.0.0.2:7000 is host 0's UDP address too"), "\(run.output)")
+            #expect(run.output.contains("line 3: the ID 'zero' is not a number"), "\(run.output)")
+        }
+
+        /// Admin requests are obeyed from the listed hosts and 127.0.0.1 only: a save-and-exit
+        /// from 127.0.0.9 (on this machine, but not a member) is refused with EPERM and
+        /// counted, and the node keeps serving; the same from 127.0.0.1 stops it.
+        @Test(arguments: LoopBackendKind.allCases)
+        func adminRequestsOnlyFromMembers(kind: LoopBackendKind) throws {
+            let hosts = try TestHostsFile(count: 2)
+            defer { hosts.remove() }
+            let node = try ServedNode(["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "0", "--json"])
+            #expect(jsonInt(node.seen.last ?? "", "hostId") == 0, "\(node.seen)")
+
+            let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
+            defer { try? loop.close() }
+            var configuration = UdpServerConfiguration.loopback
+            configuration.bindAddress = "127.0.0.9"
+            let outsider = UdpServer(loop: loop, configuration: configuration)
+            try outsider.start()
+            defer { outsider.shutdown(urgent: true) }
+            var result: RpcResult?
+            outsider.sendRequest([], type: 4, to: PeerAddress(hosts.addresses[0])!, timeoutMs: 5_000, niceness: 0) { result = $0 }
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            while result == nil && monotonicNanoseconds() < deadline { try loop.runOnce() }
+            #expect(result == .failure(.remote(errno: EPERM)), "\(String(describing: result))")
+            #expect(node.isRunning)
+            #expect(jsonInt(try stats(of: hosts.addresses[0]), "adminRefused") == 1)
+
+            let accepted = try HarnessRun(["shutdown", "--to", hosts.addresses[0]])
+            #expect(accepted.exitCode == 0, "\(accepted.output)")
+            #expect(node.finish() == 0)
+            #expect(node.seen.last?.contains("\"saved\":true") == true, "\(node.seen.suffix(2))")
+        }
+
+        /// A mixed cluster in one run: three nodes on both backends, the load client with
+        /// failover sending all along, host 1 moved to the other backend (save-and-exit,
+        /// restart, seen alive by the others), then host 2 killed outright; not one request
+        /// fails or ends twice: the killed host's are retried on the others.
+        @Test func mixedClusterRollsAHostWithoutLosingARequest() throws {
+            let hosts = try TestHostsFile(count: 3)
+            defer { hosts.remove() }
+            let backends: [LoopBackendKind] = [.epoll, .legacy, .epoll]
+            var nodes = try backends.enumerated().map { id, kind in
+                try ServedNode(["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json",
+                                "--dead-after-ms", "2000"])
+            }
+            defer { for node in nodes where node.isRunning { kill(node.process.pid, SIGKILL) } }
+            let deadline = monotonicNanoseconds() + 20_000_000_000
+            func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
+                while try !condition() {
+                    guard monotonicNanoseconds() < deadline else { throw ClusterSetupFailed(reason: "timed out waiting: \(what)") }
+                    usleep(50_000)
+                }
+            }
+            for id in 0..<3 { try waitUntil("host \(id) alive") { try seenAlive(id, by: hosts.addresses.enumerated().filter { $0.offset != id }.map(\.element)) } }
+
+            let fifo = hosts.path + ".phases"
+            #expect(mkfifo(fifo, 0o600) == 0)
+            defer { unlink(fifo) }
+            let load = try ChildProcess(["-c", "exec \"$0\" \"$@\" < \"\(fifo)\" 2>&1", ChildProcess.harnessPath, "load",
+                                         "--hosts", hosts.path, "--rate", "200", "--seconds", "0", "--phases", "--json",
+                                         "--dead-after-ms", "2000"], executable: "/bin/sh")
+            var writer: Int32 = -1
+            try waitUntil("the load client to open its input") {
+                writer = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+                return writer >= 0
+            }
+            func phase(_ name: String) { _ = (name + "\n").withCString { write(writer, $0, strlen($0)) } }
+            usleep(500_000)
+            phase("host 1 to epoll")
+            let moved = try HarnessRun(["shutdown", "--to", hosts.addresses[1]])
+            #expect(moved.exitCode == 0, "\(moved.output)")
+            #expect(nodes[1].finish() == 0)
+            nodes[1] = try ServedNode(["--backend", "epoll", "--hosts", hosts.path, "--id", "1", "--json",
+                                       "--dead-after-ms", "2000"])
+            try waitUntil("host 1 seen alive again") { try seenAlive(1, by: [hosts.addresses[0], hosts.addresses[2]]) }
+            phase("steady")
+            usleep(500_000)
+            // A host that dies without a word: the requests it held time out and move on.
+            phase("host 2 killed")
+            kill(nodes[2].process.pid, SIGKILL)
+            usleep(1_500_000)
+            close(writer)
+
+            let report = load.line(startingWith: "{", timeoutMs: 30_000) ?? ""
+            #expect(load.waitForExit(timeoutMs: 10_000).flatMap(exited) == 0, "\(report)")
+            #expect(jsonInt(report, "failed") == 0 && jsonInt(report, "duplicateCompletions") == 0
+                    && jsonInt(report, "corrupt") == 0 && jsonInt(report, "unfinished") == 0, "\(report)")
+            #expect((jsonInt(report, "sent") ?? 0) >= 200, "\(report)")
+            #expect((jsonInt(report, "retried") ?? 0) >= 1, "the killed host's requests were retried: \(report)")
+            #expect(report.contains("\"name\":\"host 1 to epoll\"") && report.contains("\"name\":\"steady\""), "\(report)")
+            let seenBy0 = try stats(of: hosts.addresses[0])
+            #expect(seenBy0.contains("{\"id\":1,") && seenBy0.contains("\"goingDownNotes\":1"), "\(seenBy0)")
+            for node in nodes[0...1] { kill(node.process.pid, SIGTERM) }
+            for node in nodes[0...1] { #expect(node.finish() == 0) }
+        }
+    }
+}

@@ -4,9 +4,9 @@ import LoopTools
 import Testing
 import UdpServer
 
-/// A UDP port free on `address` now (bound, read, released): the hosts file needs real ports.
-private func freeUdpPort(_ address: String) throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+/// A UDP (or TCP) port free on `address` now (bound, read, released): the hosts file needs real ports.
+private func freeUdpPort(_ address: String, tcp: Bool = false) throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(tcp ? SOCK_STREAM.rawValue : SOCK_DGRAM.rawValue), 0)
     defer { close(fd) }
     var sin = PeerAddress(ip: PeerAddress.parseIPv4(address)!, port: 0).socketAddress
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -26,17 +26,24 @@ private struct TestHostsFile {
     let path: String
     let addresses: [String]
 
-    init(count: Int) throws {
+    let httpPorts: [UInt16?]
+
+    /// `consoles`: the IDs that get an HTTP port.
+    init(count: Int, consoles: Set<Int> = []) throws {
         path = "/tmp/cluster-hosts-\(getpid())-\(monotonicNanoseconds())"
         var lines = ["# id address udp http"]
         var addresses: [String] = []
+        var httpPorts: [UInt16?] = []
         for id in 0..<count {
             let ip = "127.0.0.\(id + 2)"
             let port = try freeUdpPort(ip)
-            lines.append("\(id) \(ip) \(port) -")
+            let http = consoles.contains(id) ? try freeUdpPort(ip, tcp: true) : nil
+            lines.append("\(id) \(ip) \(port) \(http.map(String.init) ?? "-")")
             addresses.append("\(ip):\(port)")
+            httpPorts.append(http)
         }
         self.addresses = addresses
+        self.httpPorts = httpPorts
         try write(lines.joined(separator: "\n") + "\n", to: path, mode: 0o600)
     }
 
@@ -136,6 +143,38 @@ extension LoopConformance {
             #expect(accepted.exitCode == 0, "\(accepted.output)")
             #expect(node.finish() == 0)
             #expect(node.seen.last?.contains("\"saved\":true") == true, "\(node.seen.suffix(2))")
+        }
+
+        /// The console of a member has the hosts table: a row per host with its address and
+        /// backend, live from `/status.json`; a host that went down is shown dead.
+        @Test(arguments: LoopBackendKind.allCases)
+        func consoleShowsTheHostsTable(kind: LoopBackendKind) throws {
+            let hosts = try TestHostsFile(count: 2, consoles: [0])
+            defer { hosts.remove() }
+            let nodes = try (0..<2).map { id in
+                try ServedNode(["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json"])
+            }
+            defer { for node in nodes where node.isRunning { kill(node.process.pid, SIGKILL) } }
+            let port = try #require(hosts.httpPorts[0])
+            let host0: UInt32 = 0x7f00_0002
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            var page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            while !page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td>") && monotonicNanoseconds() < deadline {
+                usleep(50_000)
+                page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            }
+            #expect(page.body.contains("<table id=\"hosts\">"), "\(page.body)")
+            #expect(page.body.contains("<tr class=\"alive self\"><td data-host-figure=\"id\">0</td>"))
+            #expect(page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td><td data-host-figure=\"address\">127.0.0.3</td><td data-host-figure=\"backend\">\(kind.rawValue)</td>"))
+            let status = try HttpExchange(port: port, ip: host0, "GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(status.body.contains("\"cluster\":{\"hostId\":0,\"aliveCount\":2"), "\(status.body)")
+
+            let stopped = try HarnessRun(["shutdown", "--to", hosts.addresses[1]])
+            #expect(stopped.exitCode == 0 && nodes[1].finish() == 0)
+            let after = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(after.body.contains("<tr class=\"dead\"><td data-host-figure=\"id\">1</td>"), "\(after.body)")
+            kill(nodes[0].process.pid, SIGTERM)
+            #expect(nodes[0].finish() == 0)
         }
 
         /// A mixed cluster in one run: three nodes on both backends, the load client with

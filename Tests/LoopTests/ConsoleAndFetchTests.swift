@@ -135,13 +135,13 @@ struct HttpExchange {
     let head: String
     let body: String
 
-    init(port: UInt16, _ request: String) throws {
+    init(port: UInt16, ip: UInt32 = 0x7f00_0001, _ request: String) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", errno: errno) }
         defer { close(fd) }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = PeerAddress.loopback(port: port).socketAddress
+        var address = PeerAddress(ip: ip, port: port).socketAddress
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

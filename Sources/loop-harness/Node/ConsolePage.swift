@@ -7,7 +7,41 @@ enum ConsolePage {
     /// Sections shown, in order, with their headings; others follow under their own names.
     static let sections: [(key: String, title: String)] = [
         ("loop", "Event loop"), ("server", "RPC server (UDP)"), ("tcp", "TCP server"), ("http", "HTTP"), ("node", "Node"),
+        ("cluster", "Cluster"),
     ]
+
+    /// The hosts table's columns: the key in each host's JSON and its heading.
+    static let hostColumns: [(key: String, title: String)] = [
+        ("id", "host"), ("address", "address"), ("backend", "backend"), ("alive", "alive"), ("rttMs", "RTT ms"),
+        ("lastSeenMsAgo", "last seen ms ago"), ("deaths", "deaths"), ("downMs", "down ms"), ("pingsSent", "pings"),
+        ("pingTimeouts", "timeouts"),
+    ]
+
+    /// The cluster's hosts, one row each (`serve --hosts`); empty for a lone node.
+    static func hostsTable(_ stats: [(String, JSON)]) -> String {
+        guard case .object(let cluster)? = stats.first(where: { $0.0 == "cluster" })?.1,
+              case .array(let hosts)? = cluster.first(where: { $0.0 == "hosts" })?.1 else { return "" }
+        var html = "<section class=\"hosts\"><h2>Hosts</h2><table id=\"hosts\"><thead><tr>"
+        for column in hostColumns { html += "<th>\(escape(column.title))</th>" }
+        html += "</tr></thead><tbody>"
+        for case .object(let host) in hosts {
+            let value = { (key: String) in host.first { $0.0 == key }?.1 ?? .null }
+            let alive = value("alive").description == "true"
+            let isSelf = value("self").description == "true"
+            html += "<tr class=\"\(alive ? "alive" : "dead")\(isSelf ? " self" : "")\">"
+            for column in hostColumns {
+                html += "<td data-host-figure=\"\(escape(column.key))\">\(escape(cell(value(column.key))))</td>"
+            }
+            html += "</tr>"
+        }
+        return html + "</tbody></table></section>"
+    }
+
+    /// A figure as the hosts table shows it: nothing for null (never heard from).
+    static func cell(_ value: JSON) -> String {
+        if case .null = value { return "–" }
+        return text(value)
+    }
 
     static func html(stats: JSON, token: String) -> String {
         guard case .object(let top) = stats else { return "" }
@@ -23,6 +57,7 @@ enum ConsolePage {
         for (title, (key, fields)) in ordered {
             tables += "<section><h2>\(escape(title))</h2><table id=\"table-\(escape(key))\">"
             for (name, figure) in fields {
+                if case .array = figure { continue }  // the hosts: a table of their own
                 tables += "<tr><th>\(escape(name))</th><td data-figure=\"\(escape(key)).\(escape(name))\">\(escape(text(figure)))</td></tr>"
             }
             tables += "</table></section>"
@@ -45,6 +80,9 @@ enum ConsolePage {
         td.changed{background:#ffd}
         button{font-size:1em;padding:.4em 1em;border-radius:.3em;border:1px solid #a33;background:#c44;color:#fff;cursor:pointer}
         #save-status{margin-left:1em}
+        section.hosts{margin-top:1em} section.hosts th{font-weight:bold;text-align:right}
+        section.hosts td:nth-child(2),section.hosts th:nth-child(2){text-align:left}
+        tr.dead td{color:#a22} tr.self td{font-weight:bold}
         </style></head>
         <body>
         <header>
@@ -54,6 +92,7 @@ enum ConsolePage {
         <span>live updates <span id="updates">0</span></span>
         <span><button id="save-exit" type="button">Save &amp; Exit</button><span id="save-status"></span></span>
         </header>
+        \(hostsTable(top))
         <main>\(tables)</main>
         <script>
         "use strict";
@@ -69,6 +108,7 @@ enum ConsolePage {
           for (const [section, fields] of Object.entries(stats)) {
             if (fields === null || typeof fields !== "object" || Array.isArray(fields)) continue;
             for (const [name, value] of Object.entries(fields)) {
+              if (value !== null && typeof value === "object") continue;
               let cell = document.querySelector('td[data-figure="' + section + "." + name + '"]');
               if (!cell) {
                 const table = document.getElementById("table-" + section);
@@ -85,7 +125,24 @@ enum ConsolePage {
               cell.textContent = text;
             }
           }
+          if (stats.cluster && Array.isArray(stats.cluster.hosts)) showHosts(stats.cluster.hosts);
           document.getElementById("updates").textContent = String(++updates);
+        }
+        function showHosts(hosts) {
+          const body = document.querySelector("#hosts tbody");
+          if (!body) return;
+          hosts.forEach((host, index) => {
+            const row = body.rows[index] || body.insertRow();
+            row.className = (host.alive ? "alive" : "dead") + (host.self ? " self" : "");
+            const keys = [\(hostColumns.map { "\"\($0.key)\"" }.joined(separator: ", "))];
+            keys.forEach((key, column) => {
+              const cell = row.cells[column] || row.insertCell();
+              const value = host[key];
+              const text = value === null || value === undefined ? "–" : show(value);
+              cell.classList.toggle("changed", cell.textContent !== text && key !== "lastSeenMsAgo");
+              cell.textContent = text;
+            });
+          });
         }
         let stopped = false;
         async function refresh() {

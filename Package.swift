@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
-        .target(name: "TestTraits", path: "Tests/TestTraits", swiftSettings: strict),
+        .target(name: "TestTraits", dependencies: ["Compat", "LoopTools"], path: "Tests/TestTraits", swiftSettings: strict),
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"],
                     exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),

@@ -1,4 +1,5 @@
 import Glibc
+import LoopCore
 
 /// An IPv4 address and port, in host byte order: what the servers on the loop
 /// (UDP and TCP) name their peers and their own sockets by.
@@ -56,5 +57,20 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
         address.sin_port = port.bigEndian
         address.sin_addr.s_addr = ip.bigEndian
         return address
+    }
+}
+
+extension PeerAddress {
+    /// Binds the socket `fd` to this address; the address it got (its port, when this one's is 0).
+    public func bind(_ fd: Int32) throws(SystemError) -> PeerAddress {
+        var bound = socketAddress
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &bound) { (pointer) throws(SystemError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemError) in
+                _ = try systemCall("bind(\(self))") { Glibc.bind(fd, raw, length) }
+                _ = try systemCall("getsockname") { getsockname(fd, raw, &length) }
+            }
+        }
+        return PeerAddress(bound)
     }
 }

@@ -40,16 +40,9 @@ enum StreamSocket {
             _ = try systemCall("setsockopt(SO_REUSEADDR)") {
                 setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
             }
-            var bound = address.socketAddress
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            try withUnsafeMutablePointer(to: &bound) { (pointer) throws(SystemError) in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemError) in
-                    _ = try systemCall("bind(\(address))") { Glibc.bind(fd, raw, length) }
-                    _ = try systemCall("getsockname") { getsockname(fd, raw, &length) }
-                }
-            }
+            let bound = try address.bind(fd)
             _ = try systemCall("listen") { Glibc.listen(fd, backlog) }
-            return (fd, PeerAddress(bound))
+            return (fd, bound)
         } catch {
             closeDescriptor(fd)
             throw error

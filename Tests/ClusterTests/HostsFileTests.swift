@@ -1,9 +1,10 @@
 import Glibc
 import Testing
+import TestTraits
 @testable import Cluster
 import UdpServer
 
-@Suite struct HostsFileParsing {
+@Suite(.processExclusive) struct HostsFileParsing {
     @Test func hostsWithCommentsBlankLinesAndNoConsole() throws {
         let file = try HostsFile.parse("""
             # id  address    udp   http
@@ -110,7 +111,7 @@ import UdpServer
     }
 }
 
-@Suite struct PingInfoWire {
+@Suite(.processExclusive) struct PingInfoWire {
     @Test func roundTripsEveryField() throws {
         for info in [PingInfo(kind: .ping, hostID: 0, backend: .epoll, pid: 1, uptimeMs: 0),
                      PingInfo(kind: .goingDown, hostID: 511, backend: .legacy, pid: .max, uptimeMs: .max),

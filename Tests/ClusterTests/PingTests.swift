@@ -1,6 +1,7 @@
 import Glibc
 import LoopTools
 import Testing
+import TestTraits
 @testable import Cluster
 @testable import UdpServer
 

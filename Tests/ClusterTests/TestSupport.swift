@@ -10,26 +10,6 @@ import TestTraits
 /// and never beside another target's loop suite (`.processExclusive`).
 @Suite(.serialized, .processExclusive) struct ClusterLoopTests {}
 
-struct ConditionTimedOut: Error {}
-
-/// Drives the loop until `done()`; records an issue and throws when `timeoutMs` passes first.
-func runUntil(_ loop: Loop, timeoutMs: Int = 10_000, sourceLocation: SourceLocation = #_sourceLocation,
-              _ done: () -> Bool) throws {
-    let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
-    while !done() {
-        if monotonicNanoseconds() > deadline {
-            Issue.record("condition not met within \(timeoutMs) ms", sourceLocation: sourceLocation)
-            throw ConditionTimedOut()
-        }
-        try loop.runOnce()
-    }
-}
-
-/// Drives the loop for `ms` milliseconds.
-func runFor(_ loop: Loop, ms: Int) throws {
-    let deadline = monotonicNanoseconds() + Int64(ms) * 1_000_000
-    while monotonicNanoseconds() < deadline { try loop.runOnce() }
-}
 
 /// Drops every datagram its server sends while `silent`: a host that hears but does not answer.
 final class Silencer: DatagramFilter {

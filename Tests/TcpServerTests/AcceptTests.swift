@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import TestTraits
 @testable import TcpServer
 
 extension TcpServerLoopTests {

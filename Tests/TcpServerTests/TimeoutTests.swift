@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+import TestTraits
 @testable import HttpServer
 @testable import TcpServer
 

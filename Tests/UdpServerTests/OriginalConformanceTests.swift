@@ -1,6 +1,7 @@
 import Glibc
 import LoopTools
 import Testing
+import TestTraits
 @testable import UdpServer
 
 /// The original's UDP protocol, transcribed from gigablast/open-source-search-engine

@@ -1,4 +1,5 @@
 import Testing
+import TestTraits
 @testable import UdpServer
 
 extension UdpServerLoopTests {

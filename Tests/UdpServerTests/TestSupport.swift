@@ -37,31 +37,6 @@ func withServers<R>(_ kind: LoopBackendKind,
     }
 }
 
-/// Thrown by `runUntil` when its deadline passes.
-struct ConditionTimedOut: Error {}
-
-/// Drives the loop until `done()` or the deadline; never hangs. Records an issue
-/// and throws when the deadline passes first, ending the test there.
-@discardableResult
-func runUntil(_ loop: Loop, timeoutMs: Int = 10_000, sourceLocation: SourceLocation = #_sourceLocation,
-              _ done: () -> Bool) throws -> Bool {
-    let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
-    while !done() {
-        if monotonicNanoseconds() > deadline {
-            // Ends the test here: what follows would index results that never came.
-            Issue.record("condition not met within \(timeoutMs) ms", sourceLocation: sourceLocation)
-            throw ConditionTimedOut()
-        }
-        try loop.runOnce()
-    }
-    return true
-}
-
-/// Drives the loop for `ms` milliseconds.
-func runFor(_ loop: Loop, ms: Int) throws {
-    let end = monotonicNanoseconds() + Int64(ms) * 1_000_000
-    while monotonicNanoseconds() < end { try loop.runOnce() }
-}
 
 func elapsedMs(since start: Int64) -> Int { Int((monotonicNanoseconds() - start) / 1_000_000) }
 

@@ -30,17 +30,10 @@ struct DatagramSocket {
         do {
             try setOption(fd, SO_RCVBUF, Int32(clamping: receiveBufferSize), "setsockopt(SO_RCVBUF)")
             try setOption(fd, SO_SNDBUF, Int32(clamping: sendBufferSize), "setsockopt(SO_SNDBUF)")
-            var bound = address.socketAddress
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            try withUnsafeMutablePointer(to: &bound) { (pointer) throws(SystemError) in
-                try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemError) in
-                    _ = try systemCall("bind(\(address))") { Glibc.bind(fd, raw, length) }
-                    _ = try systemCall("getsockname") { getsockname(fd, raw, &length) }
-                }
-            }
+            let bound = try address.bind(fd)
             // The loop sets O_NONBLOCK on registration too; do not depend on it.
             try setStatusFlags(fd: fd, adding: O_NONBLOCK)
-            return DatagramSocket(fd: fd, address: PeerAddress(bound))
+            return DatagramSocket(fd: fd, address: bound)
         } catch {
             closeDescriptor(fd)
             throw error

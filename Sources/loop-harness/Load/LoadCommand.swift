@@ -31,30 +31,16 @@ let loadOptions = CommandOptions(
         .integer("--give-up-ms", 1...86_400_000, default: 30_000, "a request with no answer from any host this long after it was sent fails"),
         .integer("--max-in-flight", 1...100_000, default: 2_000, "requests in flight at most; sending waits beyond"),
         .flag("--phases", "read phase names from standard input (see above)"),
-        .integer("--ping-interval-ms", PingConfiguration.intervalRange, default: PingConfiguration().intervalMs,
-                 "how often the client pings the hosts"),
-        .integer("--dead-after-ms", PingConfiguration.deadAfterRange, default: PingConfiguration().deadAfterMs,
-                 "a host silent this long is not sent to"),
+        pingIntervalOption,
+        deadAfterOption,
     ])
 
 /// `loop-harness load`: the cluster's client with failover.
 func runLoad(_ args: Arguments) throws -> Int32 {
     let options = try args.parse(loadOptions)
     let backend = try options.backend()
-    let hosts: HostsFile
-    do {
-        hosts = try HostsFile.load(path: options.string("--hosts") ?? "")
-    } catch {
-        throw options.declaration.usage("\(error)")
-    }
-    var pingConfiguration = PingConfiguration()
-    pingConfiguration.intervalMs = options.int("--ping-interval-ms")
-    pingConfiguration.deadAfterMs = options.int("--dead-after-ms")
-    do {
-        pingConfiguration = try pingConfiguration.validated()
-    } catch {
-        throw options.declaration.usage("\(error)")
-    }
+    let hosts = try options.hostsFile()
+    let pingConfiguration = try options.pingConfiguration()
     guard options.flag("--phases") || options.int("--seconds") > 0 else {
         throw options.declaration.usage("--seconds 0 runs until the end of input: it needs --phases")
     }

@@ -38,10 +38,8 @@ let serveOptions = CommandOptions(
                                  + "HTTP_PORT '-' for no console); the node binds its own line's address and ports, pings "
                                  + "the others, and obeys admin requests from the listed hosts and loopback only"),
         .integer("--id", 0...(HostsFile.maxHosts - 1), default: 0, "with --hosts: which host this node is (required)"),
-        .integer("--ping-interval-ms", PingConfiguration.intervalRange, default: PingConfiguration().intervalMs,
-                 "with --hosts: how often pings go out (the original's ping spacer)"),
-        .integer("--dead-after-ms", PingConfiguration.deadAfterRange, default: PingConfiguration().deadAfterMs,
-                 "with --hosts: a host silent this long is dead (the original's dead-host timeout)"),
+        pingIntervalOption,
+        deadAfterOption,
     ])
 
 /// Where a node listens and whom it obeys: from --bind/--port/--http/--trust, or from its hosts file line.
@@ -53,7 +51,7 @@ struct NodePlacement {
     var cluster: (hosts: HostsFile, me: ClusterHost, pings: PingConfiguration)?
 
     init(_ options: ParsedOptions) throws {
-        guard let path = options.string("--hosts") else {
+        guard options.string("--hosts") != nil else {
             for option in ["--id", "--ping-interval-ms", "--dead-after-ms"] where options.given(option) {
                 throw options.declaration.usage("\(option) needs --hosts")
             }
@@ -67,24 +65,12 @@ struct NodePlacement {
             throw options.declaration.usage("\(option) cannot go with --hosts: the hosts file says where the node listens and whom it obeys")
         }
         guard options.given("--id") else { throw options.declaration.usage("--hosts needs --id N: which host this node is") }
-        let hosts: HostsFile
-        do {
-            hosts = try HostsFile.load(path: path)
-        } catch {
-            throw options.declaration.usage("\(error)")
-        }
+        let hosts = try options.hostsFile()
         let id = options.int("--id")
         guard hosts.hosts.indices.contains(id) else {
             throw options.declaration.usage("--id \(id): the hosts file lists hosts 0…\(hosts.hosts.count - 1)")
         }
-        var pings = PingConfiguration()
-        pings.intervalMs = options.int("--ping-interval-ms")
-        pings.deadAfterMs = options.int("--dead-after-ms")
-        do {
-            pings = try pings.validated()
-        } catch {
-            throw options.declaration.usage("\(error)")
-        }
+        let pings = try options.pingConfiguration()
         let me = hosts.hosts[id]
         bind = me.address.ipString
         udpPort = me.address.port

@@ -145,6 +145,43 @@ extension LoopConformance {
             #expect(node.seen.last?.contains("\"saved\":true") == true, "\(node.seen.suffix(2))")
         }
 
+        /// `load` refuses what it cannot run (no way to end, a bad file) as usage errors, and
+        /// a cluster where no host answers a ping is an error of its own, not a hang.
+        @Test func loadCommandLine() throws {
+            let hosts = try TestHostsFile(count: 2)
+            defer { hosts.remove() }
+            let endless = try HarnessRun(["load", "--hosts", hosts.path, "--seconds", "0"])
+            #expect(endless.exitCode == 2 && endless.output.contains("needs --phases"), "\(endless.output)")
+            let missing = try HarnessRun(["load", "--hosts", hosts.path + ".missing"])
+            #expect(missing.exitCode == 2 && missing.output.contains("cannot read the hosts file"), "\(missing.output)")
+            let start = monotonicNanoseconds()
+            let nobody = try HarnessRun(["load", "--hosts", hosts.path, "--seconds", "1", "--dead-after-ms", "300",
+                                         "--ping-interval-ms", "50"])
+            #expect(nobody.exitCode == 1 && nobody.output.contains("answered a ping"), "\(nobody.output)")
+            #expect(monotonicNanoseconds() - start < 10_000_000_000)
+        }
+
+        /// A member stopped by a signal tells the others too: they count it dead at once,
+        /// not after the 4 s dead-host timeout.
+        @Test(arguments: LoopBackendKind.allCases)
+        func signalledMemberTellsTheOthers(kind: LoopBackendKind) throws {
+            let hosts = try TestHostsFile(count: 2)
+            defer { hosts.remove() }
+            let nodes = try (0..<2).map { id in
+                try ServedNode(["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json"])
+            }
+            defer { for node in nodes where node.isRunning { kill(node.process.pid, SIGKILL) } }
+            let deadline = monotonicNanoseconds() + 10_000_000_000
+            while try !seenAlive(1, by: [hosts.addresses[0]]) && monotonicNanoseconds() < deadline { usleep(50_000) }
+            kill(nodes[1].process.pid, SIGTERM)
+            #expect(nodes[1].finish() == 0)
+            let seen = try stats(of: hosts.addresses[0])
+            #expect(try !seenAlive(1, by: [hosts.addresses[0]]), "\(seen)")
+            #expect(seen.contains("\"goingDownNotes\":1"), "\(seen)")
+            kill(nodes[0].process.pid, SIGTERM)
+            #expect(nodes[0].finish() == 0)
+        }
+
         /// The console of a member has the hosts table: a row per host with its address and
         /// backend, live from `/status.json`; a host that went down is shown dead.
         @Test(arguments: LoopBackendKind.allCases)

@@ -77,6 +77,7 @@ func runLoad(_ args: Arguments) throws -> Int32 {
     }
     defer { phaseInput?.close() }
     try run.start(seconds: options.int("--seconds"))
+    phaseInput?.readAllIfNotWatched()
     let reason = try loop.run()
     if reason != .stopped {
         // Finish what is in flight; a second signal abandons it.
@@ -112,22 +113,40 @@ final class PhaseInput {
         if fd < 0 { fd = fcntl(0, F_DUPFD_CLOEXEC, 3) }
         guard fd >= 0 else { throw CommandFailure("--phases: cannot open standard input: \(String(cString: strerror(errno)))") }
         self.fd = fd
+        // epoll refuses regular files and /dev/null (select takes them, always readable):
+        // those are read through at once, the same on either loop, and end the load there.
+        var status = stat()
+        let watchable = fstat(fd, &status) == 0
+            && (isatty(fd) != 0 || status.st_mode & S_IFMT == S_IFIFO || status.st_mode & S_IFMT == S_IFSOCK)
+        guard watchable else { return }
         do {
             registration = try loop.registerRead(fd: fd) { [unowned self] _ in self.readable() }
         } catch {
             Glibc.close(fd)
-            throw CommandFailure("--phases: standard input cannot be watched (a pipe or a terminal is needed): \(error)")
+            throw CommandFailure("--phases: standard input cannot be watched: \(error)")
         }
     }
+
+    /// For input that is not watched (a file, /dev/null): every line now, then the end.
+    /// Called once the run has started. At most a mebibyte: /dev/zero has no end.
+    func readAllIfNotWatched() {
+        guard registration == nil, !ended else { return }
+        while !ended && bytesRead < 1 << 20 { readable() }
+        if !ended { finish() }
+    }
+
+    private var bytesRead = 0
 
     private func readable() {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = read(fd, &buffer, buffer.count)
         if n < 0 {
-            if errno == EAGAIN || errno == EINTR { return }
+            // Unwatched input that would block has nothing more to give now: its end.
+            if (errno == EAGAIN || errno == EINTR) && registration != nil { return }
             finish()
             return
         }
+        bytesRead += n
         if n == 0 {
             if !pending.isEmpty { deliver(pending) }
             pending.removeAll()
@@ -151,13 +170,20 @@ final class PhaseInput {
         if !name.isEmpty { onLine(String(name.prefix(200))) }
     }
 
+    private var ended = false
+
     private func finish() {
         close()
         onEnd()
     }
 
     func close() {
-        guard let registration else { return }
+        guard !ended else { return }
+        ended = true
+        guard let registration else {
+            Glibc.close(fd)
+            return
+        }
         self.registration = nil
         do {
             try loop.closeAfterBatch(fd: fd)

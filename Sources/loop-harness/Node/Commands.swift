@@ -167,6 +167,14 @@ func runServe(_ args: Arguments) throws -> Int32 {
     let reason = try loop.run()
     // Signals end the node at once: outstanding transactions end with shuttingDown.
     if reason != .stopped {
+        // A member tells the others first, as on save-and-exit, but waits for them a second
+        // at most (a second signal ends the wait): whoever sent the signal wants it gone.
+        if let membership {
+            var told = false
+            membership.pings.broadcastGoingDown { told = true }
+            let deadline = monotonicNanoseconds() + 1_000_000_000
+            while !told && monotonicNanoseconds() < deadline && loop.takeShutdownRequest() == nil { try loop.runOnce() }
+        }
         server.shutdown(urgent: true)
         for _ in 0..<3 { try loop.runOnce() }
     }

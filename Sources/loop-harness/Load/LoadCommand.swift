@@ -47,7 +47,8 @@ func runLoad(_ args: Arguments) throws -> Int32 {
     ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
-    let client = UdpServer(loop: loop, configuration: nodeConfiguration(options: options))
+    let client = UdpServer(loop: loop, configuration: nodeConfiguration(bind: clientBindAddress(toward: hosts.hosts[0].address),
+                                                                        options: options))
     try client.start()
     defer { client.shutdown(urgent: true) }
     let pings = try PingServer(loop: loop, server: client, hosts: hosts, selfID: nil, configuration: pingConfiguration)

@@ -208,7 +208,7 @@ func withClient<R>(_ options: ParsedOptions, _ body: (Loop, UdpServer, PeerAddre
     ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
-    let client = UdpServer(loop: loop, configuration: nodeConfiguration(options: options))
+    let client = UdpServer(loop: loop, configuration: nodeConfiguration(bind: clientBindAddress(toward: peer), options: options))
     try client.start()
     return try body(loop, client, peer)
 }

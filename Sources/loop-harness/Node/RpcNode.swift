@@ -163,6 +163,25 @@ func bytes(of value: UInt64) -> [UInt8] {
     (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * $0)) }
 }
 
+/// The address a client should bind to reach `peer`: the one the kernel's route
+/// would send from (127.0.0.1 for a node on loopback, the namespace's own address
+/// for a node across a bridge). Bound to loopback, a client could not reach a node
+/// elsewhere; bound to every address, it would take datagrams from anywhere.
+func clientBindAddress(toward peer: PeerAddress) -> String {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return "127.0.0.1" }
+    defer { close(fd) }
+    var target = peer.socketAddress
+    var local = sockaddr_in()
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let found = withUnsafePointer(to: &target) { to in
+        to.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    } && withUnsafeMutablePointer(to: &local) { at in
+        at.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+    }
+    return found ? PeerAddress(local).ipString : "127.0.0.1"
+}
+
 /// The server configuration the harness uses: loopback-sized datagrams (`--datagram-size`).
 func nodeConfiguration(port: UInt16 = 0, bind: String = "127.0.0.1", options: ParsedOptions) -> UdpServerConfiguration {
     var config = UdpServerConfiguration()

@@ -68,8 +68,11 @@ class Browser:
         so that pass_fds keeps them at those numbers, and then puts back what it had there."""
         commands_r, commands_w = os.pipe()
         replies_r, replies_w = os.pipe()
-        # Out of the way of 3 and 4 first, so that placing one cannot overwrite the other.
+        # Out of the way of 3 and 4 first, so that placing one cannot overwrite the other,
+        # the log too: when it sat at 4 (a parent that left 3 open and 4 free), the browser's
+        # stderr went into the replies pipe, read as garbage where JSON was due.
         high = [_dup_high(fd) for fd in (commands_r, replies_w)]
+        log = _dup_high(self.log.fileno())
         os.close(commands_r)
         os.close(replies_w)
         saved = {}  # what this process had at 3 and 4: a copy and whether it was inheritable, or None
@@ -81,7 +84,7 @@ class Browser:
         try:
             os.dup2(high[0], 3)
             os.dup2(high[1], 4)
-            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                        pass_fds=(3, 4), start_new_session=True)
         finally:
             for number, copy in saved.items():
@@ -90,7 +93,7 @@ class Browser:
                 else:
                     os.dup2(copy[0], number, inheritable=copy[1])
                     os.close(copy[0])
-            for fd in high:
+            for fd in high + [log]:
                 os.close(fd)
         os.set_blocking(replies_r, False)
         return process, commands_w, replies_r

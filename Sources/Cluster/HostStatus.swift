@@ -27,6 +27,8 @@ public struct HostStatus: Sendable {
     public internal(set) var lastReplyAt: Int64?
     /// Loop time of the last going-down note: replies to pings sent before it do not count.
     var notedDownAt: Int64?
+    /// Loop time of the last ping this host sent us (from its own address): it counts on us.
+    var pingedUsAt: Int64?
     var everAlive = false
     var deadSince: Int64?
     var downMsBefore: Int64 = 0

@@ -141,9 +141,13 @@ public final class PingServer {
         sleepRegistration = nil
         let now = loop.now
         let recent = observers.filter { now - $0.value < Int64(configuration.deadAfterMs) }.keys
-        // Members this node counts dead are not waiting on it, and a dead one would hold
-        // the exit for the whole acknowledgement timeout.
-        let others = table.filter { !$0.isSelf && $0.alive }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
+        // The members that count on this node: those it counts alive, and those that pinged
+        // it lately (one just started counts everyone dead until their first replies). A member
+        // silent both ways is not waiting, and would hold the exit for the acknowledgement timeout.
+        let deadAfter = Int64(configuration.deadAfterMs)
+        let others = table.filter { status in
+            !status.isSelf && (status.alive || status.pingedUsAt.map { now - $0 < deadAfter } ?? false)
+        }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
         guard !others.isEmpty else {
             completion()
             return
@@ -254,6 +258,8 @@ public final class PingServer {
                 return
             }
             markGoingDown(id)
+        } else if let id = note.hostID, table.indices.contains(id), table[id].host.address == request.peer {
+            table[id].pingedUsAt = loop.now
         } else if note.hostID == nil, !table.contains(where: { $0.host.address == request.peer }) {
             noteObserver(request.peer)
         }

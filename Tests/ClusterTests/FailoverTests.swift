@@ -100,7 +100,7 @@ extension ClusterLoopTests {
                 defer { client.close() }
                 try runUntil(loop) { client.pings.aliveIDs == [0, 1, 2] }
                 let server = cluster.servers[1]
-                server.registerHandler(type: 2) { try? server.sendErrorReply(errno: EAGAIN, to: $0) }
+                server.registerHandler(type: 2) { [unowned server] in try? server.sendErrorReply(errno: EAGAIN, to: $0) }
                 var outcomes: [FailoverOutcome] = []
                 for i in 0..<6 { client.failover.send([UInt8(i)], type: 2) { outcomes.append($0) } }
                 try runUntil(loop) { outcomes.count == 6 }

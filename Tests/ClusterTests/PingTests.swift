@@ -92,6 +92,25 @@ extension ClusterLoopTests {
             }
         }
 
+        /// A node that has just started counts every other host dead until their first replies,
+        /// but those pinging it count on it: they get its going-down note all the same.
+        @Test(arguments: LoopBackendKind.allCases)
+        func membersThatPingGetTheNoteBeforeTheyAnswer(kind: LoopBackendKind) throws {
+            var slow = PingConfiguration.testing
+            slow.intervalMs = 1_000
+            slow.deadAfterMs = 30_000
+            var quick = PingConfiguration.testing
+            quick.deadAfterMs = 30_000
+            try withCluster(kind, count: 2, configurationOf: { $0 == 0 ? slow : quick }) { loop, cluster in
+                try runUntil(loop) { cluster.pings[1].isAlive(0) }
+                #expect(!cluster.pings[0].isAlive(1), "host 0 has not pinged yet")
+                var acknowledged = false
+                cluster.pings[0].broadcastGoingDown { acknowledged = true }
+                try runUntil(loop) { acknowledged }
+                #expect(cluster.pings[1].table[0].goingDownNotes == 1 && !cluster.pings[1].isAlive(0))
+            }
+        }
+
         /// A going-down note from anywhere but the member's own address is refused (EPERM)
         /// and counted: nobody declares a host dead for it. A payload that is not a PingInfo
         /// gets EINVAL, and is counted too.

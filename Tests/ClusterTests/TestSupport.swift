@@ -38,7 +38,9 @@ final class LoopCluster {
     let hosts: HostsFile
     private(set) var pings: [PingServer] = []
 
-    init(loop: Loop, count: Int, configuration: PingConfiguration = .testing) throws {
+    /// `configurationOf`: each host's ping timings (by default all `configuration`).
+    init(loop: Loop, count: Int, configuration: PingConfiguration = .testing,
+         configurationOf: ((Int) -> PingConfiguration)? = nil) throws {
         self.loop = loop
         var servers: [UdpServer] = []
         var silencers: [Silencer] = []
@@ -49,7 +51,7 @@ final class LoopCluster {
             serverConfiguration.datagramFilter = silencer
             let server = UdpServer(loop: loop, configuration: serverConfiguration)
             try server.start()
-            server.registerHandler(type: 2) { request in try? server.sendReply(request.payload, to: request) }
+            server.registerHandler(type: 2) { [unowned server] request in try? server.sendReply(request.payload, to: request) }
             servers.append(server)
             silencers.append(silencer)
         }
@@ -60,7 +62,7 @@ final class LoopCluster {
         })
         for index in 0..<count {
             let ping = try PingServer(loop: loop, server: servers[index], hosts: hosts, selfID: index,
-                                      configuration: configuration)
+                                      configuration: configurationOf?(index) ?? configuration)
             try ping.start()
             pings.append(ping)
         }
@@ -74,12 +76,13 @@ final class LoopCluster {
 
 /// A loop of `kind` with a cluster of `count` on it; all closed at the end.
 func withCluster<R>(_ kind: LoopBackendKind, count: Int = 3, configuration: PingConfiguration = .testing,
+                    configurationOf: ((Int) -> PingConfiguration)? = nil,
                     _ body: (Loop, LoopCluster) throws -> R) throws -> R {
     let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
     defer {
         do { try loop.close() } catch { Issue.record("closing the loop: \(error)") }
     }
-    let cluster = try LoopCluster(loop: loop, count: count, configuration: configuration)
+    let cluster = try LoopCluster(loop: loop, count: count, configuration: configuration, configurationOf: configurationOf)
     defer {
         cluster.shutdown()
         for _ in 0..<3 { try? loop.runOnce() }

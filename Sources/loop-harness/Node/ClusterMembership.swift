@@ -16,7 +16,8 @@ final class ClusterMembership {
         self.pings = try PingServer(loop: node.loop, server: node.server, hosts: hosts, selfID: me.id,
                                     configuration: configuration)
         try pings.start()
-        node.addStatsSections { [unowned self] in [("cluster", self.json(now: node.loop.now))] }
+        // Unowned both: the node keeps its sections, and a section holding the node would keep it forever.
+        node.addStatsSections { [unowned self, unowned node] in [("cluster", self.json(now: node.loop.now))] }
         // Going-down notes first, while the server still answers: the others stop sending
         // here before the drain drops new requests.
         node.beforeExit = { [unowned self] drain in self.pings.broadcastGoingDown(drain) }

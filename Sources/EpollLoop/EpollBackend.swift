@@ -3,7 +3,9 @@ import Glibc
 import LoopCore
 
 /// The new design: level-triggered `epoll_wait`; a 10 ms quickpoll timerfd
-/// and a 1 ms real timerfd on CLOCK_MONOTONIC; an eventfd for wake-ups; a
+/// and a 1 ms real timerfd on CLOCK_MONOTONIC, neither in the epoll set (read
+/// where they are needed, and stopped while the loop sleeps, so an idle loop
+/// wakes only for its own deadlines); an eventfd for wake-ups; a
 /// signalfd for SIGHUP/SIGTERM/SIGINT/SIGPWR, and for SIGPIPE and SIGIO, which
 /// it only counts (the legacy loop's handlers count them too; unblocked and
 /// unhandled, either would terminate the process). No `select`, no
@@ -37,6 +39,8 @@ public final class EpollBackend: LoopBackend {
     /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
     @exclusivity(unchecked) private var nextQuickPollCheck: Int64 = 0
     @exclusivity(unchecked) private var nextRealTimerRead: Int64 = 0
+    /// When the timers were stopped for an idle wait (ns); 0 while they run.
+    @exclusivity(unchecked) private var timersPausedAt: Int64 = 0
     /// What the kernel was last told per fd: its `data` (0 = nothing), to
     /// recognise events of kernel entries the loop no longer knows about.
     /// `data` is a fresh tag (high half) and the fd (low half), the tag new on
@@ -83,7 +87,7 @@ public final class EpollBackend: LoopBackend {
     private static let writableEvents = EPOLLOUT.rawValue | EPOLLWRNORM.rawValue | EPOLLWRBAND.rawValue | EPOLLERR.rawValue
 
     /// epoll data of the backend's own descriptors: generation 0, which the core never hands out.
-    private enum Control: UInt64 { case wake = 1, quickTimer = 2, signal = 3 }
+    private enum Control: UInt64 { case wake = 1, signal = 3 }
 
     public init(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
         self.configuration = configuration
@@ -107,8 +111,9 @@ public final class EpollBackend: LoopBackend {
             signalFD = try systemCall("signalfd") { signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC)) }
 
             try addControls(to: epollFD)
-            // The real timer is not watched: its expirations are read around each
-            // wait and split into busy and idle ticks, so it costs no wake-ups.
+            // Neither timer is watched: the quickpoll timer is read at the QUICKPOLL
+            // call site, the real timer around each wait (busy and idle ticks), so
+            // neither costs a wake-up.
             setTimersEnabled(true)
         } catch {
             stop()
@@ -117,7 +122,7 @@ public final class EpollBackend: LoopBackend {
     }
 
     private func addControls(to epfd: Int32) throws(SystemError) {
-        for (c, fd) in [(Control.wake, wakeFD), (.quickTimer, quickTimerFD), (.signal, signalFD)] {
+        for (c, fd) in [(Control.wake, wakeFD), (.signal, signalFD)] {
             _ = try systemCall("epoll_ctl(ADD)") { shim_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, c.rawValue) }
         }
     }
@@ -232,6 +237,10 @@ public final class EpollBackend: LoopBackend {
         collectRealTimerTicks(busy: true)
         if !alwaysReady.isEmpty { refreshAlwaysReady() }
         let timeoutMs = alwaysReady.isEmpty ? timeoutMs : 0
+        // Longer than a quickpoll interval: the loop is idle, and its timers need not
+        // tick (the kernel would otherwise fire the 1 ms timer a thousand times a second).
+        let idle = timersArmed && (timeoutMs < 0 || timeoutMs > configuration.quickPollIntervalMs)
+        if idle { pauseTimers() }
         let n = datas.withUnsafeMutableBufferPointer { d in
             flags.withUnsafeMutableBufferPointer { f in
                 shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))
@@ -239,7 +248,12 @@ public final class EpollBackend: LoopBackend {
         }
         let err = errno
         waits &+= 1
-        collectRealTimerTicks(busy: false)
+        if idle {
+            resumeTimers()
+        } else {
+            collectRealTimerTicks(busy: false)
+            takeQuickPollTicksOfTheWait()
+        }
         if n < 0 {
             if err == EINTR { return }
             throw .system(SystemError("epoll_wait", errno: err))
@@ -304,13 +318,44 @@ public final class EpollBackend: LoopBackend {
         signals.recordCPUTicks(busy: busy, count: Self.expirations(realTimerFD))
     }
 
+    /// Quickpoll expirations that fell in a wait belong to it, not to the work that
+    /// follows: taken here (the core clears the flag they raise after the wait), at
+    /// most one read per interval. The work after the wait is asked to quickpoll only
+    /// once it has run a whole interval: the QUICKPOLL call site reads the timer no
+    /// earlier than that.
+    private func takeQuickPollTicksOfTheWait() {
+        guard timersArmed else { return }
+        let now = monotonicNanoseconds()
+        if now >= nextQuickPollCheck {
+            let n = Self.expirations(quickTimerFD)
+            if n > 0 { signals.quickPollTick(count: n, now: configuration.clock.milliseconds()) }
+        }
+        nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
+    }
+
+    /// Stops both timers for an idle wait; `resumeTimers` accounts for the time as idle ticks.
+    private func pauseTimers() {
+        arm(quickTimerFD, ms: 0)
+        arm(realTimerFD, ms: 0)
+        timersPausedAt = monotonicNanoseconds()
+    }
+
+    /// After an idle wait: its length in real-timer ticks goes into the CPU average as
+    /// idle, as the running timer would have counted them, and both timers start a
+    /// fresh period, so the work that follows gets a whole quickpoll interval.
+    private func resumeTimers() {
+        let now = monotonicNanoseconds()
+        let tickNs = Int64(configuration.realTimerIntervalMs) * 1_000_000
+        signals.recordCPUTicks(busy: false, count: Int((now - timersPausedAt) / tickNs))
+        timersPausedAt = 0
+        setTimersEnabled(true)
+    }
+
     private func handleControl(_ c: Control?) {
         switch c {
         case .wake:
             var value: UInt64 = 0
             if read(wakeFD, &value, 8) == 8 { signals.wakeups.add(1, ordering: .relaxed) }
-        case .quickTimer:
-            quickPollTick(Self.expirations(quickTimerFD))
         case .signal:
             var info = signalfd_siginfo()
             while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
@@ -329,9 +374,11 @@ public final class EpollBackend: LoopBackend {
         }
     }
 
+    /// Expirations are read only here, so several may have gathered over many
+    /// iterations: `nowApprox` is set from the clock, not advanced per expiration.
     private func quickPollTick(_ count: Int) {
         guard count > 0 else { return }
-        signals.quickPollTick(count: count, intervalMs: Int64(configuration.quickPollIntervalMs))
+        signals.quickPollTick(count: count, now: configuration.clock.milliseconds())
         nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
     }
 
@@ -354,7 +401,9 @@ public final class EpollBackend: LoopBackend {
         timersArmed = enabled
         arm(quickTimerFD, ms: enabled ? configuration.quickPollIntervalMs : 0)
         arm(realTimerFD, ms: enabled ? configuration.realTimerIntervalMs : 0)
-        nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
+        let now = monotonicNanoseconds()
+        nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
+        nextRealTimerRead = now + Int64(configuration.realTimerIntervalMs) * 1_000_000
     }
 
     private func arm(_ fd: Int32, ms: Int) {

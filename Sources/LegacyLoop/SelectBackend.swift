@@ -120,7 +120,9 @@ public final class SelectBackend: LoopBackend {
         var readable = readSet
         var writable = writeSet
         // A wake-up published before we got here: do not sleep.
-        let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs
+        // The original's select never waits longer than the quickpoll interval.
+        let longest = configuration.quickPollIntervalMs
+        let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs < 0 ? longest : min(timeoutMs, longest)
         var ts = timespec(tv_sec: timeout / 1000, tv_nsec: (timeout % 1000) * 1_000_000)
         // The thread's mask as it is now (another loop or the embedder may have
         // changed it since start), with SIGCHLD open for the wait only.

@@ -46,12 +46,11 @@ public final class EventLoop {
     @exclusivity(unchecked) private var writeOrder = DispatchOrder(.write)
     /// Reused by `dispatch` (taken out while in use: a quickpoll dispatches inside a dispatch).
     @exclusivity(unchecked) private var rankedBuffer: [RankedEvent] = []
-    /// Oldest first; scanned newest first, as the original walks its chain from the head.
-    @exclusivity(unchecked) private var sleepers: [Registration] = []
+    /// The sleep callbacks by due time; those due are called newest first, as the
+    /// original walks its chain from the head.
+    @exclusivity(unchecked) private var sleepers = SleepSchedule()
     @exclusivity(unchecked) private var sleeperOwners: [AnyHashable: Registration] = [:]
     @exclusivity(unchecked) private var lastSleepRun: Int64
-    /// The earliest `lastCall + tick` among the sleep callbacks (recomputed after each scan).
-    @exclusivity(unchecked) private var earliestSleepDue: Int64 = .max
     private var nextGeneration: UInt32 = 0
     @exclusivity(unchecked) private var liveRegistrations = 0
     /// Read and write registrations with niceness > 0: without any, pass 2 has nothing to do.
@@ -118,11 +117,28 @@ public final class EventLoop {
         let r = Registration(kind: .sleep, fd: -1, niceness: niceness, owner: owner,
                              tick: Int64(periodMs), now: configuration.clock.milliseconds(),
                              fdCallback: nil, sleepCallback: callback)
-        sleepers.append(r)
+        sleepers.insert(r)
         if let owner { sleeperOwners[owner] = r }
         minTick = min(minTick, r.tick)
-        earliestSleepDue = min(earliestSleepDue, r.nextDue)
         return r
+    }
+
+    /// Takes a sleep callback out of the schedule without giving up its registration:
+    /// it is not called, and costs no wake-ups, until `resumeSleep`. For work that
+    /// only needs a timer while it has something to time (not in the original).
+    public func pauseSleep(_ registration: Registration) throws(LoopError) {
+        try checkThread("pauseSleep")
+        guard registration.isActive, registration.kind == .sleep, sleepers.pause(registration) else { return }
+        minTick = sleepers.minimumTick(ceiling: defaultMinimumTickMs)
+    }
+
+    /// Puts a paused sleep callback back, due one period from now (a fresh clock, as
+    /// at registration). Ignored for a callback that is not paused.
+    public func resumeSleep(_ registration: Registration) throws(LoopError) {
+        try checkUsable("resumeSleep")
+        guard registration.isActive, registration.kind == .sleep,
+              sleepers.resume(registration, lastCall: configuration.clock.milliseconds()) else { return }
+        minTick = min(minTick, registration.tick)
     }
 
     /// Removes a registration. Safe from inside any callback, including the
@@ -137,12 +153,11 @@ public final class EventLoop {
         liveRegistrations -= 1
         switch registration.kind {
         case .sleep:
-            sleepers.removeAll { $0 === registration }
+            // Its due time leaves with it: a scan then would find nothing due and still
+            // restart the minTick interval, delaying the others by up to minTick.
+            sleepers.remove(registration)
             if let owner = registration.owner, sleeperOwners[owner] === registration { sleeperOwners[owner] = nil }
-            minTick = sleepers.reduce(defaultMinimumTickMs) { min($0, $1.tick) }
-            // Not left at the removed callback's due time: a scan then would find nothing
-            // due and still restart the minTick interval, delaying the others by up to minTick.
-            earliestSleepDue = sleepers.reduce(Int64.max) { min($0, $1.nextDue) }
+            minTick = sleepers.minimumTick(ceiling: defaultMinimumTickMs)
         case .read, .write:
             if registration.niceness > 0 { backgroundRegistrations -= 1 }
             let fd = registration.fd
@@ -214,16 +229,26 @@ public final class EventLoop {
             if let reason = signals.takeShutdownRequest() { return reason }
             // A callback closed the loop: its backend is gone, so stop here.
             if isClosed { return .stopped }
-            try poll(quick: false)
+            try poll(quick: false, maxWaitMs: nil)
         }
     }
 
-    /// One iteration of the loop (the original's `doPoll`), for callers that drive it themselves.
+    /// One iteration of the loop (the original's `doPoll`), for callers that drive it
+    /// themselves. Its wait ends after the quickpoll interval at the latest, as
+    /// `doPoll`'s select did, so a caller's own loop gets control back.
     public func runOnce() throws(LoopError) {
+        try runOnce(maxWaitMs: configuration.quickPollIntervalMs)
+    }
+
+    /// One iteration that waits at most `maxWaitMs` (0: only what is ready now), or,
+    /// when nil, as `run()` waits: until the next sleep callback is due, a descriptor
+    /// is ready, a wake-up or a signal arrives.
+    public func runOnce(maxWaitMs: Int?) throws(LoopError) {
         try checkUsable("runOnce")
+        if let maxWaitMs, maxWaitMs < 0 { throw .invalidPeriod(maxWaitMs) }
         refreshClock()
         signals.needsToQuickPoll.store(false, ordering: .relaxed)
-        try poll(quick: false)
+        try poll(quick: false, maxWaitMs: maxWaitMs)
     }
 
     /// Asks `run()` to return `.stopped` after the current iteration. Loop thread only;
@@ -284,11 +309,11 @@ public final class EventLoop {
         pendingCloses = []
         for fd in closes { closeDescriptor(fd) }
 
-        let entries = descriptors, sleeping = sleepers, jobs = completions, halves = bottomHalves
+        let entries = descriptors, sleeping = sleepers.all, jobs = completions, halves = bottomHalves
         descriptors = []
         readOrder.removeAll()
         writeOrder.removeAll()
-        sleepers = []
+        sleepers.removeAll()
         sleeperOwners = [:]
         completions = [:]
         bottomHalves = []
@@ -345,7 +370,7 @@ public final class EventLoop {
             signals.inQuickPoll.store(false, ordering: .relaxed)
             signals.needsToQuickPoll.store(false, ordering: .relaxed)
         }
-        try? poll(quick: true)
+        try? poll(quick: true, maxWaitMs: 0)
         runSleepers(urgentOnly: true)
         return true
     }
@@ -426,7 +451,7 @@ public final class EventLoop {
 
     // MARK: The poll (the original's doPoll)
 
-    private func poll(quick: Bool) throws(LoopError) {
+    private func poll(quick: Bool, maxWaitMs: Int?) throws(LoopError) {
         stats.polls += 1
         if !quick {
             runBottomHalves()
@@ -438,7 +463,7 @@ public final class EventLoop {
         var batch: [ReadyEvent] = []
         if quick { swap(&batch, &quickEvents) } else { swap(&batch, &events) }
         batch.removeAll(keepingCapacity: true)
-        let timeout = quick ? 0 : waitTimeout()
+        let timeout = quick ? 0 : waitTimeout(atMost: maxWaitMs)
         if isClosed { return }
         signals.inWaitState.store(true, ordering: .relaxed)
         do {
@@ -451,7 +476,8 @@ public final class EventLoop {
         // A quickpoll tick that arrived while the loop was idle in the wait says
         // nothing about the work about to run.
         if !quick { signals.needsToQuickPoll.store(false, ordering: .relaxed) }
-        now = configuration.clock.milliseconds()
+        // The wait may have lasted seconds (tickless): nowApprox starts from the clock again.
+        refreshClock()
 
         dispatchDepth += 1
         runCompletions(budgetMs: 3, urgentOnly: true)
@@ -475,14 +501,18 @@ public final class EventLoop {
         }
     }
 
-    /// 0 when work is already waiting, else until the next sleep scan, at most the
-    /// quickpoll interval. A recorded shutdown is not work: `run()` returns before
-    /// it waits, and `runOnce()` during a drain must not spin.
-    private func waitTimeout() -> Int {
+    /// 0 when work is already waiting, else until the next sleep scan, or -1 (no
+    /// limit) when no sleep callback is registered: readiness, a wake-up or a signal
+    /// ends the wait. The loop has no tick of its own; a backend may still cap the
+    /// wait (legacy: select's 10 ms, as the original). A recorded shutdown is not
+    /// work: `run()` returns before it waits, and `runOnce()` during a drain must not spin.
+    private func waitTimeout(atMost limit: Int?) -> Int {
         if signals.needsCleanup.load(ordering: .acquiring) { return 0 }
         if bottomHalves.contains(where: { $0.needed() }) { return 0 }
-        let untilSleepScan = sleepers.isEmpty ? Int64.max : max(0, nextSleepScan - now)
-        return Int(min(Int64(configuration.quickPollIntervalMs), untilSleepScan))
+        // Nothing scheduled (none registered, or all paused): no deadline at all.
+        let (untilSleepScan, overflow) = nextSleepScan.subtractingReportingOverflow(now)
+        let wait = min(overflow ? .max : max(0, untilSleepScan), Int64(limit ?? Int.max))
+        return wait >= Int64(Int32.max) ? -1 : Int(wait)
     }
 
     /// Pass 1 (`urgent`) runs the niceness-0 registrations of every ready fd;
@@ -534,20 +564,22 @@ public final class EventLoop {
     /// `minTick` boundaries) not before some callback is due.
     private var nextSleepScan: Int64 {
         let (afterTick, overflow) = lastSleepRun.addingReportingOverflow(minTick)
-        return max(overflow ? .max : afterTick, earliestSleepDue)
+        return max(overflow ? .max : afterTick, sleepers.earliestDue)
     }
 
-    /// Calls the due sleep callbacks; a last-call time in the future (clock went back) is reset to now.
+    /// Calls the due sleep callbacks, newest registration first; a last-call time in
+    /// the future (the clock went back) is reset to now. The due set is fixed when the
+    /// scan begins (one registered meanwhile waits for the next scan); each is checked
+    /// again before its call, as a quickpoll inside an earlier callback may have run it.
     private func runSleepers(urgentOnly: Bool) {
-        let snapshot = sleepers
-        for r in snapshot.reversed() where r.isActive && (!urgentOnly || r.niceness == 0) {
-            if r.lastCall > now { r.lastCall = now }
+        let eligible = { (r: Registration) in !urgentOnly || r.niceness == 0 }
+        if now < sleepers.latestLastCall { sleepers.resetFuture(to: now, where: eligible) }
+        for r in sleepers.due(at: now) where r.isActive && eligible(r) {
             guard r.nextDue <= now else { continue }
-            r.lastCall = now
+            sleepers.called(r, at: now)
             stats.sleepCallbacks += 1
             call(r)
         }
-        earliestSleepDue = sleepers.reduce(Int64.max) { min($0, $1.nextDue) }
     }
 
     private func runBottomHalves() {

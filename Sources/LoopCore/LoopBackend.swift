@@ -54,7 +54,8 @@ public protocol LoopBackend: AnyObject {
     /// The set of watched events of `fd` changes from `old` to `new`.
     func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError)
 
-    /// Blocks up to `timeoutMs` (0 = poll) and appends ready descriptors to `events`.
+    /// Blocks up to `timeoutMs` (0 = poll, -1 = until something happens) and appends
+    /// ready descriptors to `events`.
     /// Timer ticks, wake-ups and admin signals are folded into `signals` here.
     /// An interrupted wait returns normally with no events.
     func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError)

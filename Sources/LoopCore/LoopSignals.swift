@@ -76,9 +76,20 @@ public final class LoopSignals: Sendable {
     /// One quickpoll-interval tick: `nowApprox` moves 10 ms and, unless a
     /// quickpoll is running, long work is asked to quickpoll.
     public func quickPollTick(count: Int, intervalMs: Int64) {
-        vtAlarms.add(count, ordering: .relaxed)
         // Wrapping: a clock at the end of its range must not trap inside a signal handler.
         nowApprox.wrappingAdd(intervalMs &* Int64(count), ordering: .relaxed)
+        raiseQuickPoll(count)
+    }
+
+    /// Expirations read some time after they happened (not in a handler): `nowApprox`
+    /// becomes `now`, the clock read at the time of reading.
+    public func quickPollTick(count: Int, now: Int64) {
+        nowApprox.store(now, ordering: .relaxed)
+        raiseQuickPoll(count)
+    }
+
+    private func raiseQuickPoll(_ count: Int) {
+        vtAlarms.add(count, ordering: .relaxed)
         if !inQuickPoll.load(ordering: .relaxed) {
             needsToQuickPoll.store(true, ordering: .releasing)
         }

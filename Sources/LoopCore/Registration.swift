@@ -20,6 +20,10 @@ public final class Registration {
     /// Sleep callbacks: period and last call time (ms).
     let tick: Int64
     @exclusivity(unchecked) var lastCall: Int64
+    /// Sleep callbacks: the place in `SleepSchedule`'s heap (-1: not in it) and the
+    /// registration order (newest first when several are due).
+    @exclusivity(unchecked) var heapIndex = -1
+    var sequence: UInt64 = 0
 
     init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,
          fdCallback: ((Int32) -> Void)?, sleepCallback: (() -> Void)?) {

@@ -39,6 +39,7 @@ extension TcpServer {
                 }
             }
         }
+        updateScanning()
     }
 
     /// The original's read-rate rule: after `minimumRateAfterMs`, a reply that has

@@ -37,6 +37,7 @@ public final class TcpServer {
     var connections: [TcpConnectionID: TcpConnection] = [:]
     var pool: [PeerAddress: [TcpConnection]] = [:]
     var scanRegistration: Registration?
+    var scanPaused = false
     private var nextID: UInt64 = 0
     /// Every read lands here first (no user code runs while it is in use), then in its connection's buffer.
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -82,12 +83,25 @@ public final class TcpServer {
         listenerRegistration = try loop.registerRead(fd: listener, niceness: 0) { [unowned self] _ in self.acceptReady() }
     }
 
-    /// The sleep callback behind every timeout (the original's `readTimeoutPoll`).
+    /// The sleep callback behind every timeout (the original's `readTimeoutPoll`),
+    /// registered once and paused while it has nothing to time.
     func startScanning() throws(LoopError) {
-        guard scanRegistration == nil else { return }
-        scanRegistration = try loop.registerSleep(every: configuration.scanIntervalMs, niceness: 0) { [unowned self] in
-            self.scanTimeouts()
+        if scanRegistration == nil {
+            scanRegistration = try loop.registerSleep(every: configuration.scanIntervalMs, niceness: 0) { [unowned self] in
+                self.scanTimeouts()
+            }
         }
+        updateScanning()
+    }
+
+    /// The scan runs only while there is something to time: an open connection, or
+    /// accepting paused (the scan resumes it). An idle listener costs no wake-ups.
+    func updateScanning() {
+        guard let scan = scanRegistration else { return }
+        let needed = !connections.isEmpty || acceptPaused
+        guard needed == scanPaused else { return }
+        scanPaused = !needed
+        if needed { try? loop.resumeSleep(scan) } else { try? loop.pauseSleep(scan) }
     }
 
     private func stopListening() {
@@ -142,6 +156,7 @@ public final class TcpServer {
         stats.acceptPauses += 1
         if let r = listenerRegistration { try? loop.unregister(r) }
         listenerRegistration = nil
+        updateScanning()
     }
 
     func resumeAcceptingIfPaused() {
@@ -186,6 +201,7 @@ public final class TcpServer {
                                        niceness: niceness, state: state, now: loop.now)
         connections[connection.id] = connection
         if isIncoming { stats.incomingOpen += 1 } else { stats.outgoingOpen += 1 }
+        updateScanning()
         return connection
     }
 

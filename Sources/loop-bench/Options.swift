@@ -17,10 +17,13 @@ let usage = """
                    backends (or --backend) in this process, with ratios
                      --ready LIST (16,64,200)  --polls K (20000)  --runs R (5, the median is printed)
       rpc-client   keeps --concurrency requests of --size bytes in flight to --port; prints the rate
+      scale fds|sleepers|jobs  the cost per event (or job) with N idle descriptors, N sleep
+                   callbacks of 1 s, or N jobs at once, on one backend (run by `run` in a pinned child)
+                     --counts LIST  --events K  --runs R  --idle-ms MS (sleepers: the idle CPU part)
 
     run options:
       --quick              tiny iteration counts: every workload once, in seconds (a smoke test)
-      --only LIST          comma-separated workloads: udp-echo,rpc,pipes,wakeup,timers,idle
+      --only LIST          comma-separated workloads: udp-echo,rpc,pipes,wakeup,timers,idle,scale
       --json PATH          where the results go (default .build-bench/bench-latest.json,
                            with --quick .build-bench/bench-quick.json)
       --markdown PATH      the table as markdown (default: the JSON path with .md)
@@ -48,6 +51,21 @@ struct Options {
     }
 
     func flag(_ name: String) -> Bool { rest.contains(name) }
+
+    /// Words after the command that are neither options nor their values (`scale fds`).
+    var operands: [String] {
+        var result: [String] = []
+        var i = 0
+        while i < rest.count {
+            if rest[i].hasPrefix("--") {
+                i += rest.count > i + 1 && !rest[i + 1].hasPrefix("--") ? 2 : 1
+            } else {
+                result.append(rest[i])
+                i += 1
+            }
+        }
+        return result
+    }
 
     func value(_ name: String) -> String? {
         guard let i = rest.firstIndex(of: name), i + 1 < rest.count else { return nil }

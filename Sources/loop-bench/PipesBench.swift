@@ -62,7 +62,7 @@ func benchPipes(_ context: BenchContext) throws {
 }
 
 /// The installed libevent's version, for the peer's name.
-private func libeventVersion() -> String {
+func libeventVersion() -> String {
     guard let file = popen("dpkg-query -W -f '${Version}' libevent-dev 2>/dev/null", "r") else { return "2.1" }
     defer { pclose(file) }
     var buffer = [CChar](repeating: 0, count: 128)

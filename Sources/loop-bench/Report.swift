@@ -1,3 +1,4 @@
+import Compat
 import LoopTools
 
 /// One measured number per backend and peer, or why there is none.
@@ -69,6 +70,48 @@ struct TargetResult: Sendable {
     }
 }
 
+/// A curve per contender: a figure for each count of something registered.
+struct Curve: Sendable {
+    let name: String
+    let title: String
+    let x: String
+    let y: String
+    let counts: [Int]
+    /// Contender → count → figure (or why there is none).
+    let series: [String: [Int: Cell]]
+
+    /// Contenders in a fixed order: the loops first, then the peers by name.
+    var contenders: [String] {
+        series.keys.sorted { a, b in
+            let rank = { (s: String) in LoopBackendKind(rawValue: s).map { LoopBackendKind.allCases.firstIndex(of: $0)! } ?? 9 }
+            return rank(a) != rank(b) ? rank(a) < rank(b) : a < b
+        }
+    }
+}
+
+/// The percentiles a latency distribution is kept at (for the CDF pictures).
+let cdfPercentiles: [Double] = (1...99).map(Double.init) + [99.5, 99.9]
+
+/// `cdf_us=a,b,...`: `sample` at each of `cdfPercentiles`.
+func cdfField(_ sample: Sample) -> String {
+    "cdf_us=" + cdfPercentiles.map { format(sample.percentile($0), decimals: 1) }.joined(separator: ",")
+}
+
+/// The `cdf_us` lists of several runs merged: per percentile, the median of the runs.
+func mergedCDF(_ results: [[String: String]]) -> [Double]? {
+    let lists = results.compactMap { r in r["cdf_us"].map { $0.split(separator: ",").compactMap { Double($0) } } }
+        .filter { $0.count == cdfPercentiles.count }
+    guard !lists.isEmpty else { return nil }
+    return cdfPercentiles.indices.map { i in median(lists.map { $0[i] }) }
+}
+
+/// Latency distributions of one case, per contender, at `cdfPercentiles`.
+struct Distribution: Sendable {
+    let name: String
+    let title: String
+    let series: [(String, [Double])]
+}
+
 /// Everything one `loop-bench run` measured.
 final class Report {
     let date = utcTimestamp()
@@ -81,6 +124,8 @@ final class Report {
     /// Peer name per workload, for the headings.
     private(set) var peers: [(workload: String, peer: String)] = []
     private(set) var notes: [String] = []
+    private(set) var curves: [Curve] = []
+    private(set) var distributions: [Distribution] = []
 
     init(command: String, quick: Bool) {
         self.command = command
@@ -89,6 +134,8 @@ final class Report {
 
     func add(_ row: Row) { rows.append(row) }
     func add(_ target: TargetResult) { targets.append(target) }
+    func add(_ curve: Curve) { curves.append(curve) }
+    func add(_ distribution: Distribution) { distributions.append(distribution) }
     func note(_ text: String) { notes.append(text) }
     func peer(_ name: String, for workload: String) { peers.append((workload, name)) }
 

@@ -39,6 +39,7 @@ extension Report {
         if !peers.isEmpty {
             out += "\npeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + "\n"
         }
+        for curve in curves { out += "\n\(curve.title) (\(curve.y))\n" + columns(curveTable(curve), rightAligned: 1...9) }
         out += "\ntargets\n"
         out += columns([["target", "ratio of", "ratio", "goal", "result"]] + targetLines, rightAligned: 2...3)
         for n in notes { out += "note: \(n)\n" }
@@ -61,6 +62,16 @@ extension Report {
         return out
     }
 
+    /// A curve as a table: a line per count, a column per contender.
+    private func curveTable(_ curve: Curve) -> [[String]] {
+        let names = curve.contenders
+        var table = [[curve.x] + names]
+        for n in curve.counts {
+            table.append([String(n)] + names.map { curve.series[$0]?[n]?.text(decimals: curve.y.contains("%") ? 3 : 0) ?? "—" })
+        }
+        return table
+    }
+
     // MARK: Markdown
 
     var markdown: String {
@@ -70,6 +81,12 @@ extension Report {
         for row in rows { out += "| " + cells(row).joined(separator: " | ") + " |\n" }
         if !peers.isEmpty {
             out += "\nPeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + ".\n"
+        }
+        for curve in curves {
+            let table = curveTable(curve)
+            out += "\n\(curve.title), \(curve.y):\n\n| " + table[0].joined(separator: " | ") + " |\n"
+            out += "| --- |" + String(repeating: " ---: |", count: table[0].count - 1) + "\n"
+            for line in table.dropFirst() { out += "| " + line.joined(separator: " | ") + " |\n" }
         }
         out += "\n| target | ratio of | ratio | goal | result |\n| --- | --- | ---: | ---: | --- |\n"
         for line in targetLines { out += "| " + line.joined(separator: " | ") + " |\n" }
@@ -111,6 +128,21 @@ extension Report {
             ("peers", .object(peers.map { ($0.workload, JSON.string($0.peer)) })),
             ("rows", .array(rowObjects)), ("targets", .array(targetObjects)),
             ("notes", .array(notes.map(JSON.string))),
+            ("cdfPercentiles", .array(cdfPercentiles.map(JSON.number))),
+            ("distributions", .array(distributions.map { d in
+                JSON.object([("name", .string(d.name)), ("title", .string(d.title)),
+                             ("series", .object(d.series.map { ($0.0, JSON.array($0.1.map(JSON.number))) }))])
+            })),
+            ("curves", .array(curves.map { c in
+                JSON.object([
+                    ("name", .string(c.name)), ("title", .string(c.title)), ("x", .string(c.x)), ("y", .string(c.y)),
+                    ("series", .object(c.contenders.map { name in
+                        (name, JSON.array(c.counts.map { n in
+                            JSON.object([("n", .int(n)), ("value", cell(c.series[name]?[n]))])
+                        }))
+                    })),
+                ])
+            })),
         ]).description + "\n"
     }
 }

@@ -69,6 +69,13 @@ func benchRpc(_ context: BenchContext) throws {
         }
     }
 
+    for label in ["1 dgram, c=1", "1 dgram, c=32"] {
+        let series = [Column.epoll, .legacy].compactMap { column in
+            mergedCDF(results[column]?[label] ?? []).map { ("\(column)", $0) }
+        }
+        context.report.add(Distribution(name: "rpc \(label)", title: "RPC round trip, 64 B request, \(label)", series: series))
+    }
+
     // The C echo's RTT rate at window 32 comes from the udp-echo rows of this run.
     let rpcRate = context.report.row("rpc", "1 dgram, c=32", "rpc_per_s")?.epoll.number
     let echoRate = context.report.row("udp-echo", "window 32", "rtt_per_s")?.peer?.number
@@ -166,6 +173,7 @@ func runRpcClient(_ options: Options) throws -> Int32 {
     say("result rpc_per_s=\(format(rate, decimals: 0)) p50_us=\(format(latencies.percentile(50), decimals: 1))"
         + " p99_us=\(format(latencies.percentile(99), decimals: 1))"
         + " mb_per_s=\(format(rate * Double(size) / 1e6, decimals: 1)) samples=\(latencies.count) failed=\(failed)"
+        + " " + cdfField(latencies)
         + (firstFailure.map { " first_failure=\(String(describing: $0).replacingSpaces())" } ?? ""))
     client.shutdown(urgent: true)
     try loop.close()

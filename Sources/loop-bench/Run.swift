@@ -34,6 +34,16 @@ struct Budget {
     var quickPollSamples: Int { quick ? 2 : 40 }
 
     var idleMs: Int { quick ? 300 : 3000 }
+
+    var scaleRounds: Int { quick ? 1 : 3 }
+    var scaleRuns: Int { quick ? 1 : 3 }
+    var scaleFds: [Int] { quick ? [10, 1000] : [10, 100, 500, 1000, 5000, 15_000] }
+    var scaleEvents: Int { quick ? 5_000 : 200_000 }
+    var scaleSleepers: [Int] { quick ? [10, 1000] : [10, 1000, 10_000, 100_000] }
+    /// Long enough for the 1 s callbacks to come due at least once in the timed part.
+    var scaleSleeperEvents: Int { quick ? 5_000 : 600_000 }
+    var scaleIdleMs: Int { quick ? 300 : 2_500 }
+    var scaleJobs: [Int] { quick ? [1000, 10_000] : [1000, 10_000, 100_000] }
 }
 
 /// What every workload gets.
@@ -59,6 +69,7 @@ let workloads: [(name: String, run: @Sendable (BenchContext) throws -> Void)] = 
     ("wakeup", benchWakeup),
     ("timers", benchTimers),
     ("idle", benchIdle),
+    ("scale", benchScale),
 ]
 
 /// `loop-bench run`: every selected workload on both backends and the peers.

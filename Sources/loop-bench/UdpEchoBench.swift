@@ -62,6 +62,12 @@ func benchUdpEcho(_ context: BenchContext) throws {
         addEchoRows(context.report, c, results: results.mapValues { $0[c.label] ?? [] },
                     peerMissing: peerServer == nil ? "not built" : nil)
     }
+    for c in echoCases where c.clientCPU == 1 {
+        let series = [Column.epoll, .legacy, .peer].compactMap { column in
+            mergedCDF(results[column]?[c.label] ?? []).map { (column == .peer ? "C epoll echo" : "\(column)", $0) }
+        }
+        context.report.add(Distribution(name: "echo \(c.label)", title: "UDP echo round trip, 64 B, \(c.label)", series: series))
+    }
     let r = context.report.row(workload, "window 32", "rtt_per_s")?.epollOverPeer
     context.report.add(echoTarget(r, note: r == nil ? "no C echo figure" : nil))
 }

@@ -45,6 +45,11 @@ func benchWakeup(_ context: BenchContext) throws {
         context.report.add(Row(workload: workload, label: "bare mechanism in C", metric: metric, key: key,
                                epoll: cell("C eventfd", key), legacy: cell("C signal", key), peer: nil, decimals: 1))
     }
+    let curves = ["loop epoll", "loop legacy", "C eventfd", "C signal"].compactMap { name in
+        mergedCDF(results[name] ?? []).map { (name, $0) }
+    }
+    context.report.add(Distribution(name: "wakeup", title: "Wake-up latency: job done → completion on the loop thread",
+                                    series: curves))
     let r = context.report.row(workload, "job → completion", "p50_us")?.epollOverLegacy
     context.report.add(TargetResult(name: "wake-up p50: eventfd vs SIGCHLD", formula: "p50 epoll ÷ legacy",
                                     ratio: r, goal: .atMost(0.5), note: r == nil ? "no figure" : nil))
@@ -64,7 +69,7 @@ func runWakeupChild(_ options: Options) throws -> Int32 {
     let warmup = try options.int("--warmup", default: 50)
     let latencies = try measureWakeups(backend, samples: max(samples, 1), warmup: max(warmup, 0))
     say("result p50_us=\(format(latencies.percentile(50), decimals: 1)) p99_us=\(format(latencies.percentile(99), decimals: 1))"
-        + " samples=\(latencies.count)")
+        + " samples=\(latencies.count) " + cdfField(latencies))
     return 0
 }
 

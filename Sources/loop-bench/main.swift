@@ -13,6 +13,7 @@ do {
     case "echo-server": exit(try runEchoServer(options))
     case "pipes": exit(try runPipesChild(options))
     case "idle": exit(try runIdleChild(options))
+    case "scale": exit(try runScaleChild(options))
     case "wakeup": exit(try runWakeupChild(options))
     case "dispatch-order": exit(try runDispatchOrderChild(options))
     case "rpc-server": exit(try runRpcServer(options))

@@ -102,3 +102,77 @@ extension LoopConformance {
         }
     }
 }
+
+extension LoopConformance.SleepCallbacks {
+    /// A paused callback keeps its registration but is never called, does not set the
+    /// minimum tick, and once resumed is due a whole period later.
+    @Test(arguments: LoopBackendKind.allCases)
+    func pausedCallbackIsNotCalledAndResumesAPeriodLater(kind: LoopBackendKind) throws {
+        try withLoop(kind) { loop in
+            var calls: [Int64] = []
+            let r = try loop.registerSleep(every: 30) { calls.append(loop.now) }
+            try runUntil(loop) { calls.count >= 2 }
+            #expect(loop.minTick == 30)
+            try loop.pauseSleep(r)
+            try loop.pauseSleep(r)  // twice: harmless
+            #expect(loop.minTick == defaultMinimumTickMs)
+            #expect(loop.counters.registrations == 1)
+            let pausedAt = calls.count
+            try runFor(loop, ms: 150)
+            #expect(calls.count == pausedAt, "called while paused")
+            let resumedAt = loop.configuration.clock.milliseconds()
+            try loop.resumeSleep(r)
+            try loop.resumeSleep(r)  // not paused: ignored
+            #expect(loop.minTick == 30)
+            try runUntil(loop) { calls.count > pausedAt }
+            #expect(calls[pausedAt] - resumedAt >= 30, "due \(calls[pausedAt] - resumedAt) ms after resuming")
+            // Unregistered while paused: gone, and resuming it does nothing.
+            try loop.pauseSleep(r)
+            try loop.unregister(r)
+            try loop.resumeSleep(r)
+            #expect(loop.counters.registrations == 0)
+            let before = calls.count
+            try runFor(loop, ms: 100)
+            #expect(calls.count == before)
+        }
+    }
+
+    /// Thousands of callbacks: each keeps its own period (never faster), and those due
+    /// in one scan run newest registration first, as the original walks its chain.
+    @Test(arguments: LoopBackendKind.allCases)
+    func thousandsOfCallbacksKeepTheirPeriodsAndOrder(kind: LoopBackendKind) throws {
+        try withLoop(kind) { loop in
+            let count = 2_000
+            var calls: [(index: Int, at: Int64)] = []
+            calls.reserveCapacity(count * 20)
+            var registrations: [Registration] = []
+            for i in 0..<count {
+                registrations.append(try loop.registerSleep(every: 20 + i % 41) { calls.append((i, loop.now)) })
+            }
+            let start = loop.now
+            try runFor(loop, ms: 400)
+            let span = loop.now - start
+            var byCallback = [[Int64]](repeating: [], count: count)
+            for c in calls { byCallback[c.index].append(c.at) }
+            for i in 0..<count {
+                let period = Int64(20 + i % 41)
+                let gaps = zip(byCallback[i].dropFirst(), byCallback[i]).map { $0 - $1 }
+                #expect(gaps.allSatisfy { $0 >= period }, "callback \(i) (every \(period) ms): gaps \(gaps)")
+                #expect(byCallback[i].count <= Int(span / period), "callback \(i) ran \(byCallback[i].count) times in \(span) ms")
+            }
+            #expect(byCallback.filter(\.isEmpty).count == 0, "some callbacks never ran in \(span) ms")
+            // One scan, one `now`: indices strictly descending within it.
+            var i = 0
+            while i < calls.count {
+                var j = i + 1
+                while j < calls.count && calls[j].at == calls[i].at {
+                    #expect(calls[j].index < calls[j - 1].index, "scan at \(calls[i].at): \(calls[j - 1].index) before \(calls[j].index)")
+                    j += 1
+                }
+                i = j
+            }
+            for r in registrations { try loop.unregister(r) }
+            #expect(loop.minTick == defaultMinimumTickMs)
+        }
+    }
+}

@@ -119,3 +119,25 @@ extension TcpServerLoopTests {
         }
     }
 }
+
+extension TcpServerLoopTests.Timeouts {
+    /// The timeout scan runs only while there is something to time: a listener
+    /// with no connections costs its loop no wake-ups; the first connection brings
+    /// the scan back (its idle timeout still ends it) and the last one takes it away.
+    @Test(arguments: LoopBackendKind.allCases)
+    func scanRunsOnlyWhileThereAreConnections(kind: LoopBackendKind) throws {
+        try withTcpServer(kind, short) { loop, server in
+            let idle = loop.counters.sleepCallbacks
+            try runFor(loop, ms: 200)
+            #expect(loop.counters.sleepCallbacks == idle, "the scan ran with no connection")
+            let client = try TestClient(port: server.port)
+            try runUntil(loop) { server.stats.incomingOpen == 1 }
+            try awaitClosed(loop, client, timeoutMs: 5_000)
+            #expect(server.stats.idleClosed == 1)
+            try runFor(loop, ms: 100)
+            let settled = loop.counters.sleepCallbacks
+            try runFor(loop, ms: 200)
+            #expect(loop.counters.sleepCallbacks == settled, "the scan kept running with no connection")
+        }
+    }
+}

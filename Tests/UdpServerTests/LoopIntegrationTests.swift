@@ -99,8 +99,8 @@ extension UdpServerLoopTests {
             }
         }
 
-        /// The server's registrations: one read callback and one sleep callback,
-        /// all gone after shutdown.
+        /// The server's registrations: one read callback and one sleep callback (paused
+        /// while the server has nothing to time), all gone after shutdown.
         @Test(arguments: LoopBackendKind.allCases)
         func registersWithTheLoopAndLeavesNoTrace(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
@@ -109,8 +109,10 @@ extension UdpServerLoopTests {
                 try server.start()
                 #expect(server.port != 0)
                 #expect(loop.counters.registrations == before + 2)
+                #expect(loop.minTick == defaultMinimumTickMs, "the paused poll does not set the tick")
+                server.sendRequest([1], type: 0x70, to: PeerAddress(ip: 0x7F00_0001, port: 9), timeoutMs: 5_000) { _ in }
                 #expect(loop.minTick <= Int64(server.configuration.pollTimeMs))
-                server.shutdown()
+                server.shutdown(urgent: true)
                 #expect(server.isDrained)
                 #expect(loop.counters.registrations == before)
                 #expect(throws: UdpServerError.alreadyStarted) { try server.start() }
@@ -156,6 +158,38 @@ extension UdpServerLoopTests.LoopIntegration {
             client.sendRequest([1, 2, 3], type: 1, to: server.address, niceness: 0, callback: ledger.callback(0))
             try runUntil(loop) { ledger.isDone(1) }
             #expect(ledger.reply(0) == [1, 2, 3])
+        }
+    }
+}
+
+extension UdpServerLoopTests.LoopIntegration {
+    /// The 20 ms time poll runs only while it has something to time: an idle server
+    /// costs its loop no wake-ups (the epoll loop then sleeps until something happens).
+    @Test(arguments: LoopBackendKind.allCases)
+    func timePollRunsOnlyWhileThereIsWork(kind: LoopBackendKind) throws {
+        try withServers(kind) { loop, client, server in
+            let idle = loop.counters.sleepCallbacks
+            try runFor(loop, ms: 200)
+            #expect(loop.counters.sleepCallbacks == idle, "a poll ran with nothing in flight")
+            // Answered: the poll wakes for the transactions, and pauses once they end.
+            server.echo(type: 1)
+            let ledger = Ledger()
+            client.sendRequest([1, 2, 3], type: 1, to: server.address, niceness: 0, callback: ledger.callback(0))
+            try runUntil(loop) { ledger.isDone(1) }
+            #expect(ledger.reply(0) == [1, 2, 3])
+            // Unanswered: only the poll's resends and its timeout end it.
+            let silent = RawSocket()
+            client.sendRequest([4], type: 1, to: silent.address, timeoutMs: 300, niceness: 0, callback: ledger.callback(1))
+            let busy = loop.counters.sleepCallbacks
+            try runUntil(loop) { ledger.isDone(2) }
+            #expect(ledger.error(1) == .timedOut)
+            #expect(loop.counters.sleepCallbacks - busy >= 5, "the poll timed the request out")
+            // Nothing in flight again: at most the scans that find it so.
+            try runFor(loop, ms: 60)
+            let settled = loop.counters.sleepCallbacks
+            try runFor(loop, ms: 200)
+            #expect(loop.counters.sleepCallbacks == settled, "the poll kept running after the work ended")
+            ledger.expectExactlyOnce(2)
         }
     }
 }

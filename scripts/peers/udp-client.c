@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +51,23 @@ static void send_batch(int fd, int count, size_t size, int64_t stamp) {
             exit(1);
         }
         sent += n;
+    }
+}
+
+// The latency distribution for the CDF pictures: the value at each percentile of
+// loop-bench's list (1 … 99, 99.5, 99.9), nearest rank, as "cdf_us=a,b,...".
+static void print_cdf(const int64_t *sorted, size_t n) {
+    static const double points[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+        23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
+        50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76,
+        77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 99.5, 99.9};
+    if (n == 0) return;
+    printf(" cdf_us=");
+    for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
+        size_t rank = (size_t)ceil(points[i] / 100.0 * (double)n);
+        if (rank < 1) rank = 1;
+        if (rank > n) rank = n;
+        printf("%s%.1f", i ? "," : "", sorted[rank - 1] / 1000.0);
     }
 }
 
@@ -126,7 +144,9 @@ int main(int argc, char **argv) {
     qsort(rtts, samples, sizeof *rtts, compare);
     double p50 = samples ? rtts[samples / 2] / 1000.0 : 0;
     double p99 = samples ? rtts[(size_t)(samples * 0.99)] / 1000.0 : 0;
-    printf("result rtt_per_s=%.0f p50_us=%.1f p99_us=%.1f samples=%zu lost=%ld\n",
+    printf("result rtt_per_s=%.0f p50_us=%.1f p99_us=%.1f samples=%zu lost=%ld",
            samples / (ms / 1000.0), p50, p99, samples, lost);
+    print_cdf(rtts, samples);
+    printf("\n");
     return 0;
 }

@@ -24,6 +24,9 @@ struct DropLog {
     private var byAddress = [[UInt32: Int]](repeating: [:], count: Reason.allCases.count)
     private var lastLine: Int64?
 
+    /// Something was noted that no line has reported yet.
+    var hasPending: Bool { counts.contains { $0 > 0 } }
+
     mutating func note(_ reason: Reason, from ip: UInt32) {
         counts[reason.rawValue] += 1
         if byAddress[reason.rawValue][ip] != nil || byAddress[reason.rawValue].count < Self.addressLimit {

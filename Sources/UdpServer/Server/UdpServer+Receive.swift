@@ -145,6 +145,7 @@ extension UdpServer {
                             to: key.peer)
             return
         }
+        finishedTransactions.expire(before: currentTime() - Int64(configuration.finishedMemoryMs))
         if finishedTransactions.isCopy(key, of: header) {
             // A late copy of a request already answered: its ACK may be what was lost.
             counters.lateDuplicates += 1
@@ -206,7 +207,7 @@ extension UdpServer {
     private func evictStalled(of ip: UInt32?, at now: Int64) -> Bool {
         guard let victim = ledger.evictionCandidate(of: ip, isStalled: { isStalled($0, at: now) }) else { return false }
         counters.evictions += 1
-        dropLog.note(.evicted, from: victim.key.peer.ip)
+        noteDrop(.evicted, from: victim.key.peer.ip)
         remove(victim, remember: false)
         _ = transmitAck(victim.ackHeader(forDatagram: 0, cancel: true), to: victim.key.peer)
         return true
@@ -229,7 +230,7 @@ extension UdpServer {
     /// original's ENOMEM answer: waiting would not help. Refused for a slot, or because its
     /// address holds its share for now, it is dropped, and resent later by its sender.
     func refuse(_ key: TransactionKey, datagram number: UInt32, _ reason: DropLog.Reason) {
-        dropLog.note(reason, from: key.peer.ip)
+        noteDrop(reason, from: key.peer.ip)
         switch reason {
         case .peerSlotShare, .peerByteShare: counters.peerShareDrops += 1
         case .noSlot: counters.noSlotDrops += 1

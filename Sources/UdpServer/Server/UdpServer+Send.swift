@@ -118,6 +118,7 @@ extension UdpServer {
             if result == .sent { _ = send(bytes, header: header, to: peer) }
         case .delay:
             heldDatagrams.append((Array(bytes), peer, header))
+            resumeTimePoll()
             return .sent
         case .wouldBlock:
             counters.sendsBlocked += 1

@@ -18,6 +18,7 @@ extension UdpServer {
             }
         }
         isShuttingDown = true
+        resumeTimePoll()
         for transaction in slots.values { cutTimeoutForShutdown(transaction) }
         if urgent {
             for transaction in slots.values.sorted(by: { $0.serial < $1.serial }) {

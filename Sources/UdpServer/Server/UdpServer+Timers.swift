@@ -46,7 +46,7 @@ extension UdpServer {
         }
         for transaction in abandoned.sorted(by: { $0.serial < $1.serial }) {
             counters.repliesAbandoned += 1
-            dropLog.note(.replyAbandoned, from: transaction.key.peer.ip)
+            noteDrop(.replyAbandoned, from: transaction.key.peer.ip)
             remove(transaction)
         }
         // In start order, so callbacks of requests that expire together run in that order.
@@ -63,6 +63,29 @@ extension UdpServer {
         sendPoll()
         makeCallbacks()
         checkDrained()
+        if !needsTimePoll, let poll = sleepRegistration {
+            try? loop.pauseSleep(poll)
+            timePollPaused = true
+        }
+    }
+
+    /// What the time poll is for: transactions to resend or time out, datagrams a loss
+    /// filter holds, drops not yet logged, a drain. Without any, an idle server costs
+    /// its loop no wake-ups (the finished-request memory expires as it grows instead).
+    var needsTimePoll: Bool {
+        !slots.isEmpty || !heldDatagrams.isEmpty || dropLog.hasPending || (isShuttingDown && !isDrained)
+    }
+
+    /// Called where the poll gets something to do.
+    func resumeTimePoll() {
+        guard timePollPaused, let poll = sleepRegistration else { return }
+        timePollPaused = false
+        try? loop.resumeSleep(poll)
+    }
+
+    func noteDrop(_ reason: DropLog.Reason, from ip: UInt32) {
+        dropLog.note(reason, from: ip)
+        resumeTimePoll()
     }
 }
 

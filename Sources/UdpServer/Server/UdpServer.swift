@@ -33,6 +33,8 @@ public final class UdpServer {
     /// Registered only while a send would block.
     var writeRegistration: Registration?
     var sleepRegistration: Registration?
+    /// The time poll is paused while it has nothing to do (`needsTimePoll`).
+    var timePollPaused = false
     /// The loop runs `bottomHalf()` through this while callbacks wait (the original's `needBottom`).
     var bottomHalfRegistration: BottomHalf?
 
@@ -124,9 +126,13 @@ public final class UdpServer {
             try loop.registerRead(fd: socket.fd, niceness: 0) { [weak self] _ in
                 self?.readPoll()
             }
-            sleepRegistration = try loop.registerSleep(every: configuration.pollTimeMs, niceness: 0) { [weak self] in
+            let poll = try loop.registerSleep(every: configuration.pollTimeMs, niceness: 0) { [weak self] in
                 self?.timePoll()
             }
+            sleepRegistration = poll
+            // Nothing to time yet: the poll runs only while there is (see `needsTimePoll`).
+            try loop.pauseSleep(poll)
+            timePollPaused = true
             bottomHalfRegistration = try loop.addBottomHalf(
                 needed: { [weak self] in self?.needsBottomHalf ?? false }, run: { [weak self] in self?.bottomHalf() })
         } catch {
@@ -264,6 +270,7 @@ public final class UdpServer {
 
     func insert(_ transaction: Transaction) {
         slots[transaction.key] = transaction
+        resumeTimePoll()
         if transaction.isRequester {
             outgoingCount += 1
         } else {
@@ -290,7 +297,10 @@ public final class UdpServer {
             ledger.removed(transaction)
             if remember && receivedWhole {
                 let request = transaction.receivedSize.map { FinishedTransactions.Request(type: transaction.type, size: $0) }
-                finishedTransactions.insert(transaction.key, request: request, at: currentTime())
+                let now = currentTime()
+                // Expired here, not by the time poll, which stops once nothing is in flight.
+                finishedTransactions.expire(before: now - Int64(configuration.finishedMemoryMs))
+                finishedTransactions.insert(transaction.key, request: request, at: now)
             }
         }
     }

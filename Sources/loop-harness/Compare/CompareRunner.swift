@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import Synchronization
 import LoopTools
 
 /// `loop-harness compare`: a fixed set of scenarios run on both backends in
@@ -12,6 +13,29 @@ struct CompareOptions: Sendable {
     var toleranceScale = 1.0
     var only: Set<String> = []
     var json = false
+    /// Where scenarios leave their latency samples, for the histograms under the table.
+    let distributions = DistributionRecorder()
+}
+
+/// Latency samples by backend and name, kept while the scenarios run.
+final class DistributionRecorder: Sendable {
+    private let samples = Mutex<[(backend: LoopBackendKind, name: String, values: [Double])]>([])
+
+    func record(_ backend: LoopBackendKind, _ name: String, _ sample: Sample) {
+        samples.withLock { $0.append((backend, name, sample.values)) }
+    }
+
+    /// Names in recording order, each with its epoll and legacy values.
+    func pairs(named names: (String) -> Bool) -> [(name: String, epoll: [Double], legacy: [Double])] {
+        samples.withLock { all in
+            var order: [String] = []
+            for s in all where names(s.name) && !order.contains(s.name) { order.append(s.name) }
+            return order.map { name in
+                (name, all.first { $0.name == name && $0.backend == .epoll }?.values ?? [],
+                 all.first { $0.name == name && $0.backend == .legacy }?.values ?? [])
+            }
+        }
+    }
 }
 
 /// Measurements of one backend in one scenario, by metric name.
@@ -70,7 +94,7 @@ func runCompare(_ args: Arguments) throws -> Int32 {
                                      Dictionary(legacy, uniquingKeysWith: { a, _ in a }), options.toleranceScale)
         reports.append(ScenarioReport(scenario: scenario, epoll: epoll, legacy: legacy, divergence: verdict))
     }
-    say(options.json ? compareJSON(reports).description : compareTable(reports))
+    say(options.json ? compareJSON(reports).description : compareTable(reports) + compareHistograms(options.distributions))
     return reports.allSatisfy { $0.divergence == nil } ? 0 : 1
 }
 
@@ -100,6 +124,51 @@ func compareTable(_ reports: [ScenarioReport]) -> String {
     let failed = reports.filter { $0.divergence != nil }.count
     out.append("\(reports.count - failed) passed, \(failed) failed")
     return out.joined(separator: "\n")
+}
+
+/// The distributions behind the percentiles, as small text histograms: shared
+/// log-spaced bins, a bar per backend, so the two shapes can be compared at a glance.
+func compareHistograms(_ recorder: DistributionRecorder) -> String {
+    var out: [String] = []
+    for (name, epoll, legacy) in recorder.pairs(named: { _ in true }) where !epoll.isEmpty || !legacy.isEmpty {
+        out.append("")
+        out.append(contentsOf: textHistogram(name, epoll: epoll, legacy: legacy))
+    }
+    return out.joined(separator: "\n")
+}
+
+func textHistogram(_ name: String, epoll: [Double], legacy: [Double], bins: Int = 8, width: Int = 24) -> [String] {
+    let all = (epoll + legacy).filter { $0.isFinite && $0 > 0 }
+    guard let low = all.min(), let high = all.max() else { return ["\(name): no samples"] }
+    // Edges from low to high, evenly spaced on a log scale (one bin when all are equal).
+    let count = high > low ? bins : 1
+    let ratio = high > low ? pow(high / low, 1 / Double(count)) : 1
+    let edges = (0...count).map { low * pow(ratio, Double($0)) }
+    func counts(_ values: [Double]) -> [Int] {
+        var c = [Int](repeating: 0, count: count)
+        for v in values where v.isFinite && v > 0 {
+            var i = 0
+            while i < count - 1 && v > edges[i + 1] { i += 1 }
+            c[i] += 1
+        }
+        return c
+    }
+    let e = counts(epoll), l = counts(legacy)
+    let most = max(e.max() ?? 0, l.max() ?? 0, 1)
+    func bar(_ n: Int) -> String {
+        let cells = Double(n) / Double(most) * Double(width)
+        let whole = Int(cells)
+        return String(repeating: "#", count: whole) + (cells - Double(whole) >= 0.5 ? "+" : "")
+    }
+    let labels = (0..<count).map { "\(format(edges[$0]))–\(format(edges[$0 + 1]))" }
+    let labelWidth = max(labels.map(\.count).max() ?? 0, name.count)
+    let column = width + 8
+    var lines = [name.padded(to: labelWidth) + "  " + "epoll (\(epoll.count))".padded(to: column) + "legacy (\(legacy.count))"]
+    for i in 0..<count {
+        let left = (bar(e[i]) + " " + String(e[i])).padded(to: column)
+        lines.append(labels[i].padded(to: labelWidth) + "  " + left + bar(l[i]) + " " + String(l[i]))
+    }
+    return lines
 }
 
 func compareJSON(_ reports: [ScenarioReport]) -> JSON {

@@ -30,6 +30,7 @@ let rpcScenario = Scenario(
                 let count = options.quick ? 20 : 100
                 let report = try runPing(loop: loop, client: client, to: PeerAddress(ip: 0x7f00_0001, port: node.port),
                                          count: count, size: c.size, concurrency: 4, timeoutMs: 10_000)
+                options.distributions.record(kind, "rpc \(c.name): round trip, ms", report.rtts)
                 out += [("completed:\(c.name)", Double(report.completed)), ("replies:\(c.name)", Double(report.replies)),
                         ("timedOut:\(c.name)", Double(report.timedOut)),
                         ("p50ms:\(c.name)", report.rtts.percentile(50)), ("p99ms:\(c.name)", report.rtts.percentile(99))]

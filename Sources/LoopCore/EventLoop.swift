@@ -572,9 +572,8 @@ public final class EventLoop {
     /// scan begins (one registered meanwhile waits for the next scan); each is checked
     /// again before its call, as a quickpoll inside an earlier callback may have run it.
     private func runSleepers(urgentOnly: Bool) {
-        let eligible = { (r: Registration) in !urgentOnly || r.niceness == 0 }
-        if now < sleepers.latestLastCall { sleepers.resetFuture(to: now, where: eligible) }
-        for r in sleepers.due(at: now) where r.isActive && eligible(r) {
+        if now < sleepers.latestLastCall { sleepers.resetFuture(to: now) { !urgentOnly || $0.niceness == 0 } }
+        for r in sleepers.due(at: now) where r.isActive && (!urgentOnly || r.niceness == 0) {
             guard r.nextDue <= now else { continue }
             sleepers.called(r, at: now)
             stats.sleepCallbacks += 1

@@ -20,9 +20,11 @@ public final class Registration {
     /// Sleep callbacks: period and last call time (ms).
     let tick: Int64
     @exclusivity(unchecked) var lastCall: Int64
-    /// Sleep callbacks: the place in `SleepSchedule`'s heap (-1: not in it) and the
-    /// registration order (newest first when several are due).
-    @exclusivity(unchecked) var heapIndex = -1
+    /// Sleep callbacks: whether in one of `SleepSchedule`'s queues, and which of its
+    /// entries there is the live one; the registration order (newest first when several are due).
+    @exclusivity(unchecked) var isScheduled = false
+    @exclusivity(unchecked) var scheduleToken: UInt32 = 0
+    var queueIndex = 0
     var sequence: UInt64 = 0
 
     init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,

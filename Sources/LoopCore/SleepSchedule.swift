@@ -1,25 +1,85 @@
-/// The sleep callbacks, ordered by when each is next due: an indexed binary
-/// min-heap, so the earliest due time is O(1), a registration, removal or call
-/// O(log n), and a scan visits only the callbacks that are due. With 100,000
-/// registered callbacks a scan that finds three due touches about three.
+/// The sleep callbacks, ordered by when each is next due: one queue per period,
+/// each in last-call order. A callback that runs gets `lastCall = now`, the latest
+/// of its queue, so it goes to the back: calling, registering and removing cost
+/// O(1), the earliest due time is the earliest of the queues' fronts, and a scan
+/// visits only the callbacks that are due. With 100,000 registered callbacks a scan
+/// that finds three due touches about three.
 ///
 /// The legacy rules stay the loop's (`EventLoop.runSleepers`): due by last call
 /// plus period, called newest registration first, a last call in the future
 /// (the clock went back) reset to now. Paused callbacks keep their registration
-/// but are out of the heap: never due, and not counted for the minimum tick.
+/// but are in no queue: never due, and not counted for the minimum tick.
+///
+/// Removal is lazy: a queue entry whose registration was removed, paused, or
+/// queued again since (its `scheduleToken` moved on) is dropped when it reaches the
+/// front, at most one period later.
 struct SleepSchedule {
-    private var heap: [Registration] = []
+    private struct Entry {
+        let registration: Registration
+        let token: UInt32
+        var isLive: Bool { registration.isScheduled && registration.scheduleToken == token }
+    }
+
+    /// Entries in last-call order from `head`; dead ones stay until they reach the front.
+    private struct PeriodQueue {
+        var entries: [Entry] = []
+        var head = 0
+
+        mutating func dropDeadFront() {
+            while head < entries.count && !entries[head].isLive { head += 1 }
+            if head == entries.count {
+                entries.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 64 && head * 2 >= entries.count {
+                entries.removeFirst(head)
+                head = 0
+            }
+        }
+
+        /// At the back, unless the clock went back and the last call is earlier than the back's.
+        mutating func add(_ entry: Entry) {
+            // The common case: called now, the latest last call of the queue.
+            if head == entries.count || entries[entries.count - 1].registration.lastCall <= entry.registration.lastCall {
+                entries.append(entry)
+                return
+            }
+            var i = entries.count
+            while i > head && (!entries[i - 1].isLive || entries[i - 1].registration.lastCall > entry.registration.lastCall) {
+                i -= 1
+            }
+            entries.insert(entry, at: i)
+        }
+    }
+
+    /// One queue per period ever scheduled (kept when it empties, so the index a
+    /// registration carries stays valid: calling one costs no hashing).
+    private var queues: [PeriodQueue] = []
+    private var queueIndex: [Int64: Int] = [:]
     private var paused: [ObjectIdentifier: Registration] = [:]
-    /// How many scheduled callbacks have each period, for the minimum tick.
+    /// Scheduled callbacks per period, for the minimum tick.
     private var periods: [Int64: Int] = [:]
+    private var scheduled = 0
+    private var lastSequence: UInt64 = 0
     /// The latest last-call time set: a clock below it may have gone back.
     private(set) var latestLastCall: Int64 = .min
 
-    var isEmpty: Bool { heap.isEmpty && paused.isEmpty }
+    var isEmpty: Bool { scheduled == 0 && paused.isEmpty }
     /// Registered callbacks, paused or not.
-    var count: Int { heap.count + paused.count }
-    /// The earliest `lastCall + tick` of the scheduled callbacks.
-    var earliestDue: Int64 { heap.first?.nextDue ?? .max }
+    var count: Int { scheduled + paused.count }
+
+    /// The earliest `lastCall + tick` of the scheduled callbacks: the earliest front.
+    /// Visits one front per distinct period (a handful in any real program).
+    var earliestDue: Int64 {
+        mutating get {
+            var earliest = Int64.max
+            for i in queues.indices {
+                queues[i].dropDeadFront()
+                let q = queues[i]
+                if q.head < q.entries.count { earliest = min(earliest, q.entries[q.head].registration.nextDue) }
+            }
+            return earliest
+        }
+    }
 
     /// The smallest period among the scheduled callbacks, at most `ceiling`.
     func minimumTick(ceiling: Int64) -> Int64 {
@@ -27,35 +87,40 @@ struct SleepSchedule {
     }
 
     /// Every registration, paused or not (for teardown).
-    var all: [Registration] { heap + Array(paused.values) }
+    var all: [Registration] {
+        var result = Array(paused.values)
+        for q in queues { for e in q.entries[q.head...] where e.isLive { result.append(e.registration) } }
+        return result
+    }
 
     mutating func insert(_ r: Registration) {
-        r.sequence = r.sequence == 0 ? nextSequence() : r.sequence
+        if r.sequence == 0 {
+            lastSequence &+= 1
+            r.sequence = lastSequence
+        }
         noteLastCall(r.lastCall)
         periods[r.tick, default: 0] += 1
-        r.heapIndex = heap.count
-        heap.append(r)
-        siftUp(heap.count - 1)
+        scheduled += 1
+        if let index = queueIndex[r.tick] {
+            r.queueIndex = index
+        } else {
+            r.queueIndex = queues.count
+            queueIndex[r.tick] = queues.count
+            queues.append(PeriodQueue())
+        }
+        enqueue(r)
     }
 
     mutating func remove(_ r: Registration) {
         if paused.removeValue(forKey: ObjectIdentifier(r)) != nil { return }
-        guard r.heapIndex >= 0, r.heapIndex < heap.count, heap[r.heapIndex] === r else { return }
-        forgetPeriod(r.tick)
-        let index = r.heapIndex
-        r.heapIndex = -1
-        let last = heap.removeLast()
-        guard index < heap.count else { return }
-        heap[index] = last
-        last.heapIndex = index
-        siftDown(index)
-        siftUp(last.heapIndex)
+        guard r.isScheduled else { return }
+        unschedule(r)
     }
 
     /// Out of the schedule until `resume`; false if already paused or not scheduled.
     mutating func pause(_ r: Registration) -> Bool {
-        guard r.heapIndex >= 0 else { return false }
-        remove(r)
+        guard r.isScheduled else { return false }
+        unschedule(r)
         paused[ObjectIdentifier(r)] = r
         return true
     }
@@ -68,110 +133,82 @@ struct SleepSchedule {
         return true
     }
 
-    /// `r.lastCall` was set to `lastCall`: its place in the heap follows.
+    /// `r` ran at `lastCall`: to the back of its queue (its old entry is dead now).
     mutating func called(_ r: Registration, at lastCall: Int64) {
         r.lastCall = lastCall
         noteLastCall(lastCall)
-        guard r.heapIndex >= 0 else { return }
-        siftDown(r.heapIndex)
-        siftUp(r.heapIndex)
+        guard r.isScheduled else { return }
+        enqueue(r)
     }
 
     /// The scheduled callbacks due at `now`, newest registration first. Visits only
-    /// those: a heap node that is not due has no due descendants.
+    /// those (and dead entries among them): a queue's entries after the first one
+    /// not due are not due either.
     func due(at now: Int64) -> [Registration] {
         var found: [Registration] = []
-        var stack = heap.isEmpty ? [] : [0]
-        while let i = stack.popLast() {
-            guard heap[i].nextDue <= now else { continue }
-            found.append(heap[i])
-            let left = 2 * i + 1
-            if left < heap.count { stack.append(left) }
-            if left + 1 < heap.count { stack.append(left + 1) }
+        for q in queues {
+            var i = q.head
+            while i < q.entries.count {
+                let r = q.entries[i].registration
+                i += 1
+                guard r.isScheduled && r.scheduleToken == q.entries[i - 1].token else { continue }
+                guard r.nextDue <= now else { break }
+                found.append(r)
+            }
         }
-        return found.sorted { $0.sequence > $1.sequence }
+        // Usually already in order (one queue, called together last time): then no sort.
+        var sorted = true
+        var i = 1
+        while sorted && i < found.count {
+            if found[i - 1].sequence < found[i].sequence { sorted = false }
+            i += 1
+        }
+        return sorted ? found : found.sorted { $0.sequence > $1.sequence }
     }
 
     /// The clock went back below some last call: those passing `filter` are reset
     /// to `now` (a visit to every callback, as rare as the clock stepping back).
     mutating func resetFuture(to now: Int64, where filter: (Registration) -> Bool) {
         var skipped = false
-        for r in heap where r.lastCall > now {
-            if filter(r) { r.lastCall = now } else { skipped = true }
+        for i in queues.indices {
+            let q = queues[i]
+            for e in q.entries[q.head...] where e.isLive && e.registration.lastCall > now {
+                if filter(e.registration) { e.registration.lastCall = now } else { skipped = true }
+            }
+            // A skipped one may now be ahead of later ones set back to now: restore the order.
+            queues[i].entries[q.head...].sort { $0.registration.lastCall < $1.registration.lastCall }
         }
         for r in paused.values where r.lastCall > now { r.lastCall = now }
-        rebuild()
         // A skipped one keeps its future time, and the next scan must look again.
         if !skipped { latestLastCall = now }
     }
 
     mutating func removeAll() {
-        for r in heap { r.heapIndex = -1 }
-        heap = []
+        for q in queues { for e in q.entries[q.head...] { e.registration.isScheduled = false } }
+        queues = []
+        queueIndex = [:]
         paused = [:]
         periods = [:]
+        scheduled = 0
         latestLastCall = .min
     }
 
-    // MARK: The heap
+    // MARK: Queues
 
-    private mutating func nextSequence() -> UInt64 {
-        lastSequence &+= 1
-        return lastSequence
+    private mutating func enqueue(_ r: Registration) {
+        r.isScheduled = true
+        r.scheduleToken &+= 1
+        queues[r.queueIndex].add(Entry(registration: r, token: r.scheduleToken))
     }
-    private var lastSequence: UInt64 = 0
+
+    private mutating func unschedule(_ r: Registration) {
+        r.isScheduled = false
+        r.scheduleToken &+= 1
+        scheduled -= 1
+        if let n = periods[r.tick], n > 1 { periods[r.tick] = n - 1 } else { periods[r.tick] = nil }
+    }
 
     private mutating func noteLastCall(_ t: Int64) {
         if t > latestLastCall { latestLastCall = t }
-    }
-
-    private mutating func forgetPeriod(_ tick: Int64) {
-        if let n = periods[tick], n > 1 { periods[tick] = n - 1 } else { periods[tick] = nil }
-    }
-
-    /// Earlier due first; equal due times by registration order, so the heap is deterministic.
-    private func precedes(_ a: Registration, _ b: Registration) -> Bool {
-        let (da, db) = (a.nextDue, b.nextDue)
-        return da != db ? da < db : a.sequence < b.sequence
-    }
-
-    private mutating func rebuild() {
-        var i = heap.count / 2
-        while i > 0 {
-            i -= 1
-            siftDown(i)
-        }
-        for (index, r) in heap.enumerated() { r.heapIndex = index }
-    }
-
-    private mutating func siftUp(_ start: Int) {
-        var i = start
-        let item = heap[i]
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard precedes(item, heap[parent]) else { break }
-            heap[i] = heap[parent]
-            heap[i].heapIndex = i
-            i = parent
-        }
-        heap[i] = item
-        item.heapIndex = i
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        var i = start
-        let item = heap[i]
-        while true {
-            let left = 2 * i + 1
-            guard left < heap.count else { break }
-            var child = left
-            if left + 1 < heap.count && precedes(heap[left + 1], heap[left]) { child = left + 1 }
-            guard precedes(heap[child], item) else { break }
-            heap[i] = heap[child]
-            heap[i].heapIndex = i
-            i = child
-        }
-        heap[i] = item
-        item.heapIndex = i
     }
 }

@@ -39,6 +39,8 @@ struct Budget {
     var scaleRuns: Int { quick ? 1 : 3 }
     var scaleFds: [Int] { quick ? [10, 1000] : [10, 100, 500, 1000, 5000, 15_000] }
     var scaleEvents: Int { quick ? 5_000 : 200_000 }
+    var scaleMaxMs: Int { quick ? 100 : 500 }
+    var scaleSleeperRounds: Int { quick ? 1 : 2 }
     var scaleSleepers: [Int] { quick ? [10, 1000] : [10, 1000, 10_000, 100_000] }
     /// Long enough for the 1 s callbacks to come due at least once in the timed part.
     var scaleSleeperEvents: Int { quick ? 5_000 : 600_000 }

@@ -8,8 +8,9 @@ import LoopTools
 /// - `fds`: ns per dispatched event with N idle descriptors registered (unbound UDP
 ///   sockets, which never fire) and one socketpair passing a byte back and forth;
 ///   libevent's select and epoll backends run the same in C (scripts/peers/scale-libevent.c);
-/// - `sleepers`: the same ns per event with N sleep callbacks of 1 s registered (and
-///   called once a second each), and the CPU an otherwise idle loop spends on them;
+/// - `sleepers`: the same ns per event with N sleep callbacks of 1 s registered over
+///   one second (each called once a second), and the CPU an otherwise idle loop spends
+///   on them;
 /// - `jobs`: ns per worker job, N trivial jobs submitted at once until the last
 ///   completion has run on the loop thread.
 func benchScale(_ context: BenchContext) throws {
@@ -27,7 +28,8 @@ func benchScale(_ context: BenchContext) throws {
         fdContenders.append(("libevent select", [peer, "select"]))
     }
     let fdShape = ["--counts", budget.scaleFds.map(String.init).joined(separator: ","),
-                   "--events", String(budget.scaleEvents), "--runs", String(budget.scaleRuns)]
+                   "--events", String(budget.scaleEvents), "--runs", String(budget.scaleRuns),
+                   "--max-ms", String(budget.scaleMaxMs)]
     let fds = try measureCurve(fdContenders, shape: fdShape, key: "ns_per_event", rounds: budget.scaleRounds)
     context.report.add(Curve(name: "scale-fds", title: "Cost per event vs idle descriptors registered",
                              x: "registered idle descriptors", y: "ns per dispatched event",
@@ -42,9 +44,9 @@ func benchScale(_ context: BenchContext) throws {
     let sleeperShape = ["--counts", budget.scaleSleepers.map(String.init).joined(separator: ","),
                         "--events", String(budget.scaleSleeperEvents), "--runs", "1",
                         "--idle-ms", String(budget.scaleIdleMs)]
-    let sleepers = try measureCurve(sleeperContenders, shape: sleeperShape, key: "ns_per_event", rounds: budget.scaleRounds)
-    let sleepersIdle = try measureCurve(sleeperContenders, shape: sleeperShape, key: "idle_cpu_pct",
-                                        rounds: budget.scaleRounds, lines: "idle")
+    let (sleepers, sleepersIdle) = try measureCurves(sleeperContenders, shape: sleeperShape,
+                                                     keys: ("result", "ns_per_event"), ("idle", "idle_cpu_pct"),
+                                                     rounds: budget.scaleSleeperRounds)
     context.report.add(Curve(name: "scale-sleepers", title: "Cost per event vs sleep callbacks of 1 s registered",
                              x: "sleep callbacks (1 s each)", y: "ns per dispatched event",
                              counts: budget.scaleSleepers, series: sleepers))
@@ -69,11 +71,17 @@ func benchScale(_ context: BenchContext) throws {
     }
 }
 
-/// Runs every contender in rotating rounds; per series and N, the median of the
-/// `key` figures its `result` (or `lines`) lines gave, or why there is none.
-private func measureCurve(_ contenders: [(String, [String])], shape: [String], key: String, rounds: Int,
-                          lines tag: String = "result") throws -> [String: [Int: Cell]] {
-    var values: [String: [Int: [Double]]] = [:]
+private func measureCurve(_ contenders: [(String, [String])], shape: [String], key: String,
+                          rounds: Int) throws -> [String: [Int: Cell]] {
+    try measureCurves(contenders, shape: shape, keys: ("result", key), ("result", key), rounds: rounds).0
+}
+
+/// Runs every contender in rotating rounds; per series and N, the median of the figures
+/// under each (line tag, key) its lines gave, or why there is none.
+private func measureCurves(_ contenders: [(String, [String])], shape: [String],
+                           keys first: (tag: String, key: String), _ second: (tag: String, key: String),
+                           rounds: Int) throws -> ([String: [Int: Cell]], [String: [Int: Cell]]) {
+    var values: [[String: [Int: [Double]]]] = [[:], [:]]
     var refused: [String: [Int: String]] = [:]
     for round in 0..<rounds {
         for (name, argv) in rotated(contenders, by: round) {
@@ -83,24 +91,27 @@ private func measureCurve(_ contenders: [(String, [String])], shape: [String], k
                 guard let n = f["n"].flatMap(Int.init) else { continue }
                 if line.hasPrefix("refused") {
                     refused[name, default: [:]][n] = "refused: fd \(f["fd"] ?? "?") ≥ \(f["limit"] ?? "?")"
-                } else if line.hasPrefix(tag + " "), let v = f.number(key) {
-                    values[name, default: [:]][n, default: []].append(v)
+                }
+                for (i, wanted) in [first, second].enumerated() where line.hasPrefix(wanted.tag + " ") {
+                    if let v = f.number(wanted.key) { values[i][name, default: [:]][n, default: []].append(v) }
                 }
             }
             if let status = child.waitForExit(), exited(status) == 0 { continue }
             sayError("  \(name): the scale child failed")
         }
     }
-    var series: [String: [Int: Cell]] = [:]
-    for (name, _) in contenders {
-        var cells: [Int: Cell] = [:]
-        for (n, v) in values[name] ?? [:] { cells[n] = .value(median(v)) }
-        for (n, why) in refused[name] ?? [:] { cells[n] = .missing(why) }
-        series[name] = cells
-        let shown = cells.keys.sorted().map { "\($0): \(cells[$0]!.text(decimals: 1))" }.joined(separator: ", ")
-        sayError("  \(name) \(key): \(shown)")
+    var result: [[String: [Int: Cell]]] = [[:], [:]]
+    for (i, wanted) in [first, second].enumerated() {
+        for (name, _) in contenders {
+            var cells: [Int: Cell] = [:]
+            for (n, v) in values[i][name] ?? [:] { cells[n] = .value(median(v)) }
+            for (n, why) in refused[name] ?? [:] { cells[n] = .missing(why) }
+            result[i][name] = cells
+            let shown = cells.keys.sorted().map { "\($0): \(cells[$0]!.text(decimals: 1))" }.joined(separator: ", ")
+            if i == 0 || wanted.key != first.key { sayError("  \(name) \(wanted.key): \(shown)") }
+        }
     }
-    return series
+    return (result[0], result[1])
 }
 
 private func addScaleTarget(_ context: BenchContext, _ series: [String: [Int: Cell]], series name: String = "epoll",
@@ -124,6 +135,8 @@ func runScaleChild(_ options: Options) throws -> Int32 {
     switch what {
     case "fds":
         let events = try options.int("--events", default: 200_000)
+        // A slow contender (select over a thousand descriptors) stops early and reports what it did.
+        let maxMs = try options.int("--max-ms", default: 500)
         for n in try options.ints("--counts", default: [10, 100, 1000]) {
             raiseDescriptorLimit(to: n + 256)
             let loop = try Loop.make(backend, configuration: scaleConfiguration(n))
@@ -138,10 +151,10 @@ func runScaleChild(_ options: Options) throws -> Int32 {
                 say("refused n=\(n) fd=\(fd) limit=\(limit)")
                 continue
             }
-            _ = try ball.run(loop, events: min(events, 20_000))  // warm-up
+            _ = try ball.run(loop, events: min(events, 20_000), maxMs: 100)  // warm-up
             for _ in 0..<runs {
-                let ns = try ball.run(loop, events: events)
-                say("result n=\(n) ns_per_event=\(format(Double(ns) / Double(events), decimals: 1))")
+                let (ns, done) = try ball.run(loop, events: events, maxMs: maxMs)
+                say("result n=\(n) ns_per_event=\(format(Double(ns) / Double(done), decimals: 1)) events=\(done)")
             }
         }
     case "sleepers":
@@ -153,13 +166,19 @@ func runScaleChild(_ options: Options) throws -> Int32 {
             let calls = UnsafeMutablePointer<Int>.allocate(capacity: 1)
             calls.initialize(to: 0)
             defer { calls.deallocate() }
-            for _ in 0..<n { try loop.registerSleep(every: 1000) { calls.pointee += 1 } }
+            // Registered over one second, a 25th every 40 ms, as work arrives in a real
+            // program: their due times spread over the second, not all in one scan.
+            for chunk in 0..<25 {
+                for _ in 0..<(n / 25 + (chunk < n % 25 ? 1 : 0)) { try loop.registerSleep(every: 1000) { calls.pointee += 1 } }
+                let until = monotonicNanoseconds() + 40_000_000
+                while monotonicNanoseconds() < until { try loop.runOnce() }
+            }
             let ball = try PingPong()
             try ball.register(on: loop)
-            _ = try ball.run(loop, events: min(events, 20_000))  // warm-up
+            _ = try ball.run(loop, events: min(events, 20_000), maxMs: 100)  // warm-up
             for _ in 0..<runs {
-                let ns = try ball.run(loop, events: events)
-                say("result n=\(n) ns_per_event=\(format(Double(ns) / Double(events), decimals: 1)) calls=\(calls.pointee)")
+                let (ns, done) = try ball.run(loop, events: events, maxMs: 60_000)
+                say("result n=\(n) ns_per_event=\(format(Double(ns) / Double(done), decimals: 1)) calls=\(calls.pointee)")
             }
             // Idle: nothing but the sleep callbacks, run() stopped from another thread.
             ball.pause(loop)
@@ -264,13 +283,24 @@ private final class PingPong {
         registration = nil
     }
 
-    /// ns for `events` dispatched events.
-    func run(_ loop: Loop, events: Int) throws(LoopError) -> Int64 {
+    /// ns for `events` dispatched events, or for those done when `maxMs` ran out.
+    func run(_ loop: Loop, events: Int, maxMs: Int) throws(LoopError) -> (ns: Int64, events: Int) {
         left.pointee = events
         var byte = UInt8(ascii: "x")
         let start = monotonicNanoseconds()
+        let deadline = start + Int64(maxMs) * 1_000_000
         _ = send(b, &byte, 1, 0)
-        while left.pointee > 0 { try loop.runOnce() }
-        return monotonicNanoseconds() - start
+        var polls = 0
+        while left.pointee > 0 {
+            try loop.runOnce()
+            polls += 1
+            if polls & 255 == 0 && monotonicNanoseconds() >= deadline { break }
+        }
+        let elapsed = monotonicNanoseconds() - start
+        let done = events - max(left.pointee, 0)
+        // Take the byte in flight out of the pair, so the next run starts with one.
+        left.pointee = 0
+        while recv(a, &byte, 1, Int32(MSG_DONTWAIT)) == 1 {}
+        return (elapsed, max(done, 1))
     }
 }

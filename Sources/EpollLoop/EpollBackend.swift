@@ -39,8 +39,10 @@ public final class EpollBackend: LoopBackend {
     /// Before this instant (ns) the quickpoll timer cannot have expired: no syscall needed.
     @exclusivity(unchecked) private var nextQuickPollCheck: Int64 = 0
     @exclusivity(unchecked) private var nextRealTimerRead: Int64 = 0
-    /// When the timers were stopped for an idle wait (ns); 0 while they run.
-    @exclusivity(unchecked) private var timersPausedAt: Int64 = 0
+    /// Whether the timerfds are armed (see "Timers" below), and in stopped mode how far
+    /// the CPU average has been fed from the clock (ns).
+    @exclusivity(unchecked) private var timersRunning = false
+    @exclusivity(unchecked) private var clockAccountedUntil: Int64 = 0
     /// What the kernel was last told per fd: its `data` (0 = nothing), to
     /// recognise events of kernel entries the loop no longer knows about.
     /// `data` is a fresh tag (high half) and the fd (low half), the tag new on
@@ -234,13 +236,10 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
-        collectRealTimerTicks(busy: true)
+        let idle = timeoutMs < 0 || timeoutMs > configuration.quickPollIntervalMs
+        beforeWait(idle: idle)
         if !alwaysReady.isEmpty { refreshAlwaysReady() }
         let timeoutMs = alwaysReady.isEmpty ? timeoutMs : 0
-        // Longer than a quickpoll interval: the loop is idle, and its timers need not
-        // tick (the kernel would otherwise fire the 1 ms timer a thousand times a second).
-        let idle = timersArmed && (timeoutMs < 0 || timeoutMs > configuration.quickPollIntervalMs)
-        if idle { pauseTimers() }
         let n = datas.withUnsafeMutableBufferPointer { d in
             flags.withUnsafeMutableBufferPointer { f in
                 shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))
@@ -248,12 +247,7 @@ public final class EpollBackend: LoopBackend {
         }
         let err = errno
         waits &+= 1
-        if idle {
-            resumeTimers()
-        } else {
-            collectRealTimerTicks(busy: false)
-            takeQuickPollTicksOfTheWait()
-        }
+        afterWait()
         if n < 0 {
             if err == EINTR { return }
             throw .system(SystemError("epoll_wait", errno: err))
@@ -308,14 +302,56 @@ public final class EpollBackend: LoopBackend {
         return false
     }
 
+    // MARK: Timers
+    //
+    // Two modes while the timers are enabled. Running: both timerfds armed, the real
+    // timer's expirations read around each wait (busy before, idle after), the quickpoll
+    // timer's at the QUICKPOLL call site. Stopped: neither armed, so an idle loop costs
+    // the kernel no timer interrupts and itself no syscalls per wake-up; the CPU average
+    // is fed from the clock instead (time outside waits busy, inside idle, in whole real-
+    // timer ticks). A wait longer than the quickpoll interval stops them; a shorter one
+    // (timed work) or busy work that reaches a QUICKPOLL call site a whole interval after
+    // its wait starts them again.
+
+    private func beforeWait(idle: Bool) {
+        guard timersArmed else { return }
+        if timersRunning {
+            collectRealTimerTicks(busy: true)
+            if idle { stopTimers() }
+        } else {
+            accountByClock(busy: true)
+            if !idle { startTimers() }
+        }
+    }
+
+    private func afterWait() {
+        guard timersArmed else { return }
+        if timersRunning {
+            collectRealTimerTicks(busy: false)
+            takeQuickPollTicksOfTheWait()
+        } else {
+            accountByClock(busy: false)
+            nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
+        }
+    }
+
     /// Real-timer expirations since the last read count as busy (before a wait)
     /// or idle (after one). Read at most once per tick, so a loop turning
     /// over fast does not pay a syscall per iteration.
     private func collectRealTimerTicks(busy: Bool) {
         let now = monotonicNanoseconds()
-        guard timersArmed, now >= nextRealTimerRead else { return }
+        guard now >= nextRealTimerRead else { return }
         nextRealTimerRead = now + Int64(configuration.realTimerIntervalMs) * 1_000_000
         signals.recordCPUTicks(busy: busy, count: Self.expirations(realTimerFD))
+    }
+
+    /// Stopped mode: the whole real-timer ticks since the last accounting, as busy or idle.
+    private func accountByClock(busy: Bool) {
+        let tickNs = Int64(configuration.realTimerIntervalMs) * 1_000_000
+        let ticks = (monotonicNanoseconds() - clockAccountedUntil) / tickNs
+        guard ticks > 0 else { return }
+        clockAccountedUntil += ticks * tickNs
+        signals.recordCPUTicks(busy: busy, count: Int(ticks))
     }
 
     /// Quickpoll expirations that fell in a wait belong to it, not to the work that
@@ -324,7 +360,6 @@ public final class EpollBackend: LoopBackend {
     /// once it has run a whole interval: the QUICKPOLL call site reads the timer no
     /// earlier than that.
     private func takeQuickPollTicksOfTheWait() {
-        guard timersArmed else { return }
         let now = monotonicNanoseconds()
         if now >= nextQuickPollCheck {
             let n = Self.expirations(quickTimerFD)
@@ -333,22 +368,24 @@ public final class EpollBackend: LoopBackend {
         nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
     }
 
-    /// Stops both timers for an idle wait; `resumeTimers` accounts for the time as idle ticks.
-    private func pauseTimers() {
+    private func stopTimers() {
         arm(quickTimerFD, ms: 0)
         arm(realTimerFD, ms: 0)
-        timersPausedAt = monotonicNanoseconds()
+        timersRunning = false
+        clockAccountedUntil = monotonicNanoseconds()
     }
 
-    /// After an idle wait: its length in real-timer ticks goes into the CPU average as
-    /// idle, as the running timer would have counted them, and both timers start a
-    /// fresh period, so the work that follows gets a whole quickpoll interval.
-    private func resumeTimers() {
+    /// Both timers from now on, a whole period each before their first expiration.
+    private func startTimers() {
+        // From stopped mode: the time since the last wait was work.
+        if clockAccountedUntil > 0 { accountByClock(busy: true) }
+        clockAccountedUntil = 0
+        arm(quickTimerFD, ms: configuration.quickPollIntervalMs)
+        arm(realTimerFD, ms: configuration.realTimerIntervalMs)
+        timersRunning = true
         let now = monotonicNanoseconds()
-        let tickNs = Int64(configuration.realTimerIntervalMs) * 1_000_000
-        signals.recordCPUTicks(busy: false, count: Int((now - timersPausedAt) / tickNs))
-        timersPausedAt = 0
-        setTimersEnabled(true)
+        nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
+        nextRealTimerRead = now + Int64(configuration.realTimerIntervalMs) * 1_000_000
     }
 
     private func handleControl(_ c: Control?) {
@@ -387,6 +424,12 @@ public final class EpollBackend: LoopBackend {
     /// non-blocking read of the quickpoll timerfd.
     public func pollQuickPollTimer() {
         guard timersArmed, monotonicNanoseconds() >= nextQuickPollCheck else { return }
+        if !timersRunning {
+            // Stopped at the last wait, which ended a whole interval ago: that is the tick.
+            startTimers()
+            quickPollTick(1)
+            return
+        }
         let n = Self.expirations(quickTimerFD)
         if n > 0 { quickPollTick(n) } else { nextQuickPollCheck = monotonicNanoseconds() + 1_000_000 }
     }
@@ -399,11 +442,14 @@ public final class EpollBackend: LoopBackend {
 
     public func setTimersEnabled(_ enabled: Bool) {
         timersArmed = enabled
-        arm(quickTimerFD, ms: enabled ? configuration.quickPollIntervalMs : 0)
-        arm(realTimerFD, ms: enabled ? configuration.realTimerIntervalMs : 0)
-        let now = monotonicNanoseconds()
-        nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
-        nextRealTimerRead = now + Int64(configuration.realTimerIntervalMs) * 1_000_000
+        if enabled {
+            startTimers()
+        } else {
+            arm(quickTimerFD, ms: 0)
+            arm(realTimerFD, ms: 0)
+            timersRunning = false
+            clockAccountedUntil = 0
+        }
     }
 
     private func arm(_ fd: Int32, ms: Int) {

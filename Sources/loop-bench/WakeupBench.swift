@@ -50,6 +50,9 @@ func benchWakeup(_ context: BenchContext) throws {
     }
     context.report.add(Distribution(name: "wakeup", title: "Wake-up latency: job done → completion on the loop thread",
                                     series: curves))
+    let overBare = context.report.row(workload, "job → completion", "p50_us")?.epollOverPeer
+    context.report.add(TargetResult(name: "wake-up p50: the epoll loop vs the bare eventfd in C", formula: "p50 loop epoll ÷ C eventfd",
+                                    ratio: overBare, goal: .atMost(1.15), note: overBare == nil ? "the C peer is not built" : nil))
     let r = context.report.row(workload, "job → completion", "p50_us")?.epollOverLegacy
     context.report.add(TargetResult(name: "wake-up p50: eventfd vs SIGCHLD", formula: "p50 epoll ÷ legacy",
                                     ratio: r, goal: .atMost(0.5), note: r == nil ? "no figure" : nil))

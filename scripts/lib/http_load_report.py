@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 
 
@@ -210,7 +211,17 @@ def wrk_figures(w):
     }
 
 
-def table(results, backends, count, seconds, label, source, load, rounds):
+def nginx_version():
+    for binary in ("nginx", "/usr/sbin/nginx"):
+        try:
+            out = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip()
+            return out.split(": ", 1)[-1] if out else "nginx"
+        except OSError:
+            continue
+    return "nginx"
+
+
+def table(results, backends, count, seconds, label, source, load, rounds, results_dir):
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.machine())
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -292,6 +303,25 @@ def table(results, backends, count, seconds, label, source, load, rounds):
     row("c. after", "GET /status.json; exit status after SIGTERM",
         [f"{f['endStatus']}; {f['exitStatus']}" if "endStatus" in f and "exitStatus" in f else None for f in fig],
         False)
+    nginx_dir = os.path.join(results_dir, "nginx")
+    nginx = median_wrk([load_json(os.path.join(nginx_dir, name)) for name in sorted(os.listdir(nginx_dir))
+                        if name.startswith("wrk-alone-") and name.endswith(".json")]) if os.path.isdir(nginx_dir) else None
+    if nginx:
+        n = wrk_figures(nginx)
+        size = os.path.getsize(os.path.join(nginx_dir, "www", "status.json"))
+        lines += [
+            "",
+            f"Beside phase a, in the same rotation: nginx ({nginx_version()}, one process: `master_process off`, "
+            f"`worker_processes 1`, pinned to CPU 0 like the node) serving the node's /status.json as a static file "
+            f"of the same {size} bytes, under the same wrk:",
+            "",
+            "| server | requests/s | p50 ms | p99 ms | requests/s ÷ nginx |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for b, a in zip(backends, alone):
+            lines.append(f"| node, {b} | {fmt(a.get('rps'))} | {fmt(a.get('p50'), 2)} | {fmt(a.get('p99'), 2)} | "
+                         f"{ratio(a.get('rps'), n['rps'])} |")
+        lines.append(f"| nginx | {fmt(n['rps'])} | {fmt(n['p50'], 2)} | {fmt(n['p99'], 2)} | 1.00 |")
     lines += [
         "",
         "Phase a alternates between the two nodes (both running) in rotating order; the others run one node at "
@@ -321,7 +351,7 @@ def main():
         check(b, results[b], args.count, lambda message, b=b: failures.append(f"FAIL {b}: {message}"))
     with open(args.markdown, "w") as f:
         f.write(table(results, backends, args.count, args.seconds, args.label, args.source, args.load,
-                      max([(results[b]["wrkAlone"] or {}).get("rounds", 1) for b in backends])))
+                      max([(results[b]["wrkAlone"] or {}).get("rounds", 1) for b in backends]), args.run))
     with open(args.json, "w") as f:
         json.dump({"label": args.label, "source": args.source, "count": args.count, "seconds": args.seconds,
                    "results": results, "failures": failures}, f, indent=1)

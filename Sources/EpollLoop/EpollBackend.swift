@@ -236,10 +236,9 @@ public final class EpollBackend: LoopBackend {
     }
 
     public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
-        let idle = timeoutMs < 0 || timeoutMs > configuration.quickPollIntervalMs
-        beforeWait(idle: idle)
         if !alwaysReady.isEmpty { refreshAlwaysReady() }
         let timeoutMs = alwaysReady.isEmpty ? timeoutMs : 0
+        beforeWait(idle: timeoutMs < 0 || timeoutMs > configuration.quickPollIntervalMs)
         let n = datas.withUnsafeMutableBufferPointer { d in
             flags.withUnsafeMutableBufferPointer { f in
                 shim_epoll_wait(epollFD, d.baseAddress, f.baseAddress, Int32(d.count), Int32(timeoutMs))

@@ -126,6 +126,7 @@ public final class EventLoop {
     /// Takes a sleep callback out of the schedule without giving up its registration:
     /// it is not called, and costs no wake-ups, until `resumeSleep`. For work that
     /// only needs a timer while it has something to time (not in the original).
+    /// Registering again with the owner of a paused callback returns it still paused.
     public func pauseSleep(_ registration: Registration) throws(LoopError) {
         try checkThread("pauseSleep")
         guard registration.isActive, registration.kind == .sleep, sleepers.pause(registration) else { return }
@@ -509,10 +510,13 @@ public final class EventLoop {
     private func waitTimeout(atMost limit: Int?) -> Int {
         if signals.needsCleanup.load(ordering: .acquiring) { return 0 }
         if bottomHalves.contains(where: { $0.needed() }) { return 0 }
+        // The clock went back while the loop was working: the deadlines below are in the
+        // old time and would mean a wait as long as the step. Scan now (which resets them).
+        if now < lastSleepRun || now < sleepers.latestLastCall { return 0 }
         // Nothing scheduled (none registered, or all paused): no deadline at all.
         let (untilSleepScan, overflow) = nextSleepScan.subtractingReportingOverflow(now)
         let wait = min(overflow ? .max : max(0, untilSleepScan), Int64(limit ?? Int.max))
-        return wait >= Int64(Int32.max) ? -1 : Int(wait)
+        return wait > Int64(Int32.max) ? -1 : Int(wait)
     }
 
     /// Pass 1 (`urgent`) runs the niceness-0 registrations of every ready fd;
@@ -573,7 +577,8 @@ public final class EventLoop {
     /// again before its call, as a quickpoll inside an earlier callback may have run it.
     private func runSleepers(urgentOnly: Bool) {
         if now < sleepers.latestLastCall { sleepers.resetFuture(to: now) { !urgentOnly || $0.niceness == 0 } }
-        for r in sleepers.due(at: now) where r.isActive && (!urgentOnly || r.niceness == 0) {
+        // Removed or paused by an earlier callback of this scan: not called.
+        for r in sleepers.due(at: now) where r.isActive && r.isScheduled && (!urgentOnly || r.niceness == 0) {
             guard r.nextDue <= now else { continue }
             sleepers.called(r, at: now)
             stats.sleepCallbacks += 1

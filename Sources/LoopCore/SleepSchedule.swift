@@ -51,10 +51,13 @@ struct SleepSchedule {
         }
     }
 
-    /// One queue per period ever scheduled (kept when it empties, so the index a
-    /// registration carries stays valid: calling one costs no hashing).
+    /// One queue per period with scheduled callbacks; a registration carries its
+    /// queue's index, so calling one costs no hashing. A queue whose last callback
+    /// leaves is emptied and its slot reused, so periods that come and go (backoffs,
+    /// computed delays) cost nothing once gone.
     private var queues: [PeriodQueue] = []
     private var queueIndex: [Int64: Int] = [:]
+    private var freeQueues: [Int] = []
     private var paused: [ObjectIdentifier: Registration] = [:]
     /// Scheduled callbacks per period, for the minimum tick.
     private var periods: [Int64: Int] = [:]
@@ -103,6 +106,9 @@ struct SleepSchedule {
         scheduled += 1
         if let index = queueIndex[r.tick] {
             r.queueIndex = index
+        } else if let free = freeQueues.popLast() {
+            r.queueIndex = free
+            queueIndex[r.tick] = free
         } else {
             r.queueIndex = queues.count
             queueIndex[r.tick] = queues.count
@@ -187,6 +193,7 @@ struct SleepSchedule {
         for q in queues { for e in q.entries[q.head...] { e.registration.isScheduled = false } }
         queues = []
         queueIndex = [:]
+        freeQueues = []
         paused = [:]
         periods = [:]
         scheduled = 0
@@ -205,7 +212,16 @@ struct SleepSchedule {
         r.isScheduled = false
         r.scheduleToken &+= 1
         scheduled -= 1
-        if let n = periods[r.tick], n > 1 { periods[r.tick] = n - 1 } else { periods[r.tick] = nil }
+        if let n = periods[r.tick], n > 1 {
+            periods[r.tick] = n - 1
+        } else {
+            // The period's last scheduled callback: its queue holds only dead entries now.
+            periods[r.tick] = nil
+            if let index = queueIndex.removeValue(forKey: r.tick) {
+                queues[index] = PeriodQueue()
+                freeQueues.append(index)
+            }
+        }
     }
 
     private mutating func noteLastCall(_ t: Int64) {

@@ -64,7 +64,10 @@ final class WorkerPool: Sendable {
         return taken
     }
 
-    var hasFinished: Bool { finishedCount.load(ordering: .acquiring) > 0 }
+    /// Sequentially consistent: the loop clears `needsCleanup` and then asks here, the
+    /// worker counts and then raises it; with weaker orderings both could miss the other
+    /// and the loop sleep on a finished job (there is no tick to bound that).
+    var hasFinished: Bool { finishedCount.load(ordering: .sequentiallyConsistent) > 0 }
     var finishedJobs: Int { finishedCount.load(ordering: .acquiring) }
 
     func shutdown() {

@@ -135,3 +135,27 @@ extension LoopConformance {
         }
     }
 }
+
+extension LoopConformance.IdleLoop {
+    /// A clock that steps back while the loop is working (in a callback) must not make
+    /// the next wait as long as the step: the deadlines are in the old time. Without a
+    /// tick to notice, the loop would sleep a minute here, every sleep callback frozen.
+    @Test(arguments: LoopBackendKind.allCases)
+    func clockSteppingBackWhileWorkingDoesNotStallRun(kind: LoopBackendKind) throws {
+        let offset = Mutex<Int64>(0)
+        var config = LoopConfiguration.unroutedTimerSignalsAccepted
+        config.clock = LoopClock { monotonicNanoseconds() / 1_000_000 + offset.withLock { $0 } }
+        try withLoop(kind, configuration: config) { loop in
+            var beats = 0
+            try loop.registerSleep(every: 30) {
+                beats += 1
+                if beats == 3 { offset.withLock { $0 -= 60_000 } }  // a minute back
+                if beats == 8 { loop.stop() }
+            }
+            let start = monotonicNanoseconds()
+            try runWithWatchdog(loop, ms: 5_000)
+            #expect(beats == 8, "\(beats) beats: the loop stalled after the clock stepped back")
+            #expect(elapsedMs(since: start) < 4_000)
+        }
+    }
+}

@@ -176,3 +176,51 @@ extension LoopConformance.SleepCallbacks {
         }
     }
 }
+
+extension LoopConformance.SleepCallbacks {
+    /// Two callbacks due in one scan: the first (newest) pauses the second, which then
+    /// is not called, although the scan's due set was fixed before; resumed, it runs again.
+    @Test(arguments: LoopBackendKind.allCases)
+    func callbackPausedByAnotherInTheSameScanIsNotCalled(kind: LoopBackendKind) throws {
+        let time = Mutex<Int64>(1_000)
+        var config = LoopConfiguration.unroutedTimerSignalsAccepted
+        config.clock = LoopClock { time.withLock { $0 } }
+        try withLoop(kind, configuration: config) { loop in
+            var older = 0, newer = 0
+            let first = try loop.registerSleep(every: 50) { older += 1 }
+            try loop.registerSleep(every: 50) {
+                newer += 1
+                if newer == 1 { try? loop.pauseSleep(first) }
+            }
+            time.withLock { $0 = 1_060 }
+            try loop.runOnce(maxWaitMs: 0)
+            #expect(newer == 1)
+            #expect(older == 0, "called while paused")
+            try loop.resumeSleep(first)
+            time.withLock { $0 = 1_200 }
+            try loop.runOnce(maxWaitMs: 0)
+            #expect(older == 1)
+        }
+    }
+
+    /// Periods that come and go (computed delays): thousands of distinct ones registered
+    /// and removed leave the loop working as before, and none of them is called after.
+    @Test(arguments: LoopBackendKind.allCases)
+    func manyDistinctPeriodsComeAndGo(kind: LoopBackendKind) throws {
+        try withLoop(kind) { loop in
+            var stray = 0, beats = 0
+            try loop.registerSleep(every: 20) { beats += 1 }
+            for round in 0..<5 {
+                var batch: [Registration] = []
+                for i in 0..<2_000 { batch.append(try loop.registerSleep(every: 1_000 + round * 2_000 + i) { stray += 1 }) }
+                try loop.runOnce(maxWaitMs: 0)
+                for r in batch { try loop.unregister(r) }
+            }
+            #expect(loop.counters.registrations == 1)
+            #expect(loop.minTick == 20)
+            let before = beats
+            try runUntil(loop) { beats >= before + 3 }
+            #expect(stray == 0)
+        }
+    }
+}

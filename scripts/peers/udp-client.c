@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cdf.h"
+
 #define MAX_WINDOW 256
 
 static int64_t now_ns(void) {
@@ -51,23 +53,6 @@ static void send_batch(int fd, int count, size_t size, int64_t stamp) {
             exit(1);
         }
         sent += n;
-    }
-}
-
-// The latency distribution for the CDF pictures: the value at each percentile of
-// loop-bench's list (1 … 99, 99.5, 99.9), nearest rank, as "cdf_us=a,b,...".
-static void print_cdf(const int64_t *sorted, size_t n) {
-    static const double points[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
-        23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
-        50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76,
-        77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 99.5, 99.9};
-    if (n == 0) return;
-    printf(" cdf_us=");
-    for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
-        size_t rank = (size_t)ceil(points[i] / 100.0 * (double)n);
-        if (rank < 1) rank = 1;
-        if (rank > n) rank = n;
-        printf("%s%.1f", i ? "," : "", sorted[rank - 1] / 1000.0);
     }
 }
 

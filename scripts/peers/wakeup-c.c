@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cdf.h"
+
 static int use_signal;
 static int efd;
 static pid_t waiter_tid;
@@ -63,23 +65,6 @@ static void *worker(void *arg) {
 static int compare(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
-}
-
-// The latency distribution for the CDF pictures: the value at each percentile of
-// loop-bench's list (1 … 99, 99.5, 99.9), nearest rank, as "cdf_us=a,b,...".
-static void print_cdf(const int64_t *sorted, size_t n) {
-    static const double points[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
-        23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49,
-        50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76,
-        77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 99.5, 99.9};
-    if (n == 0) return;
-    printf(" cdf_us=");
-    for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
-        size_t rank = (size_t)ceil(points[i] / 100.0 * (double)n);
-        if (rank < 1) rank = 1;
-        if (rank > n) rank = n;
-        printf("%s%.1f", i ? "," : "", sorted[rank - 1] / 1000.0);
-    }
 }
 
 int main(int argc, char **argv) {

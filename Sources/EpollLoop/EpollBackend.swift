@@ -330,7 +330,7 @@ public final class EpollBackend: LoopBackend {
             takeQuickPollTicksOfTheWait()
         } else {
             accountByClock(busy: false)
-            nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
+            restartQuickPollInterval()
         }
     }
 
@@ -359,12 +359,8 @@ public final class EpollBackend: LoopBackend {
     /// once it has run a whole interval: the QUICKPOLL call site reads the timer no
     /// earlier than that.
     private func takeQuickPollTicksOfTheWait() {
-        let now = monotonicNanoseconds()
-        if now >= nextQuickPollCheck {
-            let n = Self.expirations(quickTimerFD)
-            if n > 0 { signals.quickPollTick(count: n, now: configuration.clock.milliseconds()) }
-        }
-        nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
+        if monotonicNanoseconds() >= nextQuickPollCheck { quickPollTick(Self.expirations(quickTimerFD)) }
+        restartQuickPollInterval()
     }
 
     private func stopTimers() {
@@ -382,9 +378,13 @@ public final class EpollBackend: LoopBackend {
         arm(quickTimerFD, ms: configuration.quickPollIntervalMs)
         arm(realTimerFD, ms: configuration.realTimerIntervalMs)
         timersRunning = true
-        let now = monotonicNanoseconds()
-        nextQuickPollCheck = now + Int64(configuration.quickPollIntervalMs) * 1_000_000
-        nextRealTimerRead = now + Int64(configuration.realTimerIntervalMs) * 1_000_000
+        restartQuickPollInterval()
+        nextRealTimerRead = monotonicNanoseconds() + Int64(configuration.realTimerIntervalMs) * 1_000_000
+    }
+
+    /// The QUICKPOLL call site reads the timer no earlier than a whole interval from now.
+    private func restartQuickPollInterval() {
+        nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
     }
 
     private func handleControl(_ c: Control?) {
@@ -415,7 +415,7 @@ public final class EpollBackend: LoopBackend {
     private func quickPollTick(_ count: Int) {
         guard count > 0 else { return }
         signals.quickPollTick(count: count, now: configuration.clock.milliseconds())
-        nextQuickPollCheck = monotonicNanoseconds() + Int64(configuration.quickPollIntervalMs) * 1_000_000
+        restartQuickPollInterval()
     }
 
     /// Busy work cannot wait in epoll_wait, so the QUICKPOLL call site asks

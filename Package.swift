@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "EpollLoop", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
         .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
         .target(name: "LoopTools", dependencies: ["LoopCore"], swiftSettings: strict),
-        .target(name: "UdpServer", dependencies: ["Compat"], swiftSettings: strict),
+        .target(name: "UdpServer", dependencies: ["Compat", "CLoopShim"], swiftSettings: strict),
         .target(name: "TcpServer", dependencies: ["Compat", "CLoopShim"], swiftSettings: strict),
         // HTTP/1.1 on the TcpServer: the admin console's server and the fetch client.
         .target(name: "HttpServer", dependencies: ["TcpServer"], swiftSettings: strict),

@@ -1,17 +1,21 @@
 /// A first-in first-out queue with O(1) amortised push and pop.
+///
+/// Inlinable, so other modules get it specialized for their element type: the
+/// servers push and pop on every datagram, and an unspecialized generic pays a
+/// runtime metadata lookup on each call.
 public struct FifoQueue<Element> {
-    private var items: [Element?] = []
-    private var head = 0
+    @usableFromInline var items: [Element?] = []
+    @usableFromInline var head = 0
 
-    public init() {}
+    @inlinable public init() {}
 
-    public var isEmpty: Bool { head == items.count }
-    public var count: Int { items.count - head }
-    public var first: Element? { isEmpty ? nil : items[head] }
+    @inlinable public var isEmpty: Bool { head == items.count }
+    @inlinable public var count: Int { items.count - head }
+    @inlinable public var first: Element? { isEmpty ? nil : items[head] }
 
-    public mutating func append(_ element: Element) { items.append(element) }
+    @inlinable public mutating func append(_ element: Element) { items.append(element) }
 
-    public mutating func popFirst() -> Element? {
+    @inlinable public mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = items[head]
         items[head] = nil  // release what it holds now, not at the next compaction

@@ -1,3 +1,4 @@
+import CLoopShim
 import Glibc
 
 /// The server's tunables; the defaults are the original's numbers unless noted.
@@ -66,6 +67,9 @@ public struct UdpServerConfiguration {
     public var dropLogIntervalMs = 5_000
     /// Datagrams read per read callback before yielding back to the loop.
     public var maxDatagramsPerRead = 256
+    /// The most datagrams one `recvmmsg` reads or one `sendmmsg` sends (1...256). Each
+    /// costs a datagram's worth of buffer both ways; 1 is the original's one per call.
+    public var datagramsPerSystemCall = 32
     /// How long a finished incoming transaction is remembered, so a late duplicate
     /// of its request does not run the handler a second time.
     public var finishedMemoryMs = 10_000
@@ -90,6 +94,9 @@ public struct UdpServerConfiguration {
         guard ackWindow >= 1 else { throw .ackWindow(ackWindow) }
         guard incomingTimeoutMs >= 1 else { throw .timeout(incomingTimeoutMs) }
         guard maxDatagramsPerRead >= 1 else { throw .maxDatagramsPerRead(maxDatagramsPerRead) }
+        guard (1...Int(SHIM_MAX_DATAGRAMS)).contains(datagramsPerSystemCall) else {
+            throw .datagramsPerSystemCall(datagramsPerSystemCall)
+        }
         guard receiveBufferSize > 0, sendBufferSize > 0 else { throw .bufferSize(min(receiveBufferSize, sendBufferSize)) }
         guard maxBufferedIncomingBytes >= 0 else { throw .maxBufferedIncomingBytes(maxBufferedIncomingBytes) }
         if let n = maxIncomingSlotsPerPeer, n < 1 { throw .maxIncomingSlotsPerPeer(n) }
@@ -115,6 +122,8 @@ public enum ConfigurationError: Error, Hashable, Sendable {
     case ackWindow(Int)
     case timeout(Int)
     case maxDatagramsPerRead(Int)
+    /// Must be within 1...256.
+    case datagramsPerSystemCall(Int)
     case bufferSize(Int)
     case maxBufferedIncomingBytes(Int)
     case maxIncomingSlotsPerPeer(Int)

@@ -63,6 +63,10 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     public var replyPokes = 0
 
     // The socket and the loop.
+    /// System calls that read datagrams (`recvmmsg`, several a call) and that sent them
+    /// (`sendmmsg`, and `sendto` for datagrams a filter held back).
+    public var receiveSystemCalls = 0
+    public var sendSystemCalls = 0
     /// Sends refused with `EAGAIN` (real or injected).
     public var sendsBlocked = 0
     /// Sends that failed otherwise (treated as lost on the wire, as the original does).
@@ -94,7 +98,8 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
          ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
          ("memoryDrops", memoryDrops), ("peerShareDrops", peerShareDrops), ("lateDuplicates", lateDuplicates),
          ("dropped", dropped), ("evictions", evictions), ("repliesAbandoned", repliesAbandoned),
-         ("requestsResent", requestsResent), ("replyPokes", replyPokes), ("sendsBlocked", sendsBlocked),
+         ("requestsResent", requestsResent), ("replyPokes", replyPokes),
+         ("receiveSystemCalls", receiveSystemCalls), ("sendSystemCalls", sendSystemCalls), ("sendsBlocked", sendsBlocked),
          ("sendErrors", sendErrors), ("receiveErrors", receiveErrors),
          ("writeCallbacksRegistered", writeCallbacksRegistered), ("callbacksHeldBack", callbacksHeldBack)]
     }

@@ -101,6 +101,7 @@ func runRpcServer(_ options: Options) throws -> Int32 {
     let loop = try Loop.make(backend)
     var configuration = UdpServerConfiguration.loopback
     configuration.port = UInt16(try options.int("--port", default: 0))
+    configuration.datagramsPerSystemCall = try options.int("--datagrams-per-call", default: configuration.datagramsPerSystemCall)
     let server = UdpServer(loop: loop, configuration: configuration)
     try server.start()
     let reply = [UInt8](repeating: 0x5a, count: replySize)
@@ -136,7 +137,9 @@ func runRpcClient(_ options: Options) throws -> Int32 {
     guard port > 0, size >= 0, concurrency >= 1 else { throw UsageError("rpc-client needs --port, --size >= 0, --concurrency >= 1") }
 
     let loop = try Loop.make(backend)
-    let client = UdpServer(loop: loop, configuration: .loopback)
+    var configuration = UdpServerConfiguration.loopback
+    configuration.datagramsPerSystemCall = try options.int("--datagrams-per-call", default: configuration.datagramsPerSystemCall)
+    let client = UdpServer(loop: loop, configuration: configuration)
     try client.start()
     let peer = PeerAddress.loopback(port: UInt16(port))
     let payload = [UInt8](repeating: 0xa5, count: size)

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -66,5 +67,24 @@ void shim_library_mask_undo(sigset_t *mask);
 
 /// accept4(2): Glibc declares it only under _GNU_SOURCE.
 int shim_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
+// Several datagrams in one system call (recvmmsg(2), sendmmsg(2)), which Glibc
+// declares only under _GNU_SOURCE. At most SHIM_MAX_DATAGRAMS a call; a call for
+// one datagram uses recvfrom(2)/sendto(2), which cost less.
+#define SHIM_MAX_DATAGRAMS 256
+
+/// Reads up to `count` datagrams without blocking, datagram i into the `buffer_size`
+/// bytes at `buffers + i * buffer_size`, its source into `sources[i]` and its real
+/// length (MSG_TRUNC: it may exceed `buffer_size`) into `lengths[i]`. Returns how
+/// many were read, or -1 with errno (EAGAIN: none waiting). EINTR is retried.
+int shim_recv_datagrams(int fd, void *buffers, uint32_t buffer_size, struct sockaddr_in *sources,
+                        uint32_t *lengths, unsigned count);
+
+/// Sends datagram i (`lengths[i]` bytes at `bases[i]`) to `destinations[i]`, in order,
+/// without blocking, for i < count. Returns how many the kernel took (fewer when it
+/// stopped at an error, which the next call starting there reports), or -1 with errno
+/// when it took none. EINTR is retried.
+int shim_send_datagrams(int fd, const void *const *bases, const uint32_t *lengths,
+                        const struct sockaddr_in *destinations, unsigned count);
 
 #endif

@@ -1,6 +1,8 @@
+import CLoopShim
 import Glibc
 
-/// The server's UDP socket: bind, send and receive with errno turned into values.
+/// The server's UDP socket: bind, send and receive (several datagrams a system call)
+/// with errno turned into values.
 /// Closing is the owner's job (through the loop, so no event reaches a reused fd).
 struct DatagramSocket {
     let fd: Int32
@@ -9,13 +11,6 @@ struct DatagramSocket {
     enum SendOutcome: Equatable {
         case sent
         /// `EAGAIN`: the send buffer is full; wait for writability.
-        case wouldBlock
-        case failed(errno: Int32)
-    }
-
-    enum ReceiveOutcome: Equatable {
-        /// `length` is the datagram's real length, which may exceed the buffer (it was truncated).
-        case datagram(length: Int, from: PeerAddress)
         case wouldBlock
         case failed(errno: Int32)
     }
@@ -73,22 +68,36 @@ struct DatagramSocket {
         }
     }
 
-    func receive(into buffer: UnsafeMutableRawBufferPointer) -> ReceiveOutcome {
-        var source = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        while true {
-            // MSG_TRUNC: report the real length of an oversized datagram.
-            let result = withUnsafeMutablePointer(to: &source) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(fd, buffer.baseAddress, buffer.count, Int32(MSG_TRUNC | MSG_DONTWAIT), $0, &length)
-                }
-            }
-            if result >= 0 { return .datagram(length: result, from: PeerAddress(source)) }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return .wouldBlock
-            case let e: return .failed(errno: e)
-            }
-        }
+    enum BatchOutcome: Equatable {
+        /// How many datagrams the kernel took or gave, at least one.
+        case done(Int)
+        /// `EAGAIN`: nothing waiting (receive), no room (send).
+        case wouldBlock
+        case failed(errno: Int32)
+    }
+
+    /// Reads up to `count` waiting datagrams into `batch` (`recvmmsg`); never blocks.
+    func receive(into batch: ReceiveBatch, count: Int) -> BatchOutcome {
+        let n = shim_recv_datagrams(fd, batch.buffers.baseAddress, UInt32(batch.bufferSize),
+                                    batch.sources.baseAddress, batch.lengths.baseAddress,
+                                    UInt32(min(count, batch.capacity)))
+        return Self.outcome(n)
+    }
+
+    /// Sends datagrams `range` of `batch`'s vector, in order (`sendmmsg`); never blocks.
+    /// `.done(k)` with k short of the range: the kernel stopped at datagram k, and a call
+    /// starting there says why.
+    func send(_ batch: SendBatch, _ range: Range<Int>) -> BatchOutcome {
+        let n = shim_send_datagrams(fd, UnsafePointer(batch.bases.baseAddress! + range.lowerBound),
+                                    batch.lengths.baseAddress! + range.lowerBound,
+                                    batch.destinations.baseAddress! + range.lowerBound,
+                                    UInt32(min(range.count, Int(SHIM_MAX_DATAGRAMS))))
+        return Self.outcome(n)
+    }
+
+    private static func outcome(_ n: Int32) -> BatchOutcome {
+        if n > 0 { return .done(Int(n)) }
+        let e = n == 0 ? EAGAIN : errno
+        return e == EAGAIN || e == EWOULDBLOCK ? .wouldBlock : .failed(errno: e)
     }
 }

@@ -13,6 +13,7 @@ extension UdpServer {
         while true {
             if let item = callbackQueues[0].popFirst() {
                 run(item)
+                flushIfHeldLong()
                 continue
             }
             guard !callbackQueues[1].isEmpty else { return }
@@ -20,13 +21,18 @@ extension UdpServer {
                 counters.callbacksHeldBack += 1
                 return
             }
-            if let item = callbackQueues[1].popFirst() { run(item) }
+            if let item = callbackQueues[1].popFirst() {
+                run(item)
+                flushIfHeldLong()
+            }
         }
     }
 
     func bottomHalf() {
-        makeCallbacks()
-        checkDrained()
+        asLoopCallback {
+            makeCallbacks()
+            checkDrained()
+        }
     }
 
     private func run(_ item: CallbackItem) {

@@ -2,26 +2,42 @@
 extension UdpServer {
     /// The socket's read callback (the original's `readPoll`): reads until the
     /// socket is empty or `maxDatagramsPerRead` were read, so a flood cannot hold
-    /// the loop, then sends what became sendable and runs finished callbacks.
+    /// the loop; sends the ACKs and what became sendable in one batch before any
+    /// callback runs (a long handler must not hold them); then runs the finished
+    /// callbacks, whose datagrams leave together when they are done.
     func readPoll() {
-        guard let socket else { return }
-        for _ in 0..<configuration.maxDatagramsPerRead {
-            let outcome = socket.receive(into: receiveBuffer)
-            guard case .datagram(let length, let peer) = outcome else {
-                if case .failed = outcome { counters.receiveErrors += 1 }
-                break
-            }
-            counters.datagramsIn += 1
-            counters.bytesIn += length
-            guard length <= receiveBuffer.count else {
-                counters.corrupt += 1  // truncated by the buffer: far too long anyway
-                continue
-            }
-            process(UnsafeRawBufferPointer(rebasing: receiveBuffer[0..<length]), from: peer)
+        asLoopCallback {
+            receiveWaitingDatagrams()
+            sendPoll()
+            flushSends()
+            makeCallbacks()
+            checkDrained()
         }
-        sendPoll()
-        makeCallbacks()
-        checkDrained()
+    }
+
+    /// Up to `datagramsPerSystemCall` datagrams a `recvmmsg`.
+    private func receiveWaitingDatagrams() {
+        var remaining = configuration.maxDatagramsPerRead
+        while remaining > 0, let socket {
+            let asked = min(remaining, receiveBatch.capacity)
+            let outcome = socket.receive(into: receiveBatch, count: asked)
+            counters.receiveSystemCalls += 1
+            guard case .done(let received) = outcome else {
+                if case .failed = outcome { counters.receiveErrors += 1 }
+                return
+            }
+            for i in 0..<received {
+                let length = Int(receiveBatch.lengths[i])
+                counters.datagramsIn += 1
+                counters.bytesIn += length
+                guard length <= receiveBatch.bufferSize else {
+                    counters.corrupt += 1  // truncated by the buffer: far too long anyway
+                    continue
+                }
+                process(receiveBatch.datagram(i), from: PeerAddress(receiveBatch.sources[i]))
+            }
+            remaining -= received
+        }
     }
 
     func process(_ datagram: UnsafeRawBufferPointer, from peer: PeerAddress) {
@@ -141,7 +157,7 @@ extension UdpServer {
             // A reply for a transaction we no longer have (it ended, timed out or was
             // cancelled): a cancel ACK tells the peer to stop resending.
             counters.strayReplies += 1
-            _ = transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: true),
+            transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: true),
                             to: key.peer)
             return
         }
@@ -149,7 +165,7 @@ extension UdpServer {
         if finishedTransactions.isCopy(key, of: header) {
             // A late copy of a request already answered: its ACK may be what was lost.
             counters.lateDuplicates += 1
-            _ = transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
+            transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
                             to: key.peer)
             return
         }
@@ -209,7 +225,7 @@ extension UdpServer {
         counters.evictions += 1
         noteDrop(.evicted, from: victim.key.peer.ip)
         remove(victim, remember: false)
-        _ = transmitAck(victim.ackHeader(forDatagram: 0, cancel: true), to: victim.key.peer)
+        transmitAck(victim.ackHeader(forDatagram: 0, cancel: true), to: victim.key.peer)
         return true
     }
 
@@ -236,7 +252,7 @@ extension UdpServer {
         case .noSlot: counters.noSlotDrops += 1
         case .noMemory:
             counters.memoryDrops += 1
-            _ = transmitAck(Transaction.ackHeader(for: key, datagram: number, cancel: true), to: key.peer)
+            transmitAck(Transaction.ackHeader(for: key, datagram: number, cancel: true), to: key.peer)
         case .evicted, .replyAbandoned: break
         }
     }
@@ -288,11 +304,9 @@ extension UdpServer {
         return Int32(bitPattern: UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3]))
     }
 
-    /// ACKs a data datagram now; if the socket would block, the ACK waits in the transaction.
+    /// ACKs a data datagram (it leaves with the batch; if the socket is full, the ACK
+    /// waits in the transaction).
     func sendAck(for transaction: Transaction, datagram number: Int) {
-        if transmitAck(UInt32(number), of: transaction) == .wouldBlock {
-            transaction.pendingAcks.insert(UInt32(number))
-            queueForSend(transaction)
-        }
+        transmitAck(UInt32(number), of: transaction)
     }
 }

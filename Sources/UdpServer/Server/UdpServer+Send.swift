@@ -1,11 +1,8 @@
-/// The write side: send queued datagrams within each transaction's window, wait
-/// for writability when the socket would block, and pass everything through the filter.
+/// The write side: datagrams are assembled into a batch that leaves in one
+/// `sendmmsg` when the server's loop callback (or public call) is done; what the
+/// socket will not take goes back to its transaction, and the server waits for
+/// writability. Every datagram passes through the filter on its way out.
 extension UdpServer {
-    enum SendResult: Equatable {
-        case sent
-        case wouldBlock
-    }
-
     func queueForSend(_ transaction: Transaction) {
         guard !transaction.isQueuedForSend else { return }
         transaction.isQueuedForSend = true
@@ -13,42 +10,182 @@ extension UdpServer {
     }
 
     /// The original's `sendPoll`: sends from the queued transactions, niceness 0
-    /// first. When the socket would block, a write callback is registered to
-    /// continue; once everything is sent it is unregistered.
+    /// first, until they have nothing more or the socket is full (then the write
+    /// callback carries on).
     func sendPoll() {
         guard !isSending, socket != nil else { return }
         isSending = true
         defer { isSending = false }
-        var blocked = false
-        levels: for level in sendQueues.indices {
-            while let transaction = sendQueues[level].first {
-                if pump(transaction) == .wouldBlock {
-                    blocked = true
-                    break levels
+        sendingTogether {
+            for level in sendQueues.indices {
+                while !socketIsFull, let transaction = sendQueues[level].popFirst() {
+                    transaction.isQueuedForSend = false
+                    pump(transaction)
                 }
-                _ = sendQueues[level].popFirst()
-                transaction.isQueuedForSend = false
             }
         }
-        setWriteCallback(needed: blocked)
     }
 
     /// Sends what one transaction may send now: ACKs that were held up, then data
     /// datagrams while its window allows.
-    private func pump(_ transaction: Transaction) -> SendResult {
-        guard transaction.phase != .finished else { return .sent }
-        while let number = transaction.pendingAcks.first {
-            if transmitAck(number, of: transaction) == .wouldBlock { return .wouldBlock }
+    private func pump(_ transaction: Transaction) {
+        guard transaction.phase != .finished else { return }
+        while !socketIsFull, let number = transaction.pendingAcks.first {
             transaction.pendingAcks.remove(number)
+            transmitAck(number, of: transaction)
         }
-        guard transaction.isSending, let message = transaction.outgoing else { return .sent }
+        guard transaction.isSending, let message = transaction.outgoing else { return }
         let window = sendWindow(for: transaction)
-        while let number = message.nextDatagram(window: window) {
-            if transmitData(number, of: message, in: transaction) == .wouldBlock { return .wouldBlock }
+        while !socketIsFull, let number = message.nextDatagram(window: window) {
             message.markSent(number)
             transaction.lastSend = currentTime()
+            transmitData(number, of: message, in: transaction)
         }
-        return .sent
+    }
+
+    // MARK: Batches
+
+    /// Runs one of the server's loop callbacks. What it sends leaves when it returns,
+    /// even when it runs nested (from a callback's quickpoll): its ACKs must not wait
+    /// for the callback it interrupted.
+    func asLoopCallback(_ body: () -> Void) {
+        sendScopeDepth += 1
+        body()
+        sendScopeDepth -= 1
+        flushSends()
+    }
+
+    /// Runs something that may send. Inside a loop callback of this server its
+    /// datagrams join that callback's batch; outside, they leave before this returns.
+    func sendingTogether(_ body: () -> Void) {
+        sendScopeDepth += 1
+        body()
+        sendScopeDepth -= 1
+        if sendScopeDepth == 0 { flushSends() }
+    }
+
+    /// After a callback that ran a millisecond or more, what earlier ones sent leaves
+    /// now: a datagram waits behind at most one long callback.
+    func flushIfHeldLong() {
+        if !sendBatch.isEmpty, currentTime() - sendBatch.firstCommitMs >= 1 { flushSends() }
+    }
+
+    /// Sends the batch. A datagram the socket (or the filter) would not take, and every
+    /// one after it, goes back to its transaction (`SendBatch.IfBlocked`); the socket
+    /// counts as full, and the write callback waits for room.
+    func flushSends() {
+        if !sendBatch.isEmpty {
+            if let socket {
+                send(sendBatch, through: socket)
+            }
+            sendBatch.removeAll()
+        }
+        setWriteCallback(needed: socketIsFull && socket != nil)
+    }
+
+    /// What became of each datagram of a flush.
+    private enum Outcome {
+        case unsent
+        /// Handed to the kernel (or dropped by the filter: the "network" lost it).
+        case sent
+        /// The kernel refused it with an error other than `EAGAIN`: lost on the wire,
+        /// as the original treats it (resends cover it).
+        case failed
+        /// A filter holds it back, to send after a later one.
+        case held
+    }
+
+    private func send(_ batch: SendBatch, through socket: DatagramSocket) {
+        var outcomes = [Outcome](repeating: .unsent, count: batch.entries.count)
+        // The vector: what the filter lets through, in order.
+        var count = 0
+        // `index` is the entry's; a second copy of it gets `~index`.
+        func add(_ entry: SendBatch.Entry, index: Int) {
+            let base = batch.bytes(of: entry).baseAddress
+            batch.bases[count] = base
+            batch.lengths[count] = UInt32(entry.length)
+            batch.destinations[count] = entry.destination.socketAddress
+            batch.entryIndices[count] = index
+            count += 1
+        }
+        // Held datagrams that a datagram of this flush goes out after.
+        var releasableHeld = 0
+        let filter = configuration.datagramFilter
+        filtering: for (index, entry) in batch.entries.enumerated() {
+            guard !socketIsFull else { break }
+            let fate = filter?.fate(of: OutgoingDatagram(header: entry.header, size: entry.length,
+                                                         destination: entry.destination)) ?? .deliver
+            switch fate {
+            case .deliver:
+                add(entry, index: index)
+            case .duplicate:
+                add(entry, index: index)
+                add(entry, index: ~index)
+            case .drop:
+                outcomes[index] = .sent
+                countSent(entry.header, bytes: entry.length)
+            case .delay:
+                outcomes[index] = .held
+                heldDatagrams.append((Array(batch.bytes(of: entry)), entry.destination, entry.header))
+                resumeTimePoll()
+            case .wouldBlock:
+                counters.sendsBlocked += 1
+                socketIsFull = true
+                break filtering
+            }
+            if fate == .deliver || fate == .duplicate { releasableHeld = heldDatagrams.count }
+        }
+
+        var position = 0
+        var anySent = false
+        while position < count {
+            let outcome = socket.send(batch, position..<count)
+            counters.sendSystemCalls += 1
+            switch outcome {
+            case .done(let n):
+                for p in position..<position + n {
+                    let index = batch.entryIndices[p]
+                    countSent(batch.entries[index >= 0 ? index : ~index].header, bytes: Int(batch.lengths[p]))
+                    if index >= 0 { outcomes[index] = .sent }
+                }
+                position += n
+                anySent = true
+            case .wouldBlock:
+                counters.sendsBlocked += 1
+                socketIsFull = true
+                position = count
+            case .failed:
+                counters.sendErrors += 1
+                if batch.entryIndices[position] >= 0 { outcomes[batch.entryIndices[position]] = .failed }
+                position += 1
+            }
+        }
+
+        for (index, entry) in batch.entries.enumerated() {
+            if outcomes[index] == .unsent {
+                giveBack(entry)
+            } else {
+                entry.transaction?.bytesSent += entry.length
+            }
+        }
+        if anySent && releasableHeld > 0 { sendHeldDatagrams(releasableHeld) }
+    }
+
+    /// A datagram the socket would not take goes back where it came from.
+    private func giveBack(_ entry: SendBatch.Entry) {
+        switch entry.ifBlocked {
+        case .letGo:
+            break
+        case .ackLater(let number):
+            guard let transaction = entry.transaction, transaction.phase != .finished else { return }
+            transaction.pendingAcks.insert(number)
+            queueForSend(transaction)
+        case .sendLater(let message, let number):
+            guard let transaction = entry.transaction, transaction.phase != .finished,
+                  transaction.outgoing === message else { return }
+            message.markUnsent(number)
+            queueForSend(transaction)
+        }
     }
 
     private func setWriteCallback(needed: Bool) {
@@ -69,89 +206,70 @@ extension UdpServer {
 
     /// The write callback: the socket has room again.
     private func writePoll() {
-        sendPoll()
-        makeCallbacks()
-        checkDrained()
+        asLoopCallback {
+            socketIsFull = false
+            sendPoll()
+            makeCallbacks()
+            checkDrained()
+        }
     }
 
     // MARK: Datagrams
 
-    func transmitData(_ number: Int, of message: OutgoingMessage, in transaction: Transaction) -> SendResult {
+    /// Assembles data datagram `number` of `message` into the batch. If the socket will
+    /// not take it, it is sent again later unless `retry` is false (a reply poke).
+    func transmitData(_ number: Int, of message: OutgoingMessage, in transaction: Transaction, retry: Bool = true) {
         let header = transaction.header(forDatagram: number, of: message)
         let range = geometry.payloadRange(ofDatagram: number, messageSize: message.bytes.count)
-        header.write(to: sendBuffer)
+        let slot = sendBatch.slot
+        header.write(to: slot)
         message.bytes.withUnsafeBytes { source in
-            UnsafeMutableRawBufferPointer(rebasing: sendBuffer[DatagramHeader.dataHeaderSize...])
+            UnsafeMutableRawBufferPointer(rebasing: slot[DatagramHeader.dataHeaderSize...])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[range]))
         }
-        let result = transmit(count: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer)
-        if result == .sent { transaction.bytesSent += DatagramHeader.dataHeaderSize + range.count }
-        return result
+        commit(length: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer,
+               transaction: transaction, ifBlocked: retry ? .sendLater(message, number) : .letGo)
     }
 
-    /// ACKs datagram `number` of `transaction`, counting it in what the transaction sent.
-    func transmitAck(_ number: UInt32, of transaction: Transaction) -> SendResult {
-        let result = transmitAck(transaction.ackHeader(forDatagram: number), to: transaction.key.peer)
-        if result == .sent { transaction.bytesSent += DatagramHeader.ackSize }
-        return result
+    /// ACKs datagram `number` of `transaction`; if the socket will not take it, the
+    /// transaction sends it later.
+    func transmitAck(_ number: UInt32, of transaction: Transaction) {
+        let header = transaction.ackHeader(forDatagram: number)
+        header.write(to: sendBatch.slot)
+        commit(length: DatagramHeader.ackSize, header: header, to: transaction.key.peer,
+               transaction: transaction, ifBlocked: .ackLater(number))
     }
 
-    func transmitAck(_ header: DatagramHeader, to peer: PeerAddress) -> SendResult {
-        header.write(to: sendBuffer)
-        return transmit(count: DatagramHeader.ackSize, header: header, to: peer)
+    /// An ACK outside any transaction (a cancel, a late duplicate's): lost if the socket is full.
+    func transmitAck(_ header: DatagramHeader, to peer: PeerAddress) {
+        header.write(to: sendBatch.slot)
+        commit(length: DatagramHeader.ackSize, header: header, to: peer, transaction: nil, ifBlocked: .letGo)
     }
 
-    /// Sends the first `count` bytes of `sendBuffer`, as the filter decides.
-    private func transmit(count: Int, header: DatagramHeader, to peer: PeerAddress) -> SendResult {
-        let bytes = UnsafeRawBufferPointer(rebasing: sendBuffer[0..<count])
-        let fate = configuration.datagramFilter?.fate(of: OutgoingDatagram(header: header, size: count, destination: peer))
-            ?? .deliver
-        let result: SendResult
-        switch fate {
-        case .deliver:
-            result = send(bytes, header: header, to: peer)
-        case .drop:
-            countSent(header, bytes: count)  // it left us; the "network" lost it
-            return .sent
-        case .duplicate:
-            result = send(bytes, header: header, to: peer)
-            if result == .sent { _ = send(bytes, header: header, to: peer) }
-        case .delay:
-            heldDatagrams.append((Array(bytes), peer, header))
-            resumeTimePoll()
-            return .sent
-        case .wouldBlock:
-            counters.sendsBlocked += 1
-            return .wouldBlock
-        }
-        if result == .sent { flushHeldDatagrams() }
-        return result
+    private func commit(length: Int, header: DatagramHeader, to peer: PeerAddress, transaction: Transaction?,
+                        ifBlocked: SendBatch.IfBlocked) {
+        sendBatch.commit(length: length, header: header, to: peer, transaction: transaction, ifBlocked: ifBlocked,
+                         now: currentTime())
+        // Never full after a commit: the next datagram always has its slot.
+        if sendBatch.isFull || sendScopeDepth == 0 { flushSends() }
     }
 
-    /// Sends the datagrams a filter delayed (after the one just sent: a reordering).
-    func flushHeldDatagrams() {
-        guard !heldDatagrams.isEmpty else { return }
-        let held = heldDatagrams
-        heldDatagrams.removeAll()
+    /// Sends the datagrams a filter delayed (after the one just sent: a reordering);
+    /// the first `limit` of them, or all.
+    func sendHeldDatagrams(_ limit: Int? = nil) {
+        guard !heldDatagrams.isEmpty, let socket else { return }
+        let count = min(limit ?? heldDatagrams.count, heldDatagrams.count)
+        let held = heldDatagrams.prefix(count)
+        heldDatagrams.removeFirst(count)
         for datagram in held {
             // One that would block now is lost, as on a real network.
-            _ = datagram.bytes.withUnsafeBytes { send($0, header: datagram.header, to: datagram.destination) }
-        }
-    }
-
-    private func send(_ bytes: UnsafeRawBufferPointer, header: DatagramHeader, to peer: PeerAddress) -> SendResult {
-        guard let socket else { return .sent }
-        switch socket.send(bytes, to: peer) {
-        case .sent:
-            countSent(header, bytes: bytes.count)
-            return .sent
-        case .wouldBlock:
-            counters.sendsBlocked += 1
-            return .wouldBlock
-        case .failed:
-            // As the original: treated as lost on the wire; resends cover it.
-            counters.sendErrors += 1
-            return .sent
+            let outcome = datagram.bytes.withUnsafeBytes { socket.send($0, to: datagram.destination) }
+            counters.sendSystemCalls += 1
+            switch outcome {
+            case .sent: countSent(datagram.header, bytes: datagram.bytes.count)
+            case .wouldBlock: counters.sendsBlocked += 1
+            case .failed: counters.sendErrors += 1
+            }
         }
     }
 

@@ -61,6 +61,7 @@ extension UdpServer {
     /// Unregisters from the loop and closes the socket once the loop's current
     /// batch of events is dispatched (so no event of it reaches a reused fd).
     func closeSocket() {
+        flushSends()  // what was sent before the close leaves first
         if let registration = sleepRegistration { try? loop.unregister(registration) }
         sleepRegistration = nil
         writeRegistration = nil  // closeAfterBatch unregisters it with the read callback

@@ -5,8 +5,17 @@ extension UdpServer {
     /// resend time has passed, sends a whole request again when its reply is long
     /// in coming, and gives up replies that only a forged source could be asking for.
     func timePoll() {
+        asLoopCallback(scanTransactions)
+        if !needsTimePoll, let poll = sleepRegistration {
+            try? loop.pauseSleep(poll)
+            timePollPaused = true
+        }
+    }
+
+    private func scanTransactions() {
         let now = currentTime()
-        flushHeldDatagrams()
+        socketIsFull = false  // in case no write callback could be registered
+        sendHeldDatagrams()
         var expired: [Transaction] = []
         var abandoned: [Transaction] = []
         for transaction in slots.values {
@@ -63,10 +72,6 @@ extension UdpServer {
         sendPoll()
         makeCallbacks()
         checkDrained()
-        if !needsTimePoll, let poll = sleepRegistration {
-            try? loop.pauseSleep(poll)
-            timePollPaused = true
-        }
     }
 
     /// What the time poll is for: transactions to resend or time out, datagrams a loss
@@ -127,7 +132,7 @@ extension UdpServer {
         if transaction.phase == .receivingReply {
             sendAck(for: transaction, datagram: transaction.lastReceivedNumber)
         } else if let request = transaction.outgoing, request.datagramCount > 0 {
-            _ = transmitData(request.datagramCount - 1, of: request, in: transaction)
+            transmitData(request.datagramCount - 1, of: request, in: transaction, retry: false)
         }
     }
 

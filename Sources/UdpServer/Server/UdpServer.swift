@@ -62,10 +62,16 @@ public final class UdpServer {
     var nextRequestID: UInt64 = 0
     var nextSerial: UInt64 = 0
 
-    /// One datagram plus a byte, so an oversized one shows as too long.
-    let receiveBuffer: UnsafeMutableRawBufferPointer
-    /// Where each outgoing datagram is assembled.
-    let sendBuffer: UnsafeMutableRawBufferPointer
+    /// Where `recvmmsg` puts the datagrams of one read.
+    let receiveBatch: ReceiveBatch
+    /// Where outgoing datagrams are assembled until they leave together.
+    let sendBatch: SendBatch
+    /// Loop callbacks and sending calls under way (nested ones count): datagrams
+    /// committed meanwhile wait in `sendBatch` for the outermost to finish.
+    var sendScopeDepth = 0
+    /// The socket refused a send with `EAGAIN`: nothing more is tried until the
+    /// write callback says there is room (or the next timer scan).
+    var socketIsFull = false
     /// Datagrams a filter delayed, sent after the next one.
     var heldDatagrams: [(bytes: [UInt8], destination: PeerAddress, header: DatagramHeader)] = []
     var isSending = false
@@ -93,15 +99,15 @@ public final class UdpServer {
         random = SplitMix64(seed: seed)
         // A random first id makes a restarted peer unlikely to reuse ids the other side remembers.
         nextTransactionId = UInt32(truncatingIfNeeded: random.next()) & DatagramHeader.maxTransactionId
-        receiveBuffer = .allocate(byteCount: geometry.datagramSize + 1, alignment: 8)
-        sendBuffer = .allocate(byteCount: geometry.datagramSize, alignment: 8)
+        let perCall = configurationError == nil ? configuration.datagramsPerSystemCall : 1
+        receiveBatch = ReceiveBatch(capacity: min(perCall, max(1, configuration.maxDatagramsPerRead)),
+                                    datagramSize: geometry.datagramSize)
+        sendBatch = SendBatch(capacity: perCall, datagramSize: geometry.datagramSize)
     }
 
     deinit {
         if socket != nil { closeSocket() }
         if let bottomHalfRegistration { try? loop.removeBottomHalf(bottomHalfRegistration) }
-        receiveBuffer.deallocate()
-        sendBuffer.deallocate()
     }
 
     /// Binds the socket and registers with the loop.

@@ -36,6 +36,12 @@ final class OutgoingMessage {
         sentHighWater = max(sentHighWater, number + 1)
     }
 
+    /// The socket did not take datagram `number` after all: it goes out again.
+    func markUnsent(_ number: Int) {
+        guard !acked[number], sent.remove(number) else { return }
+        nextToSend = min(nextToSend, number)
+    }
+
     enum AckOutcome: Equatable {
         case new
         case duplicate

@@ -77,13 +77,13 @@ extension UdpServerLoopTests {
             try withServers(kind) { loop, _, server in
                 let peer = RawSocket()
                 var repliesSeenByTheLast = -1
-                server.registerHandler(type: 1) { request in try? server.sendReply([1], to: request) }
-                server.registerHandler(type: 2) { request in
+                server.registerHandler(type: 1) { [unowned server] request in try? server.sendReply([1], to: request) }
+                server.registerHandler(type: 2) { [unowned server] request in
                     let start = monotonicNanoseconds()
                     while monotonicNanoseconds() - start < 3_000_000 {}  // 3 ms of work
                     try? server.sendReply([2], to: request)
                 }
-                server.registerHandler(type: 3) { request in
+                server.registerHandler(type: 3) { [unowned server] request in
                     repliesSeenByTheLast = Self.datagrams(waitingAt: peer).filter { !$0.isAck }.count
                     try? server.sendReply([3], to: request)
                 }
@@ -103,8 +103,8 @@ extension UdpServerLoopTests {
         func closingSendsWhatWasAlreadySent(kind: LoopBackendKind) throws {
             try withServers(kind) { loop, _, server in
                 let peer = RawSocket()
-                server.registerHandler(type: 1) { request in try? server.sendReply([7, 7], to: request) }
-                server.registerHandler(type: 2) { _ in server.shutdown(urgent: true) }
+                server.registerHandler(type: 1) { [unowned server] request in try? server.sendReply([7, 7], to: request) }
+                server.registerHandler(type: 2) { [unowned server] _ in server.shutdown(urgent: true) }
                 for type: UInt8 in [1, 2] {
                     peer.send(dataDatagram(type: type, number: 0, messageSize: 1, transactionId: UInt32(type),
                                            payload: [type]), to: server.address)

@@ -76,7 +76,7 @@ extension UdpServerLoopTests {
         func aLongHandlerDoesNotHoldEarlierReplies(kind: LoopBackendKind) throws {
             try withServers(kind) { loop, _, server in
                 let peer = RawSocket()
-                var repliesSeenByTheLast = -1
+                var repliesSeenByTheLast: [UInt32] = []
                 server.registerHandler(type: 1) { [unowned server] request in try? server.sendReply([1], to: request) }
                 server.registerHandler(type: 2) { [unowned server] request in
                     let start = monotonicNanoseconds()
@@ -84,7 +84,7 @@ extension UdpServerLoopTests {
                     try? server.sendReply([2], to: request)
                 }
                 server.registerHandler(type: 3) { [unowned server] request in
-                    repliesSeenByTheLast = Self.datagrams(waitingAt: peer).filter { !$0.isAck }.count
+                    repliesSeenByTheLast = Self.datagrams(waitingAt: peer).filter { !$0.isAck }.map(\.transactionId)
                     try? server.sendReply([3], to: request)
                 }
                 // All three wait in the socket, so one read callback runs the three handlers.
@@ -93,7 +93,8 @@ extension UdpServerLoopTests {
                                            payload: [type]), to: server.address)
                 }
                 try runUntil(loop) { server.stats.handlerCalls == 3 }
-                #expect(repliesSeenByTheLast == 2)
+                // The first reply waited behind the long handler at most (the second may have left too).
+                #expect(repliesSeenByTheLast.contains(1))
             }
         }
 

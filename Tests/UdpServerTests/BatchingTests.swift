@@ -8,16 +8,6 @@ extension UdpServerLoopTests {
     /// Datagrams read with `recvmmsg` and sent with `sendmmsg`: fewer system calls, the
     /// same datagrams, and nothing lost or held when the socket refuses part of a batch.
     @Suite struct Batching {
-        static let geometry = DatagramGeometry.loopback
-
-        static func datagrams(waitingAt peer: RawSocket) -> [DatagramHeader] {
-            var headers: [DatagramHeader] = []
-            while let datagram = peer.receive() {
-                if let header = try? DatagramHeader.decode(datagram, geometry: geometry) { headers.append(header) }
-            }
-            return headers
-        }
-
         /// 32 requests waiting at once are read, acknowledged and answered in a handful of
         /// system calls (one each way per datagram before batching: 64 in, 64 out).
         @Test(arguments: LoopBackendKind.allCases)
@@ -84,7 +74,7 @@ extension UdpServerLoopTests {
                     try? server.sendReply([2], to: request)
                 }
                 server.registerHandler(type: 3) { [unowned server] request in
-                    repliesSeenByTheLast = Self.datagrams(waitingAt: peer).filter { !$0.isAck }.map(\.transactionId)
+                    repliesSeenByTheLast = HostilePeers.received(by: peer).filter { !$0.isAck }.map(\.transactionId)
                     try? server.sendReply([3], to: request)
                 }
                 // All three wait in the socket, so one read callback runs the three handlers.
@@ -111,7 +101,7 @@ extension UdpServerLoopTests {
                                            payload: [type]), to: server.address)
                 }
                 try runUntil(loop) { server.isDrained }
-                let replies = Self.datagrams(waitingAt: peer).filter { !$0.isAck }
+                let replies = HostilePeers.received(by: peer).filter { !$0.isAck }
                 #expect(replies.map(\.transactionId) == [1])
             }
         }

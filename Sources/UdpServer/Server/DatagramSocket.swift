@@ -8,13 +8,6 @@ struct DatagramSocket {
     let fd: Int32
     let address: PeerAddress
 
-    enum SendOutcome: Equatable {
-        case sent
-        /// `EAGAIN`: the send buffer is full; wait for writability.
-        case wouldBlock
-        case failed(errno: Int32)
-    }
-
     /// A non-blocking socket bound to `address` with the given buffer sizes. No
     /// `SO_REUSEADDR`: on Linux it lets a second UDP socket bind the same port and
     /// take its datagrams; a port in use must be an error (`EADDRINUSE`).
@@ -50,24 +43,6 @@ struct DatagramSocket {
         return Int(value)
     }
 
-    func send(_ bytes: UnsafeRawBufferPointer, to peer: PeerAddress) -> SendOutcome {
-        var destination = peer.socketAddress
-        while true {
-            let result = withUnsafePointer(to: &destination) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0,
-                           socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            if result >= 0 { return .sent }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: return .wouldBlock
-            case let e: return .failed(errno: e)
-            }
-        }
-    }
-
     enum BatchOutcome: Equatable {
         /// How many datagrams the kernel took or gave, at least one.
         case done(Int)
@@ -93,6 +68,14 @@ struct DatagramSocket {
                                     batch.destinations.baseAddress! + range.lowerBound,
                                     UInt32(min(range.count, Int(SHIM_MAX_DATAGRAMS))))
         return Self.outcome(n)
+    }
+
+    /// Sends one datagram (`sendto`, through the call a batch of one makes); never blocks.
+    func send(_ bytes: UnsafeRawBufferPointer, to peer: PeerAddress) -> BatchOutcome {
+        var base = UnsafeRawPointer(bytes.baseAddress)
+        var length = UInt32(bytes.count)
+        var destination = peer.socketAddress
+        return Self.outcome(shim_send_datagrams(fd, &base, &length, &destination, 1))
     }
 
     private static func outcome(_ n: Int32) -> BatchOutcome {

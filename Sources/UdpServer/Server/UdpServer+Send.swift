@@ -266,7 +266,7 @@ extension UdpServer {
             let outcome = datagram.bytes.withUnsafeBytes { socket.send($0, to: datagram.destination) }
             counters.sendSystemCalls += 1
             switch outcome {
-            case .sent: countSent(datagram.header, bytes: datagram.bytes.count)
+            case .done: countSent(datagram.header, bytes: datagram.bytes.count)
             case .wouldBlock: counters.sendsBlocked += 1
             case .failed: counters.sendErrors += 1
             }

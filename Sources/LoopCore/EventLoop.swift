@@ -198,8 +198,8 @@ public final class EventLoop {
         }
     }
 
-    /// Work the loop runs at the top of each full poll while `needed()` says so
-    /// (the UDP server's `needBottom`). Keep the handle to remove it.
+    /// Work the loop runs at the top of each poll, quickpolls included, while `needed()`
+    /// says so (the UDP server's `needBottom`). Keep the handle to remove it.
     @discardableResult
     public func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) -> BottomHalf {
         try checkUsable("addBottomHalf")
@@ -454,11 +454,11 @@ public final class EventLoop {
 
     private func poll(quick: Bool, maxWaitMs: Int?) throws(LoopError) {
         stats.polls += 1
-        if !quick {
-            runBottomHalves()
-            // A bottom half (or its `needed()`, asked again by waitTimeout) may close the loop.
-            if isClosed { return }
-        }
+        // At the top of every poll, a quickpoll's too, as the original's doPoll: a callback
+        // that quickpolls lets them run (`needed()` can ask `inQuickPoll`).
+        runBottomHalves()
+        // A bottom half (or its `needed()`, asked again by waitTimeout) may close the loop.
+        if isClosed { return }
 
         // Take the buffer out so it is uniquely referenced and keeps its capacity.
         var batch: [ReadyEvent] = []

@@ -67,6 +67,31 @@ extension LoopConformance {
             }
         }
 
+        /// Bottom halves run at the top of every poll, a quickpoll's too (the original's
+        /// doPoll calls `makeCallbacks` there): work a quickpolling callback left for its
+        /// bottom half does not wait for the callback to return.
+        @Test(arguments: LoopBackendKind.allCases)
+        func bottomHalvesRunInQuickPoll(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let trigger = PipePair()
+                var pending = false
+                var log: [String] = []
+                try loop.addBottomHalf(needed: { pending }) {
+                    pending = false
+                    log.append(loop.inQuickPoll ? "bottom half in quickpoll" : "bottom half")
+                }
+                try loop.registerRead(fd: trigger.readEnd, niceness: 1) { _ in
+                    trigger.drain()
+                    pending = true
+                    #expect(loop.quickPoll(niceness: 1))
+                    log.append("back")
+                }
+                trigger.fill()
+                #expect(try runUntil(loop) { log.contains("back") })
+                #expect(log == ["bottom half in quickpoll", "back"])
+            }
+        }
+
         /// A busy niceness-1 callback that calls QUICKPOLL serves a niceness-0 UDP
         /// request within 50 ms (the quickpoll interval is 10 ms). The legacy timer
         /// counts CPU time, so there the bound is on the CPU the busy work burned

@@ -106,6 +106,123 @@ extension UdpServerLoopTests {
             }
         }
 
+        /// Resends a timer scan queues leave before the callbacks that scan runs: here a
+        /// request to a silent peer is resent every scan, and another request's timeout
+        /// callback, run by the same scan, finds every resend already received.
+        @Test(arguments: LoopBackendKind.allCases)
+        func resendsLeaveBeforeTheScansCallbacks(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let client = UdpServer(loop: loop, configuration: .loopback)
+                try client.start()
+                defer { client.shutdown(urgent: true) }
+                let silent = RawSocket(), alsoSilent = RawSocket()
+                var copiesReceived = 0
+                var seenAtTimeout: (received: Int, resends: Int)?
+                // Resent at every scan (a 1 ms resend time), until the test ends.
+                client.sendRequest([1], type: 1, to: silent.address, timeoutMs: 60_000, niceness: 0,
+                                   backoffMs: 1, maxWaitMs: 1) { _ in }
+                // Never resent before it times out.
+                client.sendRequest([2], type: 1, to: alsoSilent.address, timeoutMs: 150, niceness: 0,
+                                   backoffMs: 100_000, maxWaitMs: 100_000) { _ in
+                    copiesReceived += HostilePeers.received(by: silent).count
+                    seenAtTimeout = (copiesReceived, client.stats.resends)
+                }
+                try runUntil(loop) {
+                    copiesReceived += HostilePeers.received(by: silent).count
+                    return seenAtTimeout != nil
+                }
+                let seen = try #require(seenAtTimeout)
+                #expect(seen.resends >= 2)
+                #expect(seen.received == 1 + seen.resends, "the scan's resend waited behind its callback")
+            }
+        }
+
+        /// A background handler that quickpolls (as long work must) gets its own datagrams
+        /// out at the quickpoll: its reply, and a request it sends and waits for there.
+        @Test(arguments: LoopBackendKind.allCases)
+        func aQuickpollingHandlerSendsAtItsQuickpoll(kind: LoopBackendKind) throws {
+            // A long scan period: the timer scan cannot be what sends them.
+            let slowScan = UdpServerConfiguration.loopback { $0.pollTimeMs = 10_000 }
+            try withServers(kind, client: slowScan, server: slowScan) { loop, client, server in
+                let peer = RawSocket()
+                client.echo(type: 2)
+                var replyLeftDuringTheHandler = false
+                var roundTripsDuringTheHandler = 0
+                server.registerHandler(type: 1) { [unowned server, unowned client] request in
+                    try? server.sendReply([9], to: request)
+                    loop.quickPoll(niceness: 1)
+                    replyLeftDuringTheHandler = HostilePeers.received(by: peer).contains { !$0.isAck }
+                    // Round trips to the client, each waited for in quickpolls.
+                    for round in 0..<5 {
+                        var answered = false
+                        server.sendRequest([UInt8(round)], type: 2, to: client.address, niceness: 0) { _ in answered = true }
+                        let start = monotonicNanoseconds()
+                        while !answered && monotonicNanoseconds() - start < 2_000_000_000 {
+                            loop.quickPoll(niceness: 1)
+                        }
+                        if answered { roundTripsDuringTheHandler += 1 }
+                    }
+                }
+                peer.send(dataDatagram(type: 1, number: 0, messageSize: 1, transactionId: 1, nice: true,
+                                       payload: [1]), to: server.address)
+                try runUntil(loop) { server.stats.handlerCalls == 1 }
+                #expect(replyLeftDuringTheHandler)
+                #expect(roundTripsDuringTheHandler == 5)
+            }
+        }
+
+        /// The socket refuses the second copy of a duplicated datagram in the middle of a
+        /// request's window: the request's remaining datagrams leave from the write
+        /// callback, not at its resend time.
+        @Test(arguments: LoopBackendKind.allCases)
+        func aRefusedCopyLeavesTheRestQueued(kind: LoopBackendKind) throws {
+            let filter = ScriptedFilter(dataFates: [.deliver, .duplicate], copyFates: [.wouldBlock])
+            let configuration = UdpServerConfiguration.loopback {
+                $0.datagramFilter = filter
+                $0.datagramsPerSystemCall = 2  // the batch fills, and leaves, after datagram 1
+            }
+            try withLoop(kind) { loop in
+                let client = UdpServer(loop: loop, configuration: configuration)
+                try client.start()
+                defer { client.shutdown(urgent: true) }
+                let peer = RawSocket()  // never acknowledges
+                let payload = DatagramGeometry.loopback.payloadSize
+                client.sendRequest(pattern(3 * payload + 1, seed: 5), type: 1, to: peer.address, niceness: 0) { _ in }
+                var numbers: Set<UInt32> = []
+                try runUntil(loop) {
+                    numbers.formUnion(HostilePeers.received(by: peer).map(\.datagramNumber))
+                    return numbers == [0, 1, 2, 3]
+                }
+                #expect(filter.copiesAsked == 1)
+                #expect(client.stats.sendsBlocked == 1)
+                #expect(client.stats.resends == 0, "the rest of the window waited for its resend time")
+            }
+        }
+
+        /// A datagram a filter delays leaves right after the one it waited for, even when
+        /// the socket refuses the second copy of that one; not at the next timer scan.
+        @Test(arguments: LoopBackendKind.allCases)
+        func aDelayedDatagramFollowsTheOneItWaitedFor(kind: LoopBackendKind) throws {
+            let filter = ScriptedFilter(dataFates: [.delay, .duplicate], copyFates: [.wouldBlock])
+            let configuration = UdpServerConfiguration.loopback {
+                $0.datagramFilter = filter
+                $0.datagramsPerSystemCall = 2
+                $0.pollTimeMs = 60_000  // no timer scan releases it
+            }
+            try withServers(kind, client: configuration) { loop, client, _ in
+                let peer = RawSocket()  // never acknowledges
+                let payload = DatagramGeometry.loopback.payloadSize
+                client.sendRequest(pattern(3 * payload + 1, seed: 6), type: 1, to: peer.address, niceness: 0) { _ in }
+                var arrivals: [UInt32] = []
+                try runUntil(loop, timeoutMs: 5_000) {
+                    arrivals += HostilePeers.received(by: peer).map(\.datagramNumber)
+                    return Set(arrivals) == [0, 1, 2, 3]
+                }
+                #expect(Array(arrivals.prefix(2)) == [1, 0])
+                #expect(client.stats.resends == 0)
+            }
+        }
+
         /// One datagram a call (the original's way) still works end to end, and so does
         /// the largest batch.
         @Test(arguments: LoopBackendKind.allCases, [1, 256])
@@ -131,5 +248,27 @@ extension UdpServerLoopTests {
                 #expect(throws: UdpServerError.configuration(.datagramsPerSystemCall(perCall))) { try server.start() }
             }
         }
+    }
+}
+
+/// Gives data datagrams the fates of `dataFates` in turn, then delivers; the second copy
+/// of a duplicated datagram gets those of `copyFates`. ACKs are delivered.
+final class ScriptedFilter: DatagramFilter {
+    private var dataFates: [DatagramFate]
+    private var copyFates: [DatagramFate]
+    private(set) var copiesAsked = 0
+
+    init(dataFates: [DatagramFate], copyFates: [DatagramFate] = []) {
+        self.dataFates = dataFates
+        self.copyFates = copyFates
+    }
+
+    func fate(of datagram: OutgoingDatagram) -> DatagramFate {
+        if datagram.isSecondCopy {
+            copiesAsked += 1
+            return copyFates.isEmpty ? .deliver : copyFates.removeFirst()
+        }
+        if datagram.header.isAck { return .deliver }
+        return dataFates.isEmpty ? .deliver : dataFates.removeFirst()
     }
 }

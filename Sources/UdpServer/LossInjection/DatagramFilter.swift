@@ -17,6 +17,9 @@ public struct OutgoingDatagram: Sendable {
     /// Header included.
     public let size: Int
     public let destination: PeerAddress
+    /// The second copy of a datagram the filter duplicated. Only `.wouldBlock` means
+    /// anything for it: the socket refuses the copy (any other fate sends it).
+    public var isSecondCopy = false
 }
 
 /// Decides the fate of each outgoing datagram, between the server and its socket.

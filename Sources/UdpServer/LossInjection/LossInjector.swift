@@ -44,7 +44,8 @@ public final class LossInjector: DatagramFilter {
     public var affected: Int { dropped + duplicated + delayed + refused }
 
     public func fate(of datagram: OutgoingDatagram) -> DatagramFate {
-        if datagram.header.isAck && !includesAcks { return .deliver }
+        // A copy it made is sent: the mode counts each datagram once.
+        if datagram.isSecondCopy || (datagram.header.isAck && !includesAcks) { return .deliver }
         seen += 1
         let fate: DatagramFate
         switch mode {

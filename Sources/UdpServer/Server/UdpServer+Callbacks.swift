@@ -1,15 +1,21 @@
 /// Callbacks of finished transactions: handler calls and request callbacks.
 extension UdpServer {
     /// The original's `needBottom`: callbacks are waiting, so the loop should run
-    /// the bottom half at the top of its next full poll (and not sleep before it).
-    var needsBottomHalf: Bool { !callbackQueues[0].isEmpty || !callbackQueues[1].isEmpty }
+    /// the bottom half at the top of its next poll (and not sleep before it). In a
+    /// quickpoll only urgent callbacks may run, and a batch that a quickpolling callback
+    /// filled may leave.
+    var needsBottomHalf: Bool {
+        !sendBatch.isEmpty || !callbackQueues[0].isEmpty || (!callbackQueues[1].isEmpty && !loop.inQuickPoll)
+    }
 
     /// Runs waiting callbacks, niceness 0 first. Niceness > 0 ones are held back
     /// while the loop is in quickpoll (they may be long and may quickpoll
     /// themselves); the bottom half runs them on the loop's next full poll.
     /// Items are taken off the queue before they run, so a callback that
-    /// re-enters the server (or the loop) never sees one twice.
+    /// re-enters the server (or the loop) never sees one twice. What was sent before
+    /// (ACKs, resends, given-back datagrams) leaves first: no callback holds it.
     func makeCallbacks() {
+        flushSends()
         while true {
             if let item = callbackQueues[0].popFirst() {
                 run(item)

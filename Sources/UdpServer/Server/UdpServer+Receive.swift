@@ -2,14 +2,12 @@
 extension UdpServer {
     /// The socket's read callback (the original's `readPoll`): reads until the
     /// socket is empty or `maxDatagramsPerRead` were read, so a flood cannot hold
-    /// the loop; sends the ACKs and what became sendable in one batch before any
-    /// callback runs (a long handler must not hold them); then runs the finished
-    /// callbacks, whose datagrams leave together when they are done.
+    /// the loop; queues the ACKs and what became sendable; then runs the finished
+    /// callbacks (which sends those first), whose datagrams leave together when they are done.
     func readPoll() {
         asLoopCallback {
             receiveWaitingDatagrams()
             sendPoll()
-            flushSends()
             makeCallbacks()
             checkDrained()
         }

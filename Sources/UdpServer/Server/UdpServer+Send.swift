@@ -21,6 +21,9 @@ extension UdpServer {
                 while !socketIsFull, let transaction = sendQueues[level].popFirst() {
                     transaction.isQueuedForSend = false
                     pump(transaction)
+                    // The socket filled while it sent: it may have more, and nothing it
+                    // committed need have come back to queue it (a refused duplicate copy).
+                    if socketIsFull && transaction.phase != .finished { queueForSend(transaction) }
                 }
             }
         }
@@ -97,8 +100,12 @@ extension UdpServer {
 
     private func send(_ batch: SendBatch, through socket: DatagramSocket) {
         var outcomes = [Outcome](repeating: .unsent, count: batch.entries.count)
+        let filter = configuration.datagramFilter
         // The vector: what the filter lets through, in order.
         var count = 0
+        // With a filter: how many held datagrams each position of the vector goes out
+        // after. They leave once it has left, and not when the socket refused it.
+        var heldBefore: [Int] = []
         // `index` is the entry's; a second copy of it gets `~index`.
         func add(_ entry: SendBatch.Entry, index: Int) {
             let base = batch.bytes(of: entry).baseAddress
@@ -107,19 +114,22 @@ extension UdpServer {
             batch.destinations[count] = entry.destination.socketAddress
             batch.entryIndices[count] = index
             count += 1
+            if filter != nil { heldBefore.append(heldDatagrams.count) }
         }
-        // Held datagrams that a datagram of this flush goes out after.
-        var releasableHeld = 0
-        let filter = configuration.datagramFilter
         filtering: for (index, entry) in batch.entries.enumerated() {
             guard !socketIsFull else { break }
-            let fate = filter?.fate(of: OutgoingDatagram(header: entry.header, size: entry.length,
-                                                         destination: entry.destination)) ?? .deliver
+            var datagram = OutgoingDatagram(header: entry.header, size: entry.length, destination: entry.destination)
+            let fate = filter?.fate(of: datagram) ?? .deliver
             switch fate {
             case .deliver:
                 add(entry, index: index)
             case .duplicate:
                 add(entry, index: index)
+                datagram.isSecondCopy = true
+                if filter?.fate(of: datagram) == .wouldBlock {
+                    noteSocketFull()
+                    break filtering
+                }
                 add(entry, index: ~index)
             case .drop:
                 outcomes[index] = .sent
@@ -129,15 +139,13 @@ extension UdpServer {
                 heldDatagrams.append((Array(batch.bytes(of: entry)), entry.destination, entry.header))
                 resumeTimePoll()
             case .wouldBlock:
-                counters.sendsBlocked += 1
-                socketIsFull = true
+                noteSocketFull()
                 break filtering
             }
-            if fate == .deliver || fate == .duplicate { releasableHeld = heldDatagrams.count }
         }
 
         var position = 0
-        var anySent = false
+        var lastSent = -1
         while position < count {
             let outcome = socket.send(batch, position..<count)
             counters.sendSystemCalls += 1
@@ -149,10 +157,9 @@ extension UdpServer {
                     if index >= 0 { outcomes[index] = .sent }
                 }
                 position += n
-                anySent = true
+                lastSent = position - 1
             case .wouldBlock:
-                counters.sendsBlocked += 1
-                socketIsFull = true
+                noteSocketFull()
                 position = count
             case .failed:
                 counters.sendErrors += 1
@@ -168,7 +175,12 @@ extension UdpServer {
                 entry.transaction?.bytesSent += entry.length
             }
         }
-        if anySent && releasableHeld > 0 { sendHeldDatagrams(releasableHeld) }
+        if lastSent >= 0, filter != nil, heldBefore[lastSent] > 0 { sendHeldDatagrams(heldBefore[lastSent]) }
+    }
+
+    private func noteSocketFull() {
+        counters.sendsBlocked += 1
+        socketIsFull = true
     }
 
     /// A datagram the socket would not take goes back where it came from.

@@ -198,8 +198,8 @@ public final class EventLoop {
         }
     }
 
-    /// Work the loop runs at the top of each poll, quickpolls included, while `needed()`
-    /// says so (the UDP server's `needBottom`). Keep the handle to remove it.
+    /// Work the loop runs at the top of each poll, and at the end of a quickpoll, while
+    /// `needed()` says so (the UDP server's `needBottom`). Keep the handle to remove it.
     @discardableResult
     public func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) -> BottomHalf {
         try checkUsable("addBottomHalf")
@@ -373,6 +373,9 @@ public final class EventLoop {
         }
         try? poll(quick: true, maxWaitMs: 0)
         runSleepers(urgentOnly: true)
+        // Once more before the long callback resumes: what the quickpoll's callbacks left
+        // for a bottom half (a datagram another component sent) does not wait for it.
+        if !isClosed { runBottomHalves() }
         return true
     }
 

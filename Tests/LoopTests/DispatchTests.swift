@@ -68,27 +68,40 @@ extension LoopConformance {
         }
 
         /// Bottom halves run at the top of every poll, a quickpoll's too (the original's
-        /// doPoll calls `makeCallbacks` there): work a quickpolling callback left for its
-        /// bottom half does not wait for the callback to return.
+        /// doPoll calls `makeCallbacks` there), and once more at the end of a quickpoll: work
+        /// a quickpolling callback, or a callback inside its quickpoll, left for a bottom
+        /// half does not wait for the long callback to return.
         @Test(arguments: LoopBackendKind.allCases)
         func bottomHalvesRunInQuickPoll(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let trigger = PipePair()
+                let trigger = PipePair(), urgent = PipePair()
                 var pending = false
+                var insideQuickPoll = false  // round 2: an urgent callback in the quickpoll leaves the work
                 var log: [String] = []
                 try loop.addBottomHalf(needed: { pending }) {
                     pending = false
                     log.append(loop.inQuickPoll ? "bottom half in quickpoll" : "bottom half")
                 }
+                try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in
+                    urgent.drain()
+                    log.append("urgent")
+                    pending = true
+                }
                 try loop.registerRead(fd: trigger.readEnd, niceness: 1) { _ in
                     trigger.drain()
-                    pending = true
+                    if insideQuickPoll { urgent.fill() } else { pending = true }
                     #expect(loop.quickPoll(niceness: 1))
                     log.append("back")
                 }
                 trigger.fill()
                 #expect(try runUntil(loop) { log.contains("back") })
                 #expect(log == ["bottom half in quickpoll", "back"])
+
+                log.removeAll()
+                insideQuickPoll = true
+                trigger.fill()
+                #expect(try runUntil(loop) { log.contains("back") })
+                #expect(log == ["urgent", "bottom half in quickpoll", "back"])
             }
         }
 

@@ -84,12 +84,40 @@ public struct HttpFetched: Sendable {
 }
 
 /// Frames one HTTP/1.x response: a fixed `Content-Length`, a chunked body, or a
-/// body that ends when the server closes. HEAD, 1xx, 204 and 304 have none.
+/// body that ends when the server closes. HEAD, 101, 204 and 304 have none. Interim
+/// responses (100, 102, 103…) before the final one are part of its frame and skipped.
 struct HttpResponseFraming: TcpFraming {
     let limits: HttpLimits
     let isHead: Bool
 
+    /// Interim responses a reply may start with; a server that sends more is refused
+    /// rather than followed without end.
+    static let maxInterimResponses = 8
+
     func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
+        var start = bytes.startIndex
+        for _ in 0...Self.maxInterimResponses {
+            guard let interim = interimHeadLength(bytes[start...]) else {
+                switch frameFinal(bytes[start...], atEnd: atEnd) {
+                case .complete(let length, let reusable):
+                    return .complete(length: start - bytes.startIndex + length, reusable: reusable)
+                case let other: return other
+                }
+            }
+            start += interim
+        }
+        return .refused(reply: [])
+    }
+
+    /// The length of the interim response `bytes` begin with, if they begin with a whole one.
+    private func interimHeadLength(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes),
+              let head = try? HttpHead.parse(bytes, length: headLength, limits: limits),
+              let status = Int(head.start.1), (100...199).contains(status), status != 101 else { return nil }
+        return headLength
+    }
+
+    private func frameFinal(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
         guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes) else {
             return bytes.count >= limits.maxHeaderBytes || atEnd ? .refused(reply: []) : .incomplete
         }
@@ -158,15 +186,17 @@ struct HttpResponseFraming: TcpFraming {
         return nil
     }
 
-    /// The response in `bytes` (already framed whole).
+    /// The final response in `bytes` (already framed whole, interim responses first).
     func parse(_ bytes: [UInt8]) -> HttpFetched? {
-        let all = bytes[...]
+        var all = bytes[...]
+        while let interim = interimHeadLength(all) { all = all.dropFirst(interim) }
         guard let headLength = HttpHead.end(in: all, limit: limits.maxHeaderBytes),
               let head = try? HttpHead.parse(all, length: headLength, limits: limits),
               let status = Int(head.start.1) else { return nil }
-        var body = Array(all[headLength...])
+        let rest = all.dropFirst(headLength)
+        var body = Array(rest)
         if head.tokens("transfer-encoding").last == "chunked" && !isHead {
-            body = Self.dechunk(all[headLength...])
+            body = Self.dechunk(rest)
         }
         return HttpFetched(status: status, fields: head.fields, body: body)
     }

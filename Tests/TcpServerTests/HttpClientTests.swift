@@ -62,6 +62,29 @@ extension TcpServerLoopTests {
         }
 
         /// A 301 is reported with its Location, not followed.
+        /// Interim responses (100 Continue, 103 Early Hints) before the final one are
+        /// skipped, and the final one is reported; a server that sends them without end is
+        /// refused, not followed (nor recursed into).
+        @Test(arguments: LoopBackendKind.allCases)
+        func interimResponsesAreSkipped(kind: LoopBackendKind) throws {
+            let endless = String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 100_000)
+            let responses: [String: (String, Bool)] = [
+                "/hints": ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                           + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal", false),
+                "/endless": (endless + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            ]
+            try withOrigin(kind, responses) { loop, client, port in
+                let base = "http://127.0.0.1:\(port)"
+                let hinted = try fetch(loop, client, base + "/hints").get()
+                #expect(hinted.status == 200 && hinted.body == bytes("final"))
+                #expect(hinted.field("link") == nil)
+                // The connection stays usable: the interim heads were the reply's, not a next one.
+                let again = try fetch(loop, client, base + "/hints").get()
+                #expect(again.status == 200 && client.tcp.stats.connectionsReused == 1)
+                #expect(throws: (any Error).self) { try fetch(loop, client, base + "/endless").get() }
+            }
+        }
+
         @Test(arguments: LoopBackendKind.allCases)
         func redirectIsReportedNotFollowed(kind: LoopBackendKind) throws {
             let responses: [String: (String, Bool)] = [

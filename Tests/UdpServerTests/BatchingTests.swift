@@ -27,7 +27,9 @@ extension UdpServerLoopTests {
                 // Requests and the ACKs of the replies in; ACKs and replies out.
                 #expect(stats.datagramsIn == 2 * count && stats.datagramsOut == 2 * count)
                 #expect(stats.receiveSystemCalls <= 8, "\(stats.receiveSystemCalls) reads for \(stats.datagramsIn) datagrams")
-                #expect(stats.sendSystemCalls <= 4, "\(stats.sendSystemCalls) sends for \(stats.datagramsOut) datagrams")
+                // The ACKs, the replies, and one more flush for every millisecond the 32 handlers
+                // run (`flushIfHeldLong`): a sanitized build on a busy machine takes a few.
+                #expect(stats.sendSystemCalls <= 8, "\(stats.sendSystemCalls) sends for \(stats.datagramsOut) datagrams")
                 #expect(client.stats.receiveSystemCalls <= 8)
             }
         }

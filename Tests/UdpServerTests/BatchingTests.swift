@@ -217,7 +217,9 @@ extension UdpServerLoopTests {
                 defer { client.shutdown(urgent: true) }
                 let peer = RawSocket()  // never acknowledges
                 let payload = DatagramGeometry.loopback.payloadSize
-                client.sendRequest(pattern(3 * payload + 1, seed: 5), type: 1, to: peer.address, niceness: 0) { _ in }
+                // A resend time far beyond the write callback's turn, even on a stalled machine.
+                client.sendRequest(pattern(3 * payload + 1, seed: 5), type: 1, to: peer.address, niceness: 0,
+                                   backoffMs: 3_000, maxWaitMs: 3_000) { _ in }
                 var numbers: Set<UInt32> = []
                 try runUntil(loop) {
                     numbers.formUnion(HostilePeers.received(by: peer).map(\.datagramNumber))

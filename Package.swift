@@ -35,13 +35,13 @@ let package = Package(
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
-        .target(name: "TestTraits", dependencies: ["Compat", "LoopTools"], path: "Tests/TestTraits", swiftSettings: strict),
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"],
+        .target(name: "TestSupport", dependencies: ["Compat", "LoopTools"], path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: strict),
-        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestTraits"],
+        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],
                     swiftSettings: strict),
-        .testTarget(name: "TcpServerTests", dependencies: ["TcpServer", "HttpServer", "Compat", "LoopTools", "TestTraits"],
+        .testTarget(name: "TcpServerTests", dependencies: ["TcpServer", "HttpServer", "Compat", "LoopTools", "TestSupport"],
                     swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -1,7 +1,7 @@
 import Glibc
 import LoopTools
 import Testing
-import TestTraits
+import TestSupport
 @testable import Cluster
 @testable import UdpServer
 

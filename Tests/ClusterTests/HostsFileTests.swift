@@ -1,6 +1,6 @@
 import Glibc
 import Testing
-import TestTraits
+import TestSupport
 @testable import Cluster
 import UdpServer
 

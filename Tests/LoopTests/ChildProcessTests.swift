@@ -2,6 +2,7 @@ import Compat
 import Foundation
 import Glibc
 import LoopTools
+import TestSupport
 import Testing
 
 /// Waits up to `timeoutMs` for `pid`; kills it if it is still running. The wait status, or nil if it had to be killed.
@@ -139,7 +140,8 @@ extension LoopConformance {
                 return process
             }
             try withOpenThreadMask {
-                try withLoop(kind) { loop in
+                // Foundation's Process keeps descriptors of its own (its run loop's) once used.
+                try withLoop(kind, checkingDescriptors: false) { loop in
                     try loop.runOnce()
                     let wrapped = sleeper()
                     try ChildProcesses.withChildSignalMask { try wrapped.run() }

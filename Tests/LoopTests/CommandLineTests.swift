@@ -1,9 +1,10 @@
 import Compat
 import Glibc
 import LoopTools
+import TestSupport
 import Testing
-@testable import loop_harness
 import UdpServer
+@testable import loop_harness
 
 extension LoopConformance {
     /// `loop-harness` as a person or a script meets it: strict options with

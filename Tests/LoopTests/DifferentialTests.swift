@@ -2,6 +2,7 @@ import Compat
 import Glibc
 import LoopScript
 import LoopTools
+import TestSupport
 import Testing
 
 /// The differential harness in the suite: the corpus of minimal scripts, a quick

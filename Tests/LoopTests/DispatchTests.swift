@@ -1,6 +1,7 @@
 import Compat
 import Glibc
 import LoopTools
+import TestSupport
 import Testing
 
 extension LoopConformance {

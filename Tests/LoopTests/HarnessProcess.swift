@@ -1,6 +1,7 @@
 import Compat
 import Glibc
 import LoopTools
+import TestSupport
 
 /// `loop-harness` as a child process with its stderr in the same pipe as its
 /// stdout (through `sh`, which execs the harness, so the pid is the harness's):
@@ -13,8 +14,9 @@ struct HarnessRun {
     var output: String { lines.joined(separator: "\n") }
 
     /// Runs the harness to completion, waiting at most `timeoutMs` for its output and exit.
-    init(_ arguments: [String], timeoutMs: Int32 = 30_000) throws {
-        let child = try HarnessRun.start(arguments)
+    /// `environment`: shell commands run before it starts (`export LOOP_BACKEND=legacy; `).
+    init(_ arguments: [String], environment: String = "", timeoutMs: Int32 = 30_000) throws {
+        let child = try HarnessRun.start(arguments, limits: environment)
         var lines: [String] = []
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while monotonicNanoseconds() < deadline,

@@ -2,6 +2,7 @@ import Compat
 import Glibc
 import LoopTools
 import Synchronization
+import TestSupport
 import Testing
 
 extension LoopConformance {

@@ -2,6 +2,7 @@ import Compat
 import Glibc
 import LoopTools
 import Synchronization
+import TestSupport
 import Testing
 
 extension LoopConformance {
@@ -36,6 +37,8 @@ extension LoopConformance {
                 (\.maxRegistrations, 0, "maxRegistrations"),
                 (\.workerThreads, 1_000_000, "workerThreads"),
             ]
+            let descriptorsBefore = openDescriptors()
+            let signalsBefore = ProcessSignalState.capture()
             for (path, value, name) in cases {
                 var config = LoopConfiguration.unroutedTimerSignalsAccepted
                 config[keyPath: path] = value
@@ -46,7 +49,10 @@ extension LoopConformance {
                     return field == name && got == value
                 }
             }
-            // Nothing was left behind: a loop can be made at once.
+            // Nothing was left behind: no descriptor, no disposition, mask or timer, and
+            // (for legacy, one loop a process) no claim on the process: a loop can be made at once.
+            #expect(openDescriptors() == descriptorsBefore)
+            #expect(ProcessSignalState.capture() == signalsBefore)
             try withLoop(kind) { try $0.runOnce() }
         }
 

@@ -1,6 +1,7 @@
 import Compat
 import Glibc
 import LoopTools
+import TestSupport
 import Testing
 
 /// What a loop may change in the process, captured to compare before and after.
@@ -63,17 +64,6 @@ extension LoopConformance {
             let again = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
             try again.close()
             #expect(throws: LoopError.closed) { try again.registerSleep(every: 10) {} }
-        }
-
-        @Test func buildFlagPicksTheDefaultBackend() throws {
-            #if LEGACY_LOOP
-            #expect(LoopBackendKind.buildDefault == .legacy)
-            #else
-            #expect(LoopBackendKind.buildDefault == .epoll)
-            #endif
-            let loop = try Loop.make(configuration: .unroutedTimerSignalsAccepted)
-            defer { try? loop.close() }
-            #expect(loop.kind == LoopBackendKind.buildDefault)
         }
     }
 

@@ -2,6 +2,7 @@ import CLoopShim
 import Compat
 import Glibc
 import LoopTools
+import TestSupport
 import Testing
 
 extension LoopConformance {

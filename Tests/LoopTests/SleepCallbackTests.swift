@@ -1,6 +1,7 @@
 import Compat
 import Glibc
 import Synchronization
+import TestSupport
 import Testing
 
 extension LoopConformance {

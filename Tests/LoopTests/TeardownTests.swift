@@ -2,6 +2,7 @@ import Compat
 import Glibc
 import LoopTools
 import Synchronization
+import TestSupport
 import Testing
 
 /// Counts SIGTERMs that reach the embedder's own handler (touched before any handler is installed).

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import TestSupport
 import Testing
 
 extension LoopConformance {

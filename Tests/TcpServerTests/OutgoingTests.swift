@@ -1,6 +1,6 @@
 import Glibc
 import Testing
-import TestTraits
+import TestSupport
 @testable import TcpServer
 
 /// A second TcpServer on the loop, only for outgoing exchanges; closed before the loop.

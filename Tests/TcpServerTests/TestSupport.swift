@@ -1,7 +1,7 @@
 import Glibc
 import LoopTools
 import Testing
-import TestTraits
+import TestSupport
 @testable import HttpServer
 @testable import TcpServer
 
@@ -9,43 +9,6 @@ import TestTraits
 /// signal state and only one legacy loop may exist at a time, so they run one at a time,
 /// and never beside another target's loop suite (`.processExclusive`).
 @Suite(.serialized, .processExclusive) struct TcpServerLoopTests {}
-
-/// The descriptors open in this process now (entries of /proc/self/fd, less the one
-/// the listing itself holds).
-func openDescriptorCount() -> Int { openDescriptors().count }
-
-/// The descriptors open in this process now, each with what it is (`socket:[…]`, a path).
-func openDescriptors() -> [Int32: String] {
-    guard let dir = opendir("/proc/self/fd") else { return [:] }
-    let own = dirfd(dir)
-    defer { closedir(dir) }
-    var found: [Int32: String] = [:]
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        guard let fd = Int32(name), fd != own else { continue }
-        var target = [CChar](repeating: 0, count: 256)
-        let n = readlink("/proc/self/fd/\(name)", &target, 255)
-        found[fd] = n > 0 ? String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-    }
-    return found
-}
-
-/// A loop of `kind`, always closed at the end; every descriptor the test opened
-/// (the loop's, the servers', the clients') must be closed by then: a leak is an issue.
-func withLoop<R>(_ kind: LoopBackendKind, sourceLocation: SourceLocation = #_sourceLocation,
-                 _ body: (Loop) throws -> R) throws -> R {
-    let before = openDescriptors()
-    defer {
-        let after = openDescriptors()
-        let leaked = after.filter { before[$0.key] != $0.value }.sorted { $0.key < $1.key }
-        #expect(leaked.isEmpty, "descriptors left open by the test: \(leaked)", sourceLocation: sourceLocation)
-    }
-    let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
-    defer {
-        do { try loop.close() } catch { Issue.record("closing the loop: \(error)") }
-    }
-    return try body(loop)
-}
 
 /// A TcpServer listening on 127.0.0.1 (any port) on a fresh loop; closed before the loop.
 func withTcpServer<R>(_ kind: LoopBackendKind, _ configuration: TcpServerConfiguration = .testing(),
@@ -71,8 +34,6 @@ func withHttpServer<R>(_ kind: LoopBackendKind, _ configuration: TcpServerConfig
     }
 }
 
-
-func elapsedMs(since start: Int64) -> Int { Int((monotonicNanoseconds() - start) / 1_000_000) }
 
 extension TcpServerConfiguration {
     /// Timeouts long enough that a loaded machine never trips them (tests about

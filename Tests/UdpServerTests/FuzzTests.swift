@@ -1,5 +1,5 @@
 import Testing
-import TestTraits
+import TestSupport
 @testable import UdpServer
 
 /// The decoder against an independent statement of the rules, over random and

@@ -1,5 +1,5 @@
 import Testing
-import TestTraits
+import TestSupport
 @testable import UdpServer
 
 /// The pieces under the server, as plain values. No loop.

@@ -1,5 +1,5 @@
 import Testing
-import TestTraits
+import TestSupport
 @testable import UdpServer
 
 extension UdpServerLoopTests {

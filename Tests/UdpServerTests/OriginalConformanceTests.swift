@@ -1,7 +1,7 @@
 import Glibc
 import LoopTools
 import Testing
-import TestTraits
+import TestSupport
 @testable import UdpServer
 
 /// The original's UDP protocol, transcribed from gigablast/open-source-search-engine

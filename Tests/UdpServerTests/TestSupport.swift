@@ -1,22 +1,13 @@
 import Glibc
 import LoopTools
 import Testing
-import TestTraits
+import TestSupport
 @testable import UdpServer
 
 /// Every test that makes a loop lives under this suite: loops touch process-wide
 /// signal state and only one legacy loop may exist at a time, so they run one at a time,
 /// and never beside another target's loop suite (`.processExclusive`).
 @Suite(.serialized, .processExclusive) struct UdpServerLoopTests {}
-
-/// A loop of `kind`, always closed at the end.
-func withLoop<R>(_ kind: LoopBackendKind, _ body: (Loop) throws -> R) throws -> R {
-    let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
-    defer {
-        do { try loop.close() } catch { Issue.record("closing the loop: \(error)") }
-    }
-    return try body(loop)
-}
 
 /// Two started servers on one loop: `client` sends, `server` answers. Both are
 /// shut down urgently at the end, before the loop closes.
@@ -37,8 +28,6 @@ func withServers<R>(_ kind: LoopBackendKind,
     }
 }
 
-
-func elapsedMs(since start: Int64) -> Int { Int((monotonicNanoseconds() - start) / 1_000_000) }
 
 extension UdpServer {
     var address: PeerAddress { .loopback(port: port) }

@@ -1,5 +1,5 @@
 import Testing
-import TestTraits
+import TestSupport
 @testable import UdpServer
 
 /// The wire format, bit for bit. Pure value code: no loop.

@@ -41,6 +41,11 @@ class Flavour:
         return False
 
 
+# The suite of the tests whose outcome depends on the build flag (the default backend);
+# every other test names its backend and runs on both in the default flavour's binary,
+# so the legacy flavour runs this suite alone (scripts/test).
+FLAG_SUITE = "BuildFlavour"
+
 EPOLL = Flavour("epoll", ".build", ())
 LEGACY = Flavour("legacy", ".build-legacy", ("--scratch-path", ".build-legacy", "-Xswiftc", "-DLEGACY_LOOP"))
 FLAVOURS = (EPOLL, LEGACY)

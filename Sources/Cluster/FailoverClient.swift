@@ -1,5 +1,4 @@
 import Compat
-import LoopTools
 import UdpServer
 
 /// The timings of `FailoverClient`.

@@ -1,6 +1,5 @@
 import Compat
 import Glibc
-import LoopTools
 import UdpServer
 
 /// The timings of `PingServer`.

@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import Sockets
 
 /// A whole message read from an incoming connection, for the handler to answer
 /// with `TcpServer.reply(_:to:)` — at once or later, from any callback on the loop.

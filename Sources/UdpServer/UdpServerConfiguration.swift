@@ -1,4 +1,4 @@
-import CLoopShim
+import Sockets
 import Glibc
 
 /// The server's tunables; the defaults are the original's numbers unless noted.
@@ -94,7 +94,7 @@ public struct UdpServerConfiguration {
         guard ackWindow >= 1 else { throw .ackWindow(ackWindow) }
         guard incomingTimeoutMs >= 1 else { throw .timeout(incomingTimeoutMs) }
         guard maxDatagramsPerRead >= 1 else { throw .maxDatagramsPerRead(maxDatagramsPerRead) }
-        guard (1...Int(SHIM_MAX_DATAGRAMS)).contains(datagramsPerSystemCall) else {
+        guard (1...DatagramSocket.maxDatagramsPerCall).contains(datagramsPerSystemCall) else {
             throw .datagramsPerSystemCall(datagramsPerSystemCall)
         }
         guard receiveBufferSize > 0, sendBufferSize > 0 else { throw .bufferSize(min(receiveBufferSize, sendBufferSize)) }

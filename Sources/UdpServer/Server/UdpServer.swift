@@ -1,4 +1,5 @@
 import Glibc
+import Sockets
 
 /// The UDP RPC server: sends requests and calls back with their replies, and
 /// runs a handler for each request it receives. Messages of any size up to the

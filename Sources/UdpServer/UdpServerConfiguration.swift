@@ -22,6 +22,7 @@ public struct UdpServerConfiguration {
     public var reservedOutgoingSlots = 64
     /// `SO_RCVBUF`/`SO_SNDBUF` (the kernel caps them at `rmem_max`/`wmem_max`).
     public var receiveBufferSize = 4 * 1024 * 1024
+    /// `SO_SNDBUF`, as `receiveBufferSize`.
     public var sendBufferSize = 4 * 1024 * 1024
     /// Unacknowledged datagrams a transaction may have in flight (`ACK_WINDOW_SIZE`).
     public var ackWindow = 4
@@ -64,6 +65,7 @@ public struct UdpServerConfiguration {
         let text = Array((line + "\n").utf8)
         _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
+    /// The least time between two log lines about dropped datagrams; the drops in between are summed.
     public var dropLogIntervalMs = 5_000
     /// Datagrams read per read callback before yielding back to the loop.
     public var maxDatagramsPerRead = 256
@@ -76,8 +78,9 @@ public struct UdpServerConfiguration {
     /// Seeds the resend jitter and the first transaction id; nil takes the clock.
     public var randomSeed: UInt64? = nil
     /// Sees every outgoing datagram before the socket does: the loss injector of the tests.
-    public var datagramFilter: (any DatagramFilter)? = nil
+    package var datagramFilter: (any DatagramFilter)? = nil
 
+    /// The defaults: LAN datagrams, any free port on 127.0.0.1.
     public init() {}
 
     /// The configuration for loopback peers: 16400-byte datagrams.
@@ -117,21 +120,36 @@ public enum ConfigurationError: Error, Hashable, Sendable {
     case datagramSize(Int)
     /// Must fit the 32-bit size word, and its datagram count the 21-bit number.
     case maxMessageSize(Int)
+    /// `pollTimeMs` must be at least 1.
     case pollTime(Int)
+    /// `maxSlots` must be at least 1.
     case maxSlots(Int)
+    /// `ackWindow` must be at least 1.
     case ackWindow(Int)
+    /// `incomingTimeoutMs` must be at least 1.
     case timeout(Int)
+    /// `maxDatagramsPerRead` must be at least 1.
     case maxDatagramsPerRead(Int)
     /// Must be within 1...256.
     case datagramsPerSystemCall(Int)
+    /// The socket buffer sizes must be positive (the smaller one given).
     case bufferSize(Int)
+    /// `maxBufferedIncomingBytes` must not be negative.
     case maxBufferedIncomingBytes(Int)
+    /// `maxIncomingSlotsPerPeer`, when set, must be at least 1.
     case maxIncomingSlotsPerPeer(Int)
+    /// `maxBufferedBytesPerPeer`, when set, must not be negative.
     case maxBufferedBytesPerPeer(Int)
+    /// `stalledAfterMs` must not be negative.
     case stalledAfter(Int)
+    /// `maximumTransferMs` must be at least 1.
     case maximumTransfer(Int)
+    /// `unacknowledgedReplyFactor` must be at least 1.
     case unacknowledgedReplyFactor(Int)
+    /// `strangerReplyHoldMs` must not be negative.
     case strangerReplyHold(Int)
+    /// `requestResendAfterMs` must be at least 1.
     case requestResendAfter(Int)
+    /// `dropLogIntervalMs` must be at least 1.
     case dropLogInterval(Int)
 }

@@ -23,7 +23,7 @@ public struct PingConfiguration: Sendable, Equatable {
     public static let deadAfterRange = 10...3_600_000
 
     /// Whether each value is in its range (the range is in the error).
-    public func validated() throws(PingConfigurationError) -> PingConfiguration {
+    package func validated() throws(PingConfigurationError) -> PingConfiguration {
         guard Self.intervalRange.contains(intervalMs) else { throw .intervalOutOfRange(intervalMs) }
         guard Self.deadAfterRange.contains(deadAfterMs) else { throw .deadAfterOutOfRange(deadAfterMs) }
         guard deadAfterMs > intervalMs else { throw .deadAfterNotAboveInterval(deadAfterMs, intervalMs) }
@@ -114,7 +114,7 @@ public final class PingServer {
     /// they get the going-down note too, so that they stop sending here before the drain.
     private var observers: [PeerAddress: Int64] = [:]
     /// A bound on `observers`: pings from many addresses cannot grow it, or the note's fan-out.
-    public static let maxObservers = 64
+    package static let maxObservers = 64
 
     /// A ping server for `hosts` on `server`; it pings once `start()` is called. Throws when `configuration` is out of range.
     public init(loop: Loop, server: UdpServer, hosts: HostsFile, selfID: Int?,

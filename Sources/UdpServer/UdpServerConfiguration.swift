@@ -10,7 +10,8 @@ public struct UdpServerConfiguration {
     public var port: UInt16 = 0
     /// Loopback unless told otherwise.
     public var bindAddress = "127.0.0.1"
-    /// Bytes per datagram, header included; both ends must agree.
+    /// Bytes per datagram, header included; both ends must agree. 1462 by default (a LAN
+    /// frame); `loopback` uses 16400; at most 65507.
     public var datagramSize = DatagramGeometry.lanDatagramSize
     /// The largest message sent or received. Lower it in tests.
     public var maxMessageSize = DatagramGeometry.defaultMaxMessageSize

@@ -22,14 +22,16 @@ let package = Package(
         .target(name: "LoopCore", dependencies: ["CLoopShim"], swiftSettings: strict),
         .target(name: "LegacyLoop", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
         .target(name: "EpollLoop", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
-        .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop"], swiftSettings: strict),
-        .target(name: "LoopTools", dependencies: ["LoopCore"], swiftSettings: strict),
-        .target(name: "UdpServer", dependencies: ["Compat", "CLoopShim"], swiftSettings: strict),
-        .target(name: "TcpServer", dependencies: ["Compat", "CLoopShim"], swiftSettings: strict),
+        // The socket system calls (the UDP datagram socket, TCP streams, loopback helpers) and `PeerAddress`.
+        .target(name: "Sockets", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
+        .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop", "Sockets"], swiftSettings: strict),
+        .target(name: "LoopTools", dependencies: ["LoopCore", "Sockets"], swiftSettings: strict),
+        .target(name: "UdpServer", dependencies: ["Compat", "Sockets"], swiftSettings: strict),
+        .target(name: "TcpServer", dependencies: ["Compat", "Sockets"], swiftSettings: strict),
         // HTTP/1.1 on the TcpServer: the admin console's server and the fetch client.
         .target(name: "HttpServer", dependencies: ["TcpServer"], swiftSettings: strict),
         // A cluster on the UDP server: the hosts file, pings (the original's PingServer) and failover.
-        .target(name: "Cluster", dependencies: ["UdpServer", "LoopTools"], swiftSettings: strict),
+        .target(name: "Cluster", dependencies: ["UdpServer"], swiftSettings: strict),
         // Differential testing: the script language, the runner, the reference model and the differ.
         .target(name: "LoopScript", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
         .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),

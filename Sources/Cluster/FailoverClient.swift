@@ -1,5 +1,4 @@
 import Compat
-import LoopTools
 import UdpServer
 
 /// The timings of `FailoverClient`.
@@ -11,6 +10,7 @@ public struct FailoverConfiguration: Sendable, Equatable {
     /// How often requests waiting for a live host look again.
     public var waitCheckMs = 10
 
+    /// The defaults: 1 s an attempt, 30 s a request, a 10 ms wait check.
     public init() {}
 }
 
@@ -32,6 +32,7 @@ public enum FailoverError: Error, Equatable, CustomStringConvertible {
 
 /// How a request sent through `FailoverClient` ended: exactly once per request.
 public struct FailoverOutcome: Sendable {
+    /// The reply, or why no host gave one.
     public let result: Result<[UInt8], FailoverError>
     /// Attempts made, the last included.
     public let attempts: Int
@@ -43,8 +44,11 @@ public struct FailoverOutcome: Sendable {
 
 /// What one host did with the attempts sent to it.
 public struct FailoverHostStats: Sendable, Equatable {
+    /// Attempts sent to it.
     public var attempts = 0
+    /// Attempts it answered.
     public var answered = 0
+    /// Attempts that timed out on it.
     public var timedOut = 0
     /// Error replies and cancel ACKs: the host refused the request.
     public var refused = 0
@@ -52,8 +56,11 @@ public struct FailoverHostStats: Sendable, Equatable {
 
 /// What `FailoverClient` counts.
 public struct FailoverStats: Sendable, Equatable {
+    /// Requests sent with `send`.
     public var requests = 0
+    /// Requests that ended with a reply.
     public var succeeded = 0
+    /// Requests that ended with an error.
     public var failed = 0
     /// Attempts beyond each request's first.
     public var retried = 0
@@ -71,10 +78,15 @@ public struct FailoverStats: Sendable, Equatable {
 /// At most one attempt of a request is in flight at a time, so a request's completion
 /// runs exactly once, after its last attempt has ended.
 public final class FailoverClient {
+    /// The loop whose thread runs the client and every callback.
     public let loop: Loop
+    /// The RPC server the requests travel on.
     public let server: UdpServer
+    /// The ping server whose hosts table says which hosts are alive.
     public let pings: PingServer
+    /// The timings given at creation.
     public let configuration: FailoverConfiguration
+    /// What the client has counted so far.
     public private(set) var stats = FailoverStats()
     /// Per host ID.
     public private(set) var hostStats: [FailoverHostStats]
@@ -103,6 +115,7 @@ public final class FailoverClient {
     private var suspectSince: [Int: Int64] = [:]
     private var waitRegistration: Registration?
 
+    /// A client sending over `server` to the hosts `pings` watches.
     public init(loop: Loop, server: UdpServer, pings: PingServer, configuration: FailoverConfiguration = FailoverConfiguration()) {
         self.loop = loop
         self.server = server

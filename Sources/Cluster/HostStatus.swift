@@ -4,9 +4,11 @@
 /// younger than the dead-host timeout, dead from then on, and dead at once on its
 /// going-down note. Every host starts dead, as in the original, until it first answers.
 public struct HostStatus: Sendable {
+    /// The host this row is about.
     public let host: ClusterHost
     /// The node's own row: always alive, never pinged (the original's `isDead` is false for `m_myHost`).
     public let isSelf: Bool
+    /// Whether the host counts as alive now (see above).
     public internal(set) var alive: Bool
     /// Round-trip time of the last answered ping, ms.
     public internal(set) var rttMs: Double?
@@ -14,13 +16,17 @@ public struct HostStatus: Sendable {
     public internal(set) var lastSeenAt: Int64?
     /// What the host said of itself in its last reply.
     public internal(set) var info: PingInfo?
+    /// Pings sent to it.
     public internal(set) var pingsSent = 0
+    /// Ping replies from it.
     public internal(set) var pingReplies = 0
+    /// Pings to it that timed out.
     public internal(set) var pingTimeouts = 0
     /// Pings that ended with another error (an error reply, no slots).
     public internal(set) var pingErrors = 0
     /// Alive → dead transitions.
     public internal(set) var deaths = 0
+    /// Going-down notes it sent us.
     public internal(set) var goingDownNotes = 0
 
     /// Loop time of the last reply that counts for liveness (nil after a going-down note).

@@ -10,6 +10,7 @@ public struct ClusterHost: Hashable, Sendable, CustomStringConvertible {
     /// Its admin console's TCP port on the same address; nil: no console.
     public let httpPort: UInt16?
 
+    /// The host with `id` at `address`, with a console on `httpPort` (nil: none).
     public init(id: Int, address: PeerAddress, httpPort: UInt16?) {
         self.id = id
         self.address = address
@@ -27,6 +28,7 @@ public struct ClusterHost: Hashable, Sendable, CustomStringConvertible {
 /// Parsing is strict and complete: every malformed line is named, with its number
 /// and why, in one error, so that a file is fixed in one pass.
 public struct HostsFile: Equatable, Sendable {
+    /// The members, in ID order (a host's ID is its index).
     public let hosts: [ClusterHost]
 
     /// The original's `MAX_HOSTS`: a bound on what one file may ask a node to ping.
@@ -34,6 +36,7 @@ public struct HostsFile: Equatable, Sendable {
     /// A hosts file of 512 lines is a few tens of kilobytes; anything past this is not one.
     public static let maxFileBytes = 1 << 20
 
+    /// A membership of `hosts`, taken as given (`parse` and `load` check a file).
     public init(hosts: [ClusterHost]) { self.hosts = hosts }
 
     /// The host whose address is `ip`:`port`, if a member.
@@ -152,15 +155,22 @@ public struct HostsFile: Equatable, Sendable {
 public enum HostsFileError: Error, Equatable, CustomStringConvertible {
     /// A line that is not a host, and why.
     public struct LineProblem: Equatable, Sendable, CustomStringConvertible {
+        /// The line's number, from 1.
         public let line: Int
+        /// The line as written.
         public let text: String
+        /// Why it is not a host.
         public let reason: String
         public var description: String { "line \(line): \(reason): '\(text)'" }
     }
 
+    /// The file could not be opened or read.
     case unreadable(path: String, errno: Int32)
+    /// The path is not a regular file.
     case notAFile(path: String)
+    /// The file is larger than `HostsFile.maxFileBytes`.
     case tooLarge(path: String, limit: Int)
+    /// The file is not UTF-8 text.
     case notText(path: String)
     /// Every line that is not a host.
     case malformed([LineProblem])

@@ -15,23 +15,29 @@ public let pingMessageType: UInt8 = 0x11
 ///
 /// A node of either build reads the other's: the mixed cluster of a rolling migration.
 public struct PingInfo: Equatable, Sendable {
+    /// What the message is: a ping, or the sender's note that it is going down.
     public enum Kind: UInt8, Sendable {
+        /// A ping, or its reply.
         case ping = 0
         /// The sender is shutting down: count it dead now, not after the dead-host timeout.
         case goingDown = 1
     }
 
-    public static let version: UInt8 = 1
-    public static let size = 17
+    package static let version: UInt8 = 1
+    package static let size = 17
 
+    /// A ping, or a going-down note.
     public var kind: Kind
     /// nil: not a member.
     public var hostID: Int?
+    /// The loop backend the sender runs on.
     public var backend: LoopBackendKind
+    /// The sender's process ID.
     public var pid: UInt32
+    /// How long the sender's ping server has been up, in milliseconds.
     public var uptimeMs: UInt64
 
-    public init(kind: Kind, hostID: Int?, backend: LoopBackendKind, pid: UInt32, uptimeMs: UInt64) {
+    package init(kind: Kind, hostID: Int?, backend: LoopBackendKind, pid: UInt32, uptimeMs: UInt64) {
         self.kind = kind
         self.hostID = hostID
         self.backend = backend
@@ -39,7 +45,7 @@ public struct PingInfo: Equatable, Sendable {
         self.uptimeMs = uptimeMs
     }
 
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var out: [UInt8] = [Self.version, kind.rawValue]
         let id = UInt16(bitPattern: Int16(hostID ?? -1))
         out += [UInt8(id >> 8), UInt8(id & 0xff), backend == .epoll ? 0 : 1]
@@ -50,7 +56,7 @@ public struct PingInfo: Equatable, Sendable {
 
     /// Parses a ping's payload, strictly: the exact size, a known version, kind and
     /// backend, and a host ID of -1 or 0…`HostsFile.maxHosts`-1.
-    public init(parsing payload: [UInt8]) throws(PingInfoError) {
+    package init(parsing payload: [UInt8]) throws(PingInfoError) {
         guard payload.count == Self.size else { throw .wrongSize(payload.count) }
         guard payload[0] == Self.version else { throw .unknownVersion(payload[0]) }
         guard let kind = Kind(rawValue: payload[1]) else { throw .unknownKind(payload[1]) }
@@ -69,14 +75,14 @@ public struct PingInfo: Equatable, Sendable {
 }
 
 /// Why a ping's payload was refused (the request gets an EINVAL error reply, and is counted).
-public enum PingInfoError: Error, Equatable, CustomStringConvertible {
+package enum PingInfoError: Error, Equatable, CustomStringConvertible {
     case wrongSize(Int)
     case unknownVersion(UInt8)
     case unknownKind(UInt8)
     case badHostID(Int)
     case unknownBackend(UInt8)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .wrongSize(let size): return "a ping is \(PingInfo.size) bytes, not \(size)"
         case .unknownVersion(let version): return "unknown ping version \(version)"

@@ -1,6 +1,5 @@
 import Compat
 import Glibc
-import LoopTools
 import UdpServer
 
 /// The timings of `PingServer`.
@@ -15,13 +14,16 @@ public struct PingConfiguration: Sendable, Equatable {
     /// How long a going-down note waits for each host's acknowledgement: the original's 3 s.
     public var goingDownTimeoutMs = 3_000
 
+    /// The original's timings.
     public init() {}
 
+    /// The values `intervalMs` may take.
     public static let intervalRange = 1...1_000
+    /// The values `deadAfterMs` may take.
     public static let deadAfterRange = 10...3_600_000
 
     /// Whether each value is in its range (the range is in the error).
-    public func validated() throws(PingConfigurationError) -> PingConfiguration {
+    package func validated() throws(PingConfigurationError) -> PingConfiguration {
         guard Self.intervalRange.contains(intervalMs) else { throw .intervalOutOfRange(intervalMs) }
         guard Self.deadAfterRange.contains(deadAfterMs) else { throw .deadAfterOutOfRange(deadAfterMs) }
         guard deadAfterMs > intervalMs else { throw .deadAfterNotAboveInterval(deadAfterMs, intervalMs) }
@@ -31,11 +33,17 @@ public struct PingConfiguration: Sendable, Equatable {
     }
 }
 
+/// A `PingConfiguration` value out of range.
 public enum PingConfigurationError: Error, Equatable, CustomStringConvertible {
+    /// `intervalMs` is outside `PingConfiguration.intervalRange`.
     case intervalOutOfRange(Int)
+    /// `deadAfterMs` is outside `PingConfiguration.deadAfterRange`.
     case deadAfterOutOfRange(Int)
+    /// `deadAfterMs` (first) is not longer than `intervalMs` (second).
     case deadAfterNotAboveInterval(Int, Int)
+    /// `maxOutstanding` is below 1.
     case maxOutstandingBelowOne(Int)
+    /// `goingDownTimeoutMs` is below 1.
     case goingDownTimeoutBelowOne(Int)
 
     public var description: String {
@@ -60,6 +68,7 @@ public struct PingServerStats: Sendable, Equatable {
     /// or anyone could declare the cluster dead.
     public var refusedNotes = 0
 
+    /// Every counter by name, for a status page.
     public var fields: [(String, Int)] {
         [("pingsAnswered", pingsAnswered), ("malformedPings", malformedPings), ("refusedNotes", refusedNotes)]
     }
@@ -75,11 +84,17 @@ public struct PingServerStats: Sendable, Equatable {
 /// A node (`selfID` set) answers pings with its own `PingInfo`; a client of the cluster
 /// (`selfID` nil) only pings, to know which hosts are alive.
 public final class PingServer {
+    /// The loop whose thread runs the pings and every callback.
     public let loop: Loop
+    /// The RPC server the pings travel on (it must be started).
     public let server: UdpServer
+    /// The timings, checked at creation.
     public let configuration: PingConfiguration
+    /// This node's ID in the hosts file; nil for a client of the cluster.
     public let selfID: Int?
+    /// The hosts table: a row per host, in ID order.
     public private(set) var table: [HostStatus]
+    /// What the server has counted beyond the table.
     public private(set) var stats = PingServerStats()
     /// Runs after a host turns alive or dead (host ID, alive).
     public var onChange: (Int, Bool) -> Void = { _, _ in }
@@ -99,8 +114,9 @@ public final class PingServer {
     /// they get the going-down note too, so that they stop sending here before the drain.
     private var observers: [PeerAddress: Int64] = [:]
     /// A bound on `observers`: pings from many addresses cannot grow it, or the note's fan-out.
-    public static let maxObservers = 64
+    package static let maxObservers = 64
 
+    /// A ping server for `hosts` on `server`; it pings once `start()` is called. Throws when `configuration` is out of range.
     public init(loop: Loop, server: UdpServer, hosts: HostsFile, selfID: Int?,
                 configuration: PingConfiguration = PingConfiguration()) throws(PingConfigurationError) {
         self.loop = loop
@@ -127,6 +143,7 @@ public final class PingServer {
         for handle in handles.values { server.cancel(handle) }
     }
 
+    /// Whether host `id` counts as alive now; false for an ID not in the table.
     public func isAlive(_ id: Int) -> Bool { table.indices.contains(id) && table[id].alive }
 
     /// The member IDs alive now, in ID order.

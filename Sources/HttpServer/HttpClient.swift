@@ -3,7 +3,9 @@ import Glibc
 
 /// An `http://` URL the client can fetch: plain HTTP/1.1 to an IPv4 address.
 public struct HttpURL: Sendable, Equatable, CustomStringConvertible {
+    /// The host as the URL names it (a name or a dotted quad).
     public let host: String
+    /// Where the host resolved to, with the URL's port (80 unless given).
     public let address: PeerAddress
     /// The request target, `/` at least.
     public let target: String
@@ -57,9 +59,13 @@ public struct HttpURL: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Why a text is not a URL the client can fetch.
 public enum HttpURLError: Error, Equatable, CustomStringConvertible {
+    /// Not an `http://` URL (https among them), and why.
     case unsupported(String)
+    /// An `http://` URL that does not parse, and why.
     case malformed(String)
+    /// The host name did not resolve to an IPv4 address: the name, and the resolver's reason.
     case unresolved(String, String)
 
     public var description: String {
@@ -72,11 +78,14 @@ public enum HttpURLError: Error, Equatable, CustomStringConvertible {
 
 /// A response as the client read it.
 public struct HttpFetched: Sendable {
+    /// The status code of the final response.
     public let status: Int
+    /// Field names lowercased, in order.
     public let fields: [(name: String, value: String)]
     /// The body, de-chunked.
     public let body: [UInt8]
 
+    /// The value of the first field named `name` (any case), if there is one.
     public func field(_ name: String) -> String? {
         let name = name.lowercased()
         return fields.first { $0.name == name }?.value
@@ -216,9 +225,12 @@ struct HttpResponseFraming: TcpFraming {
 /// Fetches over a TcpServer's outgoing side: one GET, keep-alive reuse of the
 /// connection to the same server, redirects reported (not followed).
 public final class HttpClient {
+    /// The TcpServer whose outgoing side carries the requests (and pools their connections).
     public let tcp: TcpServer
+    /// The size limits a reply must keep within.
     public let limits: HttpLimits
 
+    /// A client fetching over `tcp`, whose replies must keep within `limits`.
     public init(tcp: TcpServer, limits: HttpLimits = HttpLimits()) {
         self.tcp = tcp
         self.limits = limits

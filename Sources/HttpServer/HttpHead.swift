@@ -3,11 +3,14 @@
 public struct HttpLimits: Sendable {
     /// The request or status line and every header, with their line ends.
     public var maxHeaderBytes = 8 * 1024
+    /// Header fields in one message.
     public var maxHeaderCount = 64
     /// The request target (path and query).
     public var maxTargetBytes = 2 * 1024
+    /// The body, after de-chunking.
     public var maxBodyBytes = 64 * 1024
 
+    /// The defaults: 8 KiB of head, 64 fields, a 2 KiB target, a 64 KiB body.
     public init() {}
 }
 

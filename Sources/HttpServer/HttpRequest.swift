@@ -2,6 +2,7 @@ import Compat
 
 /// One HTTP/1.x request, whole (head and body).
 public struct HttpRequest: Sendable {
+    /// The method as sent (`GET`, `POST` …).
     public let method: String
     /// The request target as sent (`/status.json?x=1`).
     public let target: String
@@ -11,7 +12,9 @@ public struct HttpRequest: Sendable {
     public let version: String
     /// Field names lowercased, in order.
     public let fields: [(name: String, value: String)]
+    /// The body, de-chunked; empty when there is none.
     public let body: [UInt8]
+    /// The client's address.
     public let peer: PeerAddress
     /// The connection stays open after the response (HTTP/1.1 unless `Connection: close`;
     /// HTTP/1.0 only with `Connection: keep-alive`).
@@ -26,10 +29,14 @@ public struct HttpRequest: Sendable {
 
 /// An HTTP response to send.
 public struct HttpResponse: Sendable, Equatable {
+    /// The status code.
     public var status: Int
+    /// Header fields, in order.
     public var fields: [(name: String, value: String)]
+    /// The body.
     public var body: [UInt8]
 
+    /// A response with `status`, `fields` and `body`.
     public init(status: Int, fields: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
         self.fields = fields
@@ -46,6 +53,7 @@ public struct HttpResponse: Sendable, Equatable {
         HttpResponse(status: status, fields: [("Content-Type", "text/plain; charset=utf-8")], body: Array((text + "\n").utf8))
     }
 
+    /// The value of the first field named `name` (any case), if there is one.
     public func field(_ name: String) -> String? {
         let name = name.lowercased()
         return fields.first { $0.name.lowercased() == name }?.value
@@ -62,6 +70,7 @@ public struct HttpResponse: Sendable, Equatable {
         return Array(head.utf8) + (includeBody ? body : [])
     }
 
+    /// The reason phrase the status line carries for `status`.
     public static func reason(_ status: Int) -> String {
         switch status {
         case 200: "OK"

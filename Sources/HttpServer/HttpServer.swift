@@ -19,14 +19,20 @@ public struct HttpResponder {
 
 /// What the HTTP server counts beyond its TcpServer.
 public struct HttpServerStats: Sendable, Equatable {
+    /// Well-formed requests handed to the handler.
     public var requests = 0
+    /// Responses sent with a 2xx status.
     public var responses2xx = 0
+    /// Responses sent with a 3xx status.
     public var responses3xx = 0
+    /// Responses sent with a 4xx status, refusals included.
     public var responses4xx = 0
+    /// Responses sent with a 5xx status.
     public var responses5xx = 0
     /// Requests refused before a handler saw them (malformed, too large, too slow), by status.
     public var refusedByStatus: [Int: Int] = [:]
 
+    /// Every counter by name, for a status page.
     public var fields: [(String, Int)] {
         [("requests", requests), ("responses2xx", responses2xx), ("responses3xx", responses3xx),
          ("responses4xx", responses4xx), ("responses5xx", responses5xx)]
@@ -38,7 +44,9 @@ public struct HttpServerStats: Sendable, Equatable {
 /// keep-alive, pipelined requests answered in order, and every malformed,
 /// oversized or too slow request answered with its 4xx and closed.
 public final class HttpServer {
+    /// The TcpServer underneath (its configuration, stats and connections).
     public let tcp: TcpServer
+    /// The size limits every request must keep within.
     public let limits: HttpLimits
     /// Called with each well-formed request; must lead to exactly one `respond`.
     public var handler: (HttpRequest, HttpResponder) -> Void = { _, responder in
@@ -47,6 +55,7 @@ public final class HttpServer {
     private let framing: HttpRequestFraming
     private var counted = HttpServerStats()
 
+    /// An HTTP server on `loop`; it listens once `listen(on:)` is called.
     public init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(), limits: HttpLimits = HttpLimits()) {
         var configuration = configuration
         // The framing refuses past its own limits first, with the precise status.
@@ -58,6 +67,7 @@ public final class HttpServer {
         tcp.onRequest = { [unowned self] request in self.received(request) }
     }
 
+    /// What the server has counted so far.
     public var stats: HttpServerStats {
         var stats = counted
         stats.refusedByStatus = framing.refusals
@@ -67,11 +77,13 @@ public final class HttpServer {
         return stats
     }
 
+    /// Listens on `address` (port 0: any free port); the address it got.
     @discardableResult
     public func listen(on address: PeerAddress) throws(TcpError) -> PeerAddress {
         try tcp.listen(on: address)
     }
 
+    /// Closes the listener and every connection.
     public func close() { tcp.close() }
 
     private func received(_ message: TcpRequest) {

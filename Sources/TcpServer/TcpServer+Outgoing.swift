@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import Sockets
 
 extension TcpServer {
     /// Sends `request` to `peer` and calls `completion` exactly once, from a later

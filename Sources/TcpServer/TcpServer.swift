@@ -1,12 +1,17 @@
 import Compat
 import Glibc
+import Sockets
 
 /// A whole message read from an incoming connection, for the handler to answer
 /// with `TcpServer.reply(_:to:)` — at once or later, from any callback on the loop.
 public struct TcpRequest: Sendable {
+    /// The connection it came on, which the reply goes back on.
     public let connection: TcpConnectionID
+    /// The client's address.
     public let peer: PeerAddress
+    /// The whole message, as the framing delimited it.
     public let bytes: [UInt8]
+    /// The niceness its connection's callbacks run at.
     public let niceness: Int
 }
 
@@ -20,12 +25,15 @@ public struct TcpRequest: Sendable {
 /// Every descriptor it opens it closes through the loop (`closeAfterBatch`), so no
 /// event of the current batch reaches a reused number. Not thread-safe: the loop's thread only.
 public final class TcpServer {
+    /// The loop whose thread runs the server and every callback it makes.
     public let loop: Loop
+    /// The limits and timeouts given at creation.
     public let configuration: TcpServerConfiguration
     /// Frames incoming requests.
     let framing: any TcpFraming
     /// Called with each whole request; it must lead to exactly one `reply` (or `close`).
     public var onRequest: (TcpRequest) -> Void
+    /// What the server has counted so far, and the connections open now.
     public internal(set) var stats = TcpServerStats()
     /// The listening address once `listen` succeeded (its port when 0 was asked for).
     public private(set) var listeningAddress: PeerAddress?
@@ -40,9 +48,11 @@ public final class TcpServer {
     var scanPaused = false
     private var nextID: UInt64 = 0
     /// Every read lands here first (no user code runs while it is in use), then in its connection's buffer.
-    private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+    var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+    /// True once `close()` ran: the server takes no more work.
     public private(set) var isClosed = false
 
+    /// A server on `loop` whose incoming requests `framing` delimits; it listens once `listen(on:)` is called.
     public init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(), framing: any TcpFraming) {
         self.loop = loop
         self.configuration = configuration
@@ -210,197 +220,6 @@ public final class TcpServer {
         connection.state = .closed
         connections[connection.id] = nil
         if connection.isIncoming { stats.incomingOpen -= 1 } else { stats.outgoingOpen -= 1 }
-    }
-
-    // MARK: Reading
-
-    func watchReads(_ connection: TcpConnection) throws(LoopError) {
-        guard connection.readRegistration == nil, !connection.peerClosed else { return }
-        connection.readRegistration = try loop.registerRead(fd: connection.fd, niceness: connection.niceness) {
-            [unowned self, connection] _ in self.readable(connection)
-        }
-    }
-
-    func stopWatchingReads(_ connection: TcpConnection) {
-        if let r = connection.readRegistration { try? loop.unregister(r) }
-        connection.readRegistration = nil
-    }
-
-    /// Reads what is there (up to the message limit), then frames it.
-    private func readable(_ connection: TcpConnection) {
-        guard connection.isOpen else { return }
-        if connection.state == .pooled {
-            // An idle pooled connection has nothing to say: readable means closed, or garbage.
-            destroy(connection)
-            return
-        }
-        let chunk = readBuffer.count
-        reading: while connection.received.count <= configuration.maxMessageBytes {
-            let outcome = readBuffer.withUnsafeMutableBytes { StreamSocket.receive(connection.fd, into: $0) }
-            switch outcome {
-            case .transferred(let n):
-                if connection.received.isEmpty { connection.messageStartedAt = loop.now }
-                connection.received.append(contentsOf: readBuffer[0..<n])
-                connection.lastAction = loop.now
-                connection.exchangeBytesIn += n
-                stats.bytesIn += n
-                // A short read drained the socket; a full one may have left more.
-                if n < chunk { break reading }
-            case .wouldBlock:
-                break reading
-            case .endOfStream:
-                connection.peerClosed = true
-                stopWatchingReads(connection)
-                break reading
-            case .failed(let e):
-                if !connection.received.isEmpty || connection.exchange != nil { stats.truncated += 1 }
-                destroy(connection, error: .transferFailed(errno: e))
-                return
-            }
-        }
-        serveBuffered(connection)
-    }
-
-    /// Frames the bytes read: a whole message goes to the handler (incoming) or the
-    /// exchange's completion (outgoing), and the next one is framed once the
-    /// connection is reading again — a pipelined request waits for its turn here.
-    func serveBuffered(_ connection: TcpConnection) {
-        guard !connection.framingInProgress else { return }
-        connection.framingInProgress = true
-        defer { connection.framingInProgress = false }
-        while connection.isOpen && connection.state == .reading {
-            let frameWith = connection.exchange?.framing ?? framing
-            switch frameWith.frame(connection.received[...], atEnd: connection.peerClosed) {
-            case .incomplete:
-                if connection.received.count > configuration.maxMessageBytes {
-                    refuseMessage(connection, reply: frameWith.oversizedReply)
-                } else if connection.peerClosed {
-                    if connection.received.isEmpty && connection.exchange == nil {
-                        destroy(connection)  // a keep-alive peer that left between messages
-                    } else {
-                        stats.truncated += 1
-                        destroy(connection, error: .closedByPeer)
-                    }
-                } else {
-                    do { try watchReads(connection) } catch { destroy(connection, error: .refusedByLoop(error)) }
-                }
-                return
-            case .complete(let length, let reusable):
-                let length = min(max(length, 0), connection.received.count)
-                let message = Array(connection.received[0..<length])
-                connection.received.removeFirst(length)
-                connection.messageStartedAt = connection.received.isEmpty ? nil : loop.now
-                if !reusable { connection.closeAfterWrite = true }
-                stopWatchingReads(connection)
-                if connection.isIncoming {
-                    connection.state = .handling
-                    stats.requestsIn += 1
-                    onRequest(TcpRequest(connection: connection.id, peer: connection.peer, bytes: message,
-                                         niceness: connection.niceness))
-                } else {
-                    completeExchange(connection, reply: message)
-                }
-            case .refused(let reply):
-                refuseMessage(connection, reply: reply)
-                return
-            }
-        }
-    }
-
-    /// A message that can never be served: say why (incoming) or fail the exchange, and close.
-    func refuseMessage(_ connection: TcpConnection, reply: [UInt8]) {
-        stats.refusedMessages += 1
-        stopWatchingReads(connection)
-        if connection.isIncoming && !reply.isEmpty {
-            connection.received = []
-            connection.closeAfterWrite = true
-            startWriting(connection, reply)
-        } else {
-            destroy(connection, error: .malformedReply)
-        }
-    }
-
-    // MARK: Replying
-
-    /// Answers `request` on its connection. False when the connection is gone (the
-    /// peer left, a timeout, least-used closing): the reply is dropped and counted.
-    /// `thenClose` closes the connection once the reply is written.
-    @discardableResult
-    public func reply(_ bytes: [UInt8], to request: TcpRequest, thenClose: Bool = false) -> Bool {
-        guard let connection = connections[request.connection], connection.state == .handling else {
-            stats.repliesDropped += 1
-            return false
-        }
-        if thenClose { connection.closeAfterWrite = true }
-        stats.repliesOut += 1
-        startWriting(connection, bytes)
-        return true
-    }
-
-    /// Closes a connection now (a handler that will not answer).
-    public func close(_ id: TcpConnectionID) {
-        if let connection = connections[id] { destroy(connection) }
-    }
-
-    func startWriting(_ connection: TcpConnection, _ bytes: [UInt8]) {
-        connection.state = .writing
-        connection.pending = bytes
-        connection.pendingOffset = 0
-        writePending(connection)
-    }
-
-    /// Writes until done or the socket would block; the write callback is
-    /// registered only while it would (a writable socket is almost always writable).
-    func writePending(_ connection: TcpConnection) {
-        guard connection.isOpen, connection.state == .writing else { return }
-        while connection.pendingOffset < connection.pending.count {
-            let outcome = connection.pending.withUnsafeBytes {
-                StreamSocket.send(connection.fd, UnsafeRawBufferPointer(rebasing: $0[connection.pendingOffset...]))
-            }
-            switch outcome {
-            case .transferred(let n):
-                connection.pendingOffset += n
-                connection.lastAction = loop.now
-                stats.bytesOut += n
-            case .wouldBlock:
-                if connection.writeRegistration == nil {
-                    stats.writeWaits += 1
-                    do {
-                        connection.writeRegistration = try loop.registerWrite(fd: connection.fd, niceness: connection.niceness) {
-                            [unowned self, connection] _ in self.writePending(connection)
-                        }
-                    } catch {
-                        destroy(connection, error: .refusedByLoop(error))
-                    }
-                }
-                return
-            case .endOfStream, .failed:
-                let errno: Int32 = if case .failed(let e) = outcome { e } else { EPIPE }
-                destroy(connection, error: .transferFailed(errno: errno))
-                return
-            }
-        }
-        if let r = connection.writeRegistration { try? loop.unregister(r) }
-        connection.writeRegistration = nil
-        connection.pending = []
-        written(connection)
-    }
-
-    /// A message is out: an incoming connection reads the next request (or closes);
-    /// an outgoing one reads the reply.
-    private func written(_ connection: TcpConnection) {
-        if connection.isIncoming {
-            if connection.closeAfterWrite {
-                destroy(connection)
-                return
-            }
-            connection.state = .reading
-            connection.messageStartedAt = connection.received.isEmpty ? nil : loop.now
-        } else {
-            connection.state = .reading
-            connection.exchangeBytesIn = 0
-        }
-        serveBuffered(connection)
     }
 
     // MARK: Closing

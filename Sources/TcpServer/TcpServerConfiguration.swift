@@ -22,6 +22,7 @@ public struct TcpServerConfiguration: Sendable {
     /// An outgoing exchange reading for longer than `minimumRateAfterMs` at under
     /// `minimumReadRate` bytes/s is ended as too slow (the original's read-rate timeout).
     public var minimumReadRate = 20
+    /// How long an outgoing exchange may read before `minimumReadRate` applies.
     public var minimumRateAfterMs = 60_000
     /// The accept callback stops after this long and lets the loop serve others (15 ms).
     public var acceptBudgetMs: Int64 = 15
@@ -33,5 +34,6 @@ public struct TcpServerConfiguration: Sendable {
     /// loop cannot watch) before it is closed; the protocol's "busy" answer.
     public var refusalReply: [UInt8] = []
 
+    /// The defaults: the original's limits and timeouts.
     public init() {}
 }

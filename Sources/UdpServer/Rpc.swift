@@ -35,17 +35,22 @@ public typealias RpcResult = Result<[UInt8], RpcError>
 
 /// Identifies a request sent with `sendRequest`, for `cancel`.
 public struct RequestHandle: Hashable, Sendable, CustomStringConvertible {
+    /// A number unique among this server's requests.
     public let id: UInt64
     public var description: String { "request#\(id)" }
 }
 
 /// A whole request, as a handler receives it. Answer it with `sendReply` or `sendErrorReply`.
 public struct IncomingRequest: Sendable {
+    /// The message type the requester sent it as (the handler registered for it runs).
     public let type: UInt8
+    /// The request's bytes, whole.
     public let payload: [UInt8]
+    /// The requester's address, where the reply goes.
     public let peer: PeerAddress
     /// 0 if the requester sent it at niceness 0, else 1.
     public let niceness: Int
+    /// The requester's transaction number, unique per requester while the request is open.
     public let transactionId: UInt32
     let key: TransactionKey
     let serial: UInt64

@@ -1,4 +1,4 @@
-import CLoopShim
+import Sockets
 import Glibc
 
 /// The server's tunables; the defaults are the original's numbers unless noted.
@@ -10,7 +10,8 @@ public struct UdpServerConfiguration {
     public var port: UInt16 = 0
     /// Loopback unless told otherwise.
     public var bindAddress = "127.0.0.1"
-    /// Bytes per datagram, header included; both ends must agree.
+    /// Bytes per datagram, header included; both ends must agree. 1462 by default (a LAN
+    /// frame); `loopback` uses 16400; at most 65507.
     public var datagramSize = DatagramGeometry.lanDatagramSize
     /// The largest message sent or received. Lower it in tests.
     public var maxMessageSize = DatagramGeometry.defaultMaxMessageSize
@@ -22,6 +23,7 @@ public struct UdpServerConfiguration {
     public var reservedOutgoingSlots = 64
     /// `SO_RCVBUF`/`SO_SNDBUF` (the kernel caps them at `rmem_max`/`wmem_max`).
     public var receiveBufferSize = 4 * 1024 * 1024
+    /// `SO_SNDBUF`, as `receiveBufferSize`.
     public var sendBufferSize = 4 * 1024 * 1024
     /// Unacknowledged datagrams a transaction may have in flight (`ACK_WINDOW_SIZE`).
     public var ackWindow = 4
@@ -64,6 +66,7 @@ public struct UdpServerConfiguration {
         let text = Array((line + "\n").utf8)
         _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
+    /// The least time between two log lines about dropped datagrams; the drops in between are summed.
     public var dropLogIntervalMs = 5_000
     /// Datagrams read per read callback before yielding back to the loop.
     public var maxDatagramsPerRead = 256
@@ -76,8 +79,9 @@ public struct UdpServerConfiguration {
     /// Seeds the resend jitter and the first transaction id; nil takes the clock.
     public var randomSeed: UInt64? = nil
     /// Sees every outgoing datagram before the socket does: the loss injector of the tests.
-    public var datagramFilter: (any DatagramFilter)? = nil
+    package var datagramFilter: (any DatagramFilter)? = nil
 
+    /// The defaults: LAN datagrams, any free port on 127.0.0.1.
     public init() {}
 
     /// The configuration for loopback peers: 16400-byte datagrams.
@@ -94,7 +98,7 @@ public struct UdpServerConfiguration {
         guard ackWindow >= 1 else { throw .ackWindow(ackWindow) }
         guard incomingTimeoutMs >= 1 else { throw .timeout(incomingTimeoutMs) }
         guard maxDatagramsPerRead >= 1 else { throw .maxDatagramsPerRead(maxDatagramsPerRead) }
-        guard (1...Int(SHIM_MAX_DATAGRAMS)).contains(datagramsPerSystemCall) else {
+        guard (1...DatagramSocket.maxDatagramsPerCall).contains(datagramsPerSystemCall) else {
             throw .datagramsPerSystemCall(datagramsPerSystemCall)
         }
         guard receiveBufferSize > 0, sendBufferSize > 0 else { throw .bufferSize(min(receiveBufferSize, sendBufferSize)) }
@@ -117,21 +121,36 @@ public enum ConfigurationError: Error, Hashable, Sendable {
     case datagramSize(Int)
     /// Must fit the 32-bit size word, and its datagram count the 21-bit number.
     case maxMessageSize(Int)
+    /// `pollTimeMs` must be at least 1.
     case pollTime(Int)
+    /// `maxSlots` must be at least 1.
     case maxSlots(Int)
+    /// `ackWindow` must be at least 1.
     case ackWindow(Int)
+    /// `incomingTimeoutMs` must be at least 1.
     case timeout(Int)
+    /// `maxDatagramsPerRead` must be at least 1.
     case maxDatagramsPerRead(Int)
     /// Must be within 1...256.
     case datagramsPerSystemCall(Int)
+    /// The socket buffer sizes must be positive (the smaller one given).
     case bufferSize(Int)
+    /// `maxBufferedIncomingBytes` must not be negative.
     case maxBufferedIncomingBytes(Int)
+    /// `maxIncomingSlotsPerPeer`, when set, must be at least 1.
     case maxIncomingSlotsPerPeer(Int)
+    /// `maxBufferedBytesPerPeer`, when set, must not be negative.
     case maxBufferedBytesPerPeer(Int)
+    /// `stalledAfterMs` must not be negative.
     case stalledAfter(Int)
+    /// `maximumTransferMs` must be at least 1.
     case maximumTransfer(Int)
+    /// `unacknowledgedReplyFactor` must be at least 1.
     case unacknowledgedReplyFactor(Int)
+    /// `strangerReplyHoldMs` must not be negative.
     case strangerReplyHold(Int)
+    /// `requestResendAfterMs` must be at least 1.
     case requestResendAfter(Int)
+    /// `dropLogIntervalMs` must be at least 1.
     case dropLogInterval(Int)
 }

@@ -1,27 +1,41 @@
 /// One snapshot of everything the server counts.
 public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     // Slots in use now.
+    /// Requests sent and not yet finished.
     public var outgoingSlots = 0
+    /// Incoming transactions open: a request arriving, at its handler, or its reply leaving.
     public var incomingSlots = 0
 
     // Traffic, every datagram (ACKs included) that reached or left the socket.
+    /// Datagrams read.
     public var datagramsIn = 0
+    /// Bytes read, headers included.
     public var bytesIn = 0
+    /// Datagrams sent.
     public var datagramsOut = 0
+    /// Bytes sent, headers included.
     public var bytesOut = 0
+    /// ACKs read.
     public var acksIn = 0
+    /// ACKs sent.
     public var acksOut = 0
+    /// ACKs read that cancel a request.
     public var cancelAcksIn = 0
+    /// ACKs sent that cancel a request.
     public var cancelAcksOut = 0
     /// Datagrams sent again because their ACK did not come in time.
     public var resends = 0
 
     // Transactions.
+    /// Requests started with `sendRequest`.
     public var requestsSent = 0
     /// Request callbacks run, whatever the outcome.
     public var requestsCompleted = 0
+    /// Handlers run with a whole request.
     public var handlerCalls = 0
+    /// Replies started with `sendReply`.
     public var repliesSent = 0
+    /// Error replies started with `sendErrorReply`.
     public var errorRepliesSent = 0
     /// Transactions ended for lack of progress, both directions.
     public var timeouts = 0
@@ -66,17 +80,20 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     /// System calls that read datagrams (`recvmmsg`, several a call) and that sent them
     /// (`sendmmsg`, and `sendto` for datagrams a filter held back).
     public var receiveSystemCalls = 0
+    /// System calls that sent datagrams.
     public var sendSystemCalls = 0
     /// Sends refused with `EAGAIN` (real or injected).
     public var sendsBlocked = 0
     /// Sends that failed otherwise (treated as lost on the wire, as the original does).
     public var sendErrors = 0
+    /// Reads that failed with an error other than `EAGAIN`.
     public var receiveErrors = 0
     /// Times a write callback was registered because a send would block.
     public var writeCallbacksRegistered = 0
     /// Times background callbacks were held back because the loop was in quickpoll.
     public var callbacksHeldBack = 0
 
+    /// All zero.
     public init() {}
 
     /// Incoming datagrams discarded for any reason.

@@ -1,5 +1,5 @@
 /// What happens to one outgoing datagram.
-public enum DatagramFate: Hashable, Sendable {
+package enum DatagramFate: Hashable, Sendable {
     case deliver
     /// Lost on the way: the server believes it was sent.
     case drop
@@ -12,18 +12,18 @@ public enum DatagramFate: Hashable, Sendable {
 }
 
 /// An outgoing datagram as a filter sees it.
-public struct OutgoingDatagram: Sendable {
-    public let header: DatagramHeader
+package struct OutgoingDatagram: Sendable {
+    package let header: DatagramHeader
     /// Header included.
-    public let size: Int
-    public let destination: PeerAddress
+    package let size: Int
+    package let destination: PeerAddress
     /// The second copy of a datagram the filter duplicated. Only `.wouldBlock` means
     /// anything for it: the socket refuses the copy (any other fate sends it).
-    public var isSecondCopy = false
+    package var isSecondCopy = false
 }
 
 /// Decides the fate of each outgoing datagram, between the server and its socket.
 /// Called on the loop thread only.
-public protocol DatagramFilter: AnyObject {
+package protocol DatagramFilter: AnyObject {
     func fate(of datagram: OutgoingDatagram) -> DatagramFate
 }

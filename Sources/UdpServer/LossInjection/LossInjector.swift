@@ -1,7 +1,7 @@
 /// A deterministic `DatagramFilter` for tests: drops, duplicates, reorders or
 /// refuses every Nth datagram, or a seeded random share of them.
-public final class LossInjector: DatagramFilter {
-    public enum Mode: Hashable, Sendable {
+package final class LossInjector: DatagramFilter {
+    package enum Mode: Hashable, Sendable {
         case dropEvery(Int)
         case duplicateEvery(Int)
         case reorderEvery(Int)
@@ -12,19 +12,19 @@ public final class LossInjector: DatagramFilter {
         case random(seed: UInt64, rate: Double)
     }
 
-    public let mode: Mode
+    package let mode: Mode
     /// Whether ACKs are subject to the mode too (data datagrams always are).
-    public let includesAcks: Bool
+    package let includesAcks: Bool
 
-    public private(set) var seen = 0
-    public private(set) var dropped = 0
-    public private(set) var duplicated = 0
-    public private(set) var delayed = 0
-    public private(set) var refused = 0
+    package private(set) var seen = 0
+    package private(set) var dropped = 0
+    package private(set) var duplicated = 0
+    package private(set) var delayed = 0
+    package private(set) var refused = 0
 
     private var generator: SplitMix64
 
-    public init(_ mode: Mode, includesAcks: Bool = true) {
+    package init(_ mode: Mode, includesAcks: Bool = true) {
         switch mode {
         case .dropEvery(let n), .duplicateEvery(let n), .reorderEvery(let n), .wouldBlockEvery(let n):
             precondition(n >= 1, "every Nth needs N >= 1")
@@ -41,9 +41,9 @@ public final class LossInjector: DatagramFilter {
     }
 
     /// Datagrams whose fate was not `.deliver`.
-    public var affected: Int { dropped + duplicated + delayed + refused }
+    package var affected: Int { dropped + duplicated + delayed + refused }
 
-    public func fate(of datagram: OutgoingDatagram) -> DatagramFate {
+    package func fate(of datagram: OutgoingDatagram) -> DatagramFate {
         // A copy it made is sent: the mode counts each datagram once.
         if datagram.isSecondCopy || (datagram.header.isAck && !includesAcks) { return .deliver }
         seen += 1

@@ -1,3 +1,5 @@
+import Sockets
+
 /// The write side: datagrams are assembled into a batch that leaves in one
 /// `sendmmsg` when the server's loop callback (or public call) is done; what the
 /// socket will not take goes back to its transaction, and the server waits for

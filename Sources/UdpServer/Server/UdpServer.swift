@@ -1,4 +1,5 @@
 import Glibc
+import Sockets
 
 /// The UDP RPC server: sends requests and calls back with their replies, and
 /// runs a handler for each request it receives. Messages of any size up to the
@@ -15,7 +16,9 @@ import Glibc
 /// Shut the server down (`shutdown`) before dropping it: requests still in
 /// progress when it is deinitialised never get their callback.
 public final class UdpServer {
+    /// The loop whose thread runs the server and every callback it makes.
     public let loop: Loop
+    /// The configuration given at creation; `start()` checks it.
     public let configuration: UdpServerConfiguration
     let geometry: DatagramGeometry
     private let configurationError: ConfigurationError?
@@ -82,6 +85,7 @@ public final class UdpServer {
         case drained(() -> Void)
     }
 
+    /// A server on `loop`; it binds and reads nothing until `start()`.
     public init(loop: Loop, configuration: UdpServerConfiguration = UdpServerConfiguration()) {
         self.loop = loop
         self.configuration = configuration
@@ -262,6 +266,7 @@ public final class UdpServer {
 
     // MARK: Stats
 
+    /// What the server has counted so far, and the slots in use now.
     public var stats: UdpServerStats {
         var s = counters
         s.outgoingSlots = outgoingCount

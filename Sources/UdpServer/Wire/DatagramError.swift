@@ -1,5 +1,5 @@
 /// Why a received datagram was rejected. Each malformed shape has its own case.
-public enum DatagramError: Error, Hashable, Sendable, CustomStringConvertible {
+package enum DatagramError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Fewer than the 8 bytes every datagram starts with.
     case tooShort(length: Int)
     /// The ACK bit is set but the datagram is not exactly 8 bytes.
@@ -16,7 +16,7 @@ public enum DatagramError: Error, Hashable, Sendable, CustomStringConvertible {
     /// and the last one holds exactly the rest of the message.
     case payloadTruncated(expected: Int, actual: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .tooShort(let n): return "datagram of \(n) bytes is shorter than 8"
         case .ackLength(let n): return "ACK of \(n) bytes (must be 8)"

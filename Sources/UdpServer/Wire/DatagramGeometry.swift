@@ -2,25 +2,25 @@
 ///
 /// Both ends of a transaction must use the same datagram size: the receiver
 /// checks every datagram's payload length against it.
-public struct DatagramGeometry: Hashable, Sendable {
+package struct DatagramGeometry: Hashable, Sendable {
     /// The original's `DGRAM_SIZE`: 1500 (Ethernet MTU) - 28 (IP + UDP) - 10 (slack).
-    public static let lanDatagramSize = 1462
+    package static let lanDatagramSize = 1462
     /// The original's `DGRAM_SIZE_LB`, for loopback.
-    public static let loopbackDatagramSize = 16400
+    package static let loopbackDatagramSize = 16400
     /// The largest UDP payload over IPv4.
-    public static let largestDatagramSize = 65507
+    package static let largestDatagramSize = 65507
     /// The original's `MAX_DGRAMS`: 280 MiB worth of LAN datagrams, plus one.
-    public static let maxDatagrams = 280 * 1024 * 1024 / lanDatagramSize + 1
+    package static let maxDatagrams = 280 * 1024 * 1024 / lanDatagramSize + 1
     /// The largest message by default: `maxDatagrams` full LAN payloads (291,191,900 bytes),
     /// whatever datagram size is in use, so the limit does not depend on the path.
-    public static let defaultMaxMessageSize = maxDatagrams * (lanDatagramSize - DatagramHeader.dataHeaderSize)
+    package static let defaultMaxMessageSize = maxDatagrams * (lanDatagramSize - DatagramHeader.dataHeaderSize)
 
     /// Bytes per datagram, header included.
-    public let datagramSize: Int
+    package let datagramSize: Int
     /// The largest message accepted, sent or received.
-    public let maxMessageSize: Int
+    package let maxMessageSize: Int
 
-    public init(datagramSize: Int = lanDatagramSize,
+    package init(datagramSize: Int = lanDatagramSize,
                 maxMessageSize: Int = defaultMaxMessageSize) throws(ConfigurationError) {
         guard datagramSize > DatagramHeader.dataHeaderSize, datagramSize <= Self.largestDatagramSize else {
             throw .datagramSize(datagramSize)
@@ -35,15 +35,15 @@ public struct DatagramGeometry: Hashable, Sendable {
     }
 
     /// Message bytes carried by one full datagram.
-    public var payloadSize: Int { datagramSize - DatagramHeader.dataHeaderSize }
+    package var payloadSize: Int { datagramSize - DatagramHeader.dataHeaderSize }
 
     /// Datagrams needed for `size` bytes: at least one, so an empty message still travels.
-    public func datagramCount(forMessageSize size: Int) -> Int {
+    package func datagramCount(forMessageSize size: Int) -> Int {
         max(1, (size + payloadSize - 1) / payloadSize)
     }
 
     /// The message bytes datagram `number` carries. Every datagram but the last is full.
-    public func payloadRange(ofDatagram number: Int, messageSize size: Int) -> Range<Int> {
+    package func payloadRange(ofDatagram number: Int, messageSize size: Int) -> Range<Int> {
         let start = number * payloadSize
         return start..<min(size, start + payloadSize)
     }

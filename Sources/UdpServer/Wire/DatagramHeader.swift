@@ -8,33 +8,33 @@
 /// ```
 ///
 /// A data datagram is the 12-byte header plus payload; an ACK is the first 8 bytes alone.
-public struct DatagramHeader: Hashable, Sendable {
-    public enum Kind: Hashable, Sendable {
+package struct DatagramHeader: Hashable, Sendable {
+    package enum Kind: Hashable, Sendable {
         case ack
         /// `messageSize` is the whole message's size, headers excluded.
         case data(messageSize: UInt32)
     }
 
-    public static let dataHeaderSize = 12
-    public static let ackSize = 8
-    public static let maxDatagramNumber: UInt32 = 0x001f_ffff
+    package static let dataHeaderSize = 12
+    package static let ackSize = 8
+    package static let maxDatagramNumber: UInt32 = 0x001f_ffff
     /// The original's `UDP_MAX_TRANSID`; ids wrap to 0 after it.
-    public static let maxTransactionId: UInt32 = 0x3fff_ffff
+    package static let maxTransactionId: UInt32 = 0x3fff_ffff
 
-    public var kind: Kind
-    public var messageType: UInt8
+    package var kind: Kind
+    package var messageType: UInt8
     /// On an ACK: "I have no such transaction, stop sending".
-    public var isCancel: Bool
+    package var isCancel: Bool
     /// The sender's niceness is above 0.
-    public var isNice: Bool
-    public var datagramNumber: UInt32
+    package var isNice: Bool
+    package var datagramNumber: UInt32
     /// Set on request datagrams and on the requester's ACKs; the receiver flips it to find its slot.
-    public var isFromInitiator: Bool
+    package var isFromInitiator: Bool
     /// An error reply: its first 4 content bytes are the errno.
-    public var hadError: Bool
-    public var transactionId: UInt32
+    package var hadError: Bool
+    package var transactionId: UInt32
 
-    public init(kind: Kind, messageType: UInt8 = 0, isCancel: Bool = false, isNice: Bool = false,
+    package init(kind: Kind, messageType: UInt8 = 0, isCancel: Bool = false, isNice: Bool = false,
                 datagramNumber: UInt32, isFromInitiator: Bool, hadError: Bool = false, transactionId: UInt32) {
         precondition(datagramNumber <= Self.maxDatagramNumber, "datagram number \(datagramNumber) does not fit 21 bits")
         precondition(transactionId <= Self.maxTransactionId, "transaction id \(transactionId) does not fit 30 bits")
@@ -48,13 +48,13 @@ public struct DatagramHeader: Hashable, Sendable {
         self.transactionId = transactionId
     }
 
-    public var isAck: Bool { kind == .ack }
+    package var isAck: Bool { kind == .ack }
 
     /// Bytes this header takes on the wire.
-    public var encodedSize: Int { isAck ? Self.ackSize : Self.dataHeaderSize }
+    package var encodedSize: Int { isAck ? Self.ackSize : Self.dataHeaderSize }
 
     /// The whole datagram is a message's size, or nil for an ACK.
-    public var messageSize: Int? {
+    package var messageSize: Int? {
         if case .data(let size) = kind { return Int(size) }
         return nil
     }
@@ -62,7 +62,7 @@ public struct DatagramHeader: Hashable, Sendable {
     // MARK: Encoding
 
     /// Writes the header at the start of `buffer`, which must hold `encodedSize` bytes.
-    public func write(to buffer: UnsafeMutableRawBufferPointer) {
+    package func write(to buffer: UnsafeMutableRawBufferPointer) {
         precondition(buffer.count >= encodedSize)
         var word0 = UInt32(messageType) << 24 | datagramNumber
         if isAck { word0 |= Bits.ack }
@@ -79,7 +79,7 @@ public struct DatagramHeader: Hashable, Sendable {
     }
 
     /// The header alone, as bytes.
-    public var encoded: [UInt8] {
+    package var encoded: [UInt8] {
         [UInt8](unsafeUninitializedCapacity: encodedSize) { buffer, count in
             write(to: UnsafeMutableRawBufferPointer(buffer))
             count = encodedSize
@@ -91,7 +91,7 @@ public struct DatagramHeader: Hashable, Sendable {
     /// Parses and validates a whole received datagram (header and payload) against
     /// `geometry`. Every malformed shape is a distinct `DatagramError`; nothing here
     /// allocates or trusts the sizes it reads before checking them.
-    public static func decode(_ datagram: UnsafeRawBufferPointer,
+    package static func decode(_ datagram: UnsafeRawBufferPointer,
                               geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader {
         let length = datagram.count
         guard length >= ackSize else { throw .tooShort(length: length) }
@@ -125,7 +125,7 @@ public struct DatagramHeader: Hashable, Sendable {
     /// Who a datagram that failed to decode is addressed to: its transaction id,
     /// initiator bit and datagram number (as an ACK-shaped header, the only fields
     /// set), so that it can be refused with a cancel ACK. Nil under 8 bytes.
-    public static func addressing(of datagram: UnsafeRawBufferPointer) -> DatagramHeader? {
+    package static func addressing(of datagram: UnsafeRawBufferPointer) -> DatagramHeader? {
         guard datagram.count >= ackSize else { return nil }
         let word0 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         let word1 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
@@ -134,7 +134,7 @@ public struct DatagramHeader: Hashable, Sendable {
     }
 
     /// `decode` for a byte array (tests, tools).
-    public static func decode(_ datagram: [UInt8], geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader {
+    package static func decode(_ datagram: [UInt8], geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader {
         // withUnsafeBytes cannot carry a typed throw out, so hand the result back as a Result.
         let result = datagram.withUnsafeBytes { bytes in
             Result { () throws(DatagramError) -> DatagramHeader in try decode(bytes, geometry: geometry) }

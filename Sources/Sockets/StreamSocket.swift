@@ -1,12 +1,12 @@
 import CLoopShim
-import Compat
 import Glibc
+import LoopCore
 
 /// The TCP system calls the server makes, non-blocking, with errno turned into
 /// values. Closing is the owner's job (through the loop, so that no event of the
 /// current batch reaches a reused number).
-enum StreamSocket {
-    enum AcceptOutcome {
+package enum StreamSocket {
+    package enum AcceptOutcome {
         case accepted(fd: Int32, peer: PeerAddress)
         case wouldBlock
         /// `EMFILE`/`ENFILE`: the connection stays queued until a descriptor is free.
@@ -15,13 +15,13 @@ enum StreamSocket {
         case failed(errno: Int32)
     }
 
-    enum ConnectOutcome {
+    package enum ConnectOutcome {
         case connected(fd: Int32)
         /// `EINPROGRESS`: writability says when it is done; `SO_ERROR` says how.
         case inProgress(fd: Int32)
     }
 
-    enum TransferOutcome: Equatable {
+    package enum TransferOutcome: Equatable {
         case transferred(Int)
         case wouldBlock
         /// The peer closed its sending side (reads only).
@@ -33,7 +33,7 @@ enum StreamSocket {
     /// while its old connections sit in TIME_WAIT; on Linux it does not let a second
     /// live listener share the port (that is `SO_REUSEPORT`), so a port in use is
     /// still `EADDRINUSE`.
-    static func listen(on address: PeerAddress, backlog: Int32) throws(SystemError) -> (fd: Int32, bound: PeerAddress) {
+    package static func listen(on address: PeerAddress, backlog: Int32) throws(SystemError) -> (fd: Int32, bound: PeerAddress) {
         let fd = try newSocket()
         do {
             var one: Int32 = 1
@@ -49,7 +49,7 @@ enum StreamSocket {
         }
     }
 
-    static func accept(_ listener: Int32) -> AcceptOutcome {
+    package static func accept(_ listener: Int32) -> AcceptOutcome {
         var peer = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         while true {
@@ -70,14 +70,14 @@ enum StreamSocket {
 
     /// The errors accept(2) returns for one queued connection (the peer gave up, or the
     /// network errors Linux passes on from the new socket): the next one may well succeed.
-    static func isPerConnectionAcceptError(_ e: Int32) -> Bool {
+    package static func isPerConnectionAcceptError(_ e: Int32) -> Bool {
         [ECONNABORTED, EPROTO, EPERM, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH]
             .contains(e)
     }
 
     /// Starts a connection to `address`. Throws when it fails at once (a refused
     /// loopback connection usually does, `ECONNREFUSED`).
-    static func connect(to address: PeerAddress) throws(SystemError) -> ConnectOutcome {
+    package static func connect(to address: PeerAddress) throws(SystemError) -> ConnectOutcome {
         let fd = try newSocket()
         var destination = address.socketAddress
         let result = withUnsafePointer(to: &destination) { pointer in
@@ -94,14 +94,14 @@ enum StreamSocket {
     }
 
     /// The outcome of a non-blocking connect, once the socket is writable: 0 or its errno.
-    static func pendingError(_ fd: Int32) -> Int32 {
+    package static func pendingError(_ fd: Int32) -> Int32 {
         var value: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) == 0 else { return errno }
         return value
     }
 
-    static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> TransferOutcome {
+    package static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> TransferOutcome {
         while true {
             let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
             if n > 0 { return .transferred(n) }
@@ -115,7 +115,7 @@ enum StreamSocket {
     }
 
     /// `MSG_NOSIGNAL`: a peer that has gone away is `EPIPE`, not a SIGPIPE for the process.
-    static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> TransferOutcome {
+    package static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> TransferOutcome {
         while true {
             let n = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
             if n >= 0 { return .transferred(n) }

@@ -1,59 +1,5 @@
-import CLoopShim
 import Glibc
-
-/// Page-aligned memory whose usable part starts half a page in. The kernel copies a
-/// datagram between a socket buffer, whose data starts near the beginning of a page,
-/// and ours; when both start at the same offset within their pages, every load in the
-/// copy waits on the store before it (4K aliasing). Measured on this project's bench
-/// machine: 16 KB datagrams received 25 % slower into buffers 16 bytes into a page than
-/// 2048 bytes in (glibc gives blocks of 128 KiB and more page + 16).
-private struct OffsetMemory {
-    static let offset = 2048
-    let base: UnsafeMutableRawPointer
-    let bytes: UnsafeMutableRawBufferPointer
-
-    init(byteCount: Int) {
-        base = .allocate(byteCount: Self.offset + byteCount, alignment: 4096)
-        bytes = UnsafeMutableRawBufferPointer(start: base + Self.offset, count: byteCount)
-    }
-
-    func deallocate() { base.deallocate() }
-}
-
-/// Where one `recvmmsg` puts its datagrams: `capacity` buffers of one datagram
-/// plus a byte (so an oversized one shows as too long), with their sources and
-/// real lengths. Owned by one server; freed with it.
-final class ReceiveBatch {
-    let capacity: Int
-    /// Each buffer's size.
-    let bufferSize: Int
-    private let memory: OffsetMemory
-    var buffers: UnsafeMutableRawBufferPointer { memory.bytes }
-    let sources: UnsafeMutableBufferPointer<sockaddr_in>
-    let lengths: UnsafeMutableBufferPointer<UInt32>
-
-    init(capacity: Int, datagramSize: Int) {
-        self.capacity = capacity
-        bufferSize = datagramSize + 1
-        memory = OffsetMemory(byteCount: capacity * bufferSize)
-        sources = .allocate(capacity: capacity)
-        sources.initialize(repeating: sockaddr_in())
-        lengths = .allocate(capacity: capacity)
-        lengths.initialize(repeating: 0)
-    }
-
-    deinit {
-        memory.deallocate()
-        sources.deallocate()
-        lengths.deallocate()
-    }
-
-    /// Datagram `i` of the last read, cut to the buffer (its real length may be more).
-    func datagram(_ i: Int) -> UnsafeRawBufferPointer {
-        let start = i * bufferSize
-        return UnsafeRawBufferPointer(rebasing: buffers[start..<start + min(Int(lengths[i]), bufferSize)])
-    }
-}
+import Sockets
 
 /// Datagrams gathered to leave in one `sendmmsg`. Each is assembled in place in
 /// `slot` and then committed with what it is for, so that if the socket will not
@@ -150,5 +96,16 @@ final class SendBatch {
     func removeAll() {
         entries.removeAll(keepingCapacity: true)
         used = 0
+    }
+}
+
+extension DatagramSocket {
+    /// Sends datagrams `range` of `batch`'s vector, in order (`sendmmsg`); never blocks.
+    /// `.done(k)` with k short of the range: the kernel stopped at datagram k, and a call
+    /// starting there says why.
+    func send(_ batch: SendBatch, _ range: Range<Int>) -> BatchOutcome {
+        send(bases: UnsafePointer(batch.bases.baseAddress! + range.lowerBound),
+             lengths: batch.lengths.baseAddress! + range.lowerBound,
+             destinations: batch.destinations.baseAddress! + range.lowerBound, count: range.count)
     }
 }

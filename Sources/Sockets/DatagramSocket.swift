@@ -1,17 +1,18 @@
 import CLoopShim
 import Glibc
+import LoopCore
 
 /// The server's UDP socket: bind, send and receive (several datagrams a system call)
 /// with errno turned into values.
 /// Closing is the owner's job (through the loop, so no event reaches a reused fd).
-struct DatagramSocket {
-    let fd: Int32
-    let address: PeerAddress
+package struct DatagramSocket {
+    package let fd: Int32
+    package let address: PeerAddress
 
     /// A non-blocking socket bound to `address` with the given buffer sizes. No
     /// `SO_REUSEADDR`: on Linux it lets a second UDP socket bind the same port and
     /// take its datagrams; a port in use must be an error (`EADDRINUSE`).
-    static func bind(_ address: PeerAddress, receiveBufferSize: Int,
+    package static func bind(_ address: PeerAddress, receiveBufferSize: Int,
                      sendBufferSize: Int) throws(SystemError) -> DatagramSocket {
         let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = try systemCall("socket") { socket(AF_INET, type, 0) }
@@ -36,14 +37,14 @@ struct DatagramSocket {
     }
 
     /// The buffer size the kernel granted (it doubles the request, and caps it).
-    func bufferSize(_ option: Int32) -> Int {
+    package func bufferSize(_ option: Int32) -> Int {
         var value: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         guard getsockopt(fd, SOL_SOCKET, option, &value, &length) == 0 else { return 0 }
         return Int(value)
     }
 
-    enum BatchOutcome: Equatable {
+    package enum BatchOutcome: Equatable {
         /// How many datagrams the kernel took or gave, at least one.
         case done(Int)
         /// `EAGAIN`: nothing waiting (receive), no room (send).
@@ -52,26 +53,27 @@ struct DatagramSocket {
     }
 
     /// Reads up to `count` waiting datagrams into `batch` (`recvmmsg`); never blocks.
-    func receive(into batch: ReceiveBatch, count: Int) -> BatchOutcome {
+    package func receive(into batch: ReceiveBatch, count: Int) -> BatchOutcome {
         let n = shim_recv_datagrams(fd, batch.buffers.baseAddress, UInt32(batch.bufferSize),
                                     batch.sources.baseAddress, batch.lengths.baseAddress,
                                     UInt32(min(count, batch.capacity)))
         return Self.outcome(n)
     }
 
-    /// Sends datagrams `range` of `batch`'s vector, in order (`sendmmsg`); never blocks.
-    /// `.done(k)` with k short of the range: the kernel stopped at datagram k, and a call
-    /// starting there says why.
-    func send(_ batch: SendBatch, _ range: Range<Int>) -> BatchOutcome {
-        let n = shim_send_datagrams(fd, UnsafePointer(batch.bases.baseAddress! + range.lowerBound),
-                                    batch.lengths.baseAddress! + range.lowerBound,
-                                    batch.destinations.baseAddress! + range.lowerBound,
-                                    UInt32(min(range.count, Int(SHIM_MAX_DATAGRAMS))))
-        return Self.outcome(n)
+    /// At most this many datagrams a `sendmmsg` or `recvmmsg`.
+    package static let maxDatagramsPerCall = Int(SHIM_MAX_DATAGRAMS)
+
+    /// Sends datagram i (`lengths[i]` bytes at `bases[i]`) to `destinations[i]`, in order, for i
+    /// below `count` (at most `maxDatagramsPerCall`: `sendmmsg`); never blocks. `.done(k)` with k
+    /// short of `count`: the kernel stopped at datagram k, and a call starting there says why.
+    package func send(bases: UnsafePointer<UnsafeRawPointer?>, lengths: UnsafePointer<UInt32>,
+                      destinations: UnsafePointer<sockaddr_in>, count: Int) -> BatchOutcome {
+        Self.outcome(shim_send_datagrams(fd, bases, lengths, destinations,
+                                         UInt32(min(count, Self.maxDatagramsPerCall))))
     }
 
     /// Sends one datagram (`sendto`, through the call a batch of one makes); never blocks.
-    func send(_ bytes: UnsafeRawBufferPointer, to peer: PeerAddress) -> BatchOutcome {
+    package func send(_ bytes: UnsafeRawBufferPointer, to peer: PeerAddress) -> BatchOutcome {
         var base = UnsafeRawPointer(bytes.baseAddress)
         var length = UInt32(bytes.count)
         var destination = peer.socketAddress

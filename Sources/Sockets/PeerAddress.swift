@@ -1,0 +1,82 @@
+import Glibc
+import LoopCore
+
+/// An IPv4 address and port, in host byte order: what the servers on the loop
+/// (UDP and TCP) name their peers and their own sockets by.
+public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, LosslessStringConvertible {
+    /// e.g. `0x7f00_0001` for 127.0.0.1.
+    public var ip: UInt32
+    /// The port number (not in network byte order).
+    public var port: UInt16
+
+    /// The address `ip`:`port`, both in host byte order.
+    public init(ip: UInt32, port: UInt16) {
+        self.ip = ip
+        self.port = port
+    }
+
+    /// 127.0.0.1 on `port`.
+    public static func loopback(port: UInt16) -> PeerAddress { PeerAddress(ip: 0x7f00_0001, port: port) }
+
+    /// Parses `"a.b.c.d:port"`.
+    public init?(_ description: String) {
+        guard let colon = description.lastIndex(of: ":"),
+              let ip = Self.parseIPv4(description[..<colon]) else { return nil }
+        let portText = description[description.index(after: colon)...]
+        guard !portText.isEmpty, portText.allSatisfy(Self.isDigit), let port = UInt16(portText) else { return nil }
+        self.init(ip: ip, port: port)
+    }
+
+    /// Parses a dotted quad, strictly: four decimal octets, no extras.
+    public static func parseIPv4(_ text: some StringProtocol) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var ip: UInt32 = 0
+        for part in parts {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy(isDigit), let octet = UInt8(part) else { return nil }
+            ip = ip << 8 | UInt32(octet)
+        }
+        return ip
+    }
+
+    private static func isDigit(_ c: Character) -> Bool { ("0"..."9").contains(c) }
+
+    /// The address as a dotted quad, e.g. `127.0.0.1`.
+    public var ipString: String {
+        "\(ip >> 24).\(ip >> 16 & 0xff).\(ip >> 8 & 0xff).\(ip & 0xff)"
+    }
+
+    /// `a.b.c.d:port`, the form `init?(_:)` parses.
+    public var description: String { "\(ipString):\(port)" }
+
+    // MARK: sockaddr
+
+    /// The address in a `sockaddr_in` (network byte order).
+    package init(_ address: sockaddr_in) {
+        self.init(ip: UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
+    }
+
+    /// This address as a `sockaddr_in` (network byte order), for the socket calls.
+    package var socketAddress: sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = ip.bigEndian
+        return address
+    }
+}
+
+extension PeerAddress {
+    /// Binds the socket `fd` to this address; the address it got (its port, when this one's is 0).
+    package func bind(_ fd: Int32) throws(SystemError) -> PeerAddress {
+        var bound = socketAddress
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &bound) { (pointer) throws(SystemError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (raw) throws(SystemError) in
+                _ = try systemCall("bind(\(self))") { Glibc.bind(fd, raw, length) }
+                _ = try systemCall("getsockname") { getsockname(fd, raw, &length) }
+            }
+        }
+        return PeerAddress(bound)
+    }
+}

@@ -1,0 +1,111 @@
+import Sockets
+
+/// The read side: bytes read into a connection's buffer, framed into whole messages
+/// for the handler (incoming) or the exchange's completion (outgoing).
+extension TcpServer {
+    func watchReads(_ connection: TcpConnection) throws(LoopError) {
+        guard connection.readRegistration == nil, !connection.peerClosed else { return }
+        connection.readRegistration = try loop.registerRead(fd: connection.fd, niceness: connection.niceness) {
+            [unowned self, connection] _ in self.readable(connection)
+        }
+    }
+
+    func stopWatchingReads(_ connection: TcpConnection) {
+        if let r = connection.readRegistration { try? loop.unregister(r) }
+        connection.readRegistration = nil
+    }
+
+    /// Reads what is there (up to the message limit), then frames it.
+    func readable(_ connection: TcpConnection) {
+        guard connection.isOpen else { return }
+        if connection.state == .pooled {
+            // An idle pooled connection has nothing to say: readable means closed, or garbage.
+            destroy(connection)
+            return
+        }
+        let chunk = readBuffer.count
+        reading: while connection.received.count <= configuration.maxMessageBytes {
+            let outcome = readBuffer.withUnsafeMutableBytes { StreamSocket.receive(connection.fd, into: $0) }
+            switch outcome {
+            case .transferred(let n):
+                if connection.received.isEmpty { connection.messageStartedAt = loop.now }
+                connection.received.append(contentsOf: readBuffer[0..<n])
+                connection.lastAction = loop.now
+                connection.exchangeBytesIn += n
+                stats.bytesIn += n
+                // A short read drained the socket; a full one may have left more.
+                if n < chunk { break reading }
+            case .wouldBlock:
+                break reading
+            case .endOfStream:
+                connection.peerClosed = true
+                stopWatchingReads(connection)
+                break reading
+            case .failed(let e):
+                if !connection.received.isEmpty || connection.exchange != nil { stats.truncated += 1 }
+                destroy(connection, error: .transferFailed(errno: e))
+                return
+            }
+        }
+        serveBuffered(connection)
+    }
+
+    /// Frames the bytes read: a whole message goes to the handler (incoming) or the
+    /// exchange's completion (outgoing), and the next one is framed once the
+    /// connection is reading again — a pipelined request waits for its turn here.
+    func serveBuffered(_ connection: TcpConnection) {
+        guard !connection.framingInProgress else { return }
+        connection.framingInProgress = true
+        defer { connection.framingInProgress = false }
+        while connection.isOpen && connection.state == .reading {
+            let frameWith = connection.exchange?.framing ?? framing
+            switch frameWith.frame(connection.received[...], atEnd: connection.peerClosed) {
+            case .incomplete:
+                if connection.received.count > configuration.maxMessageBytes {
+                    refuseMessage(connection, reply: frameWith.oversizedReply)
+                } else if connection.peerClosed {
+                    if connection.received.isEmpty && connection.exchange == nil {
+                        destroy(connection)  // a keep-alive peer that left between messages
+                    } else {
+                        stats.truncated += 1
+                        destroy(connection, error: .closedByPeer)
+                    }
+                } else {
+                    do { try watchReads(connection) } catch { destroy(connection, error: .refusedByLoop(error)) }
+                }
+                return
+            case .complete(let length, let reusable):
+                let length = min(max(length, 0), connection.received.count)
+                let message = Array(connection.received[0..<length])
+                connection.received.removeFirst(length)
+                connection.messageStartedAt = connection.received.isEmpty ? nil : loop.now
+                if !reusable { connection.closeAfterWrite = true }
+                stopWatchingReads(connection)
+                if connection.isIncoming {
+                    connection.state = .handling
+                    stats.requestsIn += 1
+                    onRequest(TcpRequest(connection: connection.id, peer: connection.peer, bytes: message,
+                                         niceness: connection.niceness))
+                } else {
+                    completeExchange(connection, reply: message)
+                }
+            case .refused(let reply):
+                refuseMessage(connection, reply: reply)
+                return
+            }
+        }
+    }
+
+    /// A message that can never be served: say why (incoming) or fail the exchange, and close.
+    func refuseMessage(_ connection: TcpConnection, reply: [UInt8]) {
+        stats.refusedMessages += 1
+        stopWatchingReads(connection)
+        if connection.isIncoming && !reply.isEmpty {
+            connection.received = []
+            connection.closeAfterWrite = true
+            startWriting(connection, reply)
+        } else {
+            destroy(connection, error: .malformedReply)
+        }
+    }
+}

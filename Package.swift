@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Cluster", targets: ["Cluster"]),
         .executable(name: "loop-harness", targets: ["loop-harness"]),
         .executable(name: "loop-bench", targets: ["loop-bench"]),
+        .executable(name: "loop-probe", targets: ["loop-probe"]),
     ],
     targets: [
         .target(name: "CLoopShim"),
@@ -32,11 +33,18 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["UdpServer", "LoopTools"], swiftSettings: strict),
         // Differential testing: the script language, the runner, the reference model and the differ.
         .target(name: "LoopScript", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
-        .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
+        // The executables' strict option parser: declared options only, one-line errors, exit 2.
+        .target(name: "CommandLineOptions", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
+        // The node's parts that the probes and the tests use too: its trust list, its atomic save, its counters' report.
+        .target(name: "NodeSupport", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"], swiftSettings: strict),
+        // Run only as child processes, by the tests, `loop-harness compare` and `loop-harness fuzz`.
+        .executableTarget(name: "loop-probe", dependencies: ["Compat", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"],
+                          swiftSettings: strict),
+        .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools", "CommandLineOptions"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
         .target(name: "TestTraits", dependencies: ["Compat", "LoopTools"], path: "Tests/TestTraits", swiftSettings: strict),
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestTraits"],
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestTraits"],
                     exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestTraits"],

@@ -1,3 +1,4 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
@@ -23,11 +24,7 @@ let usage = """
                   non-zero when a scenario diverges beyond its tolerance
       fuzz        random loop programs on epoll, legacy and the reference model, compared callback
                   for callback; every kind of divergence shrunk to a minimal script; exits 1 on any
-      fuzz-process  one process-level script in this process (fuzz runs it)
       run         a raw loop: heartbeat and a UDP echo read callback
-      child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
-      timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps (tests)
-      fork-check  forks beside a loop with workers; checks both sides (tests)
       help [COMMAND]  this text, or a command's options
       --version   the version
 
@@ -52,11 +49,7 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     case "shutdown": return try runAdminCommand(arguments, .saveAndExit)
     case "compare": return try runCompare(arguments)
     case "fuzz": return try runFuzz(arguments)
-    case "fuzz-process": return try runFuzzProcess(arguments)
     case "run": return try runEcho(arguments)
-    case "child-loop": return try runChildLoop(arguments)
-    case "timer-routing": return try runTimerRouting(arguments)
-    case "fork-check": return try runForkCheck(arguments)
     case "attack": return try runAttackCommand(arguments)
     case "fetch": return try runFetch(arguments)
     case "load": return try runLoad(arguments)
@@ -87,25 +80,4 @@ func runHelp(_ arguments: Arguments) throws -> Int32 {
     }
 }
 
-let arguments = Arguments(CommandLine.arguments)
-do {
-    exit(try dispatch(arguments))
-} catch CommandLineError.helpRequested(let text) {
-    say(text)
-    exit(0)
-} catch CommandLineError.usage(let message) {
-    if arguments.wantsJSON {
-        say(JSON.object([("ok", .bool(false)), ("error", .string(message)), ("usage", .bool(true))]).description)
-    } else {
-        sayError(message)
-    }
-    exit(2)
-} catch {
-    let message = "loop-harness \(arguments.command): \(error)"
-    if arguments.wantsJSON {
-        say(JSON.object([("ok", .bool(false)), ("error", .string(message))]).description)
-    } else {
-        sayError(message)
-    }
-    exit(1)
-}
+runCommandLine(program: "loop-harness", Arguments(CommandLine.arguments), dispatch)

@@ -2,8 +2,9 @@ import Compat
 import Glibc
 import LoopTools
 
-/// `loop-harness` as a child process with its stderr in the same pipe as its
-/// stdout (through `sh`, which execs the harness, so the pid is the harness's):
+/// `loop-harness` (or another of the package's executables: `loop-probe`,
+/// `loop-bench`) as a child process with its stderr in the same pipe as its
+/// stdout (through `sh`, which execs the program, so the pid is the program's):
 /// the command-line tests read error messages as well as results.
 struct HarnessRun {
     let lines: [String]
@@ -12,9 +13,9 @@ struct HarnessRun {
 
     var output: String { lines.joined(separator: "\n") }
 
-    /// Runs the harness to completion, waiting at most `timeoutMs` for its output and exit.
-    init(_ arguments: [String], timeoutMs: Int32 = 30_000) throws {
-        let child = try HarnessRun.start(arguments)
+    /// Runs `program` to completion, waiting at most `timeoutMs` for its output and exit.
+    init(_ arguments: [String], program: String = ChildProcess.harnessPath, timeoutMs: Int32 = 30_000) throws {
+        let child = try HarnessRun.start(arguments, program: program)
         var lines: [String] = []
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while monotonicNanoseconds() < deadline,
@@ -25,9 +26,9 @@ struct HarnessRun {
         exitCode = child.waitForExit(timeoutMs: 5_000).flatMap(exited)
     }
 
-    /// Starts the harness; read its merged output with `line(startingWith:)`.
-    static func start(_ arguments: [String], limits: String = "") throws -> ChildProcess {
-        try ChildProcess(["-c", limits + "exec \"$0\" \"$@\" 2>&1", ChildProcess.harnessPath] + arguments, executable: "/bin/sh")
+    /// Starts `program`; read its merged output with `line(startingWith:)`.
+    static func start(_ arguments: [String], limits: String = "", program: String = ChildProcess.harnessPath) throws -> ChildProcess {
+        try ChildProcess(["-c", limits + "exec \"$0\" \"$@\" 2>&1", program] + arguments, executable: "/bin/sh")
     }
 }
 

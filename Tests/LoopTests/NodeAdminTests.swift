@@ -1,8 +1,8 @@
 import Compat
 import Glibc
 import LoopTools
+import NodeSupport
 import Testing
-@testable import loop_harness
 import UdpServer
 
 extension LoopConformance {

@@ -1,8 +1,10 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import Cluster
 import HttpServer
 import LoopTools
+import NodeSupport
 import UdpServer
 
 /// The longest a request may wait for progress: one day.

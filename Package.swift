@@ -37,13 +37,17 @@ let package = Package(
         .target(name: "CommandLineOptions", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
         // The node's parts that the probes and the tests use too: its trust list, its atomic save, its counters' report.
         .target(name: "NodeSupport", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"], swiftSettings: strict),
         // Run only as child processes, by the tests, `loop-harness compare` and `loop-harness fuzz`.
         .executableTarget(name: "loop-probe", dependencies: ["Compat", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"],
                           swiftSettings: strict),
+        // loop-probe: built with the harness (which starts it), not linked into it.
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript",
+                                                               "CLoopShim", "CommandLineOptions", "NodeSupport", "loop-probe"], swiftSettings: strict),
         .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools", "CommandLineOptions"], swiftSettings: strict),
         // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
         .target(name: "TestTraits", dependencies: ["Compat", "LoopTools"], path: "Tests/TestTraits", swiftSettings: strict),
+        // The executables it runs as processes (loop-harness, loop-probe, loop-bench) are built by
+        // `swift build --build-tests`; a test target depending on an executable target links its code in.
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestTraits"],
                     exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestTraits"], swiftSettings: strict),

@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "Cluster", targets: ["Cluster"]),
         .executable(name: "loop-harness", targets: ["loop-harness"]),
         .executable(name: "loop-bench", targets: ["loop-bench"]),
+        .executable(name: "loop-probe", targets: ["loop-probe"]),
     ],
     targets: [
         .target(name: "CLoopShim"),
@@ -34,11 +35,22 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["UdpServer"], swiftSettings: strict),
         // Differential testing: the script language, the runner, the reference model and the differ.
         .target(name: "LoopScript", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript", "CLoopShim"], swiftSettings: strict),
-        .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
-        // Test-only helpers both test targets share (imports Testing, so never linked into an executable).
+        // The executables' strict option parser: declared options only, one-line errors, exit 2.
+        .target(name: "CommandLineOptions", dependencies: ["Compat", "LoopTools"], swiftSettings: strict),
+        // The node's parts that the probes and the tests use too: its trust list, its atomic save, its counters' report.
+        .target(name: "NodeSupport", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
+        // Run only as child processes, by the tests, `loop-harness compare` and `loop-harness fuzz`.
+        .executableTarget(name: "loop-probe", dependencies: ["Compat", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"],
+                          swiftSettings: strict),
+        // loop-probe: built with the harness (which starts it), not linked into it.
+        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript",
+                                                               "CLoopShim", "CommandLineOptions", "NodeSupport", "loop-probe"], swiftSettings: strict),
+        .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools", "CommandLineOptions"], swiftSettings: strict),
+        // Test-only helpers every test target shares (imports Testing, so never linked into an executable).
         .target(name: "TestSupport", dependencies: ["Compat", "LoopTools"], path: "Tests/TestSupport", swiftSettings: strict),
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "loop-harness", "TestSupport"],
+        // The executables it runs as processes (loop-harness, loop-probe, loop-bench) are built by
+        // `swift build --build-tests`; a test target depending on an executable target links its code in.
+        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],

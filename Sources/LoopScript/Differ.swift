@@ -78,7 +78,7 @@ public struct Differ {
     }
 
     /// Runs `script` on both loops and the model; a process-level script runs in
-    /// a process of its own per backend (`loop-harness fuzz-process`), and its
+    /// a process of its own per backend (`loop-probe fuzz-process`), and its
     /// trace ends with how that process ended.
     public func run(_ script: Script) throws -> DifferentialRun {
         let run = script.isProcessLevel ? processTrace : trace
@@ -86,12 +86,12 @@ public struct Differ {
                                model: ReferenceModel.predict(script, rules: rules), normalized: normalizes)
     }
 
-    /// The harness that runs process-level scripts (next to this executable or test bundle).
-    public var harnessPath = ChildProcess.harnessPath
+    /// The probe that runs process-level scripts (next to this executable or test bundle).
+    public var probePath = ChildProcess.probePath
 
     public func processTrace(_ script: Script, on kind: LoopBackendKind) throws -> Trace {
         let child = try ChildProcess(["fuzz-process", "--backend", kind.rawValue, "--script", script.description],
-                                     executable: harnessPath)
+                                     executable: probePath)
         var trace = Trace()
         while let line = child.line(startingWith: "", timeoutMs: 30_000) { trace.lines.append(line) }
         guard let status = child.waitForExit(timeoutMs: 30_000) else {

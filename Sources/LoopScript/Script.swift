@@ -104,7 +104,7 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     /// Top level only: `takeShutdownRequest()`.
     case takeShutdown
 
-    // Process-level: only in a process of the script's own (`loop-harness fuzz-process`).
+    // Process-level: only in a process of the script's own (`loop-probe fuzz-process`).
     /// `count` process-directed signals (kill to the process), then one poll to notice them:
     /// legacy's handlers see a signal when it arrives, epoll's signalfd at its next wait.
     case signal(ProcessSignal, count: Int)

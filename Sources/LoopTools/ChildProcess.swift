@@ -11,12 +11,18 @@ public final class ChildProcess {
     public private(set) var exitStatus: Int32?
 
     /// The harness is built next to the test bundle and the other executables.
-    public static var harnessPath: String {
+    public static var harnessPath: String { siblingPath("loop-harness") }
+
+    /// The probes (`child-loop`, `fuzz-process`, …) the tests, compare and fuzz start, built there too.
+    public static var probePath: String { siblingPath("loop-probe") }
+
+    /// `name` in the directory of the running executable or test bundle.
+    public static func siblingPath(_ name: String) -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         let exe = String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let dir = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        return dir + "/loop-harness"
+        return dir + "/" + name
     }
 
     public init(_ arguments: [String], executable: String = ChildProcess.harnessPath) throws {

@@ -1,46 +1,7 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
-
-let usage = """
-    usage: loop-harness <command> [options]      (loop-harness <command> --help: its options)
-
-    commands:
-      demo        a node and a client in one process: pings, 1 MiB echoes, a worker job, stats,
-                  a timeout, then save-and-exit. Exits non-zero if any step fails.
-      serve       an RPC node (127.0.0.1 unless --bind): ping, echo, stats, work and save-and-exit
-                  (trusted peers only: --trust); stats printed on exit (SIGINT/SIGTERM/SIGHUP);
-                  --http PORT adds the admin console (a status page and Save & Exit);
-                  --hosts FILE --id N makes it host N of a cluster (pings, a hosts table)
-      ping        echo requests to a node: RTT p50/p99, throughput, errors
-      stats       a running node's counters (JSON)
-      shutdown    ask a node to save and exit
-      fetch       GET URLs over the TcpServer's client: status, bytes and time per URL
-      load        echo requests at a steady rate to a cluster's hosts (--hosts FILE), with failover;
-                  sent, completed, retried, failed and latency, per phase and per host
-      attack      flood a running node from 127.0.0.2 while pinging it; forged sources (scripts/attack)
-      compare     the side-by-side scenarios on both backends in this process, one table; exits
-                  non-zero when a scenario diverges beyond its tolerance
-      fuzz        random loop programs on epoll, legacy and the reference model, compared callback
-                  for callback; every kind of divergence shrunk to a minimal script; exits 1 on any
-      fuzz-process  one process-level script in this process (fuzz runs it)
-      run         a raw loop: heartbeat and a UDP echo read callback
-      child-loop  a bare loop that reports how it was shut down (tests and compare send it signals)
-      timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps (tests)
-      fork-check  forks beside a loop with workers; checks both sides (tests)
-      help [COMMAND]  this text, or a command's options
-      --version   the version
-
-    options for every command:
-      --backend epoll|legacy   override the build's default (also LOOP_BACKEND)
-      --json                   machine-readable output, errors included
-      --datagram-size N        RPC datagram size (default 16400, the loopback size)
-      --help                   the command's options
-
-    exit status: 0 success, 1 failure, 2 usage error
-    """
-
-let version = "loop-harness 1.1.0 (this build's default backend: \(LoopBackendKind.buildDefault))"
 
 /// Runs one command. A new command is one more case here.
 func dispatch(_ arguments: Arguments) throws -> Int32 {
@@ -52,11 +13,7 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     case "shutdown": return try runAdminCommand(arguments, .saveAndExit)
     case "compare": return try runCompare(arguments)
     case "fuzz": return try runFuzz(arguments)
-    case "fuzz-process": return try runFuzzProcess(arguments)
-    case "run": return try runEcho(arguments)
-    case "child-loop": return try runChildLoop(arguments)
-    case "timer-routing": return try runTimerRouting(arguments)
-    case "fork-check": return try runForkCheck(arguments)
+    case "run": return try runRawLoop(arguments)
     case "attack": return try runAttackCommand(arguments)
     case "fetch": return try runFetch(arguments)
     case "load": return try runLoad(arguments)
@@ -74,38 +31,4 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     }
 }
 
-/// `loop-harness help [COMMAND]`: the usage, or that command's `--help`.
-func runHelp(_ arguments: Arguments) throws -> Int32 {
-    switch arguments.rest.count {
-    case 0:
-        say(usage)
-        return 0
-    case 1 where !arguments.rest[0].hasPrefix("-"):
-        return try dispatch(Arguments(["loop-harness", arguments.rest[0], "--help"]))
-    default:
-        throw CommandLineError.usage("loop-harness: help takes at most one command name (see loop-harness help)")
-    }
-}
-
-let arguments = Arguments(CommandLine.arguments)
-do {
-    exit(try dispatch(arguments))
-} catch CommandLineError.helpRequested(let text) {
-    say(text)
-    exit(0)
-} catch CommandLineError.usage(let message) {
-    if arguments.wantsJSON {
-        say(JSON.object([("ok", .bool(false)), ("error", .string(message)), ("usage", .bool(true))]).description)
-    } else {
-        sayError(message)
-    }
-    exit(2)
-} catch {
-    let message = "loop-harness \(arguments.command): \(error)"
-    if arguments.wantsJSON {
-        say(JSON.object([("ok", .bool(false)), ("error", .string(message))]).description)
-    } else {
-        sayError(message)
-    }
-    exit(1)
-}
+runCommandLine(program: "loop-harness", Arguments(CommandLine.arguments), dispatch)

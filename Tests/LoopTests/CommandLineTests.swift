@@ -42,16 +42,63 @@ extension LoopConformance {
                 (["demo", "--datagram-size", "70000"], ["--datagram-size", "13…65507"]),
                 (["fuzz", "--steps", "0"], ["--steps", "1…400"]),
                 (["compare", "--tolerance-scale", "-1"], ["--tolerance-scale"]),
+            ]
+            let probeCases: [(arguments: [String], says: [String])] = [
                 (["child-loop", "--seconds", "1"], ["unknown option --seconds"]),
+                (["fork-check", "stray"], ["unexpected argument 'stray'"]),
+                (["fuzz-process"], ["--script TEXT is required"]),
+                (["timer-routing", "--datagram-size", "100"], ["unknown option --datagram-size"]),
+            ]
+            for (program, cases) in [("loop-harness", cases), ("loop-probe", probeCases)] {
+                for c in cases {
+                    let run = try HarnessRun(c.arguments + ["--backend", kind.rawValue], program: ChildProcess.siblingPath(program),
+                                             timeoutMs: 20_000)
+                    #expect(run.exitCode == 2, "\(c.arguments): exit \(run.exitCode.map(String.init) ?? "none"): \(run.output)")
+                    #expect(run.lines.count == 1, "\(c.arguments): \(run.output)")
+                    for text in c.says {
+                        #expect(run.output.contains(text), "\(c.arguments) should say \(text): \(run.output)")
+                    }
+                    #expect(run.output.hasPrefix("\(program) \(c.arguments[0]): "), "\(run.output)")
+                }
+            }
+        }
+
+        /// The probes are not the harness's commands: the harness refuses them, the probe
+        /// answers them, and the probe has no commands but its own.
+        @Test(arguments: LoopBackendKind.allCases)
+        func probesLiveInTheirOwnExecutable(kind: LoopBackendKind) throws {
+            for probe in ["fuzz-process", "child-loop", "timer-routing", "fork-check"] {
+                let harness = try HarnessRun([probe, "--backend", kind.rawValue], timeoutMs: 20_000)
+                #expect(harness.exitCode == 2 && harness.output.contains("unknown command '\(probe)'"), "\(harness.output)")
+            }
+            let serve = try HarnessRun(["serve", "--backend", kind.rawValue], program: ChildProcess.probePath, timeoutMs: 20_000)
+            #expect(serve.exitCode == 2 && serve.output.contains("loop-probe: unknown command 'serve'"), "\(serve.output)")
+            let help = try HarnessRun(["help"], program: ChildProcess.probePath, timeoutMs: 20_000)
+            #expect(help.exitCode == 0 && help.output.hasPrefix("usage: loop-probe"), "\(help.output)")
+        }
+
+        /// `loop-bench` parses as strictly as the harness: a typo, a stray word, a missing
+        /// value or one out of range is one line naming the option, exit 2, and nothing runs
+        /// (each of these ran a server for its --seconds with the typo ignored).
+        @Test(arguments: LoopBackendKind.allCases)
+        func benchRefusesTypos(kind: LoopBackendKind) throws {
+            let cases: [(arguments: [String], says: [String])] = [
+                (["echo-server", "--seconds", "1", "--prot", "0"], ["unknown option --prot"]),
+                (["rpc-server", "--seconds", "1", "--datagrams-per-cal", "4"], ["unknown option --datagrams-per-cal"]),
+                (["echo-server", "--seconds", "1", "stray"], ["unexpected argument 'stray'"]),
+                (["echo-server", "--seconds", "1", "--port"], ["--port needs a value", "0…65535"]),
+                (["rpc-server", "--seconds", "1", "--port", "70000"], ["--port", "0…65535", "70000"]),
+                (["echo-server", "--seconds", "1", "--seconds", "2"], ["--seconds is given twice"]),
             ]
             for c in cases {
-                let run = try HarnessRun(c.arguments + ["--backend", kind.rawValue], timeoutMs: 20_000)
+                let run = try HarnessRun(c.arguments + ["--backend", kind.rawValue], program: ChildProcess.siblingPath("loop-bench"),
+                                         timeoutMs: 20_000)
                 #expect(run.exitCode == 2, "\(c.arguments): exit \(run.exitCode.map(String.init) ?? "none"): \(run.output)")
                 #expect(run.lines.count == 1, "\(c.arguments): \(run.output)")
                 for text in c.says {
                     #expect(run.output.contains(text), "\(c.arguments) should say \(text): \(run.output)")
                 }
-                #expect(run.output.hasPrefix("loop-harness \(c.arguments[0]): "), "\(run.output)")
+                #expect(run.output.hasPrefix("loop-bench \(c.arguments[0]): "), "\(run.output)")
             }
         }
 
@@ -105,16 +152,21 @@ extension LoopConformance {
                 ["fuzz", "--scripts", "20", "--process-scripts", "0", "--json"],
                 ["fuzz", "--scripts", "100000", "--seed", "1"], ["fuzz", "--scripts", "2000", "--seed", "11"],
                 ["fuzz", "--rules", "original", "--show", "1"], ["fuzz", "--scripts", "10000", "--seed", "7"],
-                ["fuzz-process", "--script", "signal TERM 1\nonce"],
                 ["demo"], ["run", "--port", "0", "--seconds", "1"],
+            ]
+            let probeInvocations: [[String]] = [
+                ["fuzz-process", "--script", "signal TERM 1\nonce"],
                 ["child-loop"], ["child-loop", "--unblocked-thread"],
                 ["timer-routing"], ["timer-routing", "--prepared"], ["timer-routing", "--accept-unrouted"],
                 ["fork-check"],
             ]
-            for arguments in invocations {
-                let run = try HarnessRun(arguments + ["--backend", kind.rawValue, "--help"], timeoutMs: 20_000)
-                #expect(run.exitCode == 0, "\(arguments): \(run.output)")
-                #expect(run.output.hasPrefix("usage: loop-harness \(arguments[0])"), "\(arguments): \(run.output)")
+            for (program, invocations) in [("loop-harness", invocations), ("loop-probe", probeInvocations)] {
+                for arguments in invocations {
+                    let run = try HarnessRun(arguments + ["--backend", kind.rawValue, "--help"],
+                                             program: ChildProcess.siblingPath(program), timeoutMs: 20_000)
+                    #expect(run.exitCode == 0, "\(arguments): \(run.output)")
+                    #expect(run.output.hasPrefix("usage: \(program) \(arguments[0])"), "\(arguments): \(run.output)")
+                }
             }
         }
 
@@ -140,12 +192,14 @@ extension LoopConformance {
         /// --json on the commands that had none: every line of output is one JSON object.
         @Test(arguments: LoopBackendKind.allCases)
         func everyCommandSpeaksJSON(kind: LoopBackendKind) throws {
-            let commands: [[String]] = [
-                ["run", "--seconds", "1"], ["fork-check"], ["timer-routing", "--prepared"],
-                ["fuzz", "--print", "--scripts", "2", "--process-scripts", "1"], ["fuzz-process", "--script", "once"],
+            let commands: [(program: String, arguments: [String])] = [
+                (ChildProcess.harnessPath, ["run", "--seconds", "1"]), (ChildProcess.probePath, ["fork-check"]),
+                (ChildProcess.probePath, ["timer-routing", "--prepared"]),
+                (ChildProcess.harnessPath, ["fuzz", "--print", "--scripts", "2", "--process-scripts", "1"]),
+                (ChildProcess.probePath, ["fuzz-process", "--script", "once"]),
             ]
-            for command in commands {
-                let run = try HarnessRun(command + ["--backend", kind.rawValue, "--json"], timeoutMs: 30_000)
+            for (program, command) in commands {
+                let run = try HarnessRun(command + ["--backend", kind.rawValue, "--json"], program: program, timeoutMs: 30_000)
                 #expect(run.exitCode == 0, "\(command): \(run.output)")
                 #expect(!run.lines.isEmpty && run.lines.allSatisfy { $0.hasPrefix("{") && $0.hasSuffix("}") },
                         "\(command): \(run.output)")

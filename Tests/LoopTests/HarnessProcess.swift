@@ -3,8 +3,9 @@ import Glibc
 import LoopTools
 import TestSupport
 
-/// `loop-harness` as a child process with its stderr in the same pipe as its
-/// stdout (through `sh`, which execs the harness, so the pid is the harness's):
+/// `loop-harness` (or another of the package's executables: `loop-probe`,
+/// `loop-bench`) as a child process with its stderr in the same pipe as its
+/// stdout (through `sh`, which execs the program, so the pid is the program's):
 /// the command-line tests read error messages as well as results.
 struct HarnessRun {
     let lines: [String]
@@ -13,10 +14,11 @@ struct HarnessRun {
 
     var output: String { lines.joined(separator: "\n") }
 
-    /// Runs the harness to completion, waiting at most `timeoutMs` for its output and exit.
+    /// Runs `program` to completion, waiting at most `timeoutMs` for its output and exit.
     /// `environment`: shell commands run before it starts (`export LOOP_BACKEND=legacy; `).
-    init(_ arguments: [String], environment: String = "", timeoutMs: Int32 = 30_000) throws {
-        let child = try HarnessRun.start(arguments, limits: environment)
+    init(_ arguments: [String], program: String = ChildProcess.harnessPath, environment: String = "",
+         timeoutMs: Int32 = 30_000) throws {
+        let child = try HarnessRun.start(arguments, limits: environment, program: program)
         var lines: [String] = []
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while monotonicNanoseconds() < deadline,
@@ -27,9 +29,9 @@ struct HarnessRun {
         exitCode = child.waitForExit(timeoutMs: 5_000).flatMap(exited)
     }
 
-    /// Starts the harness; read its merged output with `line(startingWith:)`.
-    static func start(_ arguments: [String], limits: String = "") throws -> ChildProcess {
-        try ChildProcess(["-c", limits + "exec \"$0\" \"$@\" 2>&1", ChildProcess.harnessPath] + arguments, executable: "/bin/sh")
+    /// Starts `program`; read its merged output with `line(startingWith:)`.
+    static func start(_ arguments: [String], limits: String = "", program: String = ChildProcess.harnessPath) throws -> ChildProcess {
+        try ChildProcess(["-c", limits + "exec \"$0\" \"$@\" 2>&1", program] + arguments, executable: "/bin/sh")
     }
 }
 

@@ -1,10 +1,10 @@
 import Compat
 import Glibc
 import LoopTools
+import NodeSupport
 import TestSupport
 import Testing
 import UdpServer
-@testable import loop_harness
 
 extension LoopConformance {
     /// Who may stop a node, and how it saves: `TrustedPeers`, `AtomicFile`, and the

@@ -13,7 +13,7 @@ extension LoopConformance {
         /// threads are all the loop's own.
         @Test(arguments: LoopBackendKind.allCases, shutdownSignals)
         func adminSignalShutsTheLoopDown(kind: LoopBackendKind, signo: Int32) throws {
-            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue])
+            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue], executable: ChildProcess.probePath)
             let ready = try #require(child.line(startingWith: "ready"))
             #expect(ready.hasSuffix(kind.rawValue))
             kill(child.pid, signo)
@@ -35,7 +35,8 @@ extension LoopConformance {
         func signalLandingOnAnotherThread(kind: LoopBackendKind) throws {
             var killed = 0
             for _ in 0..<10 {
-                let child = try ChildProcess(["child-loop", "--backend", kind.rawValue, "--unblocked-thread"])
+                let child = try ChildProcess(["child-loop", "--backend", kind.rawValue, "--unblocked-thread"],
+                                              executable: ChildProcess.probePath)
                 _ = try #require(child.line(startingWith: "ready"))
                 kill(child.pid, SIGTERM)
                 let report = child.line(startingWith: "shutdown")

@@ -1,3 +1,4 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import Synchronization

@@ -1,3 +1,4 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
@@ -180,8 +181,10 @@ let signalScenario = Scenario(
     measure: { kind, _ in
         var out: Measurements = []
         for (name, signo) in compareSignals {
-            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue])
-            guard child.line(startingWith: "ready") != nil else { throw CommandFailure("child-loop did not start") }
+            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue], executable: ChildProcess.probePath)
+            guard child.line(startingWith: "ready") != nil else {
+                throw CommandFailure("\(ChildProcess.probePath) child-loop did not start (swift build builds loop-probe)")
+            }
             let sent = monotonicNanoseconds()
             kill(child.pid, signo)
             let report = child.line(startingWith: "shutdown")

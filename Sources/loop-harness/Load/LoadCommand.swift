@@ -1,4 +1,5 @@
 import Cluster
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools

@@ -1,6 +1,7 @@
 import Cluster
 import Compat
 import LoopTools
+import NodeSupport
 import UdpServer
 
 /// A node's place in a cluster (`serve --hosts FILE --id N`): it pings the other

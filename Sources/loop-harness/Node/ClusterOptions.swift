@@ -1,4 +1,5 @@
 import Cluster
+import CommandLineOptions
 
 /// The options `serve --hosts` and `load` share, and what they read from them.
 let pingIntervalOption = Option.integer("--ping-interval-ms", PingConfiguration.intervalRange,

@@ -1,6 +1,8 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
+import NodeSupport
 import UdpServer
 
 /// The message types a node answers.
@@ -15,16 +17,6 @@ enum NodeMessage: UInt8, CaseIterable {
     case saveAndExit = 4
     /// Runs a checksum of the payload on a worker thread; replies with it.
     case work = 5
-}
-
-/// What a node counts beyond its loop and server.
-struct NodeCounters: Equatable {
-    /// Admin requests from peers outside `TrustedPeers`, answered with EPERM.
-    var adminRefused = 0
-    /// Save-and-exit requests whose save failed (answered with the errno; the node keeps serving).
-    var savesFailed = 0
-
-    var fields: [(String, Int)] { [("adminRefused", adminRefused), ("savesFailed", savesFailed)] }
 }
 
 /// The request handlers of a node, on one loop and one server.

@@ -1,6 +1,8 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
+import NodeSupport
 import UdpServer
 
 let demoOptions = CommandOptions(

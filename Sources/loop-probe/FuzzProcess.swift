@@ -1,9 +1,10 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopScript
 import LoopTools
 
-/// `loop-harness fuzz-process --backend B --script TEXT`: runs one process-level
+/// `loop-probe fuzz-process --backend B --script TEXT`: runs one process-level
 /// script in this process, as a program would (signals prepared in `main`, the
 /// loop on the main thread), prints its trace, then closes the loop and unblocks
 /// every signal, so that an admin signal the loop handed back ends the process.

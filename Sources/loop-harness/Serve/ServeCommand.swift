@@ -1,15 +1,11 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import Cluster
 import HttpServer
 import LoopTools
+import NodeSupport
 import UdpServer
-
-/// The longest a request may wait for progress: one day.
-let timeoutOption = Option.integer("--timeout-ms", 1...86_400_000, default: 5_000,
-                                   "how long a request may go without progress before it times out, ms")
-let targetOption = Option.text("--to", "IP:PORT", expects: "an IPv4 address and port (127.0.0.1:7000)",
-                               "the node to ask", required: true)
 
 let serveOptions = CommandOptions(
     command: "serve",
@@ -197,105 +193,6 @@ extension ShutdownReason {
         case .stopped: return "stopped"
         case .signal: return "signal"
         case .power: return "power"
-        }
-    }
-}
-
-/// Runs `body` with a client loop and server on an ephemeral port, and the target peer (`--to`).
-func withClient<R>(_ options: ParsedOptions, _ body: (Loop, UdpServer, PeerAddress) throws -> R) throws -> R {
-    guard let peer = try options.converted("--to", PeerAddress.init) else { throw options.declaration.usage("--to is required") }
-    let backend = try options.backend()
-    ProcessSignals.prepare(for: backend)
-    let loop = try Loop.make(backend)
-    defer { try? loop.close() }
-    let client = UdpServer(loop: loop, configuration: nodeConfiguration(bind: clientBindAddress(toward: peer), options: options))
-    try client.start()
-    return try body(loop, client, peer)
-}
-
-/// Why a request to `peer` failed, for a person. A timeout with nothing at all back
-/// from the peer (not one datagram in) means no node is there.
-func failureText(_ error: RpcError, peer: PeerAddress, client: UdpServer) -> String {
-    if error == .timedOut && client.stats.datagramsIn == 0 {
-        return "no node answered at \(peer) (is `serve` running?)"
-    }
-    if error == .remote(errno: EPERM) {
-        return "\(peer) refused the request: \(error) (this address is not among the node's --trust peers)"
-    }
-    return "\(peer): \(error)"
-}
-
-let pingOptions = CommandOptions(
-    command: "ping",
-    summary: "Echo requests to a node; prints RTT p50/p99, throughput and errors. Exits 1 unless every request is answered.",
-    options: [
-        targetOption,
-        .integer("--count", 1...10_000_000, default: 100, "requests to send"),
-        .integer("--size", 0...DatagramGeometry.defaultMaxMessageSize, default: 64, "bytes per request, up to the largest message a server takes"),
-        .integer("--concurrency", 1...1024, default: 1, "requests in flight at once"),
-        timeoutOption,
-    ])
-
-/// `loop-harness ping`: echo requests against a node; RTT percentiles and throughput.
-func runPingCommand(_ args: Arguments) throws -> Int32 {
-    let options = try args.parse(pingOptions)
-    return try withClient(options) { loop, client, peer in
-        let report = try runPing(loop: loop, client: client, to: peer, count: options.int("--count"),
-                                 size: options.int("--size"), concurrency: options.int("--concurrency"),
-                                 timeoutMs: options.int("--timeout-ms"))
-        let ok = report.replies == report.sent && report.sent > 0
-        // Every request failed the same way: say it once, as stats and shutdown do.
-        let failure = report.replies == 0 && report.errors.count == 1 && report.timedOut > 0
-            ? failureText(.timedOut, peer: peer, client: client) : nil
-        if options.json {
-            var fields: [(String, JSON)] = [("ok", .bool(ok)), ("to", .string(peer.description))]
-            if let failure { fields.append(("error", .string(failure))) }
-            if case .object(let figures) = report.json { fields += figures }
-            say(JSON.object(fields).description)
-        } else {
-            say("ping \(peer) (backend \(loop.kind)):")
-            say(report.summary)
-            if let failure { sayError("loop-harness ping: \(failure)") }
-        }
-        return ok ? 0 : 1
-    }
-}
-
-let statsOptions = CommandOptions(
-    command: "stats",
-    summary: "A running node's counters, as the JSON the node sends.",
-    options: [targetOption, timeoutOption])
-
-let shutdownOptions = CommandOptions(
-    command: "shutdown",
-    summary: "Asks a node to save and exit. The node obeys only peers it trusts (serve --trust); a refusal "
-        + "or a failed save is an error reply and exit 1, and the node keeps running.",
-    options: [targetOption, timeoutOption])
-
-/// `loop-harness stats` and `loop-harness shutdown`: one request to a running node.
-func runAdminCommand(_ args: Arguments, _ type: NodeMessage) throws -> Int32 {
-    let options = try args.parse(type == .stats ? statsOptions : shutdownOptions)
-    return try withClient(options) { loop, client, peer in
-        let result = try request(loop: loop, client: client, to: peer, type: type, timeoutMs: options.int("--timeout-ms"))
-        switch result {
-        case .success(let reply):
-            let text = String(decoding: reply, as: UTF8.self)
-            if options.json {
-                say(type == .stats ? text : JSON.object([("ok", .bool(true)), ("reply", .string(text))]).description)
-            } else {
-                say(type == .stats ? text : "\(peer): \(text)")
-            }
-            return 0
-        case .failure(let error):
-            let message = failureText(error, peer: peer, client: client)
-            if options.json {
-                var fields: [(String, JSON)] = [("ok", .bool(false)), ("error", .string(message))]
-                if case .remote(let code) = error { fields.append(("errno", .int(Int(code)))) }
-                say(JSON.object(fields).description)
-            } else {
-                sayError("loop-harness \(options.command): \(message)")
-            }
-            return 1
         }
     }
 }

@@ -3,29 +3,34 @@ import UdpServer
 /// The peers whose admin requests (save-and-exit) a node obeys: IPv4 prefixes,
 /// loopback (127.0.0.0/8) unless the node is told otherwise (`serve --trust`).
 /// Anyone who can reach the node may call its other handlers.
-struct TrustedPeers: Equatable, CustomStringConvertible {
+public struct TrustedPeers: Equatable, Sendable, CustomStringConvertible {
     /// One CIDR prefix: `network` with only its first `length` bits set.
-    struct Prefix: Equatable, CustomStringConvertible {
-        let network: UInt32
-        let length: Int
+    public struct Prefix: Equatable, Sendable, CustomStringConvertible {
+        public let network: UInt32
+        public let length: Int
 
-        var mask: UInt32 { length == 0 ? 0 : UInt32.max << (32 - length) }
+        public init(network: UInt32, length: Int) {
+            self.network = network
+            self.length = length
+        }
 
-        func contains(_ ip: UInt32) -> Bool { ip & mask == network }
+        public var mask: UInt32 { length == 0 ? 0 : UInt32.max << (32 - length) }
 
-        var description: String { "\(PeerAddress(ip: network, port: 0).ipString)/\(length)" }
+        public func contains(_ ip: UInt32) -> Bool { ip & mask == network }
+
+        public var description: String { "\(PeerAddress(ip: network, port: 0).ipString)/\(length)" }
     }
 
-    let prefixes: [Prefix]
+    public let prefixes: [Prefix]
 
-    static let loopback = TrustedPeers(prefixes: [Prefix(network: 0x7f00_0000, length: 8)])
+    public static let loopback = TrustedPeers(prefixes: [Prefix(network: 0x7f00_0000, length: 8)])
 
-    init(prefixes: [Prefix]) { self.prefixes = prefixes }
+    public init(prefixes: [Prefix]) { self.prefixes = prefixes }
 
     /// Parses `10.0.0.0/8,192.168.1.7`: comma-separated dotted quads (a /32 each) or
     /// CIDR prefixes, strictly: no empty entries, prefix lengths 0…32 in decimal, and
     /// no address bits beyond the prefix (10.1.0.0/8 is refused, not read as 10.0.0.0/8).
-    init(parsing list: String) throws(TrustListError) {
+    public init(parsing list: String) throws(TrustListError) {
         var prefixes: [Prefix] = []
         for entry in list.split(separator: ",", omittingEmptySubsequences: false) {
             prefixes.append(try Self.prefix(entry))
@@ -51,13 +56,13 @@ struct TrustedPeers: Equatable, CustomStringConvertible {
         return prefix
     }
 
-    func contains(_ ip: UInt32) -> Bool { prefixes.contains { $0.contains(ip) } }
+    public func contains(_ ip: UInt32) -> Bool { prefixes.contains { $0.contains(ip) } }
 
-    var description: String { prefixes.map(\.description).joined(separator: ",") }
+    public var description: String { prefixes.map(\.description).joined(separator: ",") }
 }
 
 /// Why a `--trust` list was refused.
-enum TrustListError: Error, Equatable, CustomStringConvertible {
+public enum TrustListError: Error, Equatable, CustomStringConvertible {
     /// `a,,b`, a leading or trailing comma, or nothing at all.
     case emptyEntry
     case notAnAddress(String)
@@ -65,7 +70,7 @@ enum TrustListError: Error, Equatable, CustomStringConvertible {
     /// The entry, and the prefix it may have meant.
     case hostBitsSet(String, String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .emptyEntry: return "an empty entry"
         case .notAnAddress(let entry): return "'\(entry)' is not an IPv4 address or a.b.c.d/N prefix"

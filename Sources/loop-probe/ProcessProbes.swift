@@ -1,10 +1,11 @@
 import CLoopShim
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
 import Synchronization
 
-/// `loop-harness timer-routing`: a loop on a second thread while the main
+/// `loop-probe timer-routing`: a loop on a second thread while the main
 /// thread sleeps in `poll`; prints `refused <reason>` or `eintr <n>`, the
 /// number of times the main thread's sleep was interrupted in one second.
 /// `--prepared` runs `ProcessSignals.prepare` first; `--accept-unrouted` sets
@@ -55,7 +56,7 @@ func runTimerRouting(_ args: Arguments) throws -> Int32 {
     return 0
 }
 
-/// `loop-harness fork-check`: forks while a loop with running workers exists.
+/// `loop-probe fork-check`: forks while a loop with running workers exists.
 /// The child must be refused the loop (`.forkedChild`), close it at once
 /// (no join of threads it does not have), start with the admin signals
 /// unblocked, and be able to make a loop of its own; it reports by exit code.

@@ -6,7 +6,7 @@ import UdpServer
 /// labelled lines instead of one line of every field. Fields are read by name
 /// from each counter set's `fields`, so a field added there later still shows
 /// (on an "other" line, when not zero); `--json` has the complete set.
-enum CounterReport {
+public enum CounterReport {
     /// A field shown as "VALUE WORDS"; `always` shows it when it is zero too; a byte
     /// count is shown in brackets after the field before it ("12 datagrams in (3.4 kB)").
     private struct Field {
@@ -74,7 +74,7 @@ enum CounterReport {
     /// `loop:` then, given a server, `traffic:`, `transactions:`, `drops:` (only reasons
     /// that happened), `socket:` (when anything went wrong there), `admin:` for a node,
     /// and `other:` for fields this report does not know.
-    static func lines(loop: LoopCounters, server: UdpServerStats? = nil, node: NodeCounters? = nil) -> [String] {
+    public static func lines(loop: LoopCounters, server: UdpServerStats? = nil, node: NodeCounters? = nil) -> [String] {
         var out = [line("loop:", loopLine(loop))]
         var unknown: [(String, Int)] = []
         if let server {
@@ -98,7 +98,7 @@ enum CounterReport {
     }
 
     /// A line telling a person what to run against a node at `address`.
-    static func nextSteps(_ address: String) -> String {
+    public static func nextSteps(_ address: String) -> String {
         line("try:", "loop-harness ping --to \(address)   loop-harness stats --to \(address)   "
                      + "loop-harness shutdown --to \(address)")
     }

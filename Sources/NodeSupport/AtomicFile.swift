@@ -7,8 +7,8 @@ import Glibc
 /// synced so the rename itself survives a crash. A symlink or a directory at the
 /// target is refused rather than followed or replaced. On any failure the new
 /// file is removed and the target is left as it was.
-enum AtomicFile {
-    static func write(_ bytes: [UInt8], to path: String) throws(SaveError) {
+public enum AtomicFile {
+    public static func write(_ bytes: [UInt8], to path: String) throws(SaveError) {
         guard !path.isEmpty, !path.hasSuffix("/") else { throw .isDirectory(path) }
         var status = stat()
         if lstat(path, &status) == 0 {
@@ -86,20 +86,20 @@ enum AtomicFile {
 }
 
 /// Why a save failed; `errno` is what the requester's error reply carries.
-enum SaveError: Error, Equatable, CustomStringConvertible {
+public enum SaveError: Error, Equatable, CustomStringConvertible {
     /// The target is a symbolic link: refused, not followed.
     case isSymlink(String)
     case isDirectory(String)
     /// The path, the call that failed and its errno.
     case system(String, String, Int32)
 
-    var path: String {
+    public var path: String {
         switch self {
         case .isSymlink(let path), .isDirectory(let path), .system(let path, _, _): return path
         }
     }
 
-    var errno: Int32 {
+    public var errno: Int32 {
         switch self {
         case .isSymlink: return ELOOP
         case .isDirectory: return EISDIR
@@ -108,9 +108,9 @@ enum SaveError: Error, Equatable, CustomStringConvertible {
     }
 
     /// `save failed: PATH: reason`.
-    var description: String { "save failed: \(path): \(reason)" }
+    public var description: String { "save failed: \(path): \(reason)" }
 
-    var reason: String {
+    public var reason: String {
         switch self {
         case .isSymlink: return "is a symbolic link (refused: it would be followed)"
         case .isDirectory: return "is a directory"

@@ -1,6 +1,8 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
+import NodeSupport
 
 let childLoopOptions = CommandOptions(
     command: "child-loop",
@@ -8,7 +10,7 @@ let childLoopOptions = CommandOptions(
         + "`shutdown CODE SIGNAL MS` and the counters when a signal stops it.",
     options: [.flag("--unblocked-thread", "start a thread that does not block the admin signals (breaks the signalfd rule on purpose)")])
 
-/// `loop-harness child-loop`: a bare loop for tests and comparisons that send
+/// `loop-probe child-loop`: a bare loop for tests and comparisons that send
 /// it real signals. Prints `ready <pid>` once the loop runs, then
 /// `shutdown <code> <signal> <ms>` and the counters when it stops.
 func runChildLoop(_ args: Arguments) throws -> Int32 {

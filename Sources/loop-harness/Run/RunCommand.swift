@@ -1,6 +1,8 @@
+import CommandLineOptions
 import Compat
 import Glibc
 import LoopTools
+import NodeSupport
 
 let runOptions = CommandOptions(
     command: "run",
@@ -11,9 +13,9 @@ let runOptions = CommandOptions(
         .integer("--seconds", 0...31_536_000, default: 0, "stop by itself after this many seconds; 0: never"),
     ])
 
-/// The main job before the RPC node: the default loop, a heartbeat sleep
+/// `loop-harness run`, the main job before the RPC node: the default loop, a heartbeat sleep
 /// callback and a UDP echo read callback on 127.0.0.1.
-func runEcho(_ args: Arguments) throws -> Int32 {
+func runRawLoop(_ args: Arguments) throws -> Int32 {
     let options = try args.parse(runOptions)
     let backend = try options.backend()
     let json = options.json

@@ -15,13 +15,13 @@ import LoopCore
 /// this backend blocks the signals on the loop thread, worker threads inherit
 /// a blocked mask, and an executable must block them in `main` before it
 /// starts any other thread (see README).
-public final class EpollBackend: LoopBackend {
-    public let kind = LoopBackendKind.epoll
-    public let descriptorLimit: Int32? = nil
-    public let signals = LoopSignals()
+package final class EpollBackend: LoopBackend {
+    package let kind = LoopBackendKind.epoll
+    package let descriptorLimit: Int32? = nil
+    package let signals = LoopSignals()
     /// Wakers keep the eventfd alive, so a waker used after `close()` never
     /// writes into an unrelated descriptor that reused the number.
-    public var waker: any LoopWaker { EventFDWaker(target: wake) }
+    package var waker: any LoopWaker { EventFDWaker(target: wake) }
 
     private let configuration: LoopConfiguration
     @exclusivity(unchecked) private var epollFD: Int32 = -1
@@ -91,13 +91,13 @@ public final class EpollBackend: LoopBackend {
     /// epoll data of the backend's own descriptors: generation 0, which the core never hands out.
     private enum Control: UInt64 { case wake = 1, signal = 3 }
 
-    public init(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
+    package init(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) {
         self.configuration = configuration
         do { wake = try WakeupDescriptor() } catch { throw .system(error) }
         signalSet = (configuration.handlesAdminSignals ? adminSignals : []) + [SIGPIPE, SIGIO]
     }
 
-    public func start() throws(LoopError) {
+    package func start() throws(LoopError) {
         do {
             epollFD = try systemCall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
             quickTimerFD = try systemCall("timerfd_create") {
@@ -155,11 +155,11 @@ public final class EpollBackend: LoopBackend {
         epollFD = fresh
     }
 
-    public func prepare(fd: Int32) throws(LoopError) {
+    package func prepare(fd: Int32) throws(LoopError) {
         do { try setStatusFlags(fd: fd, adding: O_NONBLOCK) } catch { throw .system(error) }
     }
 
-    public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
+    package func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
         let index = Int(fd)
         if watched.count <= index { watched += repeatElement(Watched(), count: index + 1 - watched.count) }
         // Every registration asks the kernel again, so a number that named a
@@ -235,7 +235,7 @@ public final class EpollBackend: LoopBackend {
         }
     }
 
-    public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
+    package func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
         if !alwaysReady.isEmpty { refreshAlwaysReady() }
         let timeoutMs = alwaysReady.isEmpty ? timeoutMs : 0
         beforeWait(idle: timeoutMs < 0 || timeoutMs > configuration.quickPollIntervalMs)
@@ -421,7 +421,7 @@ public final class EpollBackend: LoopBackend {
     /// Busy work cannot wait in epoll_wait, so the QUICKPOLL call site asks
     /// here: a vDSO clock read, and only once an interval may have passed, a
     /// non-blocking read of the quickpoll timerfd.
-    public func pollQuickPollTimer() {
+    package func pollQuickPollTimer() {
         guard timersArmed, monotonicNanoseconds() >= nextQuickPollCheck else { return }
         if !timersRunning {
             // Stopped at the last wait, which ended a whole interval ago: that is the tick.
@@ -439,7 +439,7 @@ public final class EpollBackend: LoopBackend {
         return read(fd, &count, 8) == 8 ? Int(count) : 0
     }
 
-    public func setTimersEnabled(_ enabled: Bool) {
+    package func setTimersEnabled(_ enabled: Bool) {
         timersArmed = enabled
         if enabled {
             startTimers()
@@ -458,11 +458,11 @@ public final class EpollBackend: LoopBackend {
         timerfd_settime(fd, 0, &spec, nil)
     }
 
-    public func setInterruptsEnabled(_ enabled: Bool) {
+    package func setInterruptsEnabled(_ enabled: Bool) {
         // No asynchronous signal handlers: nothing to mask.
     }
 
-    public func stop() {
+    package func stop() {
         if let claim = maskClaim {
             // A SIGPIPE or SIGIO that arrived while the loop owned it is the loop's to
             // count, as legacy's handler does, also when the embedder blocks it too: left
@@ -485,7 +485,7 @@ public final class EpollBackend: LoopBackend {
         closeOwnDescriptors()
     }
 
-    public func abandon() {
+    package func abandon() {
         if let claim = maskClaim { ThreadSignalMask.release(claim) }  // bookkeeping only, in a child
         maskClaim = nil
         closeOwnDescriptors()
@@ -535,6 +535,6 @@ struct EventFDWaker: LoopWaker {
 }
 
 /// A loop on the epoll backend.
-public func makeEpollLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
+package func makeEpollLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
     try EventLoop(backend: EpollBackend(configuration: configuration), configuration: configuration)
 }

@@ -10,11 +10,11 @@ import LoopCore
 /// at the loop thread with `tgkill`, the loop thread keeps SIGCHLD blocked
 /// outside the wait, and `pselect` unblocks it atomically for the wait, so a
 /// wake-up that arrives early stays pending and ends the wait at once.
-public final class SelectBackend: LoopBackend {
-    public let kind = LoopBackendKind.legacy
-    public let descriptorLimit: Int32? = Int32(shim_fd_setsize())
-    public let signals = LoopSignals()
-    public var waker: any LoopWaker { SignalWaker(serial: serial) }
+package final class SelectBackend: LoopBackend {
+    package let kind = LoopBackendKind.legacy
+    package let descriptorLimit: Int32? = Int32(shim_fd_setsize())
+    package let signals = LoopSignals()
+    package var waker: any LoopWaker { SignalWaker(serial: serial) }
 
     private let configuration: LoopConfiguration
     private var readSet = fd_set()
@@ -31,14 +31,14 @@ public final class SelectBackend: LoopBackend {
     /// The signals this backend installs handlers for.
     static let handledSignals: [Int32] = [SIGALRM, SIGVTALRM, SIGCHLD, SIGPIPE, SIGIO]
 
-    public init(configuration: LoopConfiguration = LoopConfiguration()) {
+    package init(configuration: LoopConfiguration = LoopConfiguration()) {
         self.configuration = configuration
         self.generations = Array(repeating: 0, count: Int(shim_fd_setsize()))
         shim_fd_zero(&readSet)
         shim_fd_zero(&writeSet)
     }
 
-    public func start() throws(LoopError) {
+    package func start() throws(LoopError) {
         // ITIMER_REAL's SIGALRM is process-directed and goes to the main thread
         // first: a loop on another thread would have it interrupt the main
         // thread's poll, nanosleep and sleep 1000 times a second.
@@ -93,11 +93,11 @@ public final class SelectBackend: LoopBackend {
         setTimersEnabled(true)
     }
 
-    public func prepare(fd: Int32) throws(LoopError) {
+    package func prepare(fd: Int32) throws(LoopError) {
         do { try setStatusFlags(fd: fd, adding: O_NONBLOCK | O_ASYNC) } catch { throw .system(error) }
     }
 
-    public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
+    package func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
         guard fd >= 0, fd < shim_fd_setsize() else { throw .descriptorOutOfRange(fd: fd, limit: descriptorLimit!) }
         if new.contains(.read) { shim_fd_set(fd, &readSet) } else { shim_fd_clr(fd, &readSet) }
         if new.contains(.write) { shim_fd_set(fd, &writeSet) } else { shim_fd_clr(fd, &writeSet) }
@@ -116,7 +116,7 @@ public final class SelectBackend: LoopBackend {
         }
     }
 
-    public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
+    package func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
         var readable = readSet
         var writable = writeSet
         // A wake-up published before we got here: do not sleep.
@@ -169,11 +169,11 @@ public final class SelectBackend: LoopBackend {
         }
     }
 
-    public func pollQuickPollTimer() {
+    package func pollQuickPollTimer() {
         // SIGVTALRM raises the flag itself.
     }
 
-    public func setTimersEnabled(_ enabled: Bool) {
+    package func setTimersEnabled(_ enabled: Bool) {
         var real = itimerval()
         var virtual = itimerval()
         if enabled {
@@ -190,11 +190,11 @@ public final class SelectBackend: LoopBackend {
         timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
     }
 
-    public func setInterruptsEnabled(_ enabled: Bool) {
+    package func setInterruptsEnabled(_ enabled: Bool) {
         // The original blocks an empty signal set here: only the loop's flag changes.
     }
 
-    public func stop() {
+    package func stop() {
         guard started else { return }
         started = false
         setTimersEnabled(false)
@@ -220,7 +220,7 @@ public final class SelectBackend: LoopBackend {
     /// In a forked child: the atfork handler already gave the signals back their
     /// previous dispositions and the child has no itimers; only the records go,
     /// and the process-wide state only while no loop of the child's own has taken it.
-    public func abandon() {
+    package func abandon() {
         guard started else { return }
         started = false
         if let claim = maskClaim { ThreadSignalMask.release(claim) }
@@ -263,6 +263,6 @@ func mainThreadBlocks(_ signals: [Int32]) -> Bool {
 }
 
 /// A loop on the legacy backend. Only one may exist in a process at a time.
-public func makeLegacyLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
+package func makeLegacyLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
     try EventLoop(backend: SelectBackend(configuration: configuration), configuration: configuration)
 }

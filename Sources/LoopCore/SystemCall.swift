@@ -2,10 +2,12 @@ import Glibc
 
 /// A failed system call: the call's name and its errno.
 public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The call that failed, as the loop names it (`epoll_ctl(ADD)`, say).
     public let call: String
+    /// Its errno.
     public let errno: Int32
 
-    public init(_ call: String, errno: Int32) {
+    package init(_ call: String, errno: Int32) {
         self.call = call
         self.errno = errno
     }
@@ -18,7 +20,7 @@ public struct SystemError: Error, Equatable, CustomStringConvertible, Sendable {
 /// Every raw syscall the loops make goes through here once: `EINTR` is retried
 /// and errno becomes a typed error.
 @inline(__always)
-public func systemCall<R: BinaryInteger>(
+package func systemCall<R: BinaryInteger>(
     _ name: @autoclosure () -> String,
     _ body: () -> R
 ) throws(SystemError) -> R {
@@ -32,7 +34,7 @@ public func systemCall<R: BinaryInteger>(
 }
 
 /// Sets `O_NONBLOCK` (plus `extra` flags such as `O_ASYNC`) on a descriptor.
-public func setStatusFlags(fd: Int32, adding extra: Int32) throws(SystemError) {
+package func setStatusFlags(fd: Int32, adding extra: Int32) throws(SystemError) {
     let flags = try systemCall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
     let wanted = flags | extra
     if wanted != flags {
@@ -41,6 +43,6 @@ public func setStatusFlags(fd: Int32, adding extra: Int32) throws(SystemError) {
 }
 
 /// Closes a descriptor the loop owns; `EINTR` on close must not be retried on Linux.
-public func closeDescriptor(_ fd: Int32) {
+package func closeDescriptor(_ fd: Int32) {
     if fd >= 0 { _ = Glibc.close(fd) }
 }

@@ -88,8 +88,13 @@ package final class SelectBackend: LoopBackend {
         wishes[SIGCHLD] = true
         maskClaim = ThreadSignalMask.claim(wishes)
 
-        getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer)
-        getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer)
+        do {
+            _ = try systemCall("getitimer(ITIMER_REAL)") { getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer) }
+            _ = try systemCall("getitimer(ITIMER_VIRTUAL)") { getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer) }
+        } catch {
+            stop()
+            throw .system(error)
+        }
         setTimersEnabled(true)
     }
 
@@ -104,8 +109,13 @@ package final class SelectBackend: LoopBackend {
         generations[Int(fd)] = generation
         if new.isEmpty {
             // O_ASYNC was the loop's: do not leave it behind on an fd it no longer watches.
-            let flags = fcntl(fd, F_GETFL)
-            if flags >= 0 && flags & O_ASYNC != 0 { _ = fcntl(fd, F_SETFL, flags & ~O_ASYNC) }
+            do {
+                let flags = try systemCall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+                if flags & O_ASYNC != 0 { _ = try systemCall("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags & ~O_ASYNC) } }
+            } catch {
+                // Deliberately ignored: the owner may have closed the fd already (EBADF),
+                // and then there is no flag left behind.
+            }
         }
         if !new.isEmpty {
             highestFd = max(highestFd, fd)
@@ -129,24 +139,29 @@ package final class SelectBackend: LoopBackend {
         var waitMask = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &waitMask)
         sigdelset(&waitMask, SIGCHLD)
-        var n = pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
-        if n < 0 && errno == EBADF {
+        var ready: Int32?
+        do {
+            ready = try interruptibleSystemCall("pselect") { pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask) }
+        } catch where error.errno == EBADF {
             // One closed number fails the whole call: drop it and ask again at
             // once, so the other descriptors' readiness is not lost for a poll.
             dropClosedDescriptors()
             readable = readSet
             writable = writeSet
             var none = timespec()
-            n = pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask)
-        }
-        if n < 0 {
-            switch errno {
-            case EINTR: return  // a timer tick, a wake-up or an admin signal
-            case EBADF: dropClosedDescriptors(); return
-            default: throw .system(SystemError("pselect", errno: errno))
+            do {
+                ready = try interruptibleSystemCall("pselect") { pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask) }
+            } catch where error.errno == EBADF {
+                dropClosedDescriptors()
+                return
+            } catch {
+                throw .system(error)
             }
+        } catch {
+            throw .system(error)
         }
-        guard n > 0 else { return }
+        // nil: a timer tick, a wake-up or an admin signal ended the wait.
+        guard let n = ready, n > 0 else { return }
         var fd: Int32 = 0
         while fd <= highestFd {
             let r = shim_fd_isset(fd, &readable) != 0
@@ -182,8 +197,18 @@ package final class SelectBackend: LoopBackend {
             virtual.it_interval = Self.interval(ms: configuration.quickPollIntervalMs)
             virtual.it_value = virtual.it_interval
         }
-        setitimer(Int32(ITIMER_REAL.rawValue), &real, nil)
-        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &virtual, nil)
+        Self.setTimer(ITIMER_REAL, &real)
+        Self.setTimer(ITIMER_VIRTUAL, &virtual)
+    }
+
+    private static func setTimer(_ which: __itimer_which, _ value: inout itimerval) {
+        do {
+            _ = try systemCall("setitimer") { setitimer(Int32(which.rawValue), &value, nil) }
+        } catch {
+            // Deliberately ignored: setitimer fails only for a bad timer or value, and
+            // both timers are real ones, the values validated by `LoopConfiguration`
+            // or read back from the kernel at `start()`.
+        }
     }
 
     private static func interval(ms: Int) -> timeval {
@@ -204,16 +229,18 @@ package final class SelectBackend: LoopBackend {
         if let claim = maskClaim { ThreadSignalMask.release(claim) }
         maskClaim = nil
         // Only what is still this loop's: a disposition someone installed since stays theirs.
+        // Results deliberately ignored, in teardown: sigaction fails only for a bad
+        // signal number or pointer, and these are the ones `start()` installed.
         for (signo, var previous) in savedActions.reversed() where shim_handler_is(signo, legacySignalHandler) != 0 {
             // Ignoring discards a tick still pending, which would otherwise meet the
             // previous disposition (for SIGALRM by default: terminate).
-            if signo == SIGALRM || signo == SIGVTALRM { signal(signo, SIG_IGN) }
-            sigaction(signo, &previous, nil)
+            if signo == SIGALRM || signo == SIGVTALRM { _ = signal(signo, SIG_IGN) }
+            _ = sigaction(signo, &previous, nil)
         }
         savedActions.removeAll()
         shim_legacy_handlers_removed()
-        setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
-        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
+        Self.setTimer(ITIMER_REAL, &savedRealTimer)
+        Self.setTimer(ITIMER_VIRTUAL, &savedVirtualTimer)
         LegacyProcessState.clear(waitingForHandlers: true)
     }
 

@@ -33,6 +33,20 @@ package func systemCall<R: BinaryInteger>(
     }
 }
 
+/// For a wait that a signal must end (a timer tick, a wake-up, an admin signal):
+/// as `systemCall`, but `EINTR` is the answer, not a failure, and gives nil.
+@inline(__always)
+package func interruptibleSystemCall<R: BinaryInteger>(
+    _ name: @autoclosure () -> String,
+    _ body: () -> R
+) throws(SystemError) -> R? {
+    let result = body()
+    if result >= 0 { return result }
+    let err = Glibc.errno
+    if err == EINTR { return nil }
+    throw SystemError(name(), errno: err)
+}
+
 /// Sets `O_NONBLOCK` (plus `extra` flags such as `O_ASYNC`) on a descriptor.
 package func setStatusFlags(fd: Int32, adding extra: Int32) throws(SystemError) {
     let flags = try systemCall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
@@ -44,5 +58,7 @@ package func setStatusFlags(fd: Int32, adding extra: Int32) throws(SystemError) 
 
 /// Closes a descriptor the loop owns; `EINTR` on close must not be retried on Linux.
 package func closeDescriptor(_ fd: Int32) {
+    // The result is deliberately ignored: Linux frees the number whatever close
+    // reports (EINTR, EIO), so a failure leaves nothing to retry or undo.
     if fd >= 0 { _ = Glibc.close(fd) }
 }

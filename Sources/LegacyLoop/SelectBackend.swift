@@ -135,7 +135,8 @@ package final class SelectBackend: LoopBackend {
         let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs < 0 ? longest : min(timeoutMs, longest)
         var ts = timespec(tv_sec: timeout / 1000, tv_nsec: (timeout % 1000) * 1_000_000)
         // The thread's mask as it is now (another loop or the embedder may have
-        // changed it since start), with SIGCHLD open for the wait only.
+        // changed it since start), with SIGCHLD open for the wait only. Reading the
+        // mask cannot fail (no `how`, a valid set), so its result is not looked at.
         var waitMask = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &waitMask)
         sigdelset(&waitMask, SIGCHLD)

@@ -30,8 +30,11 @@ extension LoopBackendKind {
     }
 }
 
+/// `LOOP_BACKEND` (or the variable named) holds no backend's name.
 public struct LoopConfigurationError: Error, CustomStringConvertible {
+    /// The environment variable read.
     public let variable: String
+    /// What it held.
     public let value: String
     public var description: String {
         "\(variable)=\(value) is not a backend; use one of: "

@@ -76,6 +76,8 @@ private func handle(_ signo: Int32, _ info: UnsafeMutablePointer<siginfo_t>?, _ 
         // it, and then the loop's pselect was not interrupted; on the loop
         // thread it may land just before pselect. Either way a SIGCHLD to the
         // loop thread (blocked outside pselect) ends the next wait at once.
+        // The result is deliberately ignored (a handler can report nothing): a loop
+        // thread gone meanwhile (ESRCH) has no wait left to end.
         let loop = LegacyProcessState.loopThreadID.load(ordering: .relaxed)
         if loop != 0 { _ = shim_tgkill(getpid(), loop, SIGCHLD) }
     default:
@@ -99,6 +101,8 @@ struct SignalWaker: LoopWaker {
     func wakeup() {
         guard serial != 0, LegacyProcessState.serial.load(ordering: .acquiring) == serial else { return }
         let loop = LegacyProcessState.loopThreadID.load(ordering: .relaxed)
+        // The result is deliberately ignored: a loop thread gone meanwhile (ESRCH,
+        // its loop closing) has no wait left to end.
         if loop != 0 { _ = shim_tgkill(getpid(), loop, SIGCHLD) }
     }
 }

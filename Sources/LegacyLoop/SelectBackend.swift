@@ -10,11 +10,11 @@ import LoopCore
 /// at the loop thread with `tgkill`, the loop thread keeps SIGCHLD blocked
 /// outside the wait, and `pselect` unblocks it atomically for the wait, so a
 /// wake-up that arrives early stays pending and ends the wait at once.
-public final class SelectBackend: LoopBackend {
-    public let kind = LoopBackendKind.legacy
-    public let descriptorLimit: Int32? = Int32(shim_fd_setsize())
-    public let signals = LoopSignals()
-    public var waker: any LoopWaker { SignalWaker(serial: serial) }
+package final class SelectBackend: LoopBackend {
+    package let kind = LoopBackendKind.legacy
+    package let descriptorLimit: Int32? = Int32(shim_fd_setsize())
+    package let signals = LoopSignals()
+    package var waker: any LoopWaker { SignalWaker(serial: serial) }
 
     private let configuration: LoopConfiguration
     private var readSet = fd_set()
@@ -31,14 +31,14 @@ public final class SelectBackend: LoopBackend {
     /// The signals this backend installs handlers for.
     static let handledSignals: [Int32] = [SIGALRM, SIGVTALRM, SIGCHLD, SIGPIPE, SIGIO]
 
-    public init(configuration: LoopConfiguration = LoopConfiguration()) {
+    package init(configuration: LoopConfiguration = LoopConfiguration()) {
         self.configuration = configuration
         self.generations = Array(repeating: 0, count: Int(shim_fd_setsize()))
         shim_fd_zero(&readSet)
         shim_fd_zero(&writeSet)
     }
 
-    public func start() throws(LoopError) {
+    package func start() throws(LoopError) {
         // ITIMER_REAL's SIGALRM is process-directed and goes to the main thread
         // first: a loop on another thread would have it interrupt the main
         // thread's poll, nanosleep and sleep 1000 times a second.
@@ -88,24 +88,34 @@ public final class SelectBackend: LoopBackend {
         wishes[SIGCHLD] = true
         maskClaim = ThreadSignalMask.claim(wishes)
 
-        getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer)
-        getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer)
+        do {
+            _ = try systemCall("getitimer(ITIMER_REAL)") { getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer) }
+            _ = try systemCall("getitimer(ITIMER_VIRTUAL)") { getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer) }
+        } catch {
+            stop()
+            throw .system(error)
+        }
         setTimersEnabled(true)
     }
 
-    public func prepare(fd: Int32) throws(LoopError) {
+    package func prepare(fd: Int32) throws(LoopError) {
         do { try setStatusFlags(fd: fd, adding: O_NONBLOCK | O_ASYNC) } catch { throw .system(error) }
     }
 
-    public func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
+    package func setInterest(fd: Int32, generation: UInt32, old: Interest, new: Interest) throws(LoopError) {
         guard fd >= 0, fd < shim_fd_setsize() else { throw .descriptorOutOfRange(fd: fd, limit: descriptorLimit!) }
         if new.contains(.read) { shim_fd_set(fd, &readSet) } else { shim_fd_clr(fd, &readSet) }
         if new.contains(.write) { shim_fd_set(fd, &writeSet) } else { shim_fd_clr(fd, &writeSet) }
         generations[Int(fd)] = generation
         if new.isEmpty {
             // O_ASYNC was the loop's: do not leave it behind on an fd it no longer watches.
-            let flags = fcntl(fd, F_GETFL)
-            if flags >= 0 && flags & O_ASYNC != 0 { _ = fcntl(fd, F_SETFL, flags & ~O_ASYNC) }
+            do {
+                let flags = try systemCall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+                if flags & O_ASYNC != 0 { _ = try systemCall("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags & ~O_ASYNC) } }
+            } catch {
+                // Deliberately ignored: the owner may have closed the fd already (EBADF),
+                // and then there is no flag left behind.
+            }
         }
         if !new.isEmpty {
             highestFd = max(highestFd, fd)
@@ -116,7 +126,7 @@ public final class SelectBackend: LoopBackend {
         }
     }
 
-    public func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
+    package func wait(timeoutMs: Int, into events: inout [ReadyEvent]) throws(LoopError) {
         var readable = readSet
         var writable = writeSet
         // A wake-up published before we got here: do not sleep.
@@ -125,28 +135,34 @@ public final class SelectBackend: LoopBackend {
         let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs < 0 ? longest : min(timeoutMs, longest)
         var ts = timespec(tv_sec: timeout / 1000, tv_nsec: (timeout % 1000) * 1_000_000)
         // The thread's mask as it is now (another loop or the embedder may have
-        // changed it since start), with SIGCHLD open for the wait only.
+        // changed it since start), with SIGCHLD open for the wait only. Reading the
+        // mask cannot fail (no `how`, a valid set), so its result is not looked at.
         var waitMask = sigset_t()
         pthread_sigmask(SIG_SETMASK, nil, &waitMask)
         sigdelset(&waitMask, SIGCHLD)
-        var n = pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
-        if n < 0 && errno == EBADF {
+        var ready: Int32?
+        do {
+            ready = try interruptibleSystemCall("pselect") { pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask) }
+        } catch where error.errno == EBADF {
             // One closed number fails the whole call: drop it and ask again at
             // once, so the other descriptors' readiness is not lost for a poll.
             dropClosedDescriptors()
             readable = readSet
             writable = writeSet
             var none = timespec()
-            n = pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask)
-        }
-        if n < 0 {
-            switch errno {
-            case EINTR: return  // a timer tick, a wake-up or an admin signal
-            case EBADF: dropClosedDescriptors(); return
-            default: throw .system(SystemError("pselect", errno: errno))
+            do {
+                ready = try interruptibleSystemCall("pselect") { pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask) }
+            } catch where error.errno == EBADF {
+                dropClosedDescriptors()
+                return
+            } catch {
+                throw .system(error)
             }
+        } catch {
+            throw .system(error)
         }
-        guard n > 0 else { return }
+        // nil: a timer tick, a wake-up or an admin signal ended the wait.
+        guard let n = ready, n > 0 else { return }
         var fd: Int32 = 0
         while fd <= highestFd {
             let r = shim_fd_isset(fd, &readable) != 0
@@ -169,11 +185,11 @@ public final class SelectBackend: LoopBackend {
         }
     }
 
-    public func pollQuickPollTimer() {
+    package func pollQuickPollTimer() {
         // SIGVTALRM raises the flag itself.
     }
 
-    public func setTimersEnabled(_ enabled: Bool) {
+    package func setTimersEnabled(_ enabled: Bool) {
         var real = itimerval()
         var virtual = itimerval()
         if enabled {
@@ -182,19 +198,29 @@ public final class SelectBackend: LoopBackend {
             virtual.it_interval = Self.interval(ms: configuration.quickPollIntervalMs)
             virtual.it_value = virtual.it_interval
         }
-        setitimer(Int32(ITIMER_REAL.rawValue), &real, nil)
-        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &virtual, nil)
+        Self.setTimer(ITIMER_REAL, &real)
+        Self.setTimer(ITIMER_VIRTUAL, &virtual)
+    }
+
+    private static func setTimer(_ which: __itimer_which, _ value: inout itimerval) {
+        do {
+            _ = try systemCall("setitimer") { setitimer(Int32(which.rawValue), &value, nil) }
+        } catch {
+            // Deliberately ignored: setitimer fails only for a bad timer or value, and
+            // both timers are real ones, the values validated by `LoopConfiguration`
+            // or read back from the kernel at `start()`.
+        }
     }
 
     private static func interval(ms: Int) -> timeval {
         timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
     }
 
-    public func setInterruptsEnabled(_ enabled: Bool) {
+    package func setInterruptsEnabled(_ enabled: Bool) {
         // The original blocks an empty signal set here: only the loop's flag changes.
     }
 
-    public func stop() {
+    package func stop() {
         guard started else { return }
         started = false
         setTimersEnabled(false)
@@ -204,23 +230,25 @@ public final class SelectBackend: LoopBackend {
         if let claim = maskClaim { ThreadSignalMask.release(claim) }
         maskClaim = nil
         // Only what is still this loop's: a disposition someone installed since stays theirs.
+        // Results deliberately ignored, in teardown: sigaction fails only for a bad
+        // signal number or pointer, and these are the ones `start()` installed.
         for (signo, var previous) in savedActions.reversed() where shim_handler_is(signo, legacySignalHandler) != 0 {
             // Ignoring discards a tick still pending, which would otherwise meet the
             // previous disposition (for SIGALRM by default: terminate).
-            if signo == SIGALRM || signo == SIGVTALRM { signal(signo, SIG_IGN) }
-            sigaction(signo, &previous, nil)
+            if signo == SIGALRM || signo == SIGVTALRM { _ = signal(signo, SIG_IGN) }
+            _ = sigaction(signo, &previous, nil)
         }
         savedActions.removeAll()
         shim_legacy_handlers_removed()
-        setitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer, nil)
-        setitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer, nil)
+        Self.setTimer(ITIMER_REAL, &savedRealTimer)
+        Self.setTimer(ITIMER_VIRTUAL, &savedVirtualTimer)
         LegacyProcessState.clear(waitingForHandlers: true)
     }
 
     /// In a forked child: the atfork handler already gave the signals back their
     /// previous dispositions and the child has no itimers; only the records go,
     /// and the process-wide state only while no loop of the child's own has taken it.
-    public func abandon() {
+    package func abandon() {
         guard started else { return }
         started = false
         if let claim = maskClaim { ThreadSignalMask.release(claim) }
@@ -263,6 +291,6 @@ func mainThreadBlocks(_ signals: [Int32]) -> Bool {
 }
 
 /// A loop on the legacy backend. Only one may exist in a process at a time.
-public func makeLegacyLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
+package func makeLegacyLoop(configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
     try EventLoop(backend: SelectBackend(configuration: configuration), configuration: configuration)
 }

@@ -13,9 +13,13 @@ import Synchronization
 public enum ChildProcesses {
     /// Descriptors the child gets as its stdin, stdout and stderr (nil: inherited).
     public struct StandardStreams: Sendable {
+        /// The child's stdin.
         public var input: Int32?
+        /// The child's stdout.
         public var output: Int32?
+        /// The child's stderr.
         public var error: Int32?
+        /// The streams given; the others are inherited.
         public init(input: Int32? = nil, output: Int32? = nil, error: Int32? = nil) {
             self.input = input
             self.output = output

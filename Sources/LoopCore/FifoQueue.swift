@@ -3,19 +3,19 @@
 /// Inlinable, so other modules get it specialized for their element type: the
 /// servers push and pop on every datagram, and an unspecialized generic pays a
 /// runtime metadata lookup on each call.
-public struct FifoQueue<Element> {
+package struct FifoQueue<Element> {
     @usableFromInline var items: [Element?] = []
     @usableFromInline var head = 0
 
-    @inlinable public init() {}
+    @inlinable package init() {}
 
-    @inlinable public var isEmpty: Bool { head == items.count }
-    @inlinable public var count: Int { items.count - head }
-    @inlinable public var first: Element? { isEmpty ? nil : items[head] }
+    @inlinable package var isEmpty: Bool { head == items.count }
+    @inlinable package var count: Int { items.count - head }
+    @inlinable package var first: Element? { isEmpty ? nil : items[head] }
 
-    @inlinable public mutating func append(_ element: Element) { items.append(element) }
+    @inlinable package mutating func append(_ element: Element) { items.append(element) }
 
-    @inlinable public mutating func popFirst() -> Element? {
+    @inlinable package mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = items[head]
         items[head] = nil  // release what it holds now, not at the next compaction

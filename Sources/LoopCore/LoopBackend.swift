@@ -1,21 +1,21 @@
 /// What a descriptor is watched for.
-public struct Interest: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let read = Interest(rawValue: 1)
-    public static let write = Interest(rawValue: 2)
+package struct Interest: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt8
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
+    package static let read = Interest(rawValue: 1)
+    package static let write = Interest(rawValue: 2)
 }
 
 /// One ready descriptor from a wait. `generation` is the generation of the
 /// registration the backend was told about, so the core can drop an event
 /// whose fd was unregistered (and maybe reused) earlier in the same batch.
-public struct ReadyEvent: Sendable, Equatable {
-    public var fd: Int32
-    public var generation: UInt32
-    public var readable: Bool
-    public var writable: Bool
+package struct ReadyEvent: Sendable, Equatable {
+    package var fd: Int32
+    package var generation: UInt32
+    package var readable: Bool
+    package var writable: Bool
 
-    public init(fd: Int32, generation: UInt32, readable: Bool, writable: Bool) {
+    package init(fd: Int32, generation: UInt32, readable: Bool, writable: Bool) {
         self.fd = fd
         self.generation = generation
         self.readable = readable
@@ -26,6 +26,7 @@ public struct ReadyEvent: Sendable, Equatable {
 /// Wakes a loop from any thread. Backends implement it with whatever reaches
 /// a blocked wait: an eventfd write, or a signal directed at the loop thread.
 public protocol LoopWaker: Sendable {
+    /// Ends the loop's current or next wait; safe from any thread.
     func wakeup()
 }
 
@@ -34,7 +35,7 @@ public protocol LoopWaker: Sendable {
 /// and setup/teardown. Everything else lives once, in `EventLoop`.
 ///
 /// All methods but `waker` are called on the loop's thread only.
-public protocol LoopBackend: AnyObject {
+package protocol LoopBackend: AnyObject {
     var kind: LoopBackendKind { get }
 
     /// The first descriptor this backend cannot watch, if it has such a limit.

@@ -12,6 +12,7 @@ public struct LoopConfiguration: Sendable {
     public var workerThreads = 2
     /// Whether the loop turns SIGHUP/SIGTERM/SIGINT/SIGPWR into a shutdown.
     public var handlesAdminSignals = true
+    /// The clock of `now`, the sleep callbacks and their periods.
     public var clock: LoopClock = .monotonic
     /// Legacy loop only: allow it off the main thread although the main thread
     /// takes process-directed SIGALRM/SIGVTALRM (see `ProcessSignals.prepare`).
@@ -19,6 +20,7 @@ public struct LoopConfiguration: Sendable {
     /// times a second (EINTR from poll, nanosleep, sleep).
     public var allowsUnroutedTimerSignals = false
 
+    /// The original's numbers; change the fields afterwards.
     public init() {}
 
     /// Each field within its range, or the first that is not; `EventLoop.init` checks it.
@@ -40,10 +42,10 @@ public struct LoopConfiguration: Sendable {
 public let maximumSleepPeriodMs = Int(Int32.max)
 
 /// The sleep-callback scan cadence starts at 40 ms (the original's default minimum tick).
-public let defaultMinimumTickMs: Int64 = 40
+package let defaultMinimumTickMs: Int64 = 40
 
 /// The signals a loop owns; worker threads block all of them so that
 /// process-directed ones reach a thread that expects them.
-public let loopOwnedSignals: [Int32] = [
+package let loopOwnedSignals: [Int32] = [
     SIGALRM, SIGVTALRM, SIGCHLD, SIGIO, SIGPIPE, SIGHUP, SIGTERM, SIGINT, SIGPWR,
 ]

@@ -3,48 +3,48 @@ import Synchronization
 /// The state that arrives from outside the loop's thread: signal handlers,
 /// timer expirations, worker threads. Lock-free atomics only, so a signal
 /// handler may write any of it.
-public final class LoopSignals: Sendable {
+package final class LoopSignals: Sendable {
     /// Shutdown requests not yet consumed: bit `s` for admin signal `s`, bit 0
     /// for `stop()`. A set of bits, not one slot, so no request is lost when
     /// several arrive before one is consumed.
     private let pendingShutdowns = Atomic<UInt64>(0)
     /// Raised every quickpoll interval while the process is busy; cleared by the loop.
-    public let needsToQuickPoll = Atomic<Bool>(false)
+    package let needsToQuickPoll = Atomic<Bool>(false)
     /// Set by a worker that finished a job (the original's `needsCleanup`).
-    public let needsCleanup = Atomic<Bool>(false)
+    package let needsCleanup = Atomic<Bool>(false)
     /// True only while the loop thread is blocked waiting for readiness.
-    public let inWaitState = Atomic<Bool>(false)
+    package let inWaitState = Atomic<Bool>(false)
     /// True while the loop runs a quickpoll (the timer then does not raise the flag).
-    public let inQuickPoll = Atomic<Bool>(false)
+    package let inQuickPoll = Atomic<Bool>(false)
     /// ms clock advanced by the quickpoll timer between refreshes.
-    public let nowApprox = Atomic<Int64>(0)
+    package let nowApprox = Atomic<Int64>(0)
     /// CPU usage moving average in percent, as `Double` bits.
     private let cpuBits = Atomic<UInt64>(0)
 
-    public let alarms = Atomic<Int>(0)
-    public let vtAlarms = Atomic<Int>(0)
-    public let sigChlds = Atomic<Int>(0)
-    public let sigQueues = Atomic<Int>(0)
-    public let sigPipes = Atomic<Int>(0)
-    public let sigIOs = Atomic<Int>(0)
-    public let sigOthers = Atomic<Int>(0)
-    public let wakeups = Atomic<Int>(0)
+    package let alarms = Atomic<Int>(0)
+    package let vtAlarms = Atomic<Int>(0)
+    package let sigChlds = Atomic<Int>(0)
+    package let sigQueues = Atomic<Int>(0)
+    package let sigPipes = Atomic<Int>(0)
+    package let sigIOs = Atomic<Int>(0)
+    package let sigOthers = Atomic<Int>(0)
+    package let wakeups = Atomic<Int>(0)
 
-    public init() {}
+    package init() {}
 
     /// Records a shutdown request. Lock-free: signal handlers call it.
-    public func requestShutdown(_ reason: ShutdownReason) {
+    package func requestShutdown(_ reason: ShutdownReason) {
         pendingShutdowns.bitwiseOr(Self.bit(for: reason), ordering: .sequentiallyConsistent)
     }
 
     /// The request `run()` would return next, without consuming it: admin signals
     /// first (in signal-number order), then `stop()`.
-    public var shutdownReason: ShutdownReason? {
+    package var shutdownReason: ShutdownReason? {
         Self.first(of: pendingShutdowns.load(ordering: .acquiring))
     }
 
     /// Takes the next request (as `shutdownReason` orders them), leaving the others.
-    public func takeShutdownRequest() -> ShutdownReason? {
+    package func takeShutdownRequest() -> ShutdownReason? {
         var pending = pendingShutdowns.load(ordering: .acquiring)
         while let reason = Self.first(of: pending) {
             let (taken, actual) = pendingShutdowns.compareExchange(
@@ -56,7 +56,7 @@ public final class LoopSignals: Sendable {
     }
 
     /// Takes every pending admin signal (for `close()` to hand back); a pending stop is dropped.
-    public func takeAllShutdownSignals() -> [Int32] {
+    package func takeAllShutdownSignals() -> [Int32] {
         let pending = pendingShutdowns.exchange(0, ordering: .sequentiallyConsistent)
         return (1..<64).filter { pending & (1 << UInt64($0)) != 0 }.map { Int32($0) }
     }
@@ -75,7 +75,7 @@ public final class LoopSignals: Sendable {
 
     /// One quickpoll-interval tick: `nowApprox` moves 10 ms and, unless a
     /// quickpoll is running, long work is asked to quickpoll.
-    public func quickPollTick(count: Int, intervalMs: Int64) {
+    package func quickPollTick(count: Int, intervalMs: Int64) {
         // Wrapping: a clock at the end of its range must not trap inside a signal handler.
         nowApprox.wrappingAdd(intervalMs &* Int64(count), ordering: .relaxed)
         raiseQuickPoll(count)
@@ -83,7 +83,7 @@ public final class LoopSignals: Sendable {
 
     /// Expirations read some time after they happened (not in a handler): `nowApprox`
     /// becomes `now`, the clock read at the time of reading.
-    public func quickPollTick(count: Int, now: Int64) {
+    package func quickPollTick(count: Int, now: Int64) {
         nowApprox.store(now, ordering: .relaxed)
         raiseQuickPoll(count)
     }
@@ -95,11 +95,11 @@ public final class LoopSignals: Sendable {
         }
     }
 
-    public var cpuUsage: Double { Double(bitPattern: cpuBits.load(ordering: .relaxed)) }
+    package var cpuUsage: Double { Double(bitPattern: cpuBits.load(ordering: .relaxed)) }
 
     /// Feeds `count` real-timer ticks into `cpu = 0.99*cpu + 0.01*(busy ? 100 : 0)`.
     /// Lock-free (a CAS loop), so the SIGALRM handler may call it.
-    public func recordCPUTicks(busy: Bool, count: Int) {
+    package func recordCPUTicks(busy: Bool, count: Int) {
         guard count > 0 else { return }
         alarms.add(count, ordering: .relaxed)
         // One tick (the SIGALRM handler's case) is a plain multiplication.

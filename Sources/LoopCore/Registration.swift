@@ -1,8 +1,17 @@
 /// A handle to one registered callback; pass it to `EventLoop.unregister`.
 /// Identity is the handle itself; `owner` keys the legacy dedup rule.
 public final class Registration {
-    public enum Kind: Sendable, Equatable { case read, write, sleep }
+    /// What a registration watches.
+    public enum Kind: Sendable, Equatable {
+        /// A descriptor's readability (`registerRead`).
+        case read
+        /// A descriptor's writability (`registerWrite`).
+        case write
+        /// A period of time (`registerSleep`).
+        case sleep
+    }
 
+    /// What this registration watches.
     public let kind: Kind
     /// The watched descriptor; -1 for sleep callbacks.
     public let fd: Int32

@@ -42,9 +42,9 @@ public enum ShutdownReason: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// The admin signals both loops turn into a shutdown.
-public let adminSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGPWR]
+package let adminSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGPWR]
 
-public func signalName(_ signo: Int32) -> String {
+package func signalName(_ signo: Int32) -> String {
     switch signo {
     case SIGHUP: return "SIGHUP"
     case SIGINT: return "SIGINT"

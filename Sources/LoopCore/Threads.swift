@@ -3,7 +3,7 @@ import Glibc
 /// Starts a detached-free POSIX thread running `body`; returns its handle for `join`.
 /// `blocking` signals are blocked in the new thread from its first instruction
 /// (the creator's mask is inherited, so it is changed around `pthread_create`).
-public func startThread(blocking signals: [Int32] = [], _ body: @escaping @Sendable () -> Void) -> pthread_t {
+package func startThread(blocking signals: [Int32] = [], _ body: @escaping @Sendable () -> Void) -> pthread_t {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -26,6 +26,6 @@ public func startThread(blocking signals: [Int32] = [], _ body: @escaping @Senda
     return thread
 }
 
-public func joinThread(_ thread: pthread_t) {
+package func joinThread(_ thread: pthread_t) {
     pthread_join(thread, nil)
 }

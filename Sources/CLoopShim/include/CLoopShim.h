@@ -1,5 +1,7 @@
-// What Glibc's Swift module does not export: epoll, timerfd, eventfd,
-// signalfd, the FD_* macros and a few thread-directed signal calls.
+// What Glibc's Swift module does not export, in three parts, one .c file each:
+// thin Glibc wrappers (glibc.c), the process policy with its load-time
+// constructor (process.c), and the UDP server's datagram batches (datagrams.c).
+// epoll, timerfd, eventfd and signalfd come straight from the headers below.
 #ifndef CLOOPSHIM_H
 #define CLOOPSHIM_H
 
@@ -14,6 +16,8 @@
 #include <sys/timerfd.h>
 #include <sys/time.h>
 #include <time.h>
+
+// ---- Glibc wrappers (glibc.c) ----
 
 // fd_set macros (glibc aborts when fd >= FD_SETSIZE; callers check first).
 void shim_fd_zero(fd_set *set);
@@ -41,12 +45,18 @@ int shim_install_handler(int sig, shim_sig_handler handler, const sigset_t *mask
 // 1 when `sig`'s current action is `handler` (installed with SA_SIGINFO).
 int shim_handler_is(int sig, shim_sig_handler handler);
 
+// fork(2), which Swift does not import. For tests and for embedders that fork.
+int shim_fork(void);
+
+/// accept4(2): Glibc declares it only under _GNU_SOURCE.
+int shim_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+
+// ---- Process policy (process.c) ----
+
 // Fork awareness. A process-wide counter bumped in every forked child (a
 // pthread_atfork child handler installed when the library loads), so a loop
 // can tell that it is being used from a copy of the process that created it.
 int shim_fork_generation(void);
-// fork(2), which Swift does not import. For tests and for embedders that fork.
-int shim_fork(void);
 
 // A number for the calling thread, unique for the life of the process (a
 // pthread_t can be reused by the next thread; this is never reused).
@@ -65,8 +75,7 @@ void shim_library_mask_note(int sig, int blocked_delta, int unblocked_delta);
 // Rewrites `mask` into what a child should start with.
 void shim_library_mask_undo(sigset_t *mask);
 
-/// accept4(2): Glibc declares it only under _GNU_SOURCE.
-int shim_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+// ---- The UDP server's datagram batches (datagrams.c) ----
 
 // Several datagrams in one system call (recvmmsg(2), sendmmsg(2)), which Glibc
 // declares only under _GNU_SOURCE. At most SHIM_MAX_DATAGRAMS a call; a call for

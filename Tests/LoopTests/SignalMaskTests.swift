@@ -218,9 +218,10 @@ extension LoopConformance {
                     step.store(2, ordering: .releasing)
                     pthread_kill(report.thread, SIGTERM)
                     step.store(3, ordering: .releasing)
+                    // Inside the scope: the other thread's loop is closed before the descriptor check.
+                    joinThread(other)
                 }
             }
-            joinThread(other)
             #expect(report.reason == .signal(SIGTERM))
         }
     }

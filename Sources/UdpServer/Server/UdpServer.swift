@@ -158,10 +158,15 @@ public final class UdpServer {
     /// once, later, on the loop thread, with the reply or the reason there is none.
     ///
     /// - Parameters:
+    ///   - message: the request's bytes, at most the configuration's maximum message size.
+    ///   - type: the message type the peer's handler is registered for.
+    ///   - peer: where the request goes.
     ///   - timeoutMs: no progress for this long ends the request with `.timedOut`.
     ///   - niceness: 0 = urgent; > 0 = background (its callback waits outside quickpoll).
     ///   - backoffMs: first resend time, doubled per resend; nil for the defaults.
     ///   - maxWaitMs: cap on the resend time; nil for the defaults.
+    ///   - callback: called exactly once, on the loop's thread, with the reply or the failure.
+    /// - Returns: a handle that `cancel(_:)` takes.
     @discardableResult
     public func sendRequest(_ message: [UInt8], type: UInt8, to peer: PeerAddress,
                             timeoutMs: Int = 60_000, niceness: Int = 1,

@@ -89,3 +89,25 @@ extension Option {
     public static let json = Option.flag("--json", "machine-readable output: one JSON object per result, event or error")
     public static let help = Option.flag("--help", "this text")
 }
+
+extension CommandLineError {
+    /// The error for a first word that is none of `program`'s commands.
+    public static func unknownCommand(_ command: String, of program: String) -> CommandLineError {
+        let what = command.hasPrefix("-") ? "the command comes first, not '\(command)'" : "unknown command '\(command)'"
+        return .usage("\(program): \(what) (see \(program) help)")
+    }
+}
+
+/// `PROGRAM help [COMMAND]`: `usage`, or that command's `--help` through `dispatch`.
+public func runHelp(program: String, usage: String, _ arguments: Arguments,
+                    dispatch: (Arguments) throws -> Int32) throws -> Int32 {
+    switch arguments.rest.count {
+    case 0:
+        say(usage)
+        return 0
+    case 1 where !arguments.rest[0].hasPrefix("-"):
+        return try dispatch(Arguments([program, arguments.rest[0], "--help"]))
+    default:
+        throw CommandLineError.usage("\(program): help takes at most one command name (see \(program) help)")
+    }
+}

@@ -24,10 +24,7 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
         return 0
     // No command at all used to start the raw loop, which never stops: `run` says so now.
     case "": throw CommandLineError.usage(usage)
-    default:
-        let what = arguments.command.hasPrefix("-") ? "the command comes first, not '\(arguments.command)'"
-                                                    : "unknown command '\(arguments.command)'"
-        throw CommandLineError.usage("loop-harness: \(what) (see loop-harness help)")
+    default: throw CommandLineError.unknownCommand(arguments.command, of: "loop-harness")
     }
 }
 

@@ -39,21 +39,9 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     case "child-loop": return try runChildLoop(arguments)
     case "timer-routing": return try runTimerRouting(arguments)
     case "fork-check": return try runForkCheck(arguments)
-    case "help", "--help", "-h":
-        switch arguments.rest.count {
-        case 0:
-            say(usage)
-            return 0
-        case 1 where !arguments.rest[0].hasPrefix("-"):
-            return try dispatch(Arguments(["loop-probe", arguments.rest[0], "--help"]))
-        default:
-            throw CommandLineError.usage("loop-probe: help takes at most one command name (see loop-probe help)")
-        }
+    case "help", "--help", "-h": return try runHelp(program: "loop-probe", usage: usage, arguments, dispatch: dispatch)
     case "": throw CommandLineError.usage(usage)
-    default:
-        let what = arguments.command.hasPrefix("-") ? "the command comes first, not '\(arguments.command)'"
-                                                    : "unknown command '\(arguments.command)'"
-        throw CommandLineError.usage("loop-probe: \(what) (see loop-probe help)")
+    default: throw CommandLineError.unknownCommand(arguments.command, of: "loop-probe")
     }
 }
 

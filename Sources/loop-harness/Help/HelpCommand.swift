@@ -41,13 +41,5 @@ let version = "loop-harness 1.1.0 (this build's default backend: \(LoopBackendKi
 
 /// `loop-harness help [COMMAND]`: the usage, or that command's `--help`.
 func runHelp(_ arguments: Arguments) throws -> Int32 {
-    switch arguments.rest.count {
-    case 0:
-        say(usage)
-        return 0
-    case 1 where !arguments.rest[0].hasPrefix("-"):
-        return try dispatch(Arguments(["loop-harness", arguments.rest[0], "--help"]))
-    default:
-        throw CommandLineError.usage("loop-harness: help takes at most one command name (see loop-harness help)")
-    }
+    try runHelp(program: "loop-harness", usage: usage, arguments, dispatch: dispatch)
 }

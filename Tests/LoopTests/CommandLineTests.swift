@@ -4,7 +4,6 @@ import LoopTools
 import TestSupport
 import Testing
 import UdpServer
-@testable import loop_harness
 
 extension LoopConformance {
     /// `loop-harness` as a person or a script meets it: strict options with

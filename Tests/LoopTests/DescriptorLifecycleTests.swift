@@ -103,8 +103,9 @@ extension LoopConformance {
         }
 
         /// Closed without unregistering while a dup keeps the file alive and readable:
-        /// select drops the fd (EBADF); epoll's kernel entry keeps reporting under the
-        /// current tag, until the backend's periodic check finds the fd closed.
+        /// select drops the fd (EBADF) and runs no callback; epoll's kernel entry keeps
+        /// reporting under the current tag until the backend's check after 64
+        /// consecutive ready reports finds the fd closed: at most 64 callbacks.
         @Test(arguments: LoopBackendKind.allCases)
         func closeWithoutUnregisterWhileADupLivesDoesNotSpin(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
@@ -119,7 +120,8 @@ extension LoopConformance {
                 try runFor(loop, ms: 100)
                 // A spin made 22,000 polls and callbacks on the closed fd in 100 ms.
                 #expect(loop.counters.polls - before < 400, "\(loop.counters.polls - before) polls in 100 ms")
-                #expect(calls - callsBefore < 200, "\(calls - callsBefore) callbacks for a closed fd")
+                let bound = kind == .epoll ? 64 : 0
+                #expect(calls - callsBefore <= bound, "\(calls - callsBefore) callbacks for a closed fd")
                 // Dropped for good: no more callbacks (the number may already name one of the loop's own files).
                 let afterDrop = calls
                 try runFor(loop, ms: 50)
@@ -144,7 +146,7 @@ extension LoopConformance {
                 for _ in 0..<200 { try loop.runOnce() }
                 // The write end is never readable: select reports nothing; epoll at most
                 // until its check after 64 consecutive ready waits.
-                #expect(calls - callsBefore <= 70, "\(calls - callsBefore) callbacks in 200 polls for a write end")
+                #expect(calls - callsBefore <= (kind == .epoll ? 64 : 0), "\(calls - callsBefore) callbacks in 200 polls for a write end")
             }
         }
     }

@@ -21,10 +21,14 @@ extension LoopConformance {
                 let slowGaps = zip(slow.dropFirst(), slow).map { $0 - $1 }
                 #expect(fastGaps.allSatisfy { $0 >= 10 }, "\(fastGaps)")
                 #expect(slowGaps.allSatisfy { $0 >= 100 }, "\(slowGaps)")
-                // Never faster: at most one fire per period of the span (60 or 61 at 10 ms);
-                // a loaded 2-core machine may give far fewer.
-                #expect(fast.count >= 10 && fast.count <= Int(span / 10), "\(fast.count) fires at 10 ms in \(span) ms")
-                #expect(slow.count >= 2 && slow.count <= Int(span / 100), "\(slow.count) fires at 100 ms in \(span) ms")
+                // Never faster: at most one fire per period of the span (60 or 61 at 10 ms).
+                #expect(fast.count <= Int(span / 10), "\(fast.count) fires at 10 ms in \(span) ms")
+                #expect(slow.count <= Int(span / 100), "\(slow.count) fires at 100 ms in \(span) ms")
+                // About the period: the median gap within half a period of it (a loaded 2-core
+                // machine delays some wake-ups, not most), and at least half the fires.
+                func median(_ gaps: [Int64]) -> Int64 { gaps.isEmpty ? .max : gaps.sorted()[gaps.count / 2] }
+                #expect(fast.count >= Int(span / 20) && median(fastGaps) <= 15, "fast gaps \(fastGaps)")
+                #expect(slow.count >= Int(span / 200) && median(slowGaps) <= 150, "slow gaps \(slowGaps)")
             }
         }
 

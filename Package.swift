@@ -52,7 +52,7 @@ let package = Package(
         // `swift build --build-tests`; a test target depending on an executable target links its code in.
         .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestSupport"],
                     exclude: ["Fixtures"], swiftSettings: strict),
-        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "Sockets", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "TcpServerTests", dependencies: ["TcpServer", "HttpServer", "Compat", "LoopTools", "TestSupport"],

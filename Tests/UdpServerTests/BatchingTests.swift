@@ -45,9 +45,12 @@ extension UdpServerLoopTests {
                 server.echo(type: 1)
                 let ledger = Ledger()
                 let count = 8
+                // The client's first resend only after 3 s: on a stalled machine (a sanitizer, other
+                // load) the server's turn may come later than the default's tens of milliseconds,
+                // and a client resend would then be the machine's doing, not the server's.
                 for i in 0..<count {
                     client.sendRequest(pattern(64 << 10, seed: i), type: 1, to: server.address, niceness: 0,
-                                       callback: ledger.callback(i))
+                                       backoffMs: 3_000, maxWaitMs: 3_000, callback: ledger.callback(i))
                 }
                 try runUntil(loop) { ledger.isDone(count) && server.stats.incomingSlots == 0 }
                 for i in 0..<count { #expect(ledger.reply(i) == pattern(64 << 10, seed: i)) }

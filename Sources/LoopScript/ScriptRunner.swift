@@ -1,4 +1,4 @@
-import EpollLoop
+import Compat
 import Glibc
 import LoopCore
 import Synchronization
@@ -268,7 +268,7 @@ public final class ScriptRunner {
             }
         case .secondLoop:
             do {
-                let second = try makeEpollLoop()
+                let second = try Loop.make(.epoll, configuration: LoopConfiguration())
                 second.waker.wakeup()
                 try second.runOnce()
                 try second.close()

@@ -25,6 +25,14 @@ public struct ClusterHost: Hashable, Sendable, CustomStringConvertible {
 /// a line is a comment, blank lines are ignored. IDs run 0, 1, 2 … in order, as the
 /// original's hosts.conf numbers them, so a host's ID is its index everywhere.
 ///
+/// The original's own hosts.conf is read as it is, so that one file describes a cluster
+/// of original and port nodes: a host line `hostId dnsPort httpsPort httpPort udpPort ip1
+/// [ip2] [directory] [note]` (the node's RPC server at `ip1:udpPort`, its console at
+/// `ip1:httpPort`; the DNS and HTTPS ports, the second NIC and the directory are the
+/// original's business), and its directives `num-mirrors:`, `index-splits:`,
+/// `working-dir:` and `port-offset:` (Hostdb.cpp). Its spare and proxy hosts are refused:
+/// the port's cluster has members only. Both kinds of host line may stand in one file.
+///
 /// Parsing is strict and complete: every malformed line is named, with its number
 /// and why, in one error, so that a file is fixed in one pass.
 public struct HostsFile: Equatable, Sendable {
@@ -88,36 +96,61 @@ public struct HostsFile: Equatable, Sendable {
             func problem(_ reason: String) {
                 problems.append(.init(line: lineNumber, text: String(rawLine), reason: reason))
             }
-            let expectedID = position
-            position += 1
-            guard fields.count == 4 else {
-                problem("\(fields.count) field\(fields.count == 1 ? "" : "s"); a host is ID ADDRESS UDP_PORT HTTP_PORT")
+            // The original's directives take no host's place (Hostdb.cpp reads them by prefix).
+            if let directive = originalDirectives.first(where: { fields[0].hasPrefix($0) }) {
+                let value = fields[0].count > directive.count ? [fields[0].dropFirst(directive.count)] : Array(fields.dropFirst())
+                if directive == "num-mirrors:" || directive == "index-splits:",
+                   value.first.map({ !$0.isEmpty && $0.allSatisfy({ $0.isASCII && $0.isNumber }) }) != true {
+                    problem("\(directive) takes a number")
+                } else if directive == "working-dir:", value.first?.hasPrefix("/") != true {
+                    problem("working-dir: takes an absolute directory")
+                }
                 continue
             }
-            guard let id = Int(fields[0]), fields[0].allSatisfy({ $0.isASCII && $0.isNumber }) else {
-                problem("the ID '\(fields[0])' is not a number (this line is host \(expectedID))")
+            if let kind = ["spare", "qcproxy", "scproxy", "proxy"].first(where: { fields[0].lowercased().hasPrefix($0) }) {
+                problem("a \(kind) host of the original: the port's cluster has members only")
+                continue
+            }
+            let expectedID = position
+            position += 1
+            // The original's line: hostId dnsPort httpsPort httpPort udpPort ip1 [ip2] [dir] [note].
+            let isOriginal = fields.count >= 6 && fields[1...4].allSatisfy { $0.allSatisfy { $0.isASCII && $0.isNumber } }
+            guard fields.count == 4 || isOriginal else {
+                problem("\(fields.count) field\(fields.count == 1 ? "" : "s"); a host is ID ADDRESS UDP_PORT HTTP_PORT, "
+                        + "or the original's hostId dnsPort httpsPort httpPort udpPort ip1 ip2 directory")
+                continue
+            }
+            if isOriginal, let (field, name) = [(fields[1], "DNS"), (fields[2], "HTTPS")]
+                .first(where: { (field, _) in field.count > 5 || (Int(field) ?? .max) > 65_535 }) {
+                problem("the \(name) port '\(field)' is not a port 0…65535")
+                continue
+            }
+            let (idField, ipField, udpField, httpField) = isOriginal ? (fields[0], fields[5], fields[4], fields[3])
+                                                                     : (fields[0], fields[1], fields[2], fields[3])
+            guard let id = Int(idField), idField.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                problem("the ID '\(idField)' is not a number (this line is host \(expectedID))")
                 continue
             }
             guard id == expectedID else {
                 problem("the ID is \(id), but IDs run 0, 1, 2 … in order: this line is host \(expectedID)")
                 continue
             }
-            guard let ip = PeerAddress.parseIPv4(fields[1]) else {
-                problem("'\(fields[1])' is not an IPv4 address (a.b.c.d)")
+            guard let ip = PeerAddress.parseIPv4(ipField) else {
+                problem("'\(ipField)' is not an IPv4 address (a.b.c.d)")
                 continue
             }
             guard ip != 0, ip != UInt32.max, ip >> 28 != 0xe else {
-                problem("\(fields[1]) cannot be a host's own address (the any, broadcast or a multicast address)")
+                problem("\(ipField) cannot be a host's own address (the any, broadcast or a multicast address)")
                 continue
             }
-            guard let udpPort = port(fields[2]) else {
-                problem("the UDP port '\(fields[2])' is not a port 1…65535")
+            guard let udpPort = port(udpField) else {
+                problem("the UDP port '\(udpField)' is not a port 1…65535")
                 continue
             }
             var httpPort: UInt16?
-            if fields[3] != "-" {
-                guard let parsed = port(fields[3]) else {
-                    problem("the HTTP port '\(fields[3])' is not a port 1…65535 or '-' (no console)")
+            if isOriginal || httpField != "-" {
+                guard let parsed = port(httpField) else {
+                    problem("the HTTP port '\(httpField)' is not a port 1…65535\(isOriginal ? "" : " or '-' (no console)")")
                     continue
                 }
                 httpPort = parsed
@@ -128,7 +161,7 @@ public struct HostsFile: Equatable, Sendable {
                 continue
             }
             if let httpPort, let earlier = httpClaims[PeerAddress(ip: ip, port: httpPort)] {
-                problem("\(fields[1]):\(httpPort) is host \(earlier)'s HTTP address too: two consoles cannot share a port")
+                problem("\(ipField):\(httpPort) is host \(earlier)'s HTTP address too: two consoles cannot share a port")
                 continue
             }
             guard id < maxHosts else {
@@ -143,6 +176,9 @@ public struct HostsFile: Equatable, Sendable {
         guard !hosts.isEmpty else { throw .empty }
         return HostsFile(hosts: hosts)
     }
+
+    /// The original's hosts.conf directives (Hostdb.cpp), read by prefix.
+    private static let originalDirectives = ["num-mirrors:", "index-splits:", "working-dir:", "port-offset:"]
 
     private static func port(_ text: Substring) -> UInt16? {
         guard text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }),

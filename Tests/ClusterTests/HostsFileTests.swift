@@ -69,6 +69,66 @@ import UdpServer
         }
     }
 
+    /// The original's hosts.conf as its own tools write it (the shared original's
+    /// make-node-dir.sh, Hostdb.cpp's directives): the RPC server at ip1:udpPort, the
+    /// console at ip1:httpPort; the DNS and HTTPS ports, ip2, the directory and a note are
+    /// the original's business. Port lines may stand beside them.
+    @Test func theOriginalsHostsConfIsReadAsItIs() throws {
+        let file = try HostsFile.parse("""
+            # hosts.conf of the original engine: one host a line
+            # hostId dnsPort httpsPort httpPort udpPort ip1 ip2 directory
+            0 5998 7000 8000 9000 10.77.0.1 10.77.0.1 /tmp/gb0/
+            1 5998 7000 8001 9001 10.77.0.2 10.77.0.2 /tmp/gb1/ noquery nospider
+            2 5997 7002 8002 9002 127.0.0.1
+            3 127.0.0.1 9003 -
+            num-mirrors: 0
+            index-splits:1
+            working-dir: /var/gigablast/
+            port-offset: 0
+            """)
+        #expect(file.hosts == [
+            ClusterHost(id: 0, address: PeerAddress(ip: 0x0a4d_0001, port: 9000), httpPort: 8000),
+            ClusterHost(id: 1, address: PeerAddress(ip: 0x0a4d_0002, port: 9001), httpPort: 8001),
+            ClusterHost(id: 2, address: PeerAddress(ip: 0x7f00_0001, port: 9002), httpPort: 8002),
+            ClusterHost(id: 3, address: PeerAddress(ip: 0x7f00_0001, port: 9003), httpPort: nil),
+        ])
+    }
+
+    /// What the original's format gets wrong is named as a port line's would be, and its
+    /// spare and proxy hosts are refused: the port's cluster has members only.
+    @Test func theOriginalsMalformedLinesAreNamed() {
+        let text = """
+            0 5998 7000 8000 9000 10.77.0.1 10.77.0.1 /tmp/gb0/
+            2 5998 7000 8001 9001 10.77.0.2 10.77.0.2 /tmp/gb1/
+            2 5998 7000 8002 0 10.77.0.3
+            3 5998 7000 8003 9003 gk3 gki3 /tmp/gb3/
+            4 70000 7000 8004 9004 10.77.0.5
+            5 5998 7000 0 9005 10.77.0.6
+            6 5998 7000 8000 9000 10.77.0.1
+            spare 5998 7000 8007 9007 10.77.0.8
+            proxy 5998 7000 8008 9008 10.77.0.9
+            num-mirrors: many
+            working-dir: relative/
+            """
+        #expect {
+            _ = try HostsFile.parse(text)
+        } throws: { error in
+            guard case .malformed(let problems) = error as? HostsFileError else { return false }
+            let reasons = Dictionary(uniqueKeysWithValues: problems.map { ($0.line, $0.reason) })
+            return problems.map(\.line) == Array(2...11)
+                && reasons[2]?.contains("IDs run 0, 1, 2") == true
+                && reasons[3]?.contains("UDP port '0'") == true
+                && reasons[4]?.contains("'gk3' is not an IPv4 address") == true
+                && reasons[5]?.contains("DNS port '70000'") == true
+                && reasons[6]?.contains("HTTP port '0' is not a port 1…65535") == true
+                && reasons[7]?.contains("host 0's UDP address too") == true
+                && reasons[8]?.contains("spare host") == true
+                && reasons[9]?.contains("proxy host") == true
+                && reasons[10]?.contains("num-mirrors: takes a number") == true
+                && reasons[11]?.contains("working-dir: takes an absolute directory") == true
+        }
+    }
+
     @Test func nothingButCommentsIsNoCluster() {
         #expect(throws: HostsFileError.empty) { try HostsFile.parse("# nobody\n\n   \n") }
         #expect(throws: HostsFileError.empty) { try HostsFile.parse("") }

@@ -1,7 +1,9 @@
 """A cluster of `loop-harness serve --hosts` nodes for scripts/cluster and
 scripts/rolling-migration: the hosts file, each node's build, and, with
 --netns, a network namespace per node on a private bridge with nftables
-dropping a share of the UDP datagrams.
+dropping a share of the UDP datagrams. With --netns a node may also be the
+original C++ engine (build "original", see original.py): the hosts file is then
+the original's hosts.conf, which the port reads as it is.
 
 Every wait is bounded and names what it waited for (ClusterError).
 """
@@ -18,6 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flavours import FLAVOURS, clean_environment  # noqa: E402
+import original  # noqa: E402
 
 # Names and addresses of the --netns plumbing, chosen not to collide with anything usual.
 BRIDGE = "lmbr0"
@@ -44,6 +47,11 @@ def harness_paths(builds_needed, overrides):
     """The loop-harness of each build named, building a flavour whose binary is missing."""
     paths = {}
     for name in sorted(set(builds_needed)):
+        if name == "original":
+            reason = original.unavailable_reason()
+            if reason:
+                raise ClusterError(f"an original node was asked for, but {reason}")
+            continue
         if overrides.get(name):
             paths[name] = overrides[name]
             continue
@@ -115,9 +123,21 @@ class Cluster:
                                        free_port(ip, socket.SOCK_STREAM, 8400), None))
         self.hosts_file = os.path.join(self.workdir, "hosts")
         with open(self.hosts_file, "w") as f:
-            f.write("# id  address      udp   http\n")
-            for n in self.nodes:
-                f.write(f"{n.id:<4} {n.ip:<12} {n.udp:<5} {n.http}\n")
+            if netns:
+                # The original's hosts.conf, which both the original and the port read.
+                f.write("# hostId dnsPort httpsPort httpPort udpPort ip1 ip2 directory\n")
+                f.write("".join(line + "\n" for line in self.original_lines()))
+                f.write("num-mirrors: 0\n")
+            else:
+                f.write("# id  address      udp   http\n")
+                for n in self.nodes:
+                    f.write(f"{n.id:<4} {n.ip:<12} {n.udp:<5} {n.http}\n")
+
+    def original_lines(self):
+        return [original.hosts_conf_line(n.id, n.ip, n.udp, n.http, self.original_dir(n)) for n in self.nodes]
+
+    def original_dir(self, node):
+        return os.path.join(self.workdir, f"host{node.id}-original")
 
     # -- network namespaces
 
@@ -197,6 +217,16 @@ class Cluster:
     def start(self, node, build, timeout=20):
         node.build = build
         node.log_path = os.path.join(self.workdir, f"host{node.id}-{build}-{int(time.time() * 1000)}.log")
+        if build == "original":
+            if not self.netns:
+                raise ClusterError("an original node runs only in a network namespace of its own: use --netns")
+            try:
+                original.make_node_dir(self.original_dir(node), self.original_lines())
+                node.process = original.start(node.namespace, self.original_dir(node), node.log_path)
+                original.wait_ready(node.process, node.log_path)
+            except original.OriginalError as error:
+                raise ClusterError(f"host {node.id} (original): {error}")
+            return
         args = ["serve", "--hosts", self.hosts_file, "--id", str(node.id), "--json",
                 "--ping-interval-ms", str(self.ping_interval_ms), "--dead-after-ms", str(self.dead_after_ms)]
         log = open(node.log_path, "w")
@@ -218,7 +248,15 @@ class Cluster:
 
     def shutdown(self, node, timeout=30):
         """Save-and-exit from a trusted address (loopback, or the host's own in its namespace);
-        the node must exit 0."""
+        the node must exit 0. An original node is stopped by SIGTERM, as its operator would: it
+        saves, then aborts on purpose."""
+        if node.build == "original":
+            try:
+                original.stop(node.process, timeout=max(timeout, 60))
+            except original.OriginalError as error:
+                raise ClusterError(f"host {node.id} (original): {error}")
+            node.process = None
+            return
         done = run(self.command(self.harness[node.build], ["shutdown", "--to", node.address, "--timeout-ms", "5000"],
                                 node.namespace), check=False)
         if done.returncode != 0:
@@ -232,6 +270,8 @@ class Cluster:
         node.process = None
 
     def stats(self, node):
+        if node.build == "original":
+            return None  # the original has no stats request; its hosts page is read by view_of
         done = run(self.command(self.harness[node.build], ["stats", "--to", node.address, "--json", "--timeout-ms", "2000"],
                                 node.namespace), check=False)
         if done.returncode != 0:
@@ -243,6 +283,16 @@ class Cluster:
 
     def view_of(self, observer, host_id):
         """What `observer` says of host `host_id` (its row of the hosts table), or None."""
+        if observer.build == "original":
+            host = self.nodes[host_id]
+            try:
+                rows = original.hosts_table(observer.namespace, observer.ip, observer.http)
+            except (original.OriginalError, subprocess.TimeoutExpired):
+                return None
+            for row in rows:
+                if row.get("ip1") == host.ip and row.get("udpPort") == host.udp:
+                    return {"id": host_id, "alive": row["alive"], "ping": row.get("ping1")}
+            return None
         stats = self.stats(observer)
         if not stats or "cluster" not in stats:
             return None
@@ -272,7 +322,7 @@ class Cluster:
         for o in self.running():
             if o.id != host_id:
                 row = self.view_of(o, host_id)
-                if row is not None:
+                if row is not None and "downMs" in row:
                     views[o.id] = row["downMs"]
         return views
 

@@ -24,8 +24,10 @@ def main():
     p.add_argument("--keep-logs", metavar="DIR", help="the nodes' logs go here (kept)")
     args = p.parse_args()
     builds = args.builds.split(",") if args.builds else [args.build] * args.hosts
-    if len(builds) != args.hosts or any(b not in ("epoll", "legacy") for b in builds):
-        p.error(f"--builds needs {args.hosts} names, each epoll or legacy: {args.builds}")
+    if len(builds) != args.hosts or any(b not in ("epoll", "legacy", "original") for b in builds):
+        p.error(f"--builds needs {args.hosts} names, each epoll, legacy or original: {args.builds}")
+    if "original" in builds and not args.netns:
+        p.error("an original node runs only in a network namespace of its own: add --netns")
     if args.loss and not args.netns:
         p.error("--loss needs --netns")
     stop = []

@@ -66,5 +66,37 @@ extension TcpServerLoopTests {
                 #expect(server.tcp.stats.requestBytesHeld == 0)
             }
         }
+
+        /// 100 requests in one write, all read at once: at most `maxRequestsPerTurn` (4)
+        /// reach the handler in any one turn of the loop, and the rest are served on the
+        /// following turns although the socket has nothing new to report; every one is
+        /// answered, in order.
+        @Test(arguments: LoopBackendKind.allCases)
+        func bufferedRequestsAreServedAFewATurn(kind: LoopBackendKind) throws {
+            try withTcpServer(kind, .testing { $0.maxRequestsPerTurn = 4 }) { loop, server in
+                server.echo()
+                let client = try TestClient(port: server.port)
+                try runUntil(loop) { server.stats.incomingOpen == 1 }
+                let lines = (0..<100).map { "line \($0)" }
+                client.send(lines.map { $0 + "\n" }.joined())
+                var mostInATurn = 0
+                try runUntil(loop) {
+                    let before = server.stats.requestsIn
+                    try loop.runOnce()
+                    mostInATurn = max(mostInATurn, server.stats.requestsIn - before)
+                    client.pump()
+                    return server.stats.requestsIn == 100
+                }
+                #expect(mostInATurn <= 4, "\(mostInATurn) requests served in one turn")
+                #expect(server.stats.turnsYielded >= 24)
+                var answers: [String] = []
+                try runUntil(loop) {
+                    client.pump()
+                    while let line = client.takeLine() { answers.append(line) }
+                    return answers.count == 100
+                }
+                #expect(answers == lines.map { $0.uppercased() })
+            }
+        }
     }
 }

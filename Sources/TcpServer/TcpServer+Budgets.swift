@@ -106,7 +106,13 @@ extension TcpServer {
     }
 
     func consumeReceived(_ connection: TcpConnection, _ count: Int) {
-        connection.received.removeFirst(count)
+        // Emptied, the buffer gives its storage back: an idle keep-alive connection
+        // would otherwise keep the capacity of its largest request, out of the budget's sight.
+        if count >= connection.received.count {
+            connection.received = []
+        } else {
+            connection.received.removeFirst(count)
+        }
         if connection.isIncoming { stats.requestBytesHeld -= count }
     }
 

@@ -18,7 +18,9 @@ public struct TcpRequest: Sendable {
 /// The TCP server of the original loop, written against `Compat` only, so that it
 /// runs unchanged on either backend: a listening socket accepting at niceness 0,
 /// incoming connections read by a protocol's framing and answered by a handler
-/// (keep-alive, a pipelined next request served after the reply), outgoing
+/// (keep-alive, a pipelined next request served after the reply, at most
+/// `maxRequestsPerTurn` of them a turn of the loop, read at most `maxReadAheadBytes`
+/// ahead, all connections' request bytes within `requestBytesBudget`), outgoing
 /// exchanges over non-blocking connects (pooled for keep-alive), and the timeouts
 /// and least-used closing of `TcpServer.cpp`.
 ///

@@ -37,6 +37,8 @@ final class TcpConnection {
     var closeAfterWrite = false
     /// The peer closed its sending side: frame what is left, read no more.
     var peerClosed = false
+    /// In the server's list of connections whose buffered requests wait for the next turn.
+    var awaitingTurn = false
     /// Guards `serveBuffered` against re-entry from a handler that replies at once.
     var framingInProgress = false
     let openedAt: Int64
@@ -63,6 +65,9 @@ final class TcpConnection {
     }
 
     var isOpen: Bool { state != .closed }
+    /// What the server holds for this connection: requests read and not yet handed
+    /// over, and the unsent rest of the message being written.
+    var heldBytes: Int { received.count + pending.count - pendingOffset }
     /// An incoming socket that is only waiting for a request: what `closeLeastUsed` may take.
     var isIdleOrReading: Bool { isIncoming && state == .reading }
 }

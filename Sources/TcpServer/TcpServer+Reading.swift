@@ -23,18 +23,25 @@ extension TcpServer {
             destroy(connection)
             return
         }
-        let chunk = readBuffer.count
-        reading: while connection.received.count <= configuration.maxMessageBytes {
-            let outcome = readBuffer.withUnsafeMutableBytes { StreamSocket.receive(connection.fd, into: $0) }
+        // An incoming connection reads its allowance (read-ahead and budget); the rest
+        // stays in the socket, readable again at the next poll if the framing needs it.
+        var allowance = connection.isIncoming ? incomingReadAllowance(connection) : Int.max
+        guard allowance > 0 else { return }
+        reading: while allowance > 0 && connection.received.count <= configuration.maxMessageBytes {
+            let asked = min(readBuffer.count, allowance)
+            let outcome = readBuffer.withUnsafeMutableBytes {
+                StreamSocket.receive(connection.fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<asked]))
+            }
             switch outcome {
             case .transferred(let n):
                 if connection.received.isEmpty { connection.messageStartedAt = loop.now }
-                connection.received.append(contentsOf: readBuffer[0..<n])
+                appendReceived(connection, readBuffer[0..<n])
+                allowance -= n
                 connection.lastAction = loop.now
                 connection.exchangeBytesIn += n
                 stats.bytesIn += n
                 // A short read drained the socket; a full one may have left more.
-                if n < chunk { break reading }
+                if n < asked { break reading }
             case .wouldBlock:
                 break reading
             case .endOfStream:
@@ -52,12 +59,18 @@ extension TcpServer {
 
     /// Frames the bytes read: a whole message goes to the handler (incoming) or the
     /// exchange's completion (outgoing), and the next one is framed once the
-    /// connection is reading again — a pipelined request waits for its turn here.
+    /// connection is reading again — a pipelined request waits for its turn here,
+    /// and after `maxRequestsPerTurn` for the loop's next turn.
     func serveBuffered(_ connection: TcpConnection) {
         guard !connection.framingInProgress else { return }
         connection.framingInProgress = true
         defer { connection.framingInProgress = false }
+        var served = 0
         while connection.isOpen && connection.state == .reading {
+            if connection.isIncoming && served >= max(configuration.maxRequestsPerTurn, 1) && !connection.received.isEmpty {
+                awaitNextTurn(connection)
+                return
+            }
             let frameWith = connection.exchange?.framing ?? framing
             switch frameWith.frame(connection.received[...], atEnd: connection.peerClosed) {
             case .incomplete:
@@ -77,12 +90,13 @@ extension TcpServer {
             case .complete(let length, let reusable):
                 let length = min(max(length, 0), connection.received.count)
                 let message = Array(connection.received[0..<length])
-                connection.received.removeFirst(length)
+                consumeReceived(connection, length)
                 connection.messageStartedAt = connection.received.isEmpty ? nil : loop.now
                 if !reusable { connection.closeAfterWrite = true }
                 stopWatchingReads(connection)
                 if connection.isIncoming {
                     connection.state = .handling
+                    served += 1
                     stats.requestsIn += 1
                     onRequest(TcpRequest(connection: connection.id, peer: connection.peer, bytes: message,
                                          niceness: connection.niceness))
@@ -101,7 +115,7 @@ extension TcpServer {
         stats.refusedMessages += 1
         stopWatchingReads(connection)
         if connection.isIncoming && !reply.isEmpty {
-            connection.received = []
+            dropReceived(connection)
             connection.closeAfterWrite = true
             startWriting(connection, reply)
         } else {

@@ -18,7 +18,9 @@ public struct TcpRequest: Sendable {
 /// The TCP server of the original loop, written against `Compat` only, so that it
 /// runs unchanged on either backend: a listening socket accepting at niceness 0,
 /// incoming connections read by a protocol's framing and answered by a handler
-/// (keep-alive, a pipelined next request served after the reply), outgoing
+/// (keep-alive, a pipelined next request served after the reply, at most
+/// `maxRequestsPerTurn` of them a turn of the loop, read at most `maxReadAheadBytes`
+/// ahead, all connections' request bytes within `requestBytesBudget`), outgoing
 /// exchanges over non-blocking connects (pooled for keep-alive), and the timeouts
 /// and least-used closing of `TcpServer.cpp`.
 ///
@@ -45,6 +47,10 @@ public final class TcpServer {
     var connections: [TcpConnectionID: TcpConnection] = [:]
     var pool: [PeerAddress: [TcpConnection]] = [:]
     var scanRegistration: Registration?
+    /// Incoming connections that served their share of a turn with requests still
+    /// buffered, served again at the top of the next poll (`turnHook`).
+    var awaitingTurn: [TcpConnection] = []
+    var turnHook: BottomHalf?
     var scanPaused = false
     private var nextID: UInt64 = 0
     /// Every read lands here first (no user code runs while it is in use), then in its connection's buffer.
@@ -239,7 +245,7 @@ public final class TcpServer {
         }
         connection.readRegistration = nil
         connection.writeRegistration = nil
-        connection.received = []
+        dropReceived(connection)
         connection.pending = []
         do { try loop.closeAfterBatch(fd: connection.fd) } catch {
             // The loop is closed (or this is a forked child): it watches nothing, close it here.
@@ -259,6 +265,7 @@ public final class TcpServer {
         stopListening()
         if let r = scanRegistration { try? loop.unregister(r) }
         scanRegistration = nil
+        stopServingTurns()
         for connection in connections.values.sorted(by: { $0.id.value < $1.id.value }) {
             destroy(connection, error: .shuttingDown)
         }

@@ -24,6 +24,18 @@ public struct TcpServerConfiguration: Sendable {
     public var minimumReadRate = 20
     /// How long an outgoing exchange may read before `minimumReadRate` applies.
     public var minimumRateAfterMs = 60_000
+    /// Requests served from one incoming connection in one turn of the loop; a pipelined
+    /// rest waits for the next turn, so one client's batch does not hold up the others.
+    public var maxRequestsPerTurn = 16
+    /// How far ahead of its replies an incoming connection is read (32 KiB): nothing is read
+    /// while a reply is unsent, and a read stops at this many buffered bytes (a message
+    /// larger than that goes on growing by a quarter of it a turn). A client that pipelines
+    /// and never reads holds at most this plus one reply beyond the kernel's buffers.
+    public var maxReadAheadBytes = 32 * 1024
+    /// Bytes of incoming requests held across all connections (64 MiB). Past it, the least
+    /// used other connection holding some gives way (refused and closed), and when none
+    /// can, the connection wanting more is; each counts in `budgetRefusals`.
+    public var requestBytesBudget = 64 << 20
     /// The accept callback stops after this long and lets the loop serve others (15 ms).
     public var acceptBudgetMs: Int64 = 15
     /// The niceness of accepted sockets' callbacks (the listener's is 0).

@@ -7,6 +7,9 @@ public struct TcpServerStats: Sendable, Equatable {
     public var outgoingOpen = 0
     /// Outgoing connections idle in the keep-alive pool (included in `outgoingOpen`).
     public var outgoingIdle = 0
+    /// Bytes of incoming requests read and not yet handed over, all connections
+    /// together (what `requestBytesBudget` bounds).
+    public var requestBytesHeld = 0
 
     // Connections.
     /// Connections accepted, refused ones included.
@@ -43,6 +46,8 @@ public struct TcpServerStats: Sendable, Equatable {
     public var bytesOut = 0
     /// Times a write would block and the write callback was registered.
     public var writeWaits = 0
+    /// Times a connection had served `maxRequestsPerTurn` with more buffered: the rest waited a turn.
+    public var turnsYielded = 0
 
     // Endings.
     /// Sockets ended by `timeoutMs`, `requestDeadlineMs` or the read-rate rule.
@@ -53,6 +58,8 @@ public struct TcpServerStats: Sendable, Equatable {
     public var refusedMessages = 0
     /// Connections the peer closed or reset in the middle of a message.
     public var truncated = 0
+    /// Connections refused and closed because `requestBytesBudget` was spent.
+    public var budgetRefusals = 0
 
     /// All zero.
     public init() {}
@@ -60,13 +67,14 @@ public struct TcpServerStats: Sendable, Equatable {
     /// Name and value of every counter, in declaration order (for JSON and reports).
     public var fields: [(String, Int)] {
         [("incomingOpen", incomingOpen), ("outgoingOpen", outgoingOpen), ("outgoingIdle", outgoingIdle),
+         ("requestBytesHeld", requestBytesHeld),
          ("accepted", accepted), ("refusedDescriptors", refusedDescriptors), ("refusedAtLimit", refusedAtLimit),
          ("closedLeastUsed", closedLeastUsed), ("acceptPauses", acceptPauses),
          ("connectsStarted", connectsStarted), ("connectsFailed", connectsFailed), ("connectionsReused", connectionsReused),
          ("requestsIn", requestsIn), ("repliesOut", repliesOut), ("repliesDropped", repliesDropped),
          ("exchangesCompleted", exchangesCompleted), ("exchangesFailed", exchangesFailed),
-         ("bytesIn", bytesIn), ("bytesOut", bytesOut), ("writeWaits", writeWaits),
+         ("bytesIn", bytesIn), ("bytesOut", bytesOut), ("writeWaits", writeWaits), ("turnsYielded", turnsYielded),
          ("timedOut", timedOut), ("idleClosed", idleClosed), ("refusedMessages", refusedMessages),
-         ("truncated", truncated)]
+         ("truncated", truncated), ("budgetRefusals", budgetRefusals)]
     }
 }

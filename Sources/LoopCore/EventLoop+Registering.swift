@@ -63,6 +63,10 @@ extension EventLoop {
         // callback may run a deinit that calls back into the loop.
         let callback = registration.detach()
         defer { withExtendedLifetime(callback) {} }
+        if registration.kind == .timer {
+            table.removeTimer(registration)
+            return
+        }
         if registration.kind == .sleep {
             table.removeSleeper(registration)
             minTick = table.sleepers.minimumTick(ceiling: defaultMinimumTickMs)

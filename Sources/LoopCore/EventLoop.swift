@@ -204,6 +204,10 @@ public final class EventLoop {
                 lastSleepRun = now
                 runCompletions(budgetMs: 4, urgentOnly: false)
             }
+            if now >= table.timers.earliestDue {
+                runTimers()
+                runCompletions(budgetMs: 4, urgentOnly: false)
+            }
         }
         dispatchDepth -= 1
         if quick { quickEvents = batch } else { events = batch }
@@ -213,8 +217,8 @@ public final class EventLoop {
         }
     }
 
-    /// 0 when work is already waiting, else until the next sleep scan, or -1 (no
-    /// limit) when no sleep callback is registered: readiness, a wake-up or a signal
+    /// 0 when work is already waiting, else until the next sleep scan or one-shot
+    /// timer, whichever is earlier, or -1 (no limit) when neither is pending: readiness, a wake-up or a signal
     /// ends the wait. The loop has no tick of its own; a backend may still cap the
     /// wait (legacy: select's 10 ms, as the original). A recorded shutdown is not
     /// work: `run()` returns before it waits, and `runOnce()` during a drain must not spin.
@@ -225,8 +229,8 @@ public final class EventLoop {
         // old time and would mean a wait as long as the step. Scan now (which resets them).
         if now < lastSleepRun || now < table.sleepers.latestLastCall { return 0 }
         // Nothing scheduled (none registered, or all paused): no deadline at all.
-        let (untilSleepScan, overflow) = nextSleepScan.subtractingReportingOverflow(now)
-        let wait = min(overflow ? .max : max(0, untilSleepScan), Int64(limit ?? Int.max))
+        let (untilDeadline, overflow) = min(nextSleepScan, table.timers.earliestDue).subtractingReportingOverflow(now)
+        let wait = min(overflow ? .max : max(0, untilDeadline), Int64(limit ?? Int.max))
         return wait > Int64(Int32.max) ? -1 : Int(wait)
     }
 

@@ -32,6 +32,11 @@ public enum TraceLine {
         indent(depth) + "r\(id) sleep \(quick ? "q" : "s") n\(niceness)"
     }
 
+    /// A one-shot timer's call (always in a full poll).
+    static func timer(id: Int, niceness: Int, depth: Int) -> String {
+        indent(depth) + "r\(id) timer n\(niceness)"
+    }
+
     static func job(id: Int, niceness: Int, depth: Int) -> String {
         indent(depth) + "j\(id) done n\(niceness)"
     }

@@ -208,6 +208,7 @@ public final class EventLoop {
                 runTimers()
                 runCompletions(budgetMs: 4, urgentOnly: false)
             }
+            checkWatchedChildren()
         }
         dispatchDepth -= 1
         if quick { quickEvents = batch } else { events = batch }
@@ -225,6 +226,7 @@ public final class EventLoop {
     private func waitTimeout(atMost limit: Int?) -> Int {
         if signals.needsCleanup.load(ordering: .acquiring) { return 0 }
         if bottomHalves.contains(where: { $0.needed() }) { return 0 }
+        if table.children.checkPending { return 0 }
         // The clock went back while the loop was working: the deadlines below are in the
         // old time and would mean a wait as long as the step. Scan now (which resets them).
         if now < lastSleepRun || now < table.sleepers.latestLastCall { return 0 }

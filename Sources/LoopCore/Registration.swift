@@ -11,11 +11,13 @@ public final class Registration {
         case sleep
         /// One point in time (`after`): called once, then removed.
         case timer
+        /// A child process's exit (`watchChild`): called once, then removed.
+        case child
     }
 
     /// What this registration watches.
     public let kind: Kind
-    /// The watched descriptor; -1 for sleep callbacks and timers.
+    /// The watched descriptor; -1 for sleep callbacks, timers and child watches.
     public let fd: Int32
     /// 0 = urgent, 1 = background, 2 = lowest.
     public let niceness: Int
@@ -36,6 +38,8 @@ public final class Registration {
     @exclusivity(unchecked) var isScheduled = false
     @exclusivity(unchecked) var scheduleToken: UInt32 = 0
     var queueIndex = 0
+    /// Child watches: the watched pid.
+    var childPid: Int32 = 0
     var sequence: UInt64 = 0
 
     init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,

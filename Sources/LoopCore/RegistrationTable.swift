@@ -16,6 +16,7 @@ struct RegistrationTable {
     /// original walks its chain from the head.
     var sleepers = SleepSchedule()
     var timers = OneShotTimers()
+    var children = ChildWatches()
     private var sleeperOwners: [AnyHashable: Registration] = [:]
     private var nextGeneration: UInt32 = 0
     /// Registrations holding a slot of the pool, sleep callbacks included.

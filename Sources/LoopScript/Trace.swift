@@ -83,6 +83,8 @@ public enum TraceLine {
         case .forkedChild: "forked-child"
         case .legacyTimerSignalsUnrouted: "unrouted"
         case .legacyLoopAlreadyActive: "already-active"
+        case .notAChild: "not-a-child"
+        case .childAlreadyWatched: "already-watched"
         case .closed: "closed"
         case .system: "system"
         }

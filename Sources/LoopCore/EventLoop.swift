@@ -115,8 +115,8 @@ public final class EventLoop {
     }
 
     /// One iteration that waits at most `maxWaitMs` (0: only what is ready now), or,
-    /// when nil, as `run()` waits: until the next sleep callback is due, a descriptor
-    /// is ready, a wake-up or a signal arrives.
+    /// when nil, as `run()` waits: until the next sleep callback or one-shot timer is
+    /// due, a descriptor is ready, a wake-up or a signal arrives.
     public func runOnce(maxWaitMs: Int?) throws(LoopError) {
         try checkUsable("runOnce")
         if let maxWaitMs, maxWaitMs < 0 { throw .invalidPeriod(maxWaitMs) }

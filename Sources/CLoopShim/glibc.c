@@ -1,10 +1,12 @@
 // Thin wrappers for what Glibc's Swift module does not export: the FD_* macros,
 // epoll with its packed event, thread-directed signals, siginfo fields, sigaction
-// with an SA_SIGINFO handler, fork and accept4. No policy here.
+// with an SA_SIGINFO handler, fork, pidfd_open, waitid and accept4. No policy here.
 #define _GNU_SOURCE
 #include "CLoopShim.h"
 #include <string.h>
+#include <errno.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void shim_fd_zero(fd_set *set) { FD_ZERO(set); }
@@ -54,6 +56,22 @@ int shim_handler_is(int sig, shim_sig_handler handler) {
 }
 
 int shim_fork(void) { return (int)fork(); }
+
+int shim_pidfd_open(int pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int shim_child_exited(int pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return -1;
+    return info.si_pid == pid ? 1 : 0;
+}
 
 int shim_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     return accept4(fd, address, length, flags);

@@ -11,6 +11,8 @@ package final class EpollBackend: LoopBackend {
     package let kind = LoopBackendKind.epoll
     package let descriptorLimit: Int32? = nil
     package let signals = LoopSignals()
+    /// SIGCHLD is the program's (not in the signalfd): each watched child gets a pidfd.
+    package let reportsChildExitsBySignal = false
     /// Wakers keep the eventfd alive (see `WakeupDescriptor`).
     package var waker: any LoopWaker { EventFDWaker(target: wake) }
 

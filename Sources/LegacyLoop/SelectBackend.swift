@@ -14,6 +14,8 @@ package final class SelectBackend: LoopBackend {
     package let kind = LoopBackendKind.legacy
     package let descriptorLimit: Int32? = Int32(shim_fd_setsize())
     package let signals = LoopSignals()
+    /// Its SIGCHLD handler already wakes the loop (the original's way of noticing children).
+    package let reportsChildExitsBySignal = true
     package var waker: any LoopWaker { SignalWaker(serial: serial) }
 
     private let configuration: LoopConfiguration

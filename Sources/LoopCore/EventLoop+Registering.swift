@@ -63,6 +63,16 @@ extension EventLoop {
         // callback may run a deinit that calls back into the loop.
         let callback = registration.detach()
         defer { withExtendedLifetime(callback) {} }
+        if registration.kind == .child {
+            if let watch = table.children.byPid[registration.childPid], watch.registration === registration {
+                endChildWatch(watch)
+            }
+            return
+        }
+        if registration.kind == .timer {
+            table.removeTimer(registration)
+            return
+        }
         if registration.kind == .sleep {
             table.removeSleeper(registration)
             minTick = table.sleepers.minimumTick(ceiling: defaultMinimumTickMs)

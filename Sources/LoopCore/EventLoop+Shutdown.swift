@@ -50,6 +50,7 @@ extension EventLoop {
         pendingCloses = []
         for fd in closes { closeDescriptor(fd) }
 
+        let children = removeAllChildWatches()
         let (entries, sleeping) = table.removeAll()
         let halves = bottomHalves
         bottomHalves = []
@@ -66,7 +67,7 @@ extension EventLoop {
             backend.stop()
             for signo in signals.takeAllShutdownSignals() { kill(getpid(), signo) }
         }
-        withExtendedLifetime((entries, sleeping, unrun, halves, callbacks)) {}
+        withExtendedLifetime((entries, sleeping, unrun, halves, callbacks, children)) {}
     }
 }
 

@@ -115,8 +115,8 @@ public final class EventLoop {
     }
 
     /// One iteration that waits at most `maxWaitMs` (0: only what is ready now), or,
-    /// when nil, as `run()` waits: until the next sleep callback is due, a descriptor
-    /// is ready, a wake-up or a signal arrives.
+    /// when nil, as `run()` waits: until the next sleep callback or one-shot timer is
+    /// due, a descriptor is ready, a wake-up or a signal arrives.
     public func runOnce(maxWaitMs: Int?) throws(LoopError) {
         try checkUsable("runOnce")
         if let maxWaitMs, maxWaitMs < 0 { throw .invalidPeriod(maxWaitMs) }
@@ -204,6 +204,11 @@ public final class EventLoop {
                 lastSleepRun = now
                 runCompletions(budgetMs: 4, urgentOnly: false)
             }
+            if now >= table.timers.earliestDue {
+                runTimers()
+                runCompletions(budgetMs: 4, urgentOnly: false)
+            }
+            checkWatchedChildren()
         }
         dispatchDepth -= 1
         if quick { quickEvents = batch } else { events = batch }
@@ -213,20 +218,21 @@ public final class EventLoop {
         }
     }
 
-    /// 0 when work is already waiting, else until the next sleep scan, or -1 (no
-    /// limit) when no sleep callback is registered: readiness, a wake-up or a signal
+    /// 0 when work is already waiting, else until the next sleep scan or one-shot
+    /// timer, whichever is earlier, or -1 (no limit) when neither is pending: readiness, a wake-up or a signal
     /// ends the wait. The loop has no tick of its own; a backend may still cap the
     /// wait (legacy: select's 10 ms, as the original). A recorded shutdown is not
     /// work: `run()` returns before it waits, and `runOnce()` during a drain must not spin.
     private func waitTimeout(atMost limit: Int?) -> Int {
         if signals.needsCleanup.load(ordering: .acquiring) { return 0 }
         if bottomHalves.contains(where: { $0.needed() }) { return 0 }
+        if table.children.checkPending { return 0 }
         // The clock went back while the loop was working: the deadlines below are in the
         // old time and would mean a wait as long as the step. Scan now (which resets them).
         if now < lastSleepRun || now < table.sleepers.latestLastCall { return 0 }
         // Nothing scheduled (none registered, or all paused): no deadline at all.
-        let (untilSleepScan, overflow) = nextSleepScan.subtractingReportingOverflow(now)
-        let wait = min(overflow ? .max : max(0, untilSleepScan), Int64(limit ?? Int.max))
+        let (untilDeadline, overflow) = min(nextSleepScan, table.timers.earliestDue).subtractingReportingOverflow(now)
+        let wait = min(overflow ? .max : max(0, untilDeadline), Int64(limit ?? Int.max))
         return wait > Int64(Int32.max) ? -1 : Int(wait)
     }
 

@@ -45,6 +45,10 @@ package protocol LoopBackend: AnyObject {
     /// backend's is process-wide, because its signal handlers are).
     var signals: LoopSignals { get }
 
+    /// How a child's exit reaches the loop: true when by SIGCHLD (its handler counts
+    /// `signals.sigChlds` and ends the wait), false when the core is to watch a pidfd.
+    var reportsChildExitsBySignal: Bool { get }
+
     /// Creates the backend's own descriptors, timers and signal plumbing.
     /// Called once, on the loop thread.
     func start() throws(LoopError)

@@ -28,11 +28,13 @@ public struct LoopCounters: Sendable, Equatable, CustomStringConvertible {
     public var callbacks: [Int] = [0, 0, 0]
     /// Sleep callbacks run.
     public var sleepCallbacks = 0
+    /// One-shot timers run (`EventLoop.after`).
+    public var timerCallbacks = 0
     /// Worker-job completions run.
     public var jobsCompleted = 0
     /// Events dropped because their registration went away within the batch.
     public var staleEvents = 0
-    /// Registrations live now (read, write and sleep).
+    /// Registrations live now (read, write, sleep and pending timers).
     public var registrations = 0
     /// The CPU-usage average, in percent (`EventLoop.cpuUsage`).
     public var cpuUsage: Double = 0
@@ -46,7 +48,7 @@ public struct LoopCounters: Sendable, Equatable, CustomStringConvertible {
          ("sigpipes", sigPipes), ("sigios", sigIOs), ("sigothers", sigOthers), ("wakeups", wakeups),
          ("polls", polls), ("callbacks0", callbacks[0]), ("callbacks1", callbacks[1]),
          ("callbacks2", callbacks[2]), ("sleepCallbacks", sleepCallbacks),
-         ("jobsCompleted", jobsCompleted), ("staleEvents", staleEvents),
+         ("timerCallbacks", timerCallbacks),          ("jobsCompleted", jobsCompleted), ("staleEvents", staleEvents),
          ("registrations", registrations)]
     }
 

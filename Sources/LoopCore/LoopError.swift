@@ -21,6 +21,10 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
     case legacyTimerSignalsUnrouted
     /// Only one legacy loop may exist in a process: it owns process-wide signal state.
     case legacyLoopAlreadyActive
+    /// `watchChild`: the pid is not a child of this process (or was reaped already).
+    case notAChild(Int32)
+    /// `watchChild`: the child is watched already (one watch per child).
+    case childAlreadyWatched(Int32)
     /// The loop was closed.
     case closed
     /// A system call failed.
@@ -34,7 +38,7 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
         case .wrongThread(let op): return "\(op) called from a thread that does not own the loop"
         case .noEmptySlots(let limit): return "no empty slots: all \(limit) registrations are in use"
         case .invalidPeriod(let ms):
-            return "invalid sleep period \(ms) ms (must be 1...\(maximumSleepPeriodMs))"
+            return "invalid sleep period or timer delay \(ms) ms (periods 1...\(maximumSleepPeriodMs), delays 0...\(maximumSleepPeriodMs))"
         case .invalidNiceness(let n): return "invalid niceness \(n) (must be 0, 1 or 2)"
         case .invalidConfiguration(let field, let value, let allowed):
             return "LoopConfiguration.\(field) = \(value) is out of range (\(allowed.lowerBound)...\(allowed.upperBound))"
@@ -46,6 +50,9 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
                 + "LoopConfiguration.allowsUnroutedTimerSignals to accept SIGALRM interrupting other threads"
         case .legacyLoopAlreadyActive:
             return "a legacy loop already exists in this process; close it before creating another"
+        case .notAChild(let pid):
+            return "process \(pid) is not a child of this process (or was reaped already): only a child's exit can be watched"
+        case .childAlreadyWatched(let pid): return "child \(pid) is watched already; unregister that watch first"
         case .closed: return "the loop is closed"
         case .system(let e): return e.description
         }

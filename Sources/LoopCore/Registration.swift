@@ -9,11 +9,15 @@ public final class Registration {
         case write
         /// A period of time (`registerSleep`).
         case sleep
+        /// One point in time (`after`): called once, then removed.
+        case timer
+        /// A child process's exit (`watchChild`): called once, then removed.
+        case child
     }
 
     /// What this registration watches.
     public let kind: Kind
-    /// The watched descriptor; -1 for sleep callbacks.
+    /// The watched descriptor; -1 for sleep callbacks, timers and child watches.
     public let fd: Int32
     /// 0 = urgent, 1 = background, 2 = lowest.
     public let niceness: Int
@@ -26,7 +30,7 @@ public final class Registration {
     /// that captures its own handle or its loop must not keep them alive.
     @exclusivity(unchecked) private(set) var fdCallback: ((Int32) -> Void)?
     @exclusivity(unchecked) private(set) var sleepCallback: (() -> Void)?
-    /// Sleep callbacks: period and last call time (ms).
+    /// Sleep callbacks: period and last call time (ms). Timers: delay and registration time.
     let tick: Int64
     @exclusivity(unchecked) var lastCall: Int64
     /// Sleep callbacks: whether in one of `SleepSchedule`'s queues, and which of its
@@ -34,6 +38,8 @@ public final class Registration {
     @exclusivity(unchecked) var isScheduled = false
     @exclusivity(unchecked) var scheduleToken: UInt32 = 0
     var queueIndex = 0
+    /// Child watches: the watched pid.
+    var childPid: Int32 = 0
     var sequence: UInt64 = 0
 
     init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,

@@ -15,6 +15,8 @@ struct RegistrationTable {
     /// The sleep callbacks by due time; those due are called newest first, as the
     /// original walks its chain from the head.
     var sleepers = SleepSchedule()
+    var timers = OneShotTimers()
+    var children = ChildWatches()
     private var sleeperOwners: [AnyHashable: Registration] = [:]
     private var nextGeneration: UInt32 = 0
     /// Registrations holding a slot of the pool, sleep callbacks included.
@@ -112,12 +114,18 @@ struct RegistrationTable {
         if let owner = r.owner, sleeperOwners[owner] === r { sleeperOwners[owner] = nil }
     }
 
+    /// A timer cancelled, or taken out to fire.
+    mutating func removeTimer(_ r: Registration) {
+        live -= 1
+        timers.remove(r)
+    }
+
     // MARK: Closing
 
     /// Empties the table and hands back what it held, for the loop to detach and
     /// release once its own state is consistent.
     mutating func removeAll() -> (entries: [DescriptorEntry?], sleepers: [Registration]) {
-        let taken = (descriptors, sleepers.all)
+        let taken = (descriptors, sleepers.all + timers.removeAll())
         descriptors = []
         readOrder.removeAll()
         writeOrder.removeAll()

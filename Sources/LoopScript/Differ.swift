@@ -175,7 +175,7 @@ public struct Differ {
 extension Step {
     var body: [Step]? {
         switch self {
-        case .watch(_, _, _, _, _, let b), .sleep(_, _, _, _, let b), .job(_, _, let b): b
+        case .watch(_, _, _, _, _, let b), .sleep(_, _, _, _, let b), .after(_, _, _, _, let b), .job(_, _, let b): b
         default: nil
         }
     }
@@ -184,6 +184,7 @@ extension Step {
         switch self {
         case .watch(let id, let k, let s, let n, let o, _): .watch(id: id, kind: k, slot: s, niceness: n, owner: o, body: body)
         case .sleep(let id, let p, let n, let o, _): .sleep(id: id, periodMs: p, niceness: n, owner: o, body: body)
+        case .after(let id, let ms, let n, let o, _): .after(id: id, ms: ms, niceness: n, owner: o, body: body)
         case .job(let id, let n, _): .job(id: id, niceness: n, body: body)
         default: self
         }

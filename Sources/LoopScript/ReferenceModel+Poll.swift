@@ -43,6 +43,18 @@ extension ReferenceModel {
                 lastSleepRun = now
                 completions(urgentOnly: false)
             }
+            // One-shot timers after the sleep callbacks: the due set is fixed first
+            // (one registered meanwhile waits for a later poll), earliest first, then
+            // registration order; each leaves before its call.
+            let dueTimers = timers.filter { $0.lastCall + $0.period <= now }
+                .sorted { ($0.lastCall + $0.period, $0.sequence) < ($1.lastCall + $1.period, $1.sequence) }
+            if !dueTimers.isEmpty {
+                for r in dueTimers where r.active {
+                    unregister(r)
+                    call(r)
+                }
+                completions(urgentOnly: false)
+            }
         }
         dispatchDepth -= 1
         if dispatchDepth == 0 {
@@ -99,6 +111,9 @@ extension ReferenceModel {
         case .sleep:
             sleepCalls += 1
             note(TraceLine.sleep(id: r.id, quick: inQuickPoll, niceness: niceness, depth: depth))
+            run(r.body)
+        case .timer:
+            note(TraceLine.timer(id: r.id, niceness: niceness, depth: depth))
             run(r.body)
         case .read, .write:
             let pass = inQuickPoll ? "q" : (niceness == 0 ? "p1" : "p2")

@@ -128,7 +128,9 @@ public final class ReferenceModel {
         var lastCall: Int64
         var active = true
         var orphaned = false
-        enum Kind { case read, write, sleep }
+        enum Kind { case read, write, sleep, timer }
+        /// Timers: registration order, which breaks ties between equal due times.
+        var sequence = 0
         init(id: Int, kind: Kind, slot: Int, niceness: Int, owner: Int?, body: [Step], period: Int64, lastCall: Int64) {
             (self.id, self.kind, self.slot, self.niceness, self.owner, self.body) = (id, kind, slot, niceness, owner, body)
             (self.period, self.lastCall) = (period, lastCall)
@@ -154,6 +156,8 @@ public final class ReferenceModel {
     var readList: [Int] = []
     var writeList: [Int] = []
     var sleepers: [Reg] = []   // newest first
+    var timers: [Reg] = []     // pending one-shot timers, oldest first
+    var timerSequence = 0
     var handles: [Int: Reg] = [:]
     var liveRegistrations = 0
     var minTick: Int64 = 40
@@ -244,6 +248,20 @@ public final class ReferenceModel {
             handles[id] = r
             liveRegistrations += 1
             minTick = min(minTick, r.period)
+        case .after(let id, let ms, let n, let owner, let body):
+            guard (0...Int(Int32.max)).contains(ms) else { return note(TraceLine.error("r\(id)", kind: "invalid-period", depth: depth)) }
+            guard (0...2).contains(n) else { return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth)) }
+            if let owner, let same = timers.first(where: { $0.owner == owner }) {
+                handles[id] = same
+                return
+            }
+            let r = Reg(id: id, kind: .timer, slot: -1, niceness: n, owner: owner, body: body,
+                        period: Int64(ms), lastCall: clock)
+            timerSequence += 1
+            r.sequence = timerSequence
+            timers.append(r)
+            handles[id] = r
+            liveRegistrations += 1
         case .unregister(let id):
             if let r = handles[id] { unregister(r) }
         case .unregisterAll(let s):
@@ -357,6 +375,10 @@ public final class ReferenceModel {
         guard r.active else { return }
         r.active = false
         liveRegistrations -= 1
+        if r.kind == .timer {
+            timers.removeAll { $0 === r }
+            return
+        }
         if r.kind == .sleep {
             sleepers.removeAll { $0 === r }
             minTick = sleepers.reduce(40) { min($0, $1.period) }

@@ -87,6 +87,8 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     // The loop.
     case watch(id: Int, kind: WatchKind, slot: Int, niceness: Int, owner: Int?, body: [Step])
     case sleep(id: Int, periodMs: Int, niceness: Int, owner: Int?, body: [Step])
+    /// A one-shot timer (`after(ms:)`): `body` runs once, in the first full poll at or after its time.
+    case after(id: Int, ms: Int, niceness: Int, owner: Int?, body: [Step])
     case unregister(id: Int)
     case unregisterAll(slot: Int)
     case closeAfterBatch(slot: Int)
@@ -118,7 +120,8 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
 
     public var size: Int {
         switch self {
-        case .watch(_, _, _, _, _, let body), .sleep(_, _, _, _, let body), .job(_, _, let body):
+        case .watch(_, _, _, _, _, let body), .sleep(_, _, _, _, let body), .after(_, _, _, _, let body),
+             .job(_, _, let body):
             1 + body.reduce(0) { $0 + $1.size }
         default: 1
         }
@@ -157,6 +160,7 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
         case .watch(let id, let kind, let s, let n, let o, let b):
             return "on\(kind.rawValue) r\(id) s\(s) n\(n)\(owner(o)) \(body(b))"
         case .sleep(let id, let p, let n, let o, let b): return "sleep r\(id) \(p) n\(n)\(owner(o)) \(body(b))"
+        case .after(let id, let ms, let n, let o, let b): return "after r\(id) \(ms) n\(n)\(owner(o)) \(body(b))"
         case .unregister(let id): return "unreg r\(id)"
         case .unregisterAll(let s): return "unregall s\(s)"
         case .closeAfterBatch(let s): return "closeafter s\(s)"

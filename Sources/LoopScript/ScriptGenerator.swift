@@ -127,7 +127,8 @@ public struct ScriptGenerator {
             held[to] = held[from]
             return .dup(from: from, to: to)
         case 32..<47: return watch(depth: 0)
-        case 47..<51: return sleep(depth: 0)
+        case 47..<50: return sleep(depth: 0)
+        case 50..<51: return after(depth: 0)
         case 51..<56: return registrations.isEmpty ? .runOnce : .unregister(id: pick(registrations))
         case 56..<58: return .unregisterAll(slot: heldSlot())
         case 58..<60:
@@ -173,6 +174,18 @@ public struct ScriptGenerator {
                       body: body(self: id, slot: nil, kind: nil, depth: depth))
     }
 
+    /// Delays around the clock steps (1…60 ms) and 0 (the next full poll), so timers
+    /// fire in the same poll as others, after a step back, or are cancelled first.
+    private mutating func after(depth: Int) -> Step {
+        let id = nextRegistration
+        nextRegistration += 1
+        registrations.append(id)
+        let n = niceness()
+        let owner: Int? = chance(depth > 0 ? 60 : 30) ? Int.random(in: 0..<3, using: &rng) : nil
+        return .after(id: id, ms: pick([0, 0, 1, 5, 10, 20, 30, 60]), niceness: n, owner: owner,
+                      body: body(self: id, slot: nil, kind: nil, depth: depth))
+    }
+
     private mutating func job(depth: Int) -> Step {
         let id = nextJob
         nextJob += 1
@@ -193,7 +206,8 @@ public struct ScriptGenerator {
             case 42..<47: steps.append(.unregisterAll(slot: slot ?? heldSlot()))
             case 47..<52: steps.append(.closeAfterBatch(slot: slot ?? heldSlot()))
             case 52..<62: steps.append(watch(depth: depth + 1))
-            case 62..<66: steps.append(sleep(depth: depth + 1))
+            case 62..<64: steps.append(sleep(depth: depth + 1))
+            case 64..<66: steps.append(after(depth: depth + 1))
             case 66..<70: if nextJob < 8 { steps.append(job(depth: depth + 1)) }
             case 70..<82: steps.append(.quickPoll)
             case 82..<85: steps.append(.stop)

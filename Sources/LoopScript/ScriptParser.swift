@@ -136,6 +136,12 @@ struct ScriptParser {
             let n = try prefixed("n", "a niceness")
             let o = try optionalOwner()
             return .sleep(id: id, periodMs: period, niceness: n, owner: o, body: try body())
+        case "after":
+            let id = try prefixed("r", "a registration id")
+            let ms = try number("a delay in ms")
+            let n = try prefixed("n", "a niceness")
+            let o = try optionalOwner()
+            return .after(id: id, ms: ms, niceness: n, owner: o, body: try body())
         case "unreg": return .unregister(id: try prefixed("r", "a registration id"))
         case "unregall": return .unregisterAll(slot: try slot())
         case "closeafter": return .closeAfterBatch(slot: try slot())

@@ -207,6 +207,13 @@ public final class ScriptRunner {
                     self.nested(body, niceness: n)
                 }
             }
+        case .after(let id, let ms, let n, let owner, let body):
+            register(id: id, what: "r\(id)", slot: -1, watch: Watch()) { () throws(LoopError) in
+                try loop.after(ms: ms, niceness: n, owner: owner.map { AnyHashable($0) }) { [unowned self] in
+                    self.note(TraceLine.timer(id: id, niceness: self.loop.niceness, depth: self.depth))
+                    self.nested(body, niceness: n)
+                }
+            }
         case .unregister(let id):
             guard let r = handles[id] else { return }
             do { try loop.unregister(r) } catch { note(TraceLine.error("unreg r\(id)", kind: TraceLine.errorKind(error), depth: depth)) }

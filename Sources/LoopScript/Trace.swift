@@ -32,6 +32,11 @@ public enum TraceLine {
         indent(depth) + "r\(id) sleep \(quick ? "q" : "s") n\(niceness)"
     }
 
+    /// A one-shot timer's call (always in a full poll).
+    static func timer(id: Int, niceness: Int, depth: Int) -> String {
+        indent(depth) + "r\(id) timer n\(niceness)"
+    }
+
     static func job(id: Int, niceness: Int, depth: Int) -> String {
         indent(depth) + "j\(id) done n\(niceness)"
     }
@@ -78,6 +83,8 @@ public enum TraceLine {
         case .forkedChild: "forked-child"
         case .legacyTimerSignalsUnrouted: "unrouted"
         case .legacyLoopAlreadyActive: "already-active"
+        case .notAChild: "not-a-child"
+        case .childAlreadyWatched: "already-watched"
         case .closed: "closed"
         case .system: "system"
         }

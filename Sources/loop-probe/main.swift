@@ -15,6 +15,7 @@ let usage = """
       child-loop     a bare loop that reports how it was shut down (tests and compare send it signals)
       timer-routing  a loop on a second thread; counts the main thread's interrupted sleeps
       fork-check     forks beside a loop with workers; checks both sides
+      two-loops      an epoll and a legacy loop in one process; one closes, a SIGTERM follows
       help [COMMAND] this text, or a command's options
 
     options for every command:
@@ -39,6 +40,7 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     case "child-loop": return try runChildLoop(arguments)
     case "timer-routing": return try runTimerRouting(arguments)
     case "fork-check": return try runForkCheck(arguments)
+    case "two-loops": return try runTwoLoops(arguments)
     case "help", "--help", "-h": return try runHelp(program: "loop-probe", usage: usage, arguments, dispatch: dispatch)
     case "": throw CommandLineError.usage(usage)
     default: throw CommandLineError.unknownCommand(arguments.command, of: "loop-probe")

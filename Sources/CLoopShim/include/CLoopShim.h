@@ -45,6 +45,13 @@ int shim_install_handler(int sig, shim_sig_handler handler, const sigset_t *mask
 // 1 when `sig`'s current action is `handler` (installed with SA_SIGINFO).
 int shim_handler_is(int sig, shim_sig_handler handler);
 
+// pidfd_open(2) (Linux >= 5.3; -1 with ENOSYS before), close-on-exec.
+int shim_pidfd_open(int pid);
+
+// Whether `pid` is a child of this process that has exited, without reaping it
+// (waitid with WNOWAIT): 1 exited, 0 still running, -1 with errno (ECHILD: not our child).
+int shim_child_exited(int pid);
+
 // fork(2), which Swift does not import. For tests and for embedders that fork.
 int shim_fork(void);
 

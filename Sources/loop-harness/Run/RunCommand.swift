@@ -35,12 +35,7 @@ func runRawLoop(_ args: Arguments) throws -> Int32 {
         }
     }
     let seconds = options.int("--seconds")
-    if seconds > 0 {
-        let started = loop.now
-        // At most 31,536,000 s: the product fits in Int64 many times over.
-        let limitMs = Int64(seconds) * 1000
-        try loop.registerSleep(every: 100) { if loop.now - started >= limitMs { loop.stop() } }
-    }
+    if seconds > 0 { try stopLoop(loop, afterSeconds: seconds) }
     if json {
         say(JSON.object([("event", .string("serving")), ("backend", .string(loop.kind.rawValue)),
                          ("port", .int(Int(socket.port))), ("pid", .int(Int(getpid())))]).description)

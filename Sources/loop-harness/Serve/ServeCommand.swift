@@ -131,12 +131,7 @@ func runServe(_ args: Arguments) throws -> Int32 {
             say("heartbeat \(beats): \(server.stats.requestsCompleted + server.stats.handlerCalls) transactions, cpu \(Int(loop.cpuUsage.rounded()))%")
         }
     }
-    if seconds > 0 {
-        let started = loop.now
-        // At most 31,536,000 s: the product fits in Int64 many times over.
-        let limitMs = Int64(seconds) * 1000
-        try loop.registerSleep(every: 100) { if loop.now - started >= limitMs { loop.stop() } }
-    }
+    if seconds > 0 { try stopLoop(loop, afterSeconds: seconds) }
     let address = server.boundAddress ?? PeerAddress(ip: 0x7f00_0001, port: server.port)
     let beyondLoopback = address.ip >> 24 != 127
     // A client reaches a node bound to every interface through loopback.

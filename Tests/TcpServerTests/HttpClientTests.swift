@@ -124,6 +124,31 @@ extension TcpServerLoopTests {
             }
         }
 
+        /// A status line is `HTTP/1.x`, a space, exactly three digits, a space and the
+        /// reason; anything else is a malformed reply. Before, `Int(_:)` read the code:
+        /// `+200` and `0200` were a 200, and `HTTP/1.10` passed for a version.
+        @Test(arguments: LoopBackendKind.allCases)
+        func malformedStatusLinesAreRefused(kind: LoopBackendKind) throws {
+            let rest = "\r\nContent-Length: 2\r\n\r\nok"
+            let malformed = ["HTTP/1.1 +200 OK", "HTTP/1.1 -200 OK", "HTTP/1.1 0200 OK", "HTTP/1.1 20 OK",
+                             "HTTP/1.1 2000 OK", "HTTP/1.1 +99 OK", "HTTP/1.1 2x0 OK", "HTTP/1.10 200 OK",
+                             "HTTP/1.x 200 OK", "http/1.1 200 OK", "HTTP/2.0 200 OK", "HTTP/1.1  200 OK",
+                             "HTTP/1.1 200OK", "HTTP/1.1 +100 Continue\r\n\r\nHTTP/1.1 200 OK"]
+            var responses: [String: (String, Bool)] = [:]
+            for (index, line) in malformed.enumerated() { responses["/\(index)"] = (line + rest, false) }
+            responses["/good"] = ("HTTP/1.0 200 OK" + rest, true)
+            try withOrigin(kind, responses) { loop, client, port in
+                for (index, line) in malformed.enumerated() {
+                    switch try fetch(loop, client, "http://127.0.0.1:\(port)/\(index)") {
+                    case .success(let fetched): Issue.record("\(line.debugDescription): fetched as a \(fetched.status)")
+                    case .failure(let error): #expect(error == .malformedReply, "\(line.debugDescription)")
+                    }
+                }
+                let good = try fetch(loop, client, "http://127.0.0.1:\(port)/good").get()
+                #expect(good.status == 200 && good.body == bytes("ok"))
+            }
+        }
+
         /// A fetch from a port nothing listens on fails with `.connectFailed`:
         /// thrown by `get`, or given to the completion once.
         @Test(arguments: LoopBackendKind.allCases)

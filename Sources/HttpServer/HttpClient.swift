@@ -114,12 +114,14 @@ public final class HttpClient {
     }
 
     /// GETs `url`; `completion` runs exactly once, later. Throws (without calling it) when the request cannot start.
-    public func get(_ url: HttpURL, timeoutMs: Int = 60_000,
+    /// `timeoutMs` bounds silence; `deadlineMs`, when given, the whole fetch (see `TcpServer.send`).
+    public func get(_ url: HttpURL, timeoutMs: Int = 60_000, deadlineMs: Int? = nil,
                     completion: @escaping (Result<HttpFetched, TcpError>) -> Void) throws(TcpError) {
         let request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host):\(url.address.port)\r\n"
             + "User-Agent: loop-harness\r\nAccept: */*\r\n\r\n"
         let framing = HttpResponseFraming(limits: limits, isHead: false)
-        try tcp.send(Array(request.utf8), to: url.address, framing: framing, timeoutMs: timeoutMs) { result in
+        try tcp.send(Array(request.utf8), to: url.address, framing: framing, timeoutMs: timeoutMs,
+                     deadlineMs: deadlineMs) { result in
             completion(result.flatMap { bytes in
                 framing.parse(bytes).map { .success($0) } ?? .failure(.malformedReply)
             })

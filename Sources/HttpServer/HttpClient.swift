@@ -92,136 +92,6 @@ public struct HttpFetched: Sendable {
     }
 }
 
-/// Frames one HTTP/1.x response: a fixed `Content-Length`, a chunked body, or a
-/// body that ends when the server closes. HEAD, 101, 204 and 304 have none. Interim
-/// responses (100, 102, 103…) before the final one are part of its frame and skipped.
-struct HttpResponseFraming: TcpFraming {
-    let limits: HttpLimits
-    let isHead: Bool
-
-    /// Interim responses a reply may start with; a server that sends more is refused
-    /// rather than followed without end.
-    static let maxInterimResponses = 8
-
-    func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
-        var start = bytes.startIndex
-        for _ in 0...Self.maxInterimResponses {
-            guard let interim = interimHeadLength(bytes[start...]) else {
-                switch frameFinal(bytes[start...], atEnd: atEnd) {
-                case .complete(let length, let reusable):
-                    return .complete(length: start - bytes.startIndex + length, reusable: reusable)
-                case let other: return other
-                }
-            }
-            start += interim
-        }
-        return .refused(reply: [])
-    }
-
-    /// The length of the interim response `bytes` begin with, if they begin with a whole one.
-    private func interimHeadLength(_ bytes: ArraySlice<UInt8>) -> Int? {
-        guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes),
-              let head = try? HttpHead.parse(bytes, length: headLength, limits: limits),
-              let status = Int(head.start.1), (100...199).contains(status), status != 101 else { return nil }
-        return headLength
-    }
-
-    private func frameFinal(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
-        guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes) else {
-            return bytes.count >= limits.maxHeaderBytes || atEnd ? .refused(reply: []) : .incomplete
-        }
-        guard let head = try? HttpHead.parse(bytes, length: headLength, limits: limits),
-              head.start.0.hasPrefix("HTTP/1."), let status = Int(head.start.1), (100...999).contains(status) else {
-            return .refused(reply: [])
-        }
-        let reusable = HttpRequestFraming.keepAlive(HttpHead(start: ("", "", head.start.0), fields: head.fields, length: 0))
-        if isHead || status < 200 || status == 204 || status == 304 {
-            return .complete(length: headLength, reusable: reusable)
-        }
-        if head.tokens("transfer-encoding").last == "chunked" {
-            switch Self.chunkedEnd(bytes.dropFirst(headLength)) {
-            case .some(.some(let bodyLength)): return .complete(length: headLength + bodyLength, reusable: reusable)
-            case .some(.none): return .refused(reply: [])
-            case .none: return atEnd ? .refused(reply: []) : .incomplete
-            }
-        }
-        let declared: Int?
-        do { declared = try head.contentLength() } catch { return .refused(reply: []) }
-        if let length = declared {
-            if bytes.count >= headLength + length { return .complete(length: headLength + length, reusable: reusable) }
-            return atEnd ? .refused(reply: []) : .incomplete
-        }
-        // No length: the body ends when the server closes the connection.
-        return atEnd ? .complete(length: bytes.count, reusable: false) : .incomplete
-    }
-
-    /// The length of a chunked body: nil while incomplete, `.some(nil)` when malformed.
-    static func chunkedEnd(_ body: ArraySlice<UInt8>) -> Int?? {
-        var i = body.startIndex
-        while true {
-            guard let lineEnd = lineEnd(body, from: i) else { return nil }
-            guard let size = chunkSize(body[i..<lineEnd]) else { return .some(nil) }
-            i = lineEnd + 2
-            if size == 0 {
-                // Trailer fields, then the blank line.
-                while true {
-                    guard let end = Self.lineEnd(body, from: i) else { return nil }
-                    if end == i { return .some(end + 2 - body.startIndex) }
-                    i = end + 2
-                }
-            }
-            guard body.endIndex - i >= size + 2 else { return nil }
-            guard body[i + size] == 0x0d, body[i + size + 1] == 0x0a else { return .some(nil) }
-            i += size + 2
-        }
-    }
-
-    /// The size a chunk line declares (before any `;extension`): hex digits only.
-    /// `Int(_:radix:)` alone also takes a sign, and a negative size moved the parser
-    /// back into bytes it had read (an index out of bounds: a server could crash the
-    /// client with `-10`).
-    static func chunkSize(_ line: ArraySlice<UInt8>) -> Int? {
-        let sizeText = String(decoding: line.prefix { $0 != 0x3b }, as: UTF8.self).trimmingSpaces
-        guard !sizeText.isEmpty, sizeText.count <= 15, sizeText.allSatisfy(\.isHexDigit) else { return nil }
-        return Int(sizeText, radix: 16)
-    }
-
-    private static func lineEnd(_ bytes: ArraySlice<UInt8>, from start: Int) -> Int? {
-        var i = start
-        while i + 1 < bytes.endIndex {
-            if bytes[i] == 0x0d && bytes[i + 1] == 0x0a { return i }
-            i += 1
-        }
-        return nil
-    }
-
-    /// The final response in `bytes` (already framed whole, interim responses first).
-    func parse(_ bytes: [UInt8]) -> HttpFetched? {
-        var all = bytes[...]
-        while let interim = interimHeadLength(all) { all = all.dropFirst(interim) }
-        guard let headLength = HttpHead.end(in: all, limit: limits.maxHeaderBytes),
-              let head = try? HttpHead.parse(all, length: headLength, limits: limits),
-              let status = Int(head.start.1) else { return nil }
-        let rest = all.dropFirst(headLength)
-        var body = Array(rest)
-        if head.tokens("transfer-encoding").last == "chunked" && !isHead {
-            body = Self.dechunk(rest)
-        }
-        return HttpFetched(status: status, fields: head.fields, body: body)
-    }
-
-    private static func dechunk(_ chunked: ArraySlice<UInt8>) -> [UInt8] {
-        var out: [UInt8] = []
-        var i = chunked.startIndex
-        while let end = lineEnd(chunked, from: i) {
-            guard let size = chunkSize(chunked[i..<end]), size > 0, end + 2 + size <= chunked.endIndex else { break }
-            out += chunked[(end + 2)..<(end + 2 + size)]
-            i = end + 2 + size + 2
-        }
-        return out
-    }
-}
-
 /// Fetches over a TcpServer's outgoing side: one GET, keep-alive reuse of the
 /// connection to the same server, redirects reported (not followed).
 public final class HttpClient {
@@ -244,12 +114,14 @@ public final class HttpClient {
     }
 
     /// GETs `url`; `completion` runs exactly once, later. Throws (without calling it) when the request cannot start.
-    public func get(_ url: HttpURL, timeoutMs: Int = 60_000,
+    /// `timeoutMs` bounds silence; `deadlineMs`, when given, the whole fetch (see `TcpServer.send`).
+    public func get(_ url: HttpURL, timeoutMs: Int = 60_000, deadlineMs: Int? = nil,
                     completion: @escaping (Result<HttpFetched, TcpError>) -> Void) throws(TcpError) {
         let request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host):\(url.address.port)\r\n"
             + "User-Agent: loop-harness\r\nAccept: */*\r\n\r\n"
         let framing = HttpResponseFraming(limits: limits, isHead: false)
-        try tcp.send(Array(request.utf8), to: url.address, framing: framing, timeoutMs: timeoutMs) { result in
+        try tcp.send(Array(request.utf8), to: url.address, framing: framing, timeoutMs: timeoutMs,
+                     deadlineMs: deadlineMs) { result in
             completion(result.flatMap { bytes in
                 framing.parse(bytes).map { .success($0) } ?? .failure(.malformedReply)
             })

@@ -78,6 +78,8 @@ final class OutgoingExchange {
     let framing: any TcpFraming
     let timeoutMs: Int64
     let startedAt: Int64
+    /// When the exchange ends with `.deadlinePassed` if it has not ended before (loop clock, ms).
+    var deadline: Int64?
     /// Sent over a pooled connection: if it fails before any reply byte, the peer may
     /// have closed the idle connection meanwhile, and the exchange is tried once afresh.
     let overPooledConnection: Bool

@@ -7,6 +7,8 @@ public enum TcpError: Error, Equatable, Sendable, CustomStringConvertible {
     case connectFailed(errno: Int32)
     /// No byte moved either way for the exchange's timeout.
     case timedOut
+    /// The reply was not whole by the exchange's deadline, however steadily its bytes came.
+    case deadlinePassed
     /// The reply came in slower than the minimum read rate (the original's 20 bytes/s after 60 s).
     case tooSlow
     /// The peer closed the connection before the reply was complete.
@@ -26,6 +28,7 @@ public enum TcpError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .connectFailed(let e): return "connect failed: \(String(cString: strerror(e))) (errno \(e))"
         case .timedOut: return "timed out"
+        case .deadlinePassed: return "the reply was not whole by the deadline"
         case .tooSlow: return "the reply came in too slowly"
         case .closedByPeer: return "the peer closed the connection before the reply was complete"
         case .transferFailed(let e): return "transfer failed: \(String(cString: strerror(e))) (errno \(e))"

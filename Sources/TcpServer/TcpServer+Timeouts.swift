@@ -33,6 +33,9 @@ extension TcpServer {
                 if quiet >= limit {
                     stats.timedOut += 1
                     destroy(connection, error: .timedOut)
+                } else if let deadline = connection.exchange?.deadline, now >= deadline {
+                    stats.timedOut += 1
+                    destroy(connection, error: .deadlinePassed)
                 } else if let exchange = connection.exchange, connection.state == .reading, readTooSlow(exchange, connection, now) {
                     stats.timedOut += 1
                     destroy(connection, error: .tooSlow)

@@ -52,6 +52,8 @@ public final class TcpServer {
     var awaitingTurn: [TcpConnection] = []
     var turnHook: BottomHalf?
     var scanPaused = false
+    /// Outgoing exchanges waiting for a descriptor the loop can watch (`TcpServer+DescriptorWaits`).
+    let descriptorWaits = DescriptorWaits()
     private var nextID: UInt64 = 0
     /// Every read lands here first (no user code runs while it is in use), then in its connection's buffer.
     var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -266,6 +268,7 @@ public final class TcpServer {
         if let r = scanRegistration { try? loop.unregister(r) }
         scanRegistration = nil
         stopServingTurns()
+        endWaitingExchanges()
         for connection in connections.values.sorted(by: { $0.id.value < $1.id.value }) {
             destroy(connection, error: .shuttingDown)
         }

@@ -105,6 +105,26 @@ extension LoopConformance {
             #expect(line("https://127.0.0.1/").contains("not supported"))
             #expect(run.lines.last.map { jsonInt($0, "failed") == 3 } == true, "\(run.output)")
         }
+
+        /// A server that sends a byte every 100 ms never lets `--timeout-ms` run out; the
+        /// deadline ends the fetch: `--deadline-ms` when given, else 10 × `--timeout-ms`.
+        /// Before, `fetch` waited on such a server for as long as it trickled.
+        @Test(arguments: LoopBackendKind.allCases)
+        func fetchEndsATrickledReplyAtItsDeadline(_ kind: LoopBackendKind) throws {
+            let trickler = try TricklingPythonServer()
+            let url = "http://127.0.0.1:\(trickler.port)/"
+            for limits in [["--timeout-ms", "1000", "--deadline-ms", "1500"], ["--timeout-ms", "300"]] {
+                let started = monotonicNanoseconds()
+                let run = try HarnessRun(["fetch", "--backend", kind.rawValue, "--json"] + limits + [url], timeoutMs: 20_000)
+                #expect(run.exitCode == 1, "\(limits): \(run.output)")
+                #expect(run.lines.contains { $0.contains("\"ok\":false") && $0.contains("deadline") }, "\(limits): \(run.output)")
+                #expect(elapsedMs(since: started) >= 1_400, "\(limits)")
+            }
+            for bad in ["0", "86400001", "-5", "1.5"] {
+                let run = try HarnessRun(["fetch", "--backend", kind.rawValue, "--deadline-ms", bad, url])
+                #expect(run.exitCode == 2 && run.output.contains("--deadline-ms takes a whole number 1…86400000"), "\(bad): \(run.output)")
+            }
+        }
     }
 }
 
@@ -212,6 +232,38 @@ final class PythonHttpServer {
         guard let line = process.line(startingWith: "Serving HTTP", timeoutMs: 20_000),
               let port = line.firstMatch(after: " port ", upTo: " ").flatMap({ UInt16($0) }) else {
             throw SystemError("python3 -m http.server did not start", errno: ENOENT)
+        }
+        self.port = port
+    }
+
+    deinit {
+        kill(process.pid, SIGTERM)
+        _ = process.waitForExit(timeoutMs: 5_000)
+    }
+}
+
+/// A server that answers each connection, one at a time, with a head declaring
+/// 100,000 bytes and then one byte every 100 ms, until the client goes.
+final class TricklingPythonServer {
+    let process: ChildProcess
+    let port: UInt16
+
+    init() throws {
+        let script = """
+            import socket, time
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(8)
+            print("port", s.getsockname()[1], "", flush=True)
+            while True:
+                c, _ = s.accept(); c.recv(65536)
+                try:
+                    c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n")
+                    while True: c.send(b"x"); time.sleep(0.1)
+                except OSError: c.close()
+            """
+        process = try ChildProcess(["-c", "exec python3 -u -c \"$0\" 2>&1", script], executable: "/bin/sh")
+        guard let line = process.line(startingWith: "port", timeoutMs: 20_000),
+              let port = line.firstMatch(after: "port ", upTo: " ").flatMap({ UInt16($0) }) else {
+            throw SystemError("the trickling server did not start", errno: ENOENT)
         }
         self.port = port
     }

@@ -124,6 +124,80 @@ extension TcpServerLoopTests {
             }
         }
 
+        /// A status line is `HTTP/1.x`, a space, exactly three digits, a space and the
+        /// reason; anything else is a malformed reply. Before, `Int(_:)` read the code:
+        /// `+200` and `0200` were a 200, and `HTTP/1.10` passed for a version.
+        @Test(arguments: LoopBackendKind.allCases)
+        func malformedStatusLinesAreRefused(kind: LoopBackendKind) throws {
+            let rest = "\r\nContent-Length: 2\r\n\r\nok"
+            let malformed = ["HTTP/1.1 +200 OK", "HTTP/1.1 -200 OK", "HTTP/1.1 0200 OK", "HTTP/1.1 20 OK",
+                             "HTTP/1.1 2000 OK", "HTTP/1.1 +99 OK", "HTTP/1.1 2x0 OK", "HTTP/1.10 200 OK",
+                             "HTTP/1.x 200 OK", "http/1.1 200 OK", "HTTP/2.0 200 OK", "HTTP/1.1  200 OK",
+                             "HTTP/1.1 200OK", "HTTP/1.1 +100 Continue\r\n\r\nHTTP/1.1 200 OK"]
+            var responses: [String: (String, Bool)] = [:]
+            for (index, line) in malformed.enumerated() { responses["/\(index)"] = (line + rest, false) }
+            responses["/good"] = ("HTTP/1.0 200 OK" + rest, true)
+            try withOrigin(kind, responses) { loop, client, port in
+                for (index, line) in malformed.enumerated() {
+                    switch try fetch(loop, client, "http://127.0.0.1:\(port)/\(index)") {
+                    case .success(let fetched): Issue.record("\(line.debugDescription): fetched as a \(fetched.status)")
+                    case .failure(let error): #expect(error == .malformedReply, "\(line.debugDescription)")
+                    }
+                }
+                let good = try fetch(loop, client, "http://127.0.0.1:\(port)/good").get()
+                #expect(good.status == 200 && good.body == bytes("ok"))
+            }
+        }
+
+        /// A server trickling a byte every 100 ms never lets the silence timeout run out;
+        /// the deadline ends the fetch all the same, once, with `.deadlinePassed`. Before,
+        /// nothing did: the fetch was still open after 4 s (and would have been forever).
+        @Test(arguments: LoopBackendKind.allCases)
+        func deadlineEndsATrickledReply(kind: LoopBackendKind) throws {
+            try withLoop(kind) { loop in
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+                let origin = try TricklingOrigin(loop, reply: bytes(head) + [UInt8](repeating: 0x61, count: 100_000),
+                                                 piece: 1, everyMs: 100)
+                defer { origin.close() }
+                try withClient(loop) { tcp in
+                    let client = HttpClient(tcp: tcp)
+                    var results: [Result<HttpFetched, TcpError>] = []
+                    let started = monotonicNanoseconds()
+                    try client.get(HttpURL("http://127.0.0.1:\(origin.port)/"), timeoutMs: 1_000, deadlineMs: 1_500) {
+                        results.append($0)
+                    }
+                    try runUntil(loop, timeoutMs: 4_000) { !results.isEmpty }
+                    let elapsed = elapsedMs(since: started)
+                    try runFor(loop, ms: 20)
+                    #expect(results.count == 1)
+                    if case .failure(let error) = results[0] { #expect(error == .deadlinePassed) } else {
+                        Issue.record("fetched a reply that never ends: \(results[0])")
+                    }
+                    // Bytes kept moving: the silence timeout (1 s) never ran out, the deadline did.
+                    #expect(origin.sent > 10 && elapsed >= 1_500, "ended after \(elapsed) ms, \(origin.sent) bytes")
+                    #expect(tcp.stats.outgoingOpen == 0)
+                }
+            }
+        }
+
+        /// The deadline is the exchange's, not its connection's: a reply within it is
+        /// fetched, and the connection, kept alive past that deadline, carries the next fetch.
+        @Test(arguments: LoopBackendKind.allCases)
+        func deadlineSparesAReplyWithinIt(kind: LoopBackendKind) throws {
+            let responses: [String: (String, Bool)] = ["/": ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)]
+            try withOrigin(kind, responses) { loop, client, port in
+                var results: [Result<HttpFetched, TcpError>] = []
+                try client.get(HttpURL("http://127.0.0.1:\(port)/"), timeoutMs: 5_000, deadlineMs: 300) { results.append($0) }
+                try runUntil(loop) { !results.isEmpty }
+                try runFor(loop, ms: 600)
+                try client.get(HttpURL("http://127.0.0.1:\(port)/"), timeoutMs: 5_000, deadlineMs: 5_000) { results.append($0) }
+                try runUntil(loop) { results.count == 2 }
+                #expect(results.count == 2)
+                #expect(results.allSatisfy { (try? $0.get().body) == bytes("ok") }, "\(results)")
+                #expect(client.tcp.stats.connectionsReused == 1)
+            }
+        }
+
         /// A fetch from a port nothing listens on fails with `.connectFailed`:
         /// thrown by `get`, or given to the completion once.
         @Test(arguments: LoopBackendKind.allCases)

@@ -11,12 +11,15 @@ let fetchOptions = CommandOptions(
         Plain HTTP/1.1 (no TLS) to an IPv4 address, `localhost` or a name resolved before the
         loop starts. Connections to the same server are kept alive and reused. Redirects are
         reported with their Location, not followed; a 4xx or 5xx is a response, not a failure.
-        A URL that cannot be fetched (malformed, refused, reset, timed out, a malformed reply)
-        is reported on its own line; the others go on.
+        A URL that cannot be fetched (malformed, refused, reset, timed out, past its deadline, a
+        malformed reply) is reported on its own line; the others go on. On the legacy loop a
+        connection that would be numbered past select's 1024 waits for a lower number.
         """,
     options: [
         .integer("--concurrency", 1...1024, default: 4, "URLs fetched at once"),
         .integer("--timeout-ms", 1...86_400_000, default: 10_000, "how long a fetch may go without a byte moving, ms"),
+        .integer("--deadline-ms", 1...86_400_000, default: nil,
+                 "how long a fetch may take in all, however steadily bytes move, ms; 10 × --timeout-ms unless given"),
         .integer("--max-bytes", 1...(1 << 30), default: 64 << 20, "the largest response read; a larger one is an error"),
     ],
     operands: "URL…")
@@ -44,6 +47,8 @@ func runFetch(_ args: Arguments) throws -> Int32 {
     let client = HttpClient(loop: loop, configuration: configuration)
     defer { client.tcp.close() }
     let timeoutMs = options.int("--timeout-ms")
+    // Silence alone never ends a fetch whose server trickles a byte now and then.
+    let deadlineMs = options.int("--deadline-ms", default: 10 * timeoutMs)
     var results = options.operands.map { FetchResult(url: $0) }
     var next = 0
     var running = 0
@@ -63,7 +68,7 @@ func runFetch(_ args: Arguments) throws -> Int32 {
             }
             do {
                 running += 1
-                try client.get(url, timeoutMs: timeoutMs) { result in
+                try client.get(url, timeoutMs: timeoutMs, deadlineMs: deadlineMs) { result in
                     running -= 1
                     finished += 1
                     results[index].milliseconds = Double(monotonicNanoseconds() - started) / 1e6

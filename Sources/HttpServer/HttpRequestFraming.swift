@@ -38,9 +38,20 @@ final class HttpRequestFraming: TcpFraming {
         // A chunked (or otherwise encoded) request body is not supported: the console never needs one.
         if !head.values("transfer-encoding").isEmpty { return refuse(501, "Transfer-Encoding is not supported") }
         guard bodyLength <= limits.maxBodyBytes else { return refuse(413, "request body too large") }
+        if let problem = Self.hostProblem(head) { return refuse(400, "malformed request: \(problem)") }
         let total = headLength + bodyLength
         guard bytes.count >= total else { return atEnd ? refuse(400, "incomplete request body") : .incomplete }
         return .complete(length: total, reusable: Self.keepAlive(head))
+    }
+
+    /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, any request at most
+    /// one, and it must be a `host[:port]`. Two Hosts let a front end and this server
+    /// disagree on the site asked for; none leaves the server to guess it.
+    static func hostProblem(_ head: HttpHead) -> String? {
+        let hosts = head.values("host")
+        if hosts.count > 1 { return "more than one Host field" }
+        guard let host = hosts.first else { return head.start.2 == "HTTP/1.1" ? "no Host field (HTTP/1.1 requires one)" : nil }
+        return HttpAuthority(parsing: host) == nil ? "an invalid Host field" : nil
     }
 
     static func keepAlive(_ head: HttpHead) -> Bool {

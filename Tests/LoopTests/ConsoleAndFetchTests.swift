@@ -131,6 +131,21 @@ extension LoopConformance {
             #expect(noConsole.exitCode == 2 && noConsole.output.contains("--http-host needs a console"), "\(noConsole.output)")
         }
 
+        /// A console on every interface (`--bind 0.0.0.0`) answers to any IPv4 address as Host
+        /// (a browser sends an address only to that address; no DNS answer rebinds it) and to
+        /// `localhost`, never to a name it was not given.
+        @Test(arguments: LoopBackendKind.allCases)
+        func consoleOnEveryInterfaceAnswersToAddressesOnly(_ kind: LoopBackendKind) throws {
+            let node = try ServedNode(["--backend", kind.rawValue, "--bind", "0.0.0.0", "--http", "0"])
+            let console = try #require(node.consolePort, "no console line in \(node.seen)")
+            defer { kill(node.process.pid, SIGTERM); _ = node.finish() }
+            for host in ["127.0.0.1", "192.0.2.7", "localhost"] {
+                #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host):\(console)\r\n\r\n").status == 200, "\(host)")
+            }
+            let rebound = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: rebind.attacker.example:\(console)\r\n\r\n")
+            #expect(rebound.status == 421 && !rebound.body.contains("admin-token"))
+        }
+
         /// Save & Exit from the console obeys the node's `--trust` list, as the RPC request does.
         @Test(arguments: LoopBackendKind.allCases)
         func consoleSaveAndExitIsRefusedToAnUntrustedPeer(_ kind: LoopBackendKind) throws {

@@ -57,30 +57,6 @@ struct HttpHead {
         return nil
     }
 
-    /// True when `bytes`, a head not ended yet, can never become one: a byte no head
-    /// holds (a control or non-ASCII byte), a CR not followed by LF, or an LF without
-    /// its CR. Without this, garbage with no blank line in it (a TLS hello, another
-    /// protocol, bare-LF line ends) held its connection until the request deadline
-    /// and was answered with a 408 instead of a 400.
-    static func cannotBecomeHead(_ bytes: ArraySlice<UInt8>, limit: Int) -> Bool {
-        let stop = min(bytes.endIndex, bytes.startIndex + limit)
-        var i = bytes.startIndex
-        while i < stop {
-            switch bytes[i] {
-            case 0x0d:
-                if i + 1 < stop && bytes[i + 1] != 0x0a { return true }
-            case 0x0a:
-                if i == bytes.startIndex || bytes[i - 1] != 0x0d { return true }
-            case 0x09, 0x20...0x7e:
-                break
-            default:
-                return true
-            }
-            i += 1
-        }
-        return false
-    }
-
     /// Parses the head that ends at `length` (from `end(in:limit:)`).
     static func parse(_ bytes: ArraySlice<UInt8>, length: Int, limits: HttpLimits) throws(HttpHeadError) -> HttpHead {
         let head = bytes[bytes.startIndex..<(bytes.startIndex + length - 2)]
@@ -122,6 +98,55 @@ struct HttpHead {
         case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
         default: return Array("!#$%&'*+-.^_`|~".utf8).contains(b)
         }
+    }
+}
+
+/// The search for the blank line that ends a head, resumable: fed the same growing bytes
+/// again, it goes on from where it stopped, so every byte is examined once however the
+/// head arrives (a byte a read costs what a byte of a whole head costs). It stops at the
+/// first byte no head holds (a control or non-ASCII byte, a CR without its LF, an LF
+/// without its CR): garbage with no blank line in it (a TLS hello, another protocol,
+/// bare-LF line ends) is refused at once rather than held until the request deadline.
+struct HttpHeadScanner {
+    /// Bytes examined, from the start of the message.
+    private(set) var scanned = 0
+    /// Where the head ends (the index after its blank line, from the start), once found.
+    private(set) var end: Int?
+    /// Why the bytes can never be a head, once seen.
+    private(set) var malformation: String?
+    /// How much of CR LF CR LF the bytes examined end with (0…3).
+    private var matched = 0
+
+    /// Examines `bytes` (the message so far, from its start) past the bytes already
+    /// examined, up to `limit` from the start; how many it examined this time.
+    mutating func scan(_ bytes: ArraySlice<UInt8>, limit: Int) -> Int {
+        guard end == nil, malformation == nil else { return 0 }
+        let first = scanned
+        let stop = min(bytes.count, limit)
+        var i = scanned
+        scanning: while i < stop {
+            let byte = bytes[bytes.startIndex + i]
+            i += 1
+            let afterCR = matched == 1 || matched == 3
+            switch byte {
+            case 0x0d where !afterCR:
+                matched = matched == 2 ? 3 : 1
+            case 0x0a where afterCR:
+                if matched == 3 { end = i; break scanning }
+                matched = 2
+            case 0x0a:
+                malformation = "an LF without its CR"
+                break scanning
+            case 0x0d, 0x09, 0x20...0x7e:
+                guard !afterCR else { malformation = "a CR without its LF"; break scanning }
+                matched = 0
+            default:
+                malformation = "a control or non-ASCII byte"
+                break scanning
+            }
+        }
+        scanned = i
+        return i - first
     }
 }
 

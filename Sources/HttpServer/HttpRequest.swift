@@ -16,6 +16,10 @@ public struct HttpRequest: Sendable {
     public let body: [UInt8]
     /// The client's address.
     public let peer: PeerAddress
+    /// The Host field parsed: the server refuses an HTTP/1.1 request without one, and any
+    /// request with two or with one that is not `host[:port]`, so it is nil only for an
+    /// HTTP/1.0 request that left it out.
+    public var authority: HttpAuthority? { field("host").flatMap(HttpAuthority.init(parsing:)) }
     /// The connection stays open after the response (HTTP/1.1 unless `Connection: close`;
     /// HTTP/1.0 only with `Connection: keep-alive`).
     public let keepAlive: Bool
@@ -24,6 +28,54 @@ public struct HttpRequest: Sendable {
     public func field(_ name: String) -> String? {
         let name = name.lowercased()
         return fields.first { $0.name == name }?.value
+    }
+}
+
+/// A `host[:port]` as a Host field (or an origin, after its `http://`) names it: the host
+/// lowercased, the port when one is given. RFC 3986's uri-host: a registered name or IPv4
+/// address (letters, digits and `-._~!$&'()*+,;=%`) or a bracketed IPv6 literal.
+public struct HttpAuthority: Sendable, Equatable {
+    /// The host, lowercased; empty when the field is.
+    public let host: String
+    /// The port given, if any (`http` means 80 without one).
+    public let port: UInt16?
+
+    /// Nil when `text` is not a uri-host with an optional port: userinfo (`user@`), a path,
+    /// spaces, a port that is not a number up to 65535.
+    public init?(parsing text: String) {
+        var hostPart = Substring(text)
+        var portPart: Substring?
+        if let colon = text.lastIndex(of: ":"), !text[colon...].contains("]") {
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        if let digits = portPart, !digits.isEmpty {
+            guard digits.count <= 5, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+                  let port = Int(digits), port <= 65_535 else { return nil }
+            self.port = UInt16(port)
+        } else {
+            self.port = nil
+        }
+        let bytes = Array(hostPart.utf8)
+        if bytes.first == UInt8(ascii: "[") {
+            guard bytes.count > 2, bytes.last == UInt8(ascii: "]"),
+                  bytes.dropFirst().dropLast().allSatisfy({ Self.isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") })
+            else { return nil }
+        } else {
+            guard bytes.allSatisfy(Self.isRegNameByte) else { return nil }
+        }
+        host = String(decoding: bytes, as: UTF8.self).lowercased()
+    }
+
+    private static func isHexDigit(_ b: UInt8) -> Bool {
+        (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b)
+    }
+
+    private static func isRegNameByte(_ b: UInt8) -> Bool {
+        switch b {
+        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
+        default: return Array("-._~!$&'()*+,;=%".utf8).contains(b)
+        }
     }
 }
 
@@ -86,6 +138,7 @@ public struct HttpResponse: Sendable, Equatable {
         case 411: "Length Required"
         case 413: "Content Too Large"
         case 414: "URI Too Long"
+        case 421: "Misdirected Request"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"
         case 501: "Not Implemented"

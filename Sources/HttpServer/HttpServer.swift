@@ -52,7 +52,7 @@ public final class HttpServer {
     public var handler: (HttpRequest, HttpResponder) -> Void = { _, responder in
         responder.respond(.text(404, "not found"))
     }
-    private let framing: HttpRequestFraming
+    let framing: HttpRequestFraming
     private var counted = HttpServerStats()
 
     /// An HTTP server on `loop`; it listens once `listen(on:)` is called.

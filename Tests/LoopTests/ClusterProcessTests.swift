@@ -196,20 +196,20 @@ extension LoopConformance {
             let port = try #require(hosts.httpPorts[0])
             let host0: UInt32 = 0x7f00_0002
             let deadline = monotonicNanoseconds() + 10_000_000_000
-            var page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            var page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
             while !page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td>") && monotonicNanoseconds() < deadline {
                 usleep(50_000)
-                page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
             }
             #expect(page.body.contains("<table id=\"hosts\">"), "\(page.body)")
             #expect(page.body.contains("<tr class=\"alive self\"><td data-host-figure=\"id\">0</td>"))
             #expect(page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td><td data-host-figure=\"address\">127.0.0.3</td><td data-host-figure=\"backend\">\(kind.rawValue)</td>"))
-            let status = try HttpExchange(port: port, ip: host0, "GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            let status = try HttpExchange(port: port, ip: host0, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
             #expect(status.body.contains("\"cluster\":{\"hostId\":0,\"aliveCount\":2"), "\(status.body)")
 
             let stopped = try HarnessRun(["shutdown", "--to", hosts.addresses[1]])
             #expect(stopped.exitCode == 0 && nodes[1].finish() == 0)
-            let after = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let after = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
             #expect(after.body.contains("<tr class=\"dead\"><td data-host-figure=\"id\">1</td>"), "\(after.body)")
             kill(nodes[0].process.pid, SIGTERM)
             #expect(nodes[0].finish() == 0)

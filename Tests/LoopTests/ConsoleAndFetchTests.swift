@@ -16,7 +16,7 @@ extension LoopConformance {
             let node = try ServedNode(["--backend", kind.rawValue, "--http", "0", "--save", path])
             let console = try #require(node.consolePort, "no console line in \(node.seen)")
 
-            let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(page.status == 200)
             #expect(page.field("x-frame-options") == "DENY", "no other site may frame the Save & Exit button")
             #expect(page.body.contains("id=\"save-exit\""))
@@ -26,12 +26,12 @@ extension LoopConformance {
             let token = try #require(page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\""))
             #expect(token.count == 32)
 
-            let first = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            let first = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(first.status == 200 && first.field("content-type") == "application/json")
             #expect(first.body.contains("\"backend\":\"\(kind.rawValue)\""))
             let polls = try #require(jsonInt(first.body, "polls"))
             usleep(300_000)
-            let second = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            let second = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(try #require(jsonInt(second.body, "polls")) > polls, "the figures are live")
             #expect(try #require(jsonInt(second.body, "requestsIn")) >= 3)
 
@@ -41,9 +41,9 @@ extension LoopConformance {
             #expect(try HttpExchange(port: console, post + "X-Admin-Token: \(String(token.reversed()))\r\n\r\n").status == 403)
             let crossSite = try HttpExchange(port: console, post + "Origin: http://evil.example\r\nX-Admin-Token: \(token)\r\n\r\n")
             #expect(crossSite.status == 403 && crossSite.body.contains("cross-origin"))
-            #expect(try HttpExchange(port: console, "GET /save-exit HTTP/1.1\r\nHost: x\r\n\r\n").status == 405)
-            #expect(try HttpExchange(port: console, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n").status == 404)
-            let refusals = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try HttpExchange(port: console, "GET /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n").status == 405)
+            #expect(try HttpExchange(port: console, "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n").status == 404)
+            let refusals = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(jsonInt(refusals.body, "adminRefused") == 3)
             #expect(node.isRunning)
 
@@ -54,14 +54,106 @@ extension LoopConformance {
             #expect(try contents(of: path).contains("\"backend\":\"\(kind.rawValue)\""))
         }
 
+        /// DNS rebinding: a page of rebind.attacker.example whose name now resolves to
+        /// 127.0.0.1 reaches the console with its own name in Host and Origin. The console
+        /// answers only to the address it listens on (and `localhost`, as it listens on
+        /// loopback): the attacker's page gets a 421 without the token, and its Save & Exit
+        /// is refused while the node keeps running. No Host, or two, is a 400.
+        @Test(arguments: LoopBackendKind.allCases)
+        func consoleRefusesARebindingHost(_ kind: LoopBackendKind) throws {
+            let directory = try TemporaryDirectory()
+            let path = directory.path + "/state.json"
+            let node = try ServedNode(["--backend", kind.rawValue, "--http", "0", "--save", path])
+            let console = try #require(node.consolePort, "no console line in \(node.seen)")
+            defer { if node.isRunning { kill(node.process.pid, SIGKILL) } }
+            let attacker = "rebind.attacker.example:\(console)"
+
+            for target in ["/", "/status.json"] {
+                let rebound = try HttpExchange(port: console, "GET \(target) HTTP/1.1\r\nHost: \(attacker)\r\n\r\n")
+                #expect(rebound.status == 421, "GET \(target) for another name: \(rebound.status)")
+                #expect(!rebound.body.contains("admin-token") && !rebound.body.contains("\"loop\""),
+                        "nothing of the console for another name: \(rebound.body.prefix(200))")
+            }
+            let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
+            let token = try #require(page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\""))
+            // The attacker's page cannot read the token, but even with it the request is refused.
+            let rebindingPost = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: \(attacker)\r\n"
+                                                 + "Origin: http://\(attacker)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            #expect(rebindingPost.status == 421, "\(rebindingPost.status) \(rebindingPost.body)")
+            let foreignOrigin = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n"
+                                                 + "Origin: http://\(attacker)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            #expect(foreignOrigin.status == 403 && foreignOrigin.body.contains("cross-origin"), "\(foreignOrigin.body)")
+            let otherPort = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console &+ 1)\r\n\r\n")
+            #expect(otherPort.status == 421, "another port is another origin")
+            let noPort = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(noPort.status == 421, "no port means port 80")
+            #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\n\r\n").status == 400, "no Host")
+            let twoHosts = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nHost: \(attacker)\r\n\r\n")
+            #expect(twoHosts.status == 400 && !twoHosts.body.contains("admin-token"), "two Hosts")
+            #expect(node.isRunning, "the rebinding page did not stop the node: \(node.seen.suffix(3))")
+            #expect(access(path, F_OK) != 0, "nothing saved")
+
+            let local = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: LocalHost:\(console)\r\n\r\n")
+            #expect(local.status == 200 && local.body.contains("\"backend\":\"\(kind.rawValue)\""))
+            let saved = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: localhost:\(console)\r\n"
+                                         + "Origin: http://localhost:\(console)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            #expect(saved.status == 200 && saved.body.contains("\"saved\":true"), "\(saved.body)")
+            #expect(node.finish() == 0)
+        }
+
+        /// `--http-host NAMES`: the console also answers to these names (at its port), and
+        /// Save & Exit from a page of one of them is obeyed; a name that is not a host name is
+        /// a usage error.
+        @Test(arguments: LoopBackendKind.allCases)
+        func consoleAnswersToTheNamesItIsGiven(_ kind: LoopBackendKind) throws {
+            let node = try ServedNode(["--backend", kind.rawValue, "--http", "0", "--http-host", "console.example,Node-1.Example"])
+            let console = try #require(node.consolePort, "no console line in \(node.seen)")
+            defer { if node.isRunning { kill(node.process.pid, SIGKILL) } }
+            var token = ""
+            for host in ["console.example:\(console)", "node-1.example:\(console)", "127.0.0.1:\(console)", "localhost:\(console)"] {
+                let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+                #expect(page.status == 200, "Host \(host): \(page.status)")
+                token = page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\"") ?? ""
+            }
+            for host in ["console.example", "other.example:\(console)", "console.example.attacker.example:\(console)"] {
+                #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n").status == 421, "Host \(host)")
+            }
+            let saved = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: console.example:\(console)\r\n"
+                                         + "Origin: http://console.example:\(console)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            #expect(saved.status == 200, "\(saved.body)")
+            #expect(node.finish() == 0)
+
+            for bad in ["a b", "x:80", "", "under_score.example,", "-lead.example"] {
+                let run = try HarnessRun(["serve", "--backend", kind.rawValue, "--http", "0", "--seconds", "1", "--http-host", bad])
+                #expect(run.exitCode == 2 && run.output.contains("--http-host"), "--http-host '\(bad)': \(run.output)")
+            }
+            let noConsole = try HarnessRun(["serve", "--backend", kind.rawValue, "--seconds", "1", "--http-host", "console.example"])
+            #expect(noConsole.exitCode == 2 && noConsole.output.contains("--http-host needs a console"), "\(noConsole.output)")
+        }
+
+        /// A console on every interface (`--bind 0.0.0.0`) answers to any IPv4 address as Host
+        /// (a browser sends an address only to that address; no DNS answer rebinds it) and to
+        /// `localhost`, never to a name it was not given.
+        @Test(arguments: LoopBackendKind.allCases)
+        func consoleOnEveryInterfaceAnswersToAddressesOnly(_ kind: LoopBackendKind) throws {
+            let node = try ServedNode(["--backend", kind.rawValue, "--bind", "0.0.0.0", "--http", "0"])
+            let console = try #require(node.consolePort, "no console line in \(node.seen)")
+            defer { kill(node.process.pid, SIGTERM); _ = node.finish() }
+            for host in ["127.0.0.1", "192.0.2.7", "localhost"] {
+                #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host):\(console)\r\n\r\n").status == 200, "\(host)")
+            }
+            let rebound = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: rebind.attacker.example:\(console)\r\n\r\n")
+            #expect(rebound.status == 421 && !rebound.body.contains("admin-token"))
+        }
+
         /// Save & Exit from the console obeys the node's `--trust` list, as the RPC request does.
         @Test(arguments: LoopBackendKind.allCases)
         func consoleSaveAndExitIsRefusedToAnUntrustedPeer(_ kind: LoopBackendKind) throws {
             let node = try ServedNode(["--backend", kind.rawValue, "--http", "0", "--trust", "10.0.0.0/8"])
             let console = try #require(node.consolePort)
-            let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             let token = try #require(page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\""))
-            let refused = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: x\r\nX-Admin-Token: \(token)\r\n\r\n")
+            let refused = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nX-Admin-Token: \(token)\r\n\r\n")
             #expect(refused.status == 403 && refused.body.contains("not among the node's trusted peers"))
             #expect(node.isRunning)
             kill(node.process.pid, SIGTERM)

@@ -56,6 +56,52 @@ extension TcpServerLoopTests {
             }
         }
 
+        /// RFC 9112 §3.2: an HTTP/1.1 request without a Host field, and a request of any
+        /// version with two of them or with one that is not a host[:port], gets a 400 and is
+        /// closed before a handler sees it. An HTTP/1.0 request may leave Host out.
+        @Test(arguments: LoopBackendKind.allCases)
+        func hostFieldIsRequiredOnceInHttp11(kind: LoopBackendKind) throws {
+            let refused: [(String, String)] = [
+                ("HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n"),
+                ("HTTP/1.1 POST without Host", "POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+                ("two Hosts", "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: rebind.example\r\n\r\n"),
+                ("two Hosts, same value", "GET / HTTP/1.1\r\nHost: test\r\nhost: test\r\n\r\n"),
+                ("two Hosts in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+                ("a Host with userinfo", "GET / HTTP/1.1\r\nHost: user@test\r\n\r\n"),
+                ("a Host with a space", "GET / HTTP/1.1\r\nHost: te st\r\n\r\n"),
+                ("a Host with a path", "GET / HTTP/1.1\r\nHost: test/x\r\n\r\n"),
+                ("a Host with a non-numeric port", "GET / HTTP/1.1\r\nHost: test:80x\r\n\r\n"),
+            ]
+            let served: [(String, String)] = [
+                ("HTTP/1.1 with Host", "GET / HTTP/1.1\r\nHost: test\r\n\r\n"),
+                ("HTTP/1.1 with Host and port", "GET / HTTP/1.1\r\nHOST: 127.0.0.1:8080\r\n\r\n"),
+                ("HTTP/1.0 without Host", "GET / HTTP/1.0\r\n\r\n"),
+            ]
+            try withHttpServer(kind) { loop, server in
+                var handled = 0
+                server.handler = { _, responder in
+                    handled += 1
+                    responder.respond(.text(200, "fine"))
+                }
+                for (name, request) in refused {
+                    let client = try TestClient(port: server.port)
+                    client.send(request)
+                    let response = try awaitResponse(loop, client, timeoutMs: 5_000)
+                    #expect(response.status == 400, "\(name): \(response.status) \(text(response.body))")
+                    #expect(text(response.body).contains("Host"), "\(name): the reason names the field")
+                    try awaitClosed(loop, client)
+                }
+                #expect(handled == 0, "no handler saw a request without exactly one valid Host")
+                #expect(server.stats.refusedByStatus[400] == refused.count)
+                for (name, request) in served {
+                    let client = try TestClient(port: server.port)
+                    client.send(request)
+                    #expect(try awaitResponse(loop, client, timeoutMs: 5_000).status == 200, "\(name)")
+                }
+                #expect(handled == served.count)
+            }
+        }
+
         /// HEAD gets the head GET would (its Content-Length too) and no body; the
         /// next request on the connection is framed right after it.
         @Test(arguments: LoopBackendKind.allCases)
@@ -110,8 +156,8 @@ extension TcpServerLoopTests {
                     responder.respond(.text(200, "\(request.method) \(request.target) \(text(request.body))"))
                 }
                 let client = try TestClient(port: server.port)
-                client.send("POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" + get("/b")
-                            + "POST /c?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+                client.send("POST /a HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello" + get("/b")
+                            + "POST /c?x=1 HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
                 let bodies = try (0..<3).map { _ in text(try awaitResponse(loop, client).body) }
                 #expect(bodies == ["POST /a hello\n", "GET /b \n", "POST /c?x=1 \n"])
                 #expect(server.stats.requests == 3 && server.stats.responses2xx == 3)

@@ -10,15 +10,25 @@ import LoopTools
 /// printed into the page (`X-Admin-Token`): another site can make a browser send a
 /// form POST, but not a custom header, and cannot read the page to learn the token.
 /// It is obeyed only from the node's trusted peers, like the RPC save-and-exit.
+///
+/// Every request must name the console in its Host (`ConsoleAuthorities`): a page of
+/// another site whose name an attacker points at 127.0.0.1 (DNS rebinding) is the same
+/// origin to the browser, can read what it is served and send the token back, and only
+/// its Host and Origin tell it apart.
 final class AdminConsole {
     let node: RpcNode
     let http: HttpServer
     /// 128 random bits, hex: a new one every process.
     let token: String
+    /// The Host (and Origin) forms the console answers to.
+    let authorities: ConsoleAuthorities
 
-    init(node: RpcNode, http: HttpServer) {
+    /// `hostNames`: names besides its address the console answers to (`serve --http-host`).
+    init(node: RpcNode, http: HttpServer, hostNames: [String] = []) {
         self.node = node
         self.http = http
+        self.authorities = ConsoleAuthorities(listening: http.tcp.listeningAddress ?? PeerAddress(ip: 0x7f00_0001, port: 0),
+                                              names: hostNames)
         var generator = SystemRandomNumberGenerator()
         self.token = (0..<2).map { _ in
             let hex = String(generator.next() as UInt64, radix: 16)
@@ -32,6 +42,13 @@ final class AdminConsole {
     }
 
     private func route(_ request: HttpRequest, _ responder: HttpResponder) {
+        // Before anything else, so no figure and no token goes to a page of another name.
+        guard let authority = request.authority, authorities.admits(authority) else {
+            node.countAdminRefusal()
+            responder.respond(.text(421, "misdirected request: this console answers only to its own address, "
+                                    + "Host \(authorities.canonical)"), thenClose: true)
+            return
+        }
         let readOnly = ["GET", "HEAD"]
         switch request.path {
         case "/":
@@ -50,7 +67,7 @@ final class AdminConsole {
 
     private func saveAndExit(_ request: HttpRequest, _ responder: HttpResponder) {
         // A browser names the page a request came from: only this console's own page may ask.
-        if let origin = request.field("origin"), origin != "http://" + (request.field("host") ?? "") {
+        if let origin = request.field("origin"), !authorities.admits(origin: origin) {
             node.countAdminRefusal()
             responder.respond(json(403, ("ok", .bool(false)), ("error", .string("cross-origin request refused")))); return
         }
@@ -95,6 +112,56 @@ final class AdminConsole {
 
     private func page() -> String {
         ConsolePage.html(stats: node.statsJSON(), token: token)
+    }
+}
+
+/// The Host forms a console answers to: its own IP and port; `localhost` and
+/// `127.0.0.1` at its port when it listens on loopback; any IPv4 literal at its port when
+/// it listens on every interface (0.0.0.0): a browser sends an address as Host only to
+/// that very address, and no DNS answer can rebind it; and the names it is given, at its
+/// port. No port in Host means 80.
+struct ConsoleAuthorities {
+    let ip: UInt32
+    let port: UInt16
+    /// Lowercased.
+    let names: Set<String>
+
+    init(listening address: PeerAddress, names: [String]) {
+        ip = address.ip
+        port = address.port
+        var names = Set(names.map { $0.lowercased() })
+        if address.ip == 0 || address.ip >> 24 == 127 { names.insert("localhost") }
+        self.names = names
+    }
+
+    /// The form the refusal names: the address a person would type.
+    var canonical: String { "\(ip == 0 ? "127.0.0.1" : PeerAddress(ip: ip, port: port).ipString):\(port)" }
+
+    func admits(_ authority: HttpAuthority) -> Bool {
+        guard (authority.port ?? 80) == port else { return false }
+        if names.contains(authority.host) { return true }
+        guard let literal = PeerAddress.parseIPv4(authority.host) else { return false }
+        return ip == 0 || literal == ip
+    }
+
+    /// An `Origin` (`http://host:port`, no path) of a page of this console.
+    func admits(origin: String) -> Bool {
+        guard origin.hasPrefix("http://"), let authority = HttpAuthority(parsing: String(origin.dropFirst(7))) else { return false }
+        return admits(authority)
+    }
+
+    /// `--http-host`'s value: comma-separated host names (letters, digits, `-` and dots; no
+    /// label starting or ending with `-`; no port: the console's own is implied). Nil when one is not.
+    static func names(parsing text: String) -> [String]? {
+        let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.lowercased() }
+        for name in names {
+            let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+            guard !name.isEmpty, name.count <= 253, labels.allSatisfy({ label in
+                !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                    && label.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d }
+            }) else { return nil }
+        }
+        return names
     }
 }
 

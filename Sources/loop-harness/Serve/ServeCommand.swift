@@ -30,6 +30,9 @@ let serveOptions = CommandOptions(
         .text("--save", "PATH", "where save-and-exit writes the node's counters (JSON)"),
         .text("--http", "PORT", expects: "a TCP port 0…65535", "also serve the admin console over HTTP on this TCP port "
                                  + "(0: any free one), at the --bind address"),
+        .text("--http-host", "NAMES", expects: "comma-separated host names (console.example,node1.example)",
+              "names besides its address the console answers to (the Host a browser sends); a request "
+              + "naming anything else gets a 421 (a defence against DNS rebinding)"),
         .text("--hosts", "FILE", "join a cluster: the hosts file (one host a line: ID ADDRESS UDP_PORT HTTP_PORT, "
                                  + "HTTP_PORT '-' for no console); the node binds its own line's address and ports, pings "
                                  + "the others, and obeys admin requests from the listed hosts and loopback only"),
@@ -89,6 +92,10 @@ func runServe(_ args: Arguments) throws -> Int32 {
     // A save past the file-size limit must fail with EFBIG, reported like any failed save, not kill the node.
     signal(SIGXFSZ, SIG_IGN)
     let httpPort = placement.httpPort
+    let httpHostNames = try options.converted("--http-host", ConsoleAuthorities.names(parsing:)) ?? []
+    if options.given("--http-host") && httpPort == nil {
+        throw options.declaration.usage("--http-host needs a console: --http PORT, or a console port in the hosts file")
+    }
     var loopConfiguration = LoopConfiguration()
     // Each TCP socket may hold a read and a write registration: room for the TcpServer's limit.
     if httpPort != nil { loopConfiguration.maxRegistrations = 2 * TcpServerConfiguration().maxIncomingSockets + 1_000 }
@@ -105,7 +112,7 @@ func runServe(_ args: Arguments) throws -> Int32 {
     if let httpPort, let ip = PeerAddress.parseIPv4(bind) {
         let http = HttpServer(loop: loop)
         try http.listen(on: PeerAddress(ip: ip, port: httpPort))
-        console = AdminConsole(node: node, http: http)
+        console = AdminConsole(node: node, http: http, hostNames: httpHostNames)
     }
     defer { console?.http.close() }
     let consoleURL = console?.http.tcp.listeningAddress.map { address in

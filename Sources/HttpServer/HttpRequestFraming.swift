@@ -3,78 +3,64 @@
 /// the connection closed, and counted by status.
 ///
 /// A request that arrives in pieces is not examined again from its start at each read:
-/// what the last read left (where the search for the blank line stopped; once the head is
-/// parsed, the length of the whole request) is remembered, so a head dripped a byte at a
-/// time costs work in proportion to its bytes, not to their square.
+/// what the last read left of each connection's request (where the search for the blank
+/// line stopped; once the head is parsed, the length of the whole request) is kept until
+/// its verdict, so a head dripped a byte at a time costs work in proportion to its bytes,
+/// not to their square.
 final class HttpRequestFraming: TcpFraming {
     let limits: HttpLimits
     /// Refusals by status (400, 413, 431, …), including the server's 408 and oversize.
     private(set) var refusals: [Int: Int] = [:]
     /// Bytes the head scanner has examined, over every call: what dripped heads cost.
     private(set) var headBytesScanned = 0
-    /// Bytes read to check that a remembered request is the one framed now (two a call at most).
-    private(set) var bytesCompared = 0
-
-    /// What the last call left of a request still incomplete, by where its bytes are.
-    ///
-    /// The TcpServer calls one framing for every connection and hands it only the bytes, so
-    /// a request is known by the address of its connection's buffer. That buffer grows in
-    /// place (a reallocation moves it, and the request is scanned afresh there, which the
-    /// buffer's doubling keeps to twice its bytes in all) and is consumed when a request is
-    /// complete or refused, when its entry is dropped. An entry whose buffer is gone may meet
-    /// another connection's buffer at the same address: it is used only if that buffer is as
-    /// long and holds the same bytes where the entry checks (its last byte and one at a
-    /// random place), and only ever to say "incomplete" — every complete or refused verdict is
-    /// reached afresh from the first byte, once per request.
-    private var pending: [UInt: Pending] = [:]
-    /// Entries kept at most (entries left by reallocations and closed connections included):
-    /// past it they are all dropped, which costs one more scan of each pending request.
-    let maxPending: Int
-    private var random: SplitMix64
+    /// What the last read left of each connection's incomplete request (`frame(_:atEnd:of:)`),
+    /// until its verdict or the connection's close.
+    private var pending: [TcpConnectionID: Pending] = [:]
 
     private struct Pending {
         var scanner: HttpHeadScanner
         /// The request's whole length, once its head is parsed: only its body is awaited.
         var total: Int?
-        /// The bytes there were, and the checks that they are still there.
+        /// The bytes there were: the buffer holds these and more at the next call.
         var count: Int
-        var lastByte: UInt8
-        var probe: Int
-        var probeByte: UInt8
     }
 
-    init(limits: HttpLimits, maxPending: Int = 65_536) {
+    init(limits: HttpLimits) {
         self.limits = limits
-        self.maxPending = maxPending
-        var system = SystemRandomNumberGenerator()
-        self.random = SplitMix64(seed: system.next())
     }
 
     func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame {
-        let key = bytes.withUnsafeBufferPointer { $0.baseAddress.map { UInt(bitPattern: $0) } }
-        if let key, let entry = pending.removeValue(forKey: key), !atEnd, matches(entry, bytes) {
+        frameAfresh(bytes, atEnd: atEnd, of: nil)
+    }
+
+    func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool, of connection: TcpConnectionID) -> TcpFrame {
+        if let entry = pending.removeValue(forKey: connection), !atEnd, bytes.count >= entry.count {
             var scanner = entry.scanner
             headBytesScanned += scanner.scan(bytes, limit: limits.maxHeaderBytes)
             let stillIncomplete = if let total = entry.total { bytes.count < total } else {
                 scanner.end == nil && scanner.malformation == nil && bytes.count < limits.maxHeaderBytes
             }
             if stillIncomplete {
-                remember(key, scanner, total: entry.total, bytes)
+                remember(connection, scanner, total: entry.total, bytes)
                 return .incomplete
             }
         }
-        return frameAfresh(bytes, atEnd: atEnd, key: key)
+        return frameAfresh(bytes, atEnd: atEnd, of: connection)
+    }
+
+    func connectionClosed(_ connection: TcpConnectionID) {
+        pending[connection] = nil
     }
 
     /// The verdict from the first byte; an incomplete request is remembered for the next read.
-    private func frameAfresh(_ bytes: ArraySlice<UInt8>, atEnd: Bool, key: UInt?) -> TcpFrame {
+    private func frameAfresh(_ bytes: ArraySlice<UInt8>, atEnd: Bool, of connection: TcpConnectionID?) -> TcpFrame {
         var scanner = HttpHeadScanner()
         headBytesScanned += scanner.scan(bytes, limit: limits.maxHeaderBytes)
         guard let headLength = scanner.end else {
             if bytes.count >= limits.maxHeaderBytes { return refuse(431, "request header too large") }
             if let why = scanner.malformation { return refuse(400, "malformed request: \(why)") }
             if atEnd && !bytes.isEmpty { return refuse(400, "incomplete request") }
-            if let key { remember(key, scanner, total: nil, bytes) }
+            if let connection { remember(connection, scanner, total: nil, bytes) }
             return .incomplete
         }
         let head: HttpHead
@@ -100,25 +86,15 @@ final class HttpRequestFraming: TcpFraming {
         let total = headLength + bodyLength
         guard bytes.count >= total else {
             if atEnd { return refuse(400, "incomplete request body") }
-            if let key { remember(key, scanner, total: total, bytes) }
+            if let connection { remember(connection, scanner, total: total, bytes) }
             return .incomplete
         }
         return .complete(length: total, reusable: Self.keepAlive(head))
     }
 
-    private func remember(_ key: UInt, _ scanner: HttpHeadScanner, total: Int?, _ bytes: ArraySlice<UInt8>) {
-        guard !bytes.isEmpty else { return }
-        if pending.count >= maxPending { pending.removeAll(keepingCapacity: true) }
-        let probe = Int(random.next() % UInt64(bytes.count))
-        pending[key] = Pending(scanner: scanner, total: total, count: bytes.count, lastByte: bytes[bytes.endIndex - 1],
-                               probe: probe, probeByte: bytes[bytes.startIndex + probe])
-    }
-
-    private func matches(_ entry: Pending, _ bytes: ArraySlice<UInt8>) -> Bool {
-        guard bytes.count >= entry.count else { return false }
-        bytesCompared += 2
-        return bytes[bytes.startIndex + entry.count - 1] == entry.lastByte
-            && bytes[bytes.startIndex + entry.probe] == entry.probeByte
+    private func remember(_ connection: TcpConnectionID, _ scanner: HttpHeadScanner, total: Int?,
+                          _ bytes: ArraySlice<UInt8>) {
+        pending[connection] = Pending(scanner: scanner, total: total, count: bytes.count)
     }
 
     /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, any request at most
@@ -148,20 +124,5 @@ final class HttpRequestFraming: TcpFraming {
     func refusal(_ status: Int, _ reason: String) -> [UInt8] {
         refusals[status, default: 0] += 1
         return HttpResponse.text(status, reason).serialized(keepAlive: false)
-    }
-}
-
-/// A fast generator for the framing's probe positions, seeded once from the system's.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
     }
 }

@@ -4,6 +4,14 @@
 public protocol TcpFraming {
     /// `atEnd`: the peer has closed its sending side, nothing more will come.
     func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool) -> TcpFrame
+    /// The same for the message at the start of `connection`'s buffer, which is what it was
+    /// at the last call for `connection` and more, until a verdict other than `.incomplete`
+    /// (the server then consumes the message or closes the connection). A framing may keep
+    /// what it learned of an incomplete message so as not to examine it again from its first
+    /// byte at every read. By default, `frame(_:atEnd:)`.
+    func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool, of connection: TcpConnectionID) -> TcpFrame
+    /// `connection` is closed: whatever the framing kept for it goes.
+    func connectionClosed(_ connection: TcpConnectionID)
     /// What to send before closing a connection whose message grew past the
     /// server's `maxMessageBytes` while still incomplete (empty: just close).
     var oversizedReply: [UInt8] { get }
@@ -12,6 +20,12 @@ public protocol TcpFraming {
 }
 
 extension TcpFraming {
+    /// Frames afresh: a framing that keeps nothing between reads.
+    public func frame(_ bytes: ArraySlice<UInt8>, atEnd: Bool, of connection: TcpConnectionID) -> TcpFrame {
+        frame(bytes, atEnd: atEnd)
+    }
+    /// Nothing kept, nothing to forget.
+    public func connectionClosed(_ connection: TcpConnectionID) {}
     public var oversizedReply: [UInt8] { [] }
     public var timedOutReply: [UInt8] { [] }
 }

@@ -72,7 +72,7 @@ extension TcpServer {
                 return
             }
             let frameWith = connection.exchange?.framing ?? framing
-            switch frameWith.frame(connection.received[...], atEnd: connection.peerClosed) {
+            switch frameWith.frame(connection.received[...], atEnd: connection.peerClosed, of: connection.id) {
             case .incomplete:
                 if connection.received.count > configuration.maxMessageBytes {
                     refuseMessage(connection, reply: frameWith.oversizedReply)

@@ -239,6 +239,7 @@ public final class TcpServer {
         let wasPooled = connection.state == .pooled
         connection.state = .closed
         connections[connection.id] = nil
+        (connection.exchange?.framing ?? framing).connectionClosed(connection.id)
         if connection.isIncoming {
             stats.incomingOpen -= 1
         } else {

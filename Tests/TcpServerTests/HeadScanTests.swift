@@ -16,9 +16,9 @@ extension TcpServerLoopTests {
         }
 
         /// Directly on the framing, with the buffer a connection keeps: one byte appended per
-        /// call. Every byte is examined once as it arrives, once more over what the buffer held
-        /// each time it doubled (a reallocation moves it), and once for the verdict: at most
-        /// 4 × the head's length (it was 8,000 × for an 8,000-byte head: 64,000,000 bytes).
+        /// call. Every byte is examined once as it arrives and once more for the verdict: at
+        /// most 4 × the head's length leaves room (it was 8,000 × for an 8,000-byte head:
+        /// 64,000,000 bytes).
         @Test func drippedHeadIsScannedInLinearWork() throws {
             for length in [40, 1_000, 8_000] {
                 let framing = HttpRequestFraming(limits: HttpLimits())
@@ -27,13 +27,12 @@ extension TcpServerLoopTests {
                 var verdicts: [TcpFrame] = []
                 for byte in head {
                     received.append(byte)
-                    verdicts.append(framing.frame(received[...], atEnd: false))
+                    verdicts.append(framing.frame(received[...], atEnd: false, of: TcpConnectionID(value: 1)))
                 }
                 #expect(verdicts.dropLast().allSatisfy { $0 == .incomplete })
                 #expect(verdicts.last == .complete(length: length, reusable: true))
                 #expect(framing.headBytesScanned <= 4 * length,
                         "\(length)-byte head dripped: \(framing.headBytesScanned) bytes examined")
-                #expect(framing.bytesCompared <= 2 * length)
             }
         }
 
@@ -42,14 +41,15 @@ extension TcpServerLoopTests {
             let framing = HttpRequestFraming(limits: HttpLimits())
             let head = bytes("POST /a HTTP/1.1\r\nHost: test\r\nContent-Length: 20000\r\n\r\n")
             var received = head
-            #expect(framing.frame(received[...], atEnd: false) == .incomplete)
+            let connection = TcpConnectionID(value: 1)
+            #expect(framing.frame(received[...], atEnd: false, of: connection) == .incomplete)
             for i in 0..<20_000 {
                 received.append(UInt8(ascii: "a") + UInt8(i % 26))
-                let verdict = framing.frame(received[...], atEnd: false)
+                let verdict = framing.frame(received[...], atEnd: false, of: connection)
                 #expect(verdict == (i == 19_999 ? .complete(length: received.count, reusable: true) : .incomplete))
             }
-            // The head once as it came, again each time the buffer moved, and once for the verdict.
-            #expect(framing.headBytesScanned <= 20 * head.count, "\(framing.headBytesScanned) bytes examined")
+            // The head once as it came and once for the verdict (it was once a read: 20,000 times).
+            #expect(framing.headBytesScanned <= 4 * head.count, "\(framing.headBytesScanned) bytes examined")
         }
 
         /// Many connections dripping at once: each keeps its own place.
@@ -61,7 +61,7 @@ extension TcpServerLoopTests {
             for position in 0..<heads.map(\.count).max()! {
                 for (index, head) in heads.enumerated() where position < head.count {
                     buffers[index].append(head[position])
-                    let verdict = framing.frame(buffers[index][...], atEnd: false)
+                    let verdict = framing.frame(buffers[index][...], atEnd: false, of: TcpConnectionID(value: UInt64(index)))
                     if position == head.count - 1 {
                         #expect(verdict == .complete(length: head.count, reusable: true))
                         completed += 1
@@ -108,7 +108,7 @@ extension TcpServerLoopTests {
                 received += input[offset..<min(offset + readSize, input.count)]
                 offset += readSize
                 framing: while true {
-                    switch framing.frame(received[...], atEnd: offset >= input.count) {
+                    switch framing.frame(received[...], atEnd: offset >= input.count, of: TcpConnectionID(value: 7)) {
                     case .incomplete:
                         break framing
                     case .complete(let length, let reusable):
@@ -144,7 +144,6 @@ extension TcpServerLoopTests {
                 #expect(server.tcp.stats.bytesIn == 2 * length, "one read a byte")
                 #expect(server.framing.headBytesScanned <= 4 * 2 * length,
                         "two \(length)-byte heads over \(2 * length) reads: \(server.framing.headBytesScanned) bytes examined")
-                #expect(server.framing.bytesCompared <= 2 * 2 * length)
             }
         }
     }

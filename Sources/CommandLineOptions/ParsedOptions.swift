@@ -76,11 +76,16 @@ public struct ParsedOptions {
         case .flag:
             return .flag
         case .integer(let range, _):
+            // Digits, with a minus for a negative number: not "+5" or " 5", which Int(_:) takes.
             // Int(_:) is nil for digits beyond Int's range too: that is out of range, said the same way.
-            guard let number = Int(raw), range.contains(number) else { throw refuse() }
+            guard Self.isPlainNumber(raw, decimals: false), let number = Int(raw), range.contains(number) else {
+                throw refuse()
+            }
             return .integer(number)
         case .decimal(let range, _):
-            guard let number = Double(raw), number.isFinite, range.contains(number) else { throw refuse() }
+            // Plain decimals only: Double(_:) also takes "+1", "1e3", "0x1p3" and "nan".
+            guard Self.isPlainNumber(raw, decimals: true), let number = Double(raw), number.isFinite,
+                  range.contains(number) else { throw refuse() }
             return .decimal(number)
         case .choice(let words, _):
             guard words.contains(raw) else { throw refuse() }
@@ -89,6 +94,14 @@ public struct ParsedOptions {
             guard !raw.isEmpty else { throw refuse() }
             return .text(raw)
         }
+    }
+
+    /// `-?DIGITS`, or with `decimals` also `-?DIGITS.DIGITS`.
+    private static func isPlainNumber(_ raw: String, decimals: Bool) -> Bool {
+        let unsigned = raw.hasPrefix("-") ? raw.dropFirst() : Substring(raw)
+        let parts = unsigned.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 1 || (decimals && parts.count == 2) else { return false }
+        return parts.allSatisfy { !$0.isEmpty && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } }
     }
 
     public var command: String { declaration.command }

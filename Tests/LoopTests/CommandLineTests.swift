@@ -41,6 +41,12 @@ extension LoopConformance {
                 (["demo", "--datagram-size", "70000"], ["--datagram-size", "13…65507"]),
                 (["fuzz", "--steps", "0"], ["--steps", "1…400"]),
                 (["compare", "--tolerance-scale", "-1"], ["--tolerance-scale"]),
+                // Numbers are plain digits: no sign Int(_:) or Double(_:) would take, no exponent.
+                (["ping", "--count", "+5"] + to, ["--count", "'+5'"]),
+                (["fetch", "--deadline-ms", "+5", "http://127.0.0.1:1/"], ["--deadline-ms", "'+5'"]),
+                (["compare", "--tolerance-scale", "+1"], ["--tolerance-scale", "'+1'"]),
+                (["compare", "--tolerance-scale", "1e3"], ["--tolerance-scale", "'1e3'"]),
+                (["compare", "--tolerance-scale", "nan"], ["--tolerance-scale", "'nan'"]),
             ]
             let probeCases: [(arguments: [String], says: [String])] = [
                 (["child-loop", "--seconds", "1"], ["unknown option --seconds"]),

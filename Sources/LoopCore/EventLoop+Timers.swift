@@ -31,7 +31,8 @@ extension EventLoop {
         if let owner, let existing = table.timers.timer(ownedBy: owner) { return existing }
         try table.reserve()
         let r = Registration(kind: .timer, fd: -1, niceness: niceness, owner: owner, tick: Int64(ms),
-                             now: configuration.clock.milliseconds(), fdCallback: nil, sleepCallback: callback)
+                             now: configuration.clock.millisecondsRoundedUp(), fdCallback: nil,
+                             sleepCallback: callback)
         table.timers.insert(r)
         return r
     }

@@ -13,6 +13,7 @@ extension TcpServer {
         stats.turnsYielded += 1
         guard !connection.awaitingTurn else { return }
         if turnHook == nil {
+            // Refused only by a closed loop, which serves nothing more anyway.
             turnHook = try? loop.addBottomHalf(needed: { [unowned self] in !self.awaitingTurn.isEmpty },
                                                run: { [unowned self] in self.serveAwaitingTurn() })
         }

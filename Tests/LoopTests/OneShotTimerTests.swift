@@ -1,5 +1,6 @@
 import Compat
 import Glibc
+import Synchronization
 import TestSupport
 import Testing
 
@@ -81,6 +82,28 @@ extension LoopConformance {
                 #expect(firedAt >= 200 && firedAt < 4_000, "fired after \(firedAt) ms")
                 // The legacy loop wakes on its 1 ms tick (the original's design).
                 if kind == .epoll { #expect(polls <= 5, "\(polls) polls for one 200 ms timer") }
+            }
+        }
+
+        /// A clock that reads whole milliseconds drops the fraction: a timer counted from the
+        /// truncated reading would fire up to a millisecond early (a 50 ms timer after 49.3 ms).
+        /// It counts from the reading rounded up, so it never fires before its whole delay.
+        @Test(arguments: LoopBackendKind.allCases)
+        func neverEarlyByTheClocksFraction(kind: LoopBackendKind) throws {
+            let nanoseconds = Atomic<Int64>(1_000_500_000)  // 1000.5 ms
+            var configuration = LoopConfiguration.unroutedTimerSignalsAccepted
+            configuration.clock = LoopClock({ nanoseconds.load(ordering: .relaxed) / 1_000_000 },
+                                            roundedUp: { (nanoseconds.load(ordering: .relaxed) + 999_999) / 1_000_000 })
+            try withLoop(kind, configuration: configuration) { loop in
+                var firedAt: Int64 = -1
+                try loop.after(ms: 10) { firedAt = nanoseconds.load(ordering: .relaxed) }
+                for step in 1...30 {
+                    nanoseconds.store(1_000_500_000 + Int64(step) * 500_000, ordering: .relaxed)
+                    try loop.runOnce(maxWaitMs: 0)
+                    if firedAt >= 0 { break }
+                }
+                #expect(firedAt >= 1_010_500_000, "fired at \(firedAt) ns, registered at 1,000,500,000 for 10 ms")
+                #expect(firedAt <= 1_011_500_000, "fired at \(firedAt) ns: later than the next millisecond")
             }
         }
 

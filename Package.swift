@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "EpollLoop", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
         // The socket system calls (the UDP datagram socket, TCP streams, loopback helpers) and `PeerAddress`.
         .target(name: "Sockets", dependencies: ["LoopCore", "CLoopShim"], swiftSettings: strict),
-        .target(name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop", "Sockets"], swiftSettings: strict),
+        .target(
+            name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop", "Sockets"], swiftSettings: strict),
         .target(name: "LoopTools", dependencies: ["LoopCore", "Sockets"], swiftSettings: strict),
         .target(name: "UdpServer", dependencies: ["Compat", "Sockets"], swiftSettings: strict),
         .target(name: "TcpServer", dependencies: ["Compat", "Sockets"], swiftSettings: strict),
@@ -40,23 +41,39 @@ let package = Package(
         // The node's parts that the probes and the tests use too: its trust list, its atomic save, its counters' report.
         .target(name: "NodeSupport", dependencies: ["Compat", "UdpServer", "LoopTools"], swiftSettings: strict),
         // Run only as child processes, by the tests, `loop-harness compare` and `loop-harness fuzz`.
-        .executableTarget(name: "loop-probe", dependencies: ["Compat", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"],
-                          swiftSettings: strict),
+        .executableTarget(
+            name: "loop-probe",
+            dependencies: ["Compat", "LoopTools", "LoopScript", "CLoopShim", "CommandLineOptions", "NodeSupport"],
+            swiftSettings: strict),
         // loop-probe: built with the harness (which starts it), not linked into it.
-        .executableTarget(name: "loop-harness", dependencies: ["Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript",
-                                                               "CLoopShim", "CommandLineOptions", "NodeSupport", "loop-probe"], swiftSettings: strict),
-        .executableTarget(name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools", "CommandLineOptions"], swiftSettings: strict),
+        .executableTarget(
+            name: "loop-harness",
+            dependencies: [
+                "Compat", "UdpServer", "TcpServer", "HttpServer", "Cluster", "LoopTools", "LoopScript",
+                "CLoopShim", "CommandLineOptions", "NodeSupport", "loop-probe",
+            ], swiftSettings: strict),
+        .executableTarget(
+            name: "loop-bench", dependencies: ["Compat", "UdpServer", "LoopTools", "CommandLineOptions"],
+            swiftSettings: strict),
         // Test-only helpers every test target shares (imports Testing, so never linked into an executable).
-        .target(name: "TestSupport", dependencies: ["Compat", "LoopTools"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(
+            name: "TestSupport", dependencies: ["Compat", "LoopTools"], path: "Tests/TestSupport", swiftSettings: strict
+        ),
         // The executables it runs as processes (loop-harness, loop-probe, loop-bench) are built by
         // `swift build --build-tests`; a test target depending on an executable target links its code in.
-        .testTarget(name: "LoopTests", dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestSupport"],
-                    exclude: ["Fixtures"], swiftSettings: strict),
-        .testTarget(name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "Sockets", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],
-                    swiftSettings: strict),
-        .testTarget(name: "TcpServerTests", dependencies: ["TcpServer", "HttpServer", "Compat", "LoopTools", "TestSupport"],
-                    swiftSettings: strict),
+        .testTarget(
+            name: "LoopTests",
+            dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestSupport"],
+            exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(
+            name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "Sockets", "TestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "TcpServerTests", dependencies: ["TcpServer", "HttpServer", "Compat", "LoopTools", "TestSupport"],
+            swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -24,7 +24,8 @@ public enum FailoverError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .gaveUp(let attempts, let last):
-            return "gave up after \(attempts) attempt\(attempts == 1 ? "" : "s")" + (last.map { " (last: \($0))" } ?? "")
+            return "gave up after \(attempts) attempt\(attempts == 1 ? "" : "s")"
+                + (last.map { " (last: \($0))" } ?? "")
         case .notRetriable(let error): return "\(error)"
         }
     }
@@ -116,7 +117,9 @@ public final class FailoverClient {
     private var waitRegistration: Registration?
 
     /// A client sending over `server` to the hosts `pings` watches.
-    public init(loop: Loop, server: UdpServer, pings: PingServer, configuration: FailoverConfiguration = FailoverConfiguration()) {
+    public init(
+        loop: Loop, server: UdpServer, pings: PingServer, configuration: FailoverConfiguration = FailoverConfiguration()
+    ) {
         self.loop = loop
         self.server = server
         self.pings = pings
@@ -132,8 +135,9 @@ public final class FailoverClient {
         nextRequestID += 1
         let id = nextRequestID
         stats.requests += 1
-        pending[id] = Pending(payload: payload, type: type, startedAt: loop.now, startedNs: monotonicNanoseconds(),
-                              completion: completion)
+        pending[id] = Pending(
+            payload: payload, type: type, startedAt: loop.now, startedNs: monotonicNanoseconds(),
+            completion: completion)
         launch(id)
     }
 
@@ -171,8 +175,10 @@ public final class FailoverClient {
         pending[id] = request
         hostStats[host].attempts += 1
         let timeout = Int(min(Int64(configuration.attemptTimeoutMs), deadline - now))
-        server.sendRequest(request.payload, type: request.type, to: pings.table[host].host.address,
-                           timeoutMs: max(1, timeout), niceness: 0) { [weak self] result in
+        server.sendRequest(
+            request.payload, type: request.type, to: pings.table[host].host.address,
+            timeoutMs: max(1, timeout), niceness: 0
+        ) { [weak self] result in
             self?.attemptEnded(id, attempt: attempt, host: host, result)
         }
     }
@@ -239,7 +245,8 @@ public final class FailoverClient {
         case .failure: stats.failed += 1
         }
         let latency = Double(monotonicNanoseconds() - request.startedNs) / 1e6
-        request.completion(FailoverOutcome(result: result, attempts: request.attempts, answeredBy: host, latencyMs: latency))
+        request.completion(
+            FailoverOutcome(result: result, attempts: request.attempts, answeredBy: host, latencyMs: latency))
     }
 
     // MARK: Waiting for a host

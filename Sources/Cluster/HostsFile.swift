@@ -98,35 +98,45 @@ public struct HostsFile: Equatable, Sendable {
             }
             // The original's directives take no host's place (Hostdb.cpp reads them by prefix).
             if let directive = originalDirectives.first(where: { fields[0].hasPrefix($0) }) {
-                let value = fields[0].count > directive.count ? [fields[0].dropFirst(directive.count)] : Array(fields.dropFirst())
+                let value =
+                    fields[0].count > directive.count
+                    ? [fields[0].dropFirst(directive.count)] : Array(fields.dropFirst())
                 if directive == "num-mirrors:" || directive == "index-splits:",
-                   value.first.map({ !$0.isEmpty && $0.allSatisfy({ $0.isASCII && $0.isNumber }) }) != true {
+                    value.first.map({ !$0.isEmpty && $0.allSatisfy({ $0.isASCII && $0.isNumber }) }) != true
+                {
                     problem("\(directive) takes a number")
                 } else if directive == "working-dir:", value.first?.hasPrefix("/") != true {
                     problem("working-dir: takes an absolute directory")
                 }
                 continue
             }
-            if let kind = ["spare", "qcproxy", "scproxy", "proxy"].first(where: { fields[0].lowercased().hasPrefix($0) }) {
+            if let kind = ["spare", "qcproxy", "scproxy", "proxy"].first(where: { fields[0].lowercased().hasPrefix($0) }
+            ) {
                 problem("a \(kind) host of the original: the port's cluster has members only")
                 continue
             }
             let expectedID = position
             position += 1
             // The original's line: hostId dnsPort httpsPort httpPort udpPort ip1 [ip2] [dir] [note].
-            let isOriginal = fields.count >= 6 && fields[1...4].allSatisfy { $0.allSatisfy { $0.isASCII && $0.isNumber } }
+            let isOriginal =
+                fields.count >= 6 && fields[1...4].allSatisfy { $0.allSatisfy { $0.isASCII && $0.isNumber } }
             guard fields.count == 4 || isOriginal else {
-                problem("\(fields.count) field\(fields.count == 1 ? "" : "s"); a host is ID ADDRESS UDP_PORT HTTP_PORT, "
+                problem(
+                    "\(fields.count) field\(fields.count == 1 ? "" : "s"); a host is ID ADDRESS UDP_PORT HTTP_PORT, "
                         + "or the original's hostId dnsPort httpsPort httpPort udpPort ip1 ip2 directory")
                 continue
             }
-            if isOriginal, let (field, name) = [(fields[1], "DNS"), (fields[2], "HTTPS")]
-                .first(where: { (field, _) in field.count > 5 || (Int(field) ?? .max) > 65_535 }) {
+            if isOriginal,
+                let (field, name) = [(fields[1], "DNS"), (fields[2], "HTTPS")]
+                    .first(where: { (field, _) in field.count > 5 || (Int(field) ?? .max) > 65_535 })
+            {
                 problem("the \(name) port '\(field)' is not a port 0…65535")
                 continue
             }
-            let (idField, ipField, udpField, httpField) = isOriginal ? (fields[0], fields[5], fields[4], fields[3])
-                                                                     : (fields[0], fields[1], fields[2], fields[3])
+            let (idField, ipField, udpField, httpField) =
+                isOriginal
+                ? (fields[0], fields[5], fields[4], fields[3])
+                : (fields[0], fields[1], fields[2], fields[3])
             guard let id = Int(idField), idField.allSatisfy({ $0.isASCII && $0.isNumber }) else {
                 problem("the ID '\(idField)' is not a number (this line is host \(expectedID))")
                 continue
@@ -150,7 +160,8 @@ public struct HostsFile: Equatable, Sendable {
             var httpPort: UInt16?
             if isOriginal || httpField != "-" {
                 guard let parsed = port(httpField) else {
-                    problem("the HTTP port '\(httpField)' is not a port 1…65535\(isOriginal ? "" : " or '-' (no console)")")
+                    problem(
+                        "the HTTP port '\(httpField)' is not a port 1…65535\(isOriginal ? "" : " or '-' (no console)")")
                     continue
                 }
                 httpPort = parsed
@@ -161,7 +172,8 @@ public struct HostsFile: Equatable, Sendable {
                 continue
             }
             if let httpPort, let earlier = httpClaims[PeerAddress(ip: ip, port: httpPort)] {
-                problem("\(ipField):\(httpPort) is host \(earlier)'s HTTP address too: two consoles cannot share a port")
+                problem(
+                    "\(ipField):\(httpPort) is host \(earlier)'s HTTP address too: two consoles cannot share a port")
                 continue
             }
             guard id < maxHosts else {
@@ -182,7 +194,8 @@ public struct HostsFile: Equatable, Sendable {
 
     private static func port(_ text: Substring) -> UInt16? {
         guard text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let value = UInt16(text), value > 0 else { return nil }
+            let value = UInt16(text), value > 0
+        else { return nil }
         return value
     }
 }
@@ -215,7 +228,8 @@ public enum HostsFileError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .unreadable(let path, let code): return "cannot read the hosts file \(path): \(String(cString: strerror(code)))"
+        case .unreadable(let path, let code):
+            return "cannot read the hosts file \(path): \(String(cString: strerror(code)))"
         case .notAFile(let path): return "the hosts file \(path) is not a regular file"
         case .tooLarge(let path, let limit): return "the hosts file \(path) is larger than \(limit) bytes"
         case .notText(let path): return "the hosts file \(path) is not UTF-8 text"

@@ -49,8 +49,12 @@ public struct PingInfo: Equatable, Sendable {
         var out: [UInt8] = [Self.version, kind.rawValue]
         let id = UInt16(bitPattern: Int16(hostID ?? -1))
         out += [UInt8(id >> 8), UInt8(id & 0xff), backend == .epoll ? 0 : 1]
-        for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: pid >> UInt32(shift))) }
-        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: uptimeMs >> UInt64(shift))) }
+        for shift in stride(from: 24, through: 0, by: -8) {
+            out.append(UInt8(truncatingIfNeeded: pid >> UInt32(shift)))
+        }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            out.append(UInt8(truncatingIfNeeded: uptimeMs >> UInt64(shift)))
+        }
         return out
     }
 

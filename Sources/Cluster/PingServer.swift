@@ -48,8 +48,10 @@ public enum PingConfigurationError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .intervalOutOfRange(let ms): return "a ping interval of \(ms) ms is outside \(PingConfiguration.intervalRange)"
-        case .deadAfterOutOfRange(let ms): return "a dead-host timeout of \(ms) ms is outside \(PingConfiguration.deadAfterRange)"
+        case .intervalOutOfRange(let ms):
+            return "a ping interval of \(ms) ms is outside \(PingConfiguration.intervalRange)"
+        case .deadAfterOutOfRange(let ms):
+            return "a dead-host timeout of \(ms) ms is outside \(PingConfiguration.deadAfterRange)"
         case .deadAfterNotAboveInterval(let dead, let interval):
             return "a dead-host timeout of \(dead) ms must be longer than the ping interval (\(interval) ms)"
         case .maxOutstandingBelowOne(let n): return "at most \(n) pings in flight: at least 1 is needed"
@@ -117,8 +119,10 @@ public final class PingServer {
     package static let maxObservers = 64
 
     /// A ping server for `hosts` on `server`; it pings once `start()` is called. Throws when `configuration` is out of range.
-    public init(loop: Loop, server: UdpServer, hosts: HostsFile, selfID: Int?,
-                configuration: PingConfiguration = PingConfiguration()) throws(PingConfigurationError) {
+    public init(
+        loop: Loop, server: UdpServer, hosts: HostsFile, selfID: Int?,
+        configuration: PingConfiguration = PingConfiguration()
+    ) throws(PingConfigurationError) {
         self.loop = loop
         self.server = server
         self.configuration = try configuration.validated()
@@ -162,9 +166,10 @@ public final class PingServer {
         // it lately (one just started counts everyone dead until their first replies). A member
         // silent both ways is not waiting, and would hold the exit for the acknowledgement timeout.
         let deadAfter = Int64(configuration.deadAfterMs)
-        let others = table.filter { status in
-            !status.isSelf && (status.alive || status.pingedUsAt.map { now - $0 < deadAfter } ?? false)
-        }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
+        let others =
+            table.filter { status in
+                !status.isSelf && (status.alive || status.pingedUsAt.map { now - $0 < deadAfter } ?? false)
+            }.map(\.host.address) + recent.sorted { ($0.ip, $0.port) < ($1.ip, $1.port) }
         guard !others.isEmpty else {
             completion()
             return
@@ -172,8 +177,10 @@ public final class PingServer {
         var remaining = others.count
         let note = ownInfo.bytes
         for address in others {
-            server.sendRequest(note, type: pingMessageType, to: address,
-                               timeoutMs: configuration.goingDownTimeoutMs, niceness: 0) { _ in
+            server.sendRequest(
+                note, type: pingMessageType, to: address,
+                timeoutMs: configuration.goingDownTimeoutMs, niceness: 0
+            ) { _ in
                 remaining -= 1
                 if remaining == 0 { completion() }
             }
@@ -206,8 +213,10 @@ public final class PingServer {
         outstanding += 1
         // The ping's own timeout is the dead-host timeout: by then the host is dead
         // by age anyway, and the next ping goes out on the next tick.
-        let handle = server.sendRequest(ownInfo.bytes, type: pingMessageType, to: table[index].host.address,
-                                        timeoutMs: configuration.deadAfterMs, niceness: 0) { [weak self] result in
+        let handle = server.sendRequest(
+            ownInfo.bytes, type: pingMessageType, to: table[index].host.address,
+            timeoutMs: configuration.deadAfterMs, niceness: 0
+        ) { [weak self] result in
             self?.pingEnded(index, id: id, result)
         }
         handles[index] = handle
@@ -269,7 +278,8 @@ public final class PingServer {
         if note.kind == .goingDown {
             // Only the member itself, from its own address, may say it is going down.
             guard let id = note.hostID, table.indices.contains(id), !table[id].isSelf,
-                  table[id].host.address == request.peer else {
+                table[id].host.address == request.peer
+            else {
                 stats.refusedNotes += 1
                 try? server.sendErrorReply(errno: EPERM, to: request)
                 return
@@ -287,7 +297,8 @@ public final class PingServer {
     private func noteObserver(_ address: PeerAddress) {
         let now = loop.now
         if observers[address] == nil, observers.count >= Self.maxObservers,
-           let oldest = observers.min(by: { $0.value < $1.value }) {
+            let oldest = observers.min(by: { $0.value < $1.value })
+        {
             observers[oldest.key] = nil
         }
         observers[address] = now
@@ -307,7 +318,9 @@ public final class PingServer {
 
     /// What this node says of itself in its pings and replies.
     public var ownInfo: PingInfo {
-        PingInfo(kind: isGoingDown ? .goingDown : .ping, hostID: selfID, backend: loop.kind, pid: UInt32(truncatingIfNeeded: getpid()),
-                 uptimeMs: UInt64(max(0, loop.now - startedAt)))
+        PingInfo(
+            kind: isGoingDown ? .goingDown : .ping, hostID: selfID, backend: loop.kind,
+            pid: UInt32(truncatingIfNeeded: getpid()),
+            uptimeMs: UInt64(max(0, loop.now - startedAt)))
     }
 }

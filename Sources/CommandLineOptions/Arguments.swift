@@ -57,8 +57,10 @@ public struct CommandFailure: Error, CustomStringConvertible {
 /// Runs the command `dispatch` picks and exits with its status: 0 after a help
 /// text, 2 after a usage error, 1 after any other error, each error one line on
 /// stderr (one JSON object on stdout with --json).
-public func runCommandLine(program: String, _ arguments: Arguments,
-                           _ dispatch: (Arguments) throws -> Int32) -> Never {
+public func runCommandLine(
+    program: String, _ arguments: Arguments,
+    _ dispatch: (Arguments) throws -> Int32
+) -> Never {
     do {
         exit(try dispatch(arguments))
     } catch CommandLineError.helpRequested(let text) {
@@ -84,9 +86,11 @@ public func runCommandLine(program: String, _ arguments: Arguments,
 
 extension Option {
     /// `--backend epoll|legacy`, read by `ParsedOptions.backend()`.
-    public static let backend = Option.choice("--backend", LoopBackendKind.allCases.map(\.rawValue), default: nil,
-                                              "the loop to use (default: LOOP_BACKEND, else the build's: \(LoopBackendKind.buildDefault))")
-    public static let json = Option.flag("--json", "machine-readable output: one JSON object per result, event or error")
+    public static let backend = Option.choice(
+        "--backend", LoopBackendKind.allCases.map(\.rawValue), default: nil,
+        "the loop to use (default: LOOP_BACKEND, else the build's: \(LoopBackendKind.buildDefault))")
+    public static let json = Option.flag(
+        "--json", "machine-readable output: one JSON object per result, event or error")
     public static let help = Option.flag("--help", "this text")
 }
 
@@ -99,8 +103,10 @@ extension CommandLineError {
 }
 
 /// `PROGRAM help [COMMAND]`: `usage`, or that command's `--help` through `dispatch`.
-public func runHelp(program: String, usage: String, _ arguments: Arguments,
-                    dispatch: (Arguments) throws -> Int32) throws -> Int32 {
+public func runHelp(
+    program: String, usage: String, _ arguments: Arguments,
+    dispatch: (Arguments) throws -> Int32
+) throws -> Int32 {
     switch arguments.rest.count {
     case 0:
         say(usage)

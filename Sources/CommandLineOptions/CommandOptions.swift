@@ -15,8 +15,10 @@ public struct CommandOptions: Sendable {
     /// Options every command of the program takes.
     public let common: [Option]
 
-    public init(program: String, command: String, summary: String, details: String = "", options: [Option],
-                operands: String? = nil, common: [Option]) {
+    public init(
+        program: String, command: String, summary: String, details: String = "", options: [Option],
+        operands: String? = nil, common: [Option]
+    ) {
         self.program = program
         self.command = command
         self.summary = summary
@@ -45,8 +47,10 @@ public struct CommandOptions: Sendable {
                 if !facts.isEmpty { text += " (" + facts.joined(separator: ", ") + ")" }
                 if option.required { text += " (required)" }
                 let name = "  " + option.synopsis
-                lines.append(name.count + 1 >= width + 2 ? name + "\n" + String(repeating: " ", count: width + 2) + text
-                                                         : name.padded(to: width + 2) + text)
+                lines.append(
+                    name.count + 1 >= width + 2
+                        ? name + "\n" + String(repeating: " ", count: width + 2) + text
+                        : name.padded(to: width + 2) + text)
             }
         }
         table("options:", options)

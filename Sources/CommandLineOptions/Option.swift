@@ -31,11 +31,14 @@ public struct Option: Sendable {
         Option(name: name, kind: .flag, help: help)
     }
 
-    public static func integer(_ name: String, _ range: ClosedRange<Int>, default value: Int?, _ help: String) -> Option {
+    public static func integer(_ name: String, _ range: ClosedRange<Int>, default value: Int?, _ help: String) -> Option
+    {
         Option(name: name, kind: .integer(range, default: value), help: help)
     }
 
-    public static func decimal(_ name: String, _ range: ClosedRange<Double>, default value: Double, _ help: String) -> Option {
+    public static func decimal(_ name: String, _ range: ClosedRange<Double>, default value: Double, _ help: String)
+        -> Option
+    {
         Option(name: name, kind: .decimal(range, default: value), help: help)
     }
 
@@ -43,9 +46,13 @@ public struct Option: Sendable {
         Option(name: name, kind: .choice(words, default: value), help: help)
     }
 
-    public static func text(_ name: String, _ placeholder: String, expects: String? = nil, _ help: String,
-                            required: Bool = false) -> Option {
-        Option(name: name, kind: .text(placeholder: placeholder, expects: expects ?? placeholder), help: help, required: required)
+    public static func text(
+        _ name: String, _ placeholder: String, expects: String? = nil, _ help: String,
+        required: Bool = false
+    ) -> Option {
+        Option(
+            name: name, kind: .text(placeholder: placeholder, expects: expects ?? placeholder), help: help,
+            required: required)
     }
 
     /// `--port P`, `--backend epoll|legacy`, `--json`: the option as the help shows it.

@@ -68,7 +68,9 @@ public struct ParsedOptions {
         }
     }
 
-    private static func value(_ raw: String, of option: Option, in declaration: CommandOptions) throws(CommandLineError) -> Value {
+    private static func value(_ raw: String, of option: Option, in declaration: CommandOptions) throws(CommandLineError)
+        -> Value
+    {
         func refuse() -> CommandLineError {
             declaration.usage("\(option.name) takes \(option.accepted), not '\(raw)'")
         }
@@ -85,7 +87,8 @@ public struct ParsedOptions {
         case .decimal(let range, _):
             // Plain decimals only: Double(_:) also takes "+1", "1e3", "0x1p3" and "nan".
             guard Self.isPlainNumber(raw, decimals: true), let number = Double(raw), number.isFinite,
-                  range.contains(number) else { throw refuse() }
+                range.contains(number)
+            else { throw refuse() }
             return .decimal(number)
         case .choice(let words, _):
             guard words.contains(raw) else { throw refuse() }
@@ -129,13 +132,17 @@ public struct ParsedOptions {
     /// The value given, else `fallback`: for an option whose default depends on the
     /// other arguments (`scale fds` and `scale jobs` count differently).
     public func int(_ name: String, default fallback: Int) -> Int {
-        guard case .integer = declared(name).kind else { preconditionFailure("\(name) is not an integer option of \(command)") }
+        guard case .integer = declared(name).kind else {
+            preconditionFailure("\(name) is not an integer option of \(command)")
+        }
         if case .integer(let value) = values[name] { return value }
         return fallback
     }
 
     public func decimal(_ name: String) -> Double {
-        guard case .decimal(_, let fallback) = declared(name).kind else { preconditionFailure("\(name) is not a decimal option of \(command)") }
+        guard case .decimal(_, let fallback) = declared(name).kind else {
+            preconditionFailure("\(name) is not a decimal option of \(command)")
+        }
         if case .decimal(let value) = values[name] { return value }
         return fallback
     }
@@ -174,7 +181,9 @@ public struct ParsedOptions {
     }
 
     private func declared(_ name: String) -> Option {
-        guard let option = declaration.option(named: name) else { preconditionFailure("\(command) declares no \(name)") }
+        guard let option = declaration.option(named: name) else {
+            preconditionFailure("\(command) declares no \(name)")
+        }
         return option
     }
 }

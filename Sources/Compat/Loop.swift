@@ -1,7 +1,7 @@
-@_exported import LoopCore
 import EpollLoop
 import Glibc
 import LegacyLoop
+@_exported import LoopCore
 
 /// The loop every user of this package writes against. Which backend a plain
 /// `Loop.make()` gives is fixed at build time: epoll by default, the legacy
@@ -12,14 +12,16 @@ extension LoopBackendKind {
     /// The backend this build selects.
     public static var buildDefault: LoopBackendKind {
         #if LEGACY_LOOP
-        return .legacy
+            return .legacy
         #else
-        return .epoll
+            return .epoll
         #endif
     }
 
     /// `LOOP_BACKEND=epoll|legacy` overrides the build default at run time.
-    public static func fromEnvironment(_ variable: String = "LOOP_BACKEND") throws(LoopConfigurationError) -> LoopBackendKind {
+    public static func fromEnvironment(_ variable: String = "LOOP_BACKEND") throws(LoopConfigurationError)
+        -> LoopBackendKind
+    {
         guard let raw = getenv(variable) else { return buildDefault }
         let value = String(cString: raw)
         if value.isEmpty { return buildDefault }
@@ -44,8 +46,10 @@ public struct LoopConfigurationError: Error, CustomStringConvertible {
 
 extension EventLoop {
     /// A loop on `backend` (the build's default unless told otherwise).
-    public static func make(_ backend: LoopBackendKind = .buildDefault,
-                            configuration: LoopConfiguration = LoopConfiguration()) throws(LoopError) -> EventLoop {
+    public static func make(
+        _ backend: LoopBackendKind = .buildDefault,
+        configuration: LoopConfiguration = LoopConfiguration()
+    ) throws(LoopError) -> EventLoop {
         switch backend {
         case .epoll: return try makeEpollLoop(configuration: configuration)
         case .legacy: return try makeLegacyLoop(configuration: configuration)

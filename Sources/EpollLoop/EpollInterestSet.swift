@@ -13,7 +13,10 @@ import LoopCore
 /// ready for long is checked against the file it was added with (`FileIdentity`).
 final class EpollInterestSet {
     /// The backend's own descriptors in the set, under generation 0, which the core never hands out.
-    enum Control: UInt64 { case wake = 1, signal = 3 }
+    enum Control: UInt64 {
+        case wake = 1
+        case signal = 3
+    }
 
     @exclusivity(unchecked) private var epollFD: Int32 = -1
     private var controls: [(Control, Int32)] = []
@@ -58,9 +61,11 @@ final class EpollInterestSet {
     /// What select counts as readable and as writable (the kernel's POLLIN_SET and
     /// POLLOUT_SET): a hang-up is readable only (a pipe whose writer is gone, a
     /// socket whose peer closed), an error both.
-    private static let readableEvents = EPOLLIN.rawValue | EPOLLRDNORM.rawValue | EPOLLRDBAND.rawValue
+    private static let readableEvents =
+        EPOLLIN.rawValue | EPOLLRDNORM.rawValue | EPOLLRDBAND.rawValue
         | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue
-    private static let writableEvents = EPOLLOUT.rawValue | EPOLLWRNORM.rawValue | EPOLLWRBAND.rawValue | EPOLLERR.rawValue
+    private static let writableEvents =
+        EPOLLOUT.rawValue | EPOLLWRNORM.rawValue | EPOLLWRBAND.rawValue | EPOLLERR.rawValue
 
     /// Creates the epoll set.
     func open() throws(SystemError) {
@@ -81,7 +86,9 @@ final class EpollInterestSet {
 
     private func addControls(to epfd: Int32) throws(SystemError) {
         for (c, fd) in controls {
-            _ = try systemCall("epoll_ctl(ADD)") { shim_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, c.rawValue) }
+            _ = try systemCall("epoll_ctl(ADD)") {
+                shim_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, EPOLLIN.rawValue, c.rawValue)
+            }
         }
     }
 
@@ -120,7 +127,7 @@ final class EpollInterestSet {
     private func watch(fd: Int32, interest: Interest, generation: UInt32) throws(LoopError) {
         let index = Int(fd)
         lastTag &+= 1
-        if lastTag == 0 { lastTag = 1 }  // 0 marks the backend's own descriptors
+        if lastTag == 0 { lastTag = 1 } // 0 marks the backend's own descriptors
         let data = UInt64(lastTag) << 32 | UInt64(UInt32(bitPattern: fd))
         let events = Self.events(for: interest)
         var op = watched[index].data != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD
@@ -201,14 +208,18 @@ final class EpollInterestSet {
             // Only what was asked for, as select: a hang-up or an error comes unasked, and a
             // read registration added later in this batch must not take it for a read event.
             let interest = watched[Int(fd)].interest
-            events.append(ReadyEvent(fd: fd, generation: watched[Int(fd)].generation,
-                                     readable: interest.contains(.read) && ev & Self.readableEvents != 0,
-                                     writable: interest.contains(.write) && ev & Self.writableEvents != 0))
+            events.append(
+                ReadyEvent(
+                    fd: fd, generation: watched[Int(fd)].generation,
+                    readable: interest.contains(.read) && ev & Self.readableEvents != 0,
+                    writable: interest.contains(.write) && ev & Self.writableEvents != 0))
         }
         if needsRebuild { rebuild() }
         for (fd, entry) in alwaysReady {
-            events.append(ReadyEvent(fd: fd, generation: entry.generation,
-                                     readable: entry.interest.contains(.read), writable: entry.interest.contains(.write)))
+            events.append(
+                ReadyEvent(
+                    fd: fd, generation: entry.generation,
+                    readable: entry.interest.contains(.read), writable: entry.interest.contains(.write)))
         }
     }
 

@@ -38,8 +38,12 @@ final class EpollTimerClock {
 
     /// Creates both timerfds, disarmed.
     func open() throws(SystemError) {
-        quickTimerFD = try systemCall("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC)) }
-        realTimerFD = try systemCall("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC)) }
+        quickTimerFD = try systemCall("timerfd_create") {
+            timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
+        }
+        realTimerFD = try systemCall("timerfd_create") {
+            timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
+        }
     }
 
     /// Arms (running mode) or disarms both timers, around fork/exec of children.

@@ -16,8 +16,9 @@ public struct HttpURL: Sendable, Equatable, CustomStringConvertible {
     /// names go through `getaddrinfo`, which blocks: resolve before the loop runs.
     public init(_ text: String) throws(HttpURLError) {
         guard text.hasPrefix("http://") else {
-            throw text.hasPrefix("https://") ? .unsupported("https (TLS) is not supported; use http://")
-                                             : .unsupported("only http:// URLs")
+            throw text.hasPrefix("https://")
+                ? .unsupported("https (TLS) is not supported; use http://")
+                : .unsupported("only http:// URLs")
         }
         let rest = text.dropFirst("http://".count)
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
@@ -107,24 +108,33 @@ public final class HttpClient {
     }
 
     /// A client with a TcpServer of its own that never listens; replies up to `configuration.maxMessageBytes`.
-    public convenience init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(),
-                            limits: HttpLimits = HttpLimits()) {
-        self.init(tcp: TcpServer(loop: loop, configuration: configuration, framing: HttpRequestFraming(limits: limits)),
-                  limits: limits)
+    public convenience init(
+        loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(),
+        limits: HttpLimits = HttpLimits()
+    ) {
+        self.init(
+            tcp: TcpServer(loop: loop, configuration: configuration, framing: HttpRequestFraming(limits: limits)),
+            limits: limits)
     }
 
     /// GETs `url`; `completion` runs exactly once, later. Throws (without calling it) when the request cannot start.
     /// `timeoutMs` bounds silence; `deadlineMs`, when given, the whole fetch (see `TcpServer.send`).
-    public func get(_ url: HttpURL, timeoutMs: Int = 60_000, deadlineMs: Int? = nil,
-                    completion: @escaping (Result<HttpFetched, TcpError>) -> Void) throws(TcpError) {
-        let request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host):\(url.address.port)\r\n"
+    public func get(
+        _ url: HttpURL, timeoutMs: Int = 60_000, deadlineMs: Int? = nil,
+        completion: @escaping (Result<HttpFetched, TcpError>) -> Void
+    ) throws(TcpError) {
+        let request =
+            "GET \(url.target) HTTP/1.1\r\nHost: \(url.host):\(url.address.port)\r\n"
             + "User-Agent: loop-harness\r\nAccept: */*\r\n\r\n"
         let framing = HttpResponseFraming(limits: limits, isHead: false)
-        try tcp.send(Array(request.utf8), to: url.address, framing: framing, timeoutMs: timeoutMs,
-                     deadlineMs: deadlineMs) { result in
-            completion(result.flatMap { bytes in
-                framing.parse(bytes).map { .success($0) } ?? .failure(.malformedReply)
-            })
+        try tcp.send(
+            Array(request.utf8), to: url.address, framing: framing, timeoutMs: timeoutMs,
+            deadlineMs: deadlineMs
+        ) { result in
+            completion(
+                result.flatMap { bytes in
+                    framing.parse(bytes).map { .success($0) } ?? .failure(.malformedReply)
+                })
         }
     }
 }

@@ -37,7 +37,8 @@ struct HttpHead {
         let declared = values("content-length")
         guard let first = declared.first else { return nil }
         guard declared.allSatisfy({ $0 == first }), !first.isEmpty, first.count <= 18,
-              first.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let length = Int(first) else {
+            first.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let length = Int(first)
+        else {
             throw .malformed("invalid Content-Length")
         }
         return length
@@ -50,7 +51,10 @@ struct HttpHead {
         let stop = min(bytes.endIndex, start + limit)
         var i = start
         while i + 3 < stop {
-            if bytes[i + 3] != 0x0a { i += 1; continue }
+            if bytes[i + 3] != 0x0a {
+                i += 1
+                continue
+            }
             if bytes[i] == 0x0d && bytes[i + 1] == 0x0a && bytes[i + 2] == 0x0d { return i + 4 - start }
             i += 1
         }
@@ -88,9 +92,12 @@ struct HttpHead {
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
             fields.append((String(decoding: name, as: UTF8.self).lowercased(), value))
         }
-        return HttpHead(start: (String(decoding: parts[0], as: UTF8.self), String(decoding: parts[1], as: UTF8.self),
-                                String(decoding: parts[2], as: UTF8.self)),
-                        fields: fields, length: length)
+        return HttpHead(
+            start: (
+                String(decoding: parts[0], as: UTF8.self), String(decoding: parts[1], as: UTF8.self),
+                String(decoding: parts[2], as: UTF8.self)
+            ),
+            fields: fields, length: length)
     }
 
     private static func isTokenByte(_ b: UInt8) -> Bool {
@@ -132,13 +139,19 @@ struct HttpHeadScanner {
             case 0x0d where !afterCR:
                 matched = matched == 2 ? 3 : 1
             case 0x0a where afterCR:
-                if matched == 3 { end = i; break scanning }
+                if matched == 3 {
+                    end = i
+                    break scanning
+                }
                 matched = 2
             case 0x0a:
                 malformation = "an LF without its CR"
                 break scanning
             case 0x0d, 0x09, 0x20...0x7e:
-                guard !afterCR else { malformation = "a CR without its LF"; break scanning }
+                guard !afterCR else {
+                    malformation = "a CR without its LF"
+                    break scanning
+                }
                 matched = 0
             default:
                 malformation = "a control or non-ASCII byte"
@@ -177,7 +190,9 @@ extension StringProtocol {
     /// Without leading and trailing spaces and tabs (HTTP's optional whitespace).
     var trimmingSpaces: String {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
         return String(self[first...last])
     }
 }

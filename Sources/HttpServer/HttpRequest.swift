@@ -51,7 +51,8 @@ public struct HttpAuthority: Sendable, Equatable {
         }
         if let digits = portPart, !digits.isEmpty {
             guard digits.count <= 5, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-                  let port = Int(digits), port <= 65_535 else { return nil }
+                let port = Int(digits), port <= 65_535
+            else { return nil }
             self.port = UInt16(port)
         } else {
             self.port = nil
@@ -59,7 +60,9 @@ public struct HttpAuthority: Sendable, Equatable {
         let bytes = Array(hostPart.utf8)
         if bytes.first == UInt8(ascii: "[") {
             guard bytes.count > 2, bytes.last == UInt8(ascii: "]"),
-                  bytes.dropFirst().dropLast().allSatisfy({ Self.isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") })
+                bytes.dropFirst().dropLast().allSatisfy({
+                    Self.isHexDigit($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".")
+                })
             else { return nil }
         } else {
             guard bytes.allSatisfy(Self.isRegNameByte) else { return nil }
@@ -102,7 +105,8 @@ public struct HttpResponse: Sendable, Equatable {
 
     /// A short text body (the reason, for errors) with its type.
     public static func text(_ status: Int, _ text: String) -> HttpResponse {
-        HttpResponse(status: status, fields: [("Content-Type", "text/plain; charset=utf-8")], body: Array((text + "\n").utf8))
+        HttpResponse(
+            status: status, fields: [("Content-Type", "text/plain; charset=utf-8")], body: Array((text + "\n").utf8))
     }
 
     /// The value of the first field named `name` (any case), if there is one.

@@ -37,9 +37,10 @@ final class HttpRequestFraming: TcpFraming {
         if let entry = pending.removeValue(forKey: connection), !atEnd, bytes.count >= entry.count {
             var scanner = entry.scanner
             headBytesScanned += scanner.scan(bytes, limit: limits.maxHeaderBytes)
-            let stillIncomplete = if let total = entry.total { bytes.count < total } else {
-                scanner.end == nil && scanner.malformation == nil && bytes.count < limits.maxHeaderBytes
-            }
+            let stillIncomplete =
+                if let total = entry.total { bytes.count < total } else {
+                    scanner.end == nil && scanner.malformation == nil && bytes.count < limits.maxHeaderBytes
+                }
             if stillIncomplete {
                 remember(connection, scanner, total: entry.total, bytes)
                 return .incomplete
@@ -74,7 +75,9 @@ final class HttpRequestFraming: TcpFraming {
         // The head's third part is the rest of its first line (a status line's reason has
         // spaces): in a request line a space there is a fourth word, malformed (400), not
         // an unsupported version (505).
-        if head.start.2.contains(" ") { return refuse(400, "malformed request: a request line of more than three words") }
+        if head.start.2.contains(" ") {
+            return refuse(400, "malformed request: a request line of more than three words")
+        }
         guard head.start.2 == "HTTP/1.1" || head.start.2 == "HTTP/1.0" else {
             if head.start.2.hasPrefix("HTTP/") { return refuse(505, "only HTTP/1.0 and HTTP/1.1") }
             return refuse(400, "malformed request: no HTTP version")
@@ -92,8 +95,10 @@ final class HttpRequestFraming: TcpFraming {
         return .complete(length: total, reusable: Self.keepAlive(head))
     }
 
-    private func remember(_ connection: TcpConnectionID, _ scanner: HttpHeadScanner, total: Int?,
-                          _ bytes: ArraySlice<UInt8>) {
+    private func remember(
+        _ connection: TcpConnectionID, _ scanner: HttpHeadScanner, total: Int?,
+        _ bytes: ArraySlice<UInt8>
+    ) {
         pending[connection] = Pending(scanner: scanner, total: total, count: bytes.count)
     }
 
@@ -103,7 +108,9 @@ final class HttpRequestFraming: TcpFraming {
     static func hostProblem(_ head: HttpHead) -> String? {
         let hosts = head.values("host")
         if hosts.count > 1 { return "more than one Host field" }
-        guard let host = hosts.first else { return head.start.2 == "HTTP/1.1" ? "no Host field (HTTP/1.1 requires one)" : nil }
+        guard let host = hosts.first else {
+            return head.start.2 == "HTTP/1.1" ? "no Host field (HTTP/1.1 requires one)" : nil
+        }
         return HttpAuthority(parsing: host) == nil ? "an invalid Host field" : nil
     }
 

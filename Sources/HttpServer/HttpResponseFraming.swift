@@ -39,7 +39,9 @@ struct HttpResponseFraming: TcpFraming {
         case .none:
             return .complete(length: head.length, reusable: head.reusable)
         case .length(let length):
-            if bytes.count >= head.length + length { return .complete(length: head.length + length, reusable: head.reusable) }
+            if bytes.count >= head.length + length {
+                return .complete(length: head.length + length, reusable: head.reusable)
+            }
             return atEnd ? .refused(reply: []) : .incomplete
         case .untilClose:
             return atEnd ? .complete(length: bytes.count, reusable: false) : .incomplete
@@ -55,18 +57,21 @@ struct HttpResponseFraming: TcpFraming {
     /// The status code of a response head, read strictly: `HTTP/1.x`, a space,
     /// exactly three digits, a space and the reason. `Int(_:)` alone took `+200`.
     static func status(_ head: HttpHead) -> Int? {
-        let version = Array(head.start.0.utf8), code = Array(head.start.1.utf8)
+        let version = Array(head.start.0.utf8)
+        let code = Array(head.start.1.utf8)
         guard version.count == 8, version.starts(with: "HTTP/1.".utf8), (0x30...0x39).contains(version[7]),
-              code.count == 3, code.allSatisfy({ (0x30...0x39).contains($0) }), let status = Int(head.start.1),
-              status >= 100 else { return nil }
+            code.count == 3, code.allSatisfy({ (0x30...0x39).contains($0) }), let status = Int(head.start.1),
+            status >= 100
+        else { return nil }
         return status
     }
 
     /// The length of the interim response `bytes` begin with, if they begin with a whole one.
     private func interimHeadLength(_ bytes: ArraySlice<UInt8>) -> Int? {
         guard let headLength = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes),
-              let head = try? HttpHead.parse(bytes, length: headLength, limits: limits),
-              let status = Self.status(head), (100...199).contains(status), status != 101 else { return nil }
+            let head = try? HttpHead.parse(bytes, length: headLength, limits: limits),
+            let status = Self.status(head), (100...199).contains(status), status != 101
+        else { return nil }
         return headLength
     }
 
@@ -80,10 +85,12 @@ struct HttpResponseFraming: TcpFraming {
             return .frame(bytes.count >= limits.maxHeaderBytes || atEnd ? .refused(reply: []) : .incomplete)
         }
         guard let head = try? HttpHead.parse(bytes, length: headLength, limits: limits),
-              let status = Self.status(head) else {
+            let status = Self.status(head)
+        else {
             return .frame(.refused(reply: []))
         }
-        let reusable = HttpRequestFraming.keepAlive(HttpHead(start: ("", "", head.start.0), fields: head.fields, length: 0))
+        let reusable = HttpRequestFraming.keepAlive(
+            HttpHead(start: ("", "", head.start.0), fields: head.fields, length: 0))
         if isHead || status < 200 || status == 204 || status == 304 {
             return .head(FinalHead(length: headLength, reusable: reusable, body: .none))
         }
@@ -93,7 +100,8 @@ struct HttpResponseFraming: TcpFraming {
         let declared: Int?
         do { declared = try head.contentLength() } catch { return .frame(.refused(reply: [])) }
         // No length: the body ends when the server closes the connection.
-        return .head(FinalHead(length: headLength, reusable: reusable, body: declared.map { .length($0) } ?? .untilClose))
+        return .head(
+            FinalHead(length: headLength, reusable: reusable, body: declared.map { .length($0) } ?? .untilClose))
     }
 
     /// The length of a whole chunked body: nil while incomplete, `.some(nil)` when malformed.
@@ -111,8 +119,9 @@ struct HttpResponseFraming: TcpFraming {
         var all = bytes[...]
         while let interim = interimHeadLength(all) { all = all.dropFirst(interim) }
         guard let headLength = HttpHead.end(in: all, limit: limits.maxHeaderBytes),
-              let head = try? HttpHead.parse(all, length: headLength, limits: limits),
-              let status = Self.status(head) else { return nil }
+            let head = try? HttpHead.parse(all, length: headLength, limits: limits),
+            let status = Self.status(head)
+        else { return nil }
         let rest = all.dropFirst(headLength)
         var body = Array(rest)
         if head.tokens("transfer-encoding").last == "chunked" && !isHead {

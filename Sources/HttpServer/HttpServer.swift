@@ -13,7 +13,8 @@ public struct HttpResponder {
     public func respond(_ response: HttpResponse, thenClose: Bool = false) -> Bool {
         server.count(response.status)
         let keep = keepAlive && !thenClose
-        return server.tcp.reply(response.serialized(keepAlive: keep, includeBody: !isHead), to: request, thenClose: !keep)
+        return server.tcp.reply(
+            response.serialized(keepAlive: keep, includeBody: !isHead), to: request, thenClose: !keep)
     }
 }
 
@@ -34,8 +35,10 @@ public struct HttpServerStats: Sendable, Equatable {
 
     /// Every counter by name, for a status page.
     public var fields: [(String, Int)] {
-        [("requests", requests), ("responses2xx", responses2xx), ("responses3xx", responses3xx),
-         ("responses4xx", responses4xx), ("responses5xx", responses5xx)]
+        [
+            ("requests", requests), ("responses2xx", responses2xx), ("responses3xx", responses3xx),
+            ("responses4xx", responses4xx), ("responses5xx", responses5xx),
+        ]
             + refusedByStatus.sorted { $0.key < $1.key }.map { ("refused\($0.key)", $0.value) }
     }
 }
@@ -56,7 +59,9 @@ public final class HttpServer {
     private var counted = HttpServerStats()
 
     /// An HTTP server on `loop`; it listens once `listen(on:)` is called.
-    public init(loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(), limits: HttpLimits = HttpLimits()) {
+    public init(
+        loop: Loop, configuration: TcpServerConfiguration = TcpServerConfiguration(), limits: HttpLimits = HttpLimits()
+    ) {
         var configuration = configuration
         // The framing refuses past its own limits first, with the precise status.
         configuration.maxMessageBytes = limits.maxHeaderBytes + limits.maxBodyBytes + 1
@@ -91,16 +96,19 @@ public final class HttpServer {
         let bytes = message.bytes[...]
         // The framing accepted these bytes: the head parses and the length is right.
         guard let length = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes),
-              let head = try? HttpHead.parse(bytes, length: length, limits: limits) else {
+            let head = try? HttpHead.parse(bytes, length: length, limits: limits)
+        else {
             let responder = HttpResponder(server: self, request: message, keepAlive: false, isHead: false)
             responder.respond(.text(400, "malformed request"), thenClose: true)
             return
         }
-        let request = HttpRequest(method: head.start.0, target: head.start.1, version: head.start.2,
-                                  fields: head.fields, body: Array(bytes[(bytes.startIndex + length)...]),
-                                  peer: message.peer, keepAlive: HttpRequestFraming.keepAlive(head))
-        let responder = HttpResponder(server: self, request: message, keepAlive: request.keepAlive,
-                                      isHead: request.method == "HEAD")
+        let request = HttpRequest(
+            method: head.start.0, target: head.start.1, version: head.start.2,
+            fields: head.fields, body: Array(bytes[(bytes.startIndex + length)...]),
+            peer: message.peer, keepAlive: HttpRequestFraming.keepAlive(head))
+        let responder = HttpResponder(
+            server: self, request: message, keepAlive: request.keepAlive,
+            isHead: request.method == "HEAD")
         handler(request, responder)
     }
 

@@ -46,7 +46,8 @@ package final class SelectBackend: LoopBackend {
         // thread's poll, nanosleep and sleep 1000 times a second.
         if getpid() != shim_gettid() && !configuration.allowsUnroutedTimerSignals
             && !ProcessSignals.legacyTimerSignalsRouted.load(ordering: .acquiring)
-            && !mainThreadKeepsBlocking([SIGALRM, SIGVTALRM]) {
+            && !mainThreadKeepsBlocking([SIGALRM, SIGVTALRM])
+        {
             throw .legacyTimerSignalsUnrouted
         }
         // In a forked child the parent's loop shows as active in this copy; it is not ours.
@@ -61,7 +62,8 @@ package final class SelectBackend: LoopBackend {
         _ = LegacyProcessState.handlersRunning.load(ordering: .relaxed)
         serial = LegacyProcessState.lastSerial.add(1, ordering: .relaxed).newValue
         LegacyProcessState.loopThreadID.store(shim_gettid(), ordering: .relaxed)
-        LegacyProcessState.current.store(UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque()), ordering: .releasing)
+        LegacyProcessState.current.store(
+            UInt(bitPattern: Unmanaged.passUnretained(signals).toOpaque()), ordering: .releasing)
         LegacyProcessState.serial.store(serial, ordering: .releasing)
         started = true
 
@@ -92,7 +94,9 @@ package final class SelectBackend: LoopBackend {
 
         do {
             _ = try systemCall("getitimer(ITIMER_REAL)") { getitimer(Int32(ITIMER_REAL.rawValue), &savedRealTimer) }
-            _ = try systemCall("getitimer(ITIMER_VIRTUAL)") { getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer) }
+            _ = try systemCall("getitimer(ITIMER_VIRTUAL)") {
+                getitimer(Int32(ITIMER_VIRTUAL.rawValue), &savedVirtualTimer)
+            }
         } catch {
             stop()
             throw .system(error)
@@ -113,7 +117,9 @@ package final class SelectBackend: LoopBackend {
             // O_ASYNC was the loop's: do not leave it behind on an fd it no longer watches.
             do {
                 let flags = try systemCall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
-                if flags & O_ASYNC != 0 { _ = try systemCall("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags & ~O_ASYNC) } }
+                if flags & O_ASYNC != 0 {
+                    _ = try systemCall("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags & ~O_ASYNC) }
+                }
             } catch {
                 // Deliberately ignored: the owner may have closed the fd already (EBADF),
                 // and then there is no flag left behind.
@@ -122,7 +128,8 @@ package final class SelectBackend: LoopBackend {
         if !new.isEmpty {
             highestFd = max(highestFd, fd)
         } else if fd == highestFd {
-            while highestFd >= 0 && shim_fd_isset(highestFd, &readSet) == 0 && shim_fd_isset(highestFd, &writeSet) == 0 {
+            while highestFd >= 0 && shim_fd_isset(highestFd, &readSet) == 0 && shim_fd_isset(highestFd, &writeSet) == 0
+            {
                 highestFd -= 1
             }
         }
@@ -134,7 +141,8 @@ package final class SelectBackend: LoopBackend {
         // A wake-up published before we got here: do not sleep.
         // The original's select never waits longer than the quickpoll interval.
         let longest = configuration.quickPollIntervalMs
-        let timeout = signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs < 0 ? longest : min(timeoutMs, longest)
+        let timeout =
+            signals.needsCleanup.load(ordering: .acquiring) ? 0 : timeoutMs < 0 ? longest : min(timeoutMs, longest)
         var ts = timespec(tv_sec: timeout / 1000, tv_nsec: (timeout % 1000) * 1_000_000)
         // The thread's mask as it is now (another loop or the embedder may have
         // changed it since start), with SIGCHLD open for the wait only. Reading the
@@ -144,8 +152,10 @@ package final class SelectBackend: LoopBackend {
         sigdelset(&waitMask, SIGCHLD)
         var ready: Int32?
         do {
-            ready = try interruptibleSystemCall("pselect") { pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask) }
-        } catch where error.errno == EBADF {
+            ready = try interruptibleSystemCall("pselect") {
+                pselect(highestFd + 1, &readable, &writable, nil, &ts, &waitMask)
+            }
+        } catch  where error.errno == EBADF {
             // One closed number fails the whole call: drop it and ask again at
             // once, so the other descriptors' readiness is not lost for a poll.
             dropClosedDescriptors()
@@ -153,8 +163,10 @@ package final class SelectBackend: LoopBackend {
             writable = writeSet
             var none = timespec()
             do {
-                ready = try interruptibleSystemCall("pselect") { pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask) }
-            } catch where error.errno == EBADF {
+                ready = try interruptibleSystemCall("pselect") {
+                    pselect(highestFd + 1, &readable, &writable, nil, &none, &waitMask)
+                }
+            } catch  where error.errno == EBADF {
                 dropClosedDescriptors()
                 return
             } catch {

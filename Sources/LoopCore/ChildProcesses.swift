@@ -30,10 +30,12 @@ public enum ChildProcesses {
     /// Starts `path` with `arguments` (without argv[0], which is `path`); returns its pid.
     /// `environment` nil passes this process's environment; `signalMask` nil gives
     /// the child `ProcessSignals.childMask`.
-    public static func spawn(_ path: String, arguments: [String] = [], environment: [String]? = nil,
-                             streams: StandardStreams = StandardStreams(),
-                             closing inheritedFDs: [Int32] = [],
-                             signalMask: sigset_t? = nil) throws(SystemError) -> pid_t {
+    public static func spawn(
+        _ path: String, arguments: [String] = [], environment: [String]? = nil,
+        streams: StandardStreams = StandardStreams(),
+        closing inheritedFDs: [Int32] = [],
+        signalMask: sigset_t? = nil
+    ) throws(SystemError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -116,7 +118,11 @@ public enum ChildProcesses {
             // Taken only now, with the mask back: a nested window's catch stays for the outer one.
             let caught = caughtWhileOpen.exchange(0, ordering: .sequentiallyConsistent)
             for signo in Int32(1)..<Int32(64) where caught & (1 << UInt64(signo)) != 0 {
-                if ThreadSignalMask.callingThreadClaimsBlocked(signo) { pthread_kill(pthread_self(), signo) } else { kill(getpid(), signo) }
+                if ThreadSignalMask.callingThreadClaimsBlocked(signo) {
+                    pthread_kill(pthread_self(), signo)
+                } else {
+                    kill(getpid(), signo)
+                }
             }
         }
         return try body()
@@ -142,8 +148,10 @@ private enum StandIns {
                 return true
             }
             var current = sigaction()
-            guard sigaction(signo, nil, &current) == 0, current.__sigaction_handler.sa_handler == nil else { return false }
-            _ = caughtWhileOpen.load(ordering: .relaxed)  // initialised before any handler may touch it
+            guard sigaction(signo, nil, &current) == 0, current.__sigaction_handler.sa_handler == nil else {
+                return false
+            }
+            _ = caughtWhileOpen.load(ordering: .relaxed) // initialised before any handler may touch it
             var catcher = sigaction()
             catcher.__sigaction_handler.sa_handler = { signo in
                 caughtWhileOpen.bitwiseOr(1 << UInt64(signo), ordering: .sequentiallyConsistent)

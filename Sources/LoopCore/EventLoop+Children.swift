@@ -69,15 +69,18 @@ extension EventLoop {
     ///   `.system` when `pidfd_open` fails (epoll on a kernel before 5.3), and the usual
     ///   `.wrongThread`, `.forkedChild` and `.closed`.
     @discardableResult
-    public func watchChild(pid: Int32, niceness: Int = 0,
-                           _ callback: @escaping (ChildExit) -> Void) throws(LoopError) -> Registration {
+    public func watchChild(
+        pid: Int32, niceness: Int = 0,
+        _ callback: @escaping (ChildExit) -> Void
+    ) throws(LoopError) -> Registration {
         try checkUsable("watchChild")
         try checkNiceness(niceness)
         guard pid > 0, shim_child_exited(pid) >= 0 else { throw .notAChild(pid) }
         guard table.children.byPid[pid] == nil else { throw .childAlreadyWatched(pid) }
         try table.reserve()
-        let r = Registration(kind: .child, fd: -1, niceness: niceness, owner: nil, tick: 0, now: now,
-                             fdCallback: nil, sleepCallback: nil)
+        let r = Registration(
+            kind: .child, fd: -1, niceness: niceness, owner: nil, tick: 0, now: now,
+            fdCallback: nil, sleepCallback: nil)
         r.childPid = pid
         let watch = ChildWatch(pid: pid, registration: r, callback: callback)
         if backend.reportsChildExitsBySignal {
@@ -126,7 +129,7 @@ extension EventLoop {
         } else if result < 0 && errno == ECHILD {
             exit = .reapedElsewhere
         } else {
-            return  // still running: a SIGCHLD of another child, or a wake-up
+            return // still running: a SIGCHLD of another child, or a wake-up
         }
         let callback = watch.callback
         endChildWatch(watch)

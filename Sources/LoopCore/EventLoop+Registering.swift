@@ -4,22 +4,28 @@ extension EventLoop {
     /// Calls `callback(fd)` whenever `fd` is readable. Registering the same
     /// non-nil `owner` on the same fd again is a no-op returning the first handle.
     @discardableResult
-    public func registerRead(fd: Int32, niceness: Int = 0, owner: AnyHashable? = nil,
-                             _ callback: @escaping (Int32) -> Void) throws(LoopError) -> Registration {
+    public func registerRead(
+        fd: Int32, niceness: Int = 0, owner: AnyHashable? = nil,
+        _ callback: @escaping (Int32) -> Void
+    ) throws(LoopError) -> Registration {
         try register(kind: .read, fd: fd, niceness: niceness, owner: owner, callback)
     }
 
     /// Calls `callback(fd)` whenever `fd` is writable.
     @discardableResult
-    public func registerWrite(fd: Int32, niceness: Int = 0, owner: AnyHashable? = nil,
-                              _ callback: @escaping (Int32) -> Void) throws(LoopError) -> Registration {
+    public func registerWrite(
+        fd: Int32, niceness: Int = 0, owner: AnyHashable? = nil,
+        _ callback: @escaping (Int32) -> Void
+    ) throws(LoopError) -> Registration {
         try register(kind: .write, fd: fd, niceness: niceness, owner: owner, callback)
     }
 
     /// Calls `callback` about every `periodMs` ms, never more often, counted from its last call.
     @discardableResult
-    public func registerSleep(every periodMs: Int, niceness: Int = 0, owner: AnyHashable? = nil,
-                              _ callback: @escaping () -> Void) throws(LoopError) -> Registration {
+    public func registerSleep(
+        every periodMs: Int, niceness: Int = 0, owner: AnyHashable? = nil,
+        _ callback: @escaping () -> Void
+    ) throws(LoopError) -> Registration {
         try checkUsable("registerSleep")
         guard (1...maximumSleepPeriodMs).contains(periodMs) else { throw .invalidPeriod(periodMs) }
         try checkNiceness(niceness)
@@ -27,9 +33,10 @@ extension EventLoop {
         try table.reserve()
         // A fresh clock, as the original reads one: registered from inside long
         // work, the iteration's `now` is stale and the callback would be due at once.
-        let r = Registration(kind: .sleep, fd: -1, niceness: niceness, owner: owner,
-                             tick: Int64(periodMs), now: configuration.clock.milliseconds(),
-                             fdCallback: nil, sleepCallback: callback)
+        let r = Registration(
+            kind: .sleep, fd: -1, niceness: niceness, owner: owner,
+            tick: Int64(periodMs), now: configuration.clock.milliseconds(),
+            fdCallback: nil, sleepCallback: callback)
         table.addSleeper(r)
         minTick = min(minTick, r.tick)
         return r
@@ -50,7 +57,8 @@ extension EventLoop {
     public func resumeSleep(_ registration: Registration) throws(LoopError) {
         try checkUsable("resumeSleep")
         guard registration.isActive, registration.kind == .sleep,
-              table.sleepers.resume(registration, lastCall: configuration.clock.milliseconds()) else { return }
+            table.sleepers.resume(registration, lastCall: configuration.clock.milliseconds())
+        else { return }
         minTick = min(minTick, registration.tick)
     }
 
@@ -108,7 +116,8 @@ extension EventLoop {
     /// Work the loop runs at the top of each poll, and at the end of a quickpoll, while
     /// `needed()` says so (the UDP server's `needBottom`). Keep the handle to remove it.
     @discardableResult
-    package func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) -> BottomHalf {
+    package func addBottomHalf(needed: @escaping () -> Bool, run: @escaping () -> Void) throws(LoopError) -> BottomHalf
+    {
         try checkUsable("addBottomHalf")
         let half = BottomHalf(needed: needed, run: run)
         bottomHalves.append(half)
@@ -122,8 +131,10 @@ extension EventLoop {
         bottomHalves.removeAll { $0 === half }
     }
 
-    private func register(kind: Registration.Kind, fd: Int32, niceness: Int, owner: AnyHashable?,
-                          _ callback: @escaping (Int32) -> Void) throws(LoopError) -> Registration {
+    private func register(
+        kind: Registration.Kind, fd: Int32, niceness: Int, owner: AnyHashable?,
+        _ callback: @escaping (Int32) -> Void
+    ) throws(LoopError) -> Registration {
         try checkUsable(kind == .read ? "registerRead" : "registerWrite")
         guard fd >= 0 else { throw .invalidDescriptor(fd) }
         if let limit = backend.descriptorLimit, fd >= limit { throw .descriptorOutOfRange(fd: fd, limit: limit) }
@@ -143,8 +154,9 @@ extension EventLoop {
             throw error
         }
         let entry = existing ?? table.makeEntry()
-        let r = Registration(kind: kind, fd: fd, niceness: niceness, owner: owner, tick: 0, now: now,
-                             fdCallback: callback, sleepCallback: nil)
+        let r = Registration(
+            kind: kind, fd: fd, niceness: niceness, owner: owner, tick: 0, now: now,
+            fdCallback: callback, sleepCallback: nil)
         let old = existing?.interest ?? []
         let opensChain = (kind == .read ? entry.reads : entry.writes).isEmpty
         if kind == .read { entry.reads.insert(r, at: 0) } else { entry.writes.insert(r, at: 0) }

@@ -23,16 +23,19 @@ extension EventLoop {
     ///   `.noEmptySlots` when the registration pool is full, and the usual `.wrongThread`,
     ///   `.forkedChild` and `.closed`.
     @discardableResult
-    public func after(ms: Int, niceness: Int = 0, owner: AnyHashable? = nil,
-                      _ callback: @escaping () -> Void) throws(LoopError) -> Registration {
+    public func after(
+        ms: Int, niceness: Int = 0, owner: AnyHashable? = nil,
+        _ callback: @escaping () -> Void
+    ) throws(LoopError) -> Registration {
         try checkUsable("after")
         guard (0...maximumSleepPeriodMs).contains(ms) else { throw .invalidPeriod(ms) }
         try checkNiceness(niceness)
         if let owner, let existing = table.timers.timer(ownedBy: owner) { return existing }
         try table.reserve()
-        let r = Registration(kind: .timer, fd: -1, niceness: niceness, owner: owner, tick: Int64(ms),
-                             now: configuration.clock.millisecondsRoundedUp(), fdCallback: nil,
-                             sleepCallback: callback)
+        let r = Registration(
+            kind: .timer, fd: -1, niceness: niceness, owner: owner, tick: Int64(ms),
+            now: configuration.clock.millisecondsRoundedUp(), fdCallback: nil,
+            sleepCallback: callback)
         table.timers.insert(r)
         return r
     }

@@ -129,8 +129,10 @@ public final class EventLoop {
 
     /// Runs `work` on a worker thread and `completion(result)` later on the loop thread.
     /// Completions of niceness-0 jobs run before those of background jobs.
-    public func submit<T: Sendable>(niceness: Int = 0, _ work: @escaping @Sendable () -> T,
-                                    completion: @escaping (T) -> Void) throws(LoopError) {
+    public func submit<T: Sendable>(
+        niceness: Int = 0, _ work: @escaping @Sendable () -> T,
+        completion: @escaping (T) -> Void
+    ) throws(LoopError) {
         try checkUsable("submit")
         try checkNiceness(niceness)
         jobs.submit(niceness: niceness, work, completion: completion, waker: backend.waker)

@@ -18,7 +18,7 @@ package struct FifoQueue<Element> {
     @inlinable package mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = items[head]
-        items[head] = nil  // release what it holds now, not at the next compaction
+        items[head] = nil // release what it holds now, not at the next compaction
         head += 1
         if head == items.count {
             items.removeAll(keepingCapacity: true)

@@ -22,8 +22,10 @@ final class JobCompletions {
     var finishedCount: Int { workers?.finishedJobs ?? 0 }
 
     /// Queues `work` for a worker; `completion` waits for `runFinished`.
-    func submit<T: Sendable>(niceness: Int, _ work: @escaping @Sendable () -> T,
-                             completion: @escaping (T) -> Void, waker: @autoclosure () -> any LoopWaker) {
+    func submit<T: Sendable>(
+        niceness: Int, _ work: @escaping @Sendable () -> T,
+        completion: @escaping (T) -> Void, waker: @autoclosure () -> any LoopWaker
+    ) {
         if workers == nil {
             workers = WorkerPool(threads: threads, signals: signals, waker: waker())
         }

@@ -13,18 +13,22 @@ public struct LoopClock: Sendable {
 
     /// A clock read by `milliseconds`, which must be safe to call from any thread, in
     /// whole milliseconds; `roundedUp`, when it has finer time, reads it rounded up.
-    public init(_ milliseconds: @escaping @Sendable () -> Int64,
-                roundedUp: (@Sendable () -> Int64)? = nil) {
+    public init(
+        _ milliseconds: @escaping @Sendable () -> Int64,
+        roundedUp: (@Sendable () -> Int64)? = nil
+    ) {
         self.milliseconds = milliseconds
         self.millisecondsRoundedUp = roundedUp ?? milliseconds
     }
 
     /// CLOCK_MONOTONIC: never goes back, so the loop's default.
-    public static let monotonic = LoopClock({ monotonicNanoseconds() / 1_000_000 },
-                                            roundedUp: { (monotonicNanoseconds() + 999_999) / 1_000_000 })
+    public static let monotonic = LoopClock(
+        { monotonicNanoseconds() / 1_000_000 },
+        roundedUp: { (monotonicNanoseconds() + 999_999) / 1_000_000 })
     /// Wall time, as the original's `gettimeofday`; it may jump backwards.
-    public static let wall = LoopClock({ wallNanoseconds() / 1_000_000 },
-                                       roundedUp: { (wallNanoseconds() + 999_999) / 1_000_000 })
+    public static let wall = LoopClock(
+        { wallNanoseconds() / 1_000_000 },
+        roundedUp: { (wallNanoseconds() + 999_999) / 1_000_000 })
 }
 
 private func wallNanoseconds() -> Int64 {

@@ -43,13 +43,15 @@ public struct LoopCounters: Sendable, Equatable, CustomStringConvertible {
 
     /// Name/value pairs in a fixed order, for tables and JSON.
     public var fields: [(String, Int)] {
-        [("alarms", alarms), ("vtalarms", vtAlarms), ("quickpolls", quickPolls),
-         ("quickpollsRefused", quickPollsRefused), ("sigchlds", sigChlds), ("sigqueues", sigQueues),
-         ("sigpipes", sigPipes), ("sigios", sigIOs), ("sigothers", sigOthers), ("wakeups", wakeups),
-         ("polls", polls), ("callbacks0", callbacks[0]), ("callbacks1", callbacks[1]),
-         ("callbacks2", callbacks[2]), ("sleepCallbacks", sleepCallbacks),
-         ("timerCallbacks", timerCallbacks),          ("jobsCompleted", jobsCompleted), ("staleEvents", staleEvents),
-         ("registrations", registrations)]
+        [
+            ("alarms", alarms), ("vtalarms", vtAlarms), ("quickpolls", quickPolls),
+            ("quickpollsRefused", quickPollsRefused), ("sigchlds", sigChlds), ("sigqueues", sigQueues),
+            ("sigpipes", sigPipes), ("sigios", sigIOs), ("sigothers", sigOthers), ("wakeups", wakeups),
+            ("polls", polls), ("callbacks0", callbacks[0]), ("callbacks1", callbacks[1]),
+            ("callbacks2", callbacks[2]), ("sleepCallbacks", sleepCallbacks),
+            ("timerCallbacks", timerCallbacks), ("jobsCompleted", jobsCompleted), ("staleEvents", staleEvents),
+            ("registrations", registrations),
+        ]
     }
 
     public var description: String {

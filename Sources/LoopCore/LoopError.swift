@@ -38,10 +38,12 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
         case .wrongThread(let op): return "\(op) called from a thread that does not own the loop"
         case .noEmptySlots(let limit): return "no empty slots: all \(limit) registrations are in use"
         case .invalidPeriod(let ms):
-            return "invalid sleep period or timer delay \(ms) ms (periods 1...\(maximumSleepPeriodMs), delays 0...\(maximumSleepPeriodMs))"
+            return
+                "invalid sleep period or timer delay \(ms) ms (periods 1...\(maximumSleepPeriodMs), delays 0...\(maximumSleepPeriodMs))"
         case .invalidNiceness(let n): return "invalid niceness \(n) (must be 0, 1 or 2)"
         case .invalidConfiguration(let field, let value, let allowed):
-            return "LoopConfiguration.\(field) = \(value) is out of range (\(allowed.lowerBound)...\(allowed.upperBound))"
+            return
+                "LoopConfiguration.\(field) = \(value) is out of range (\(allowed.lowerBound)...\(allowed.upperBound))"
         case .forkedChild(let op):
             return "\(op) called in a forked child: the loop belongs to the parent process; close it and make a new one"
         case .legacyTimerSignalsUnrouted:
@@ -51,7 +53,8 @@ public enum LoopError: Error, Equatable, CustomStringConvertible, Sendable {
         case .legacyLoopAlreadyActive:
             return "a legacy loop already exists in this process; close it before creating another"
         case .notAChild(let pid):
-            return "process \(pid) is not a child of this process (or was reaped already): only a child's exit can be watched"
+            return
+                "process \(pid) is not a child of this process (or was reaped already): only a child's exit can be watched"
         case .childAlreadyWatched(let pid): return "child \(pid) is watched already; unregister that watch first"
         case .closed: return "the loop is closed"
         case .system(let e): return e.description

@@ -88,7 +88,8 @@ struct OneShotTimers {
     private mutating func siftDown(_ index: Int) {
         var parent = index
         while true {
-            let left = 2 * parent + 1, right = left + 1
+            let left = 2 * parent + 1
+            let right = left + 1
             var first = parent
             if left < heap.count && heap[left].precedes(heap[first]) { first = left }
             if right < heap.count && heap[right].precedes(heap[first]) { first = right }

@@ -37,7 +37,9 @@ public enum ProcessSignals {
             shim_library_mask_note(signo, 1, 0)
         }
         pthread_sigmask(SIG_BLOCK, &block, nil)
-        if backend == .legacy && getpid() == shim_gettid() { legacyTimerSignalsRouted.store(true, ordering: .releasing) }
+        if backend == .legacy && getpid() == shim_gettid() {
+            legacyTimerSignalsRouted.store(true, ordering: .releasing)
+        }
     }
 
     /// True once `prepare(for: .legacy)` ran on the main thread: the legacy timer

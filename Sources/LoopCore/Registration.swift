@@ -42,8 +42,10 @@ public final class Registration {
     var childPid: Int32 = 0
     var sequence: UInt64 = 0
 
-    init(kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,
-         fdCallback: ((Int32) -> Void)?, sleepCallback: (() -> Void)?) {
+    init(
+        kind: Kind, fd: Int32, niceness: Int, owner: AnyHashable?, tick: Int64, now: Int64,
+        fdCallback: ((Int32) -> Void)?, sleepCallback: (() -> Void)?
+    ) {
         self.kind = kind
         self.fd = fd
         self.niceness = niceness
@@ -59,7 +61,10 @@ public final class Registration {
     /// run a deinit that calls back into the loop.
     func detach() -> Any? {
         isActive = false
-        defer { fdCallback = nil; sleepCallback = nil }
+        defer {
+            fdCallback = nil
+            sleepCallback = nil
+        }
         return fdCallback ?? sleepCallback
     }
 

@@ -54,7 +54,7 @@ struct RegistrationTable {
     /// It joins the table with its first registration (`added`).
     mutating func makeEntry() -> DescriptorEntry {
         nextGeneration &+= 1
-        if nextGeneration == 0 { nextGeneration = 1 }  // 0 marks the backends' own descriptors
+        if nextGeneration == 0 { nextGeneration = 1 } // 0 marks the backends' own descriptors
         return DescriptorEntry(generation: nextGeneration)
     }
 
@@ -68,7 +68,9 @@ struct RegistrationTable {
         }
         if isNewEntry {
             let fd = Int(r.fd)
-            if descriptors.count <= fd { descriptors.append(contentsOf: repeatElement(nil, count: fd + 1 - descriptors.count)) }
+            if descriptors.count <= fd {
+                descriptors.append(contentsOf: repeatElement(nil, count: fd + 1 - descriptors.count))
+            }
             descriptors[fd] = entry
         }
     }
@@ -78,7 +80,8 @@ struct RegistrationTable {
     /// entry and its interest before and after, for the backend, or nil when the
     /// fd has no entry any more.
     mutating func removeDescriptorRegistration(_ r: Registration)
-        -> (entry: DescriptorEntry, old: Interest, new: Interest)? {
+        -> (entry: DescriptorEntry, old: Interest, new: Interest)?
+    {
         live -= 1
         if r.niceness > 0 { background -= 1 }
         guard let entry = entry(r.fd) else { return nil }

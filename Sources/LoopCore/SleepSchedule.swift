@@ -39,12 +39,15 @@ struct SleepSchedule {
         /// At the back, unless the clock went back and the last call is earlier than the back's.
         mutating func add(_ entry: Entry) {
             // The common case: called now, the latest last call of the queue.
-            if head == entries.count || entries[entries.count - 1].registration.lastCall <= entry.registration.lastCall {
+            if head == entries.count || entries[entries.count - 1].registration.lastCall <= entry.registration.lastCall
+            {
                 entries.append(entry)
                 return
             }
             var i = entries.count
-            while i > head && (!entries[i - 1].isLive || entries[i - 1].registration.lastCall > entry.registration.lastCall) {
+            while i > head
+                && (!entries[i - 1].isLive || entries[i - 1].registration.lastCall > entry.registration.lastCall)
+            {
                 i -= 1
             }
             entries.insert(entry, at: i)

@@ -81,11 +81,13 @@ package enum ThreadSignalMask {
     /// are (children spawned from that thread still get the program's mask, and a
     /// later claim and release there settles it).
     package static func release(_ claim: Claim) {
-        let here = shim_thread_token() == claim.thread
+        let here =
+            shim_thread_token() == claim.thread
             && shim_fork_generation() == claim.forkGeneration
         records.withLock { records in
             guard var record = records[claim.thread], record.forkGeneration == claim.forkGeneration,
-                  let index = record.claims.firstIndex(where: { $0.token == claim.token }) else { return }
+                let index = record.claims.firstIndex(where: { $0.token == claim.token })
+            else { return }
             record.claims.remove(at: index)
             if here {
                 for signo in claim.wishes.keys {

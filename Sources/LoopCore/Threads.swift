@@ -17,11 +17,13 @@ package func startThread(blocking signals: [Int32] = [], _ body: @escaping @Send
 
     let context = Unmanaged.passRetained(Box(body)).toOpaque()
     var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { raw in
-        let box = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! Box
-        box.body()
-        return nil
-    }, context)
+    let rc = pthread_create(
+        &thread, nil,
+        { raw in
+            let box = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! Box
+            box.body()
+            return nil
+        }, context)
     precondition(rc == 0, "pthread_create failed: \(rc)")
     return thread
 }

@@ -27,7 +27,9 @@ public struct DifferentialRun: Sendable {
     }
 
     /// The same run compared without normalization.
-    public var raw: DifferentialRun { DifferentialRun(script: script, epoll: epoll, legacy: legacy, model: model, normalized: false) }
+    public var raw: DifferentialRun {
+        DifferentialRun(script: script, epoll: epoll, legacy: legacy, model: model, normalized: false)
+    }
 
     public var divergence: DivergenceKind? {
         let (e, l, m) = normalized ? (epoll.normalized, legacy.normalized, model.normalized) : (epoll, legacy, model)
@@ -65,7 +67,9 @@ public struct Differ {
     public var normalizes: Bool
     public var configuration: LoopConfiguration
 
-    public init(rules: ModelRules = .port, normalizes: Bool = true, configuration: LoopConfiguration = LoopConfiguration()) {
+    public init(
+        rules: ModelRules = .port, normalizes: Bool = true, configuration: LoopConfiguration = LoopConfiguration()
+    ) {
         self.rules = rules
         self.normalizes = normalizes
         self.configuration = configuration
@@ -82,16 +86,18 @@ public struct Differ {
     /// trace ends with how that process ended.
     public func run(_ script: Script) throws -> DifferentialRun {
         let run = script.isProcessLevel ? processTrace : trace
-        return DifferentialRun(script: script, epoll: try run(script, .epoll), legacy: try run(script, .legacy),
-                               model: ReferenceModel.predict(script, rules: rules), normalized: normalizes)
+        return DifferentialRun(
+            script: script, epoll: try run(script, .epoll), legacy: try run(script, .legacy),
+            model: ReferenceModel.predict(script, rules: rules), normalized: normalizes)
     }
 
     /// The probe that runs process-level scripts (next to this executable or test bundle).
     public var probePath = ChildProcess.probePath
 
     public func processTrace(_ script: Script, on kind: LoopBackendKind) throws -> Trace {
-        let child = try ChildProcess(["fuzz-process", "--backend", kind.rawValue, "--script", script.description],
-                                     executable: probePath)
+        let child = try ChildProcess(
+            ["fuzz-process", "--backend", kind.rawValue, "--script", script.description],
+            executable: probePath)
         var trace = Trace()
         while let line = child.line(startingWith: "", timeoutMs: 30_000) { trace.lines.append(line) }
         guard let status = child.waitForExit(timeoutMs: 30_000) else {
@@ -182,7 +188,8 @@ extension Step {
 
     func withBody(_ body: [Step]) -> Step {
         switch self {
-        case .watch(let id, let k, let s, let n, let o, _): .watch(id: id, kind: k, slot: s, niceness: n, owner: o, body: body)
+        case .watch(let id, let k, let s, let n, let o, _):
+            .watch(id: id, kind: k, slot: s, niceness: n, owner: o, body: body)
         case .sleep(let id, let p, let n, let o, _): .sleep(id: id, periodMs: p, niceness: n, owner: o, body: body)
         case .after(let id, let ms, let n, let o, _): .after(id: id, ms: ms, niceness: n, owner: o, body: body)
         case .job(let id, let n, _): .job(id: id, niceness: n, body: body)

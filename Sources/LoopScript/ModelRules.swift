@@ -32,8 +32,10 @@ public struct ModelRules: Sendable, Equatable, CustomStringConvertible {
     /// registration" pointer of the chain walk, and the rest of the chain waits a poll.
     public var nestedQuickPoll = NestedQuickPoll.chainContinues
 
-    public init(passes: Passes = .perRegistration, staleEvents: StaleEvents = .dropped, order: Order = .registrationList,
-                sleepScan: SleepScan = .earliestDue, nestedQuickPoll: NestedQuickPoll = .chainContinues) {
+    public init(
+        passes: Passes = .perRegistration, staleEvents: StaleEvents = .dropped, order: Order = .registrationList,
+        sleepScan: SleepScan = .earliestDue, nestedQuickPoll: NestedQuickPoll = .chainContinues
+    ) {
         self.passes = passes
         self.staleEvents = staleEvents
         self.order = order
@@ -44,8 +46,9 @@ public struct ModelRules: Sendable, Equatable, CustomStringConvertible {
     /// What the port promises.
     public static let port = ModelRules()
     /// The original's rules where the port declares a difference.
-    public static let original = ModelRules(passes: .byChainHead, staleEvents: .delivered, order: .liveList,
-                                            sleepScan: .everyMinTick, nestedQuickPoll: .chainCut)
+    public static let original = ModelRules(
+        passes: .byChainHead, staleEvents: .delivered, order: .liveList,
+        sleepScan: .everyMinTick, nestedQuickPoll: .chainCut)
 
     public var description: String {
         "passes=\(passes.rawValue) stale=\(staleEvents.rawValue) order=\(order.rawValue) "

@@ -3,7 +3,13 @@ extension ReferenceModel {
 
     /// `rearmed`: the number had a registration made since its file last changed.
     /// Without one, what a wait reports for it is a declared difference (orphan).
-    struct Ready { let slot: Int; let generation: Int; let readable: Bool; let writable: Bool; let rearmed: Bool }
+    struct Ready {
+        let slot: Int
+        let generation: Int
+        let readable: Bool
+        let writable: Bool
+        let rearmed: Bool
+    }
 
     func poll(quick: Bool) {
         polls += 1
@@ -12,10 +18,12 @@ extension ReferenceModel {
         for (slot, e) in entries {
             guard let file = slots[slot] else { continue }
             let (r, w) = readiness(file)
-            let readable = r && !e.reads.isEmpty, writable = w && !e.writes.isEmpty
+            let readable = r && !e.reads.isEmpty
+            let writable = w && !e.writes.isEmpty
             let rearmed = (e.reads + e.writes).contains { !$0.orphaned }
             if readable || writable {
-                batch[slot] = Ready(slot: slot, generation: e.generation, readable: readable, writable: writable, rearmed: rearmed)
+                batch[slot] = Ready(
+                    slot: slot, generation: e.generation, readable: readable, writable: writable, rearmed: rearmed)
             }
         }
         now = clock
@@ -117,7 +125,10 @@ extension ReferenceModel {
             run(r.body)
         case .read, .write:
             let pass = inQuickPoll ? "q" : (niceness == 0 ? "p1" : "p2")
-            note(TraceLine.call(id: r.id, kind: r.watchKind, slot: r.slot, pass: pass, niceness: niceness, depth: depth, orphan: orphan))
+            note(
+                TraceLine.call(
+                    id: r.id, kind: r.watchKind, slot: r.slot, pass: pass, niceness: niceness, depth: depth,
+                    orphan: orphan))
             if !orphan { run(r.body) }
         }
     }

@@ -36,7 +36,12 @@ public final class ReferenceModel {
     }
 
     final class File {
-        enum Kind { case pipeRead(Pipe), pipeWrite(Pipe), socket(SocketPair, Int), regular }
+        enum Kind {
+            case pipeRead(Pipe)
+            case pipeWrite(Pipe)
+            case socket(SocketPair, Int)
+            case regular
+        }
         let kind: Kind
         /// Slots naming this open file; at 0 it is closed.
         var references = 0
@@ -74,7 +79,10 @@ public final class ReferenceModel {
         guard let file = slots[slot] else { return }
         switch file.kind {
         case .pipeWrite(let p):
-            guard p.reader?.isOpen ?? false else { return sawPipe = true }
+            guard p.reader?.isOpen ?? false else {
+                sawPipe = true
+                return
+            }
             if fill {
                 p.pages = Array(repeating: 4096, count: 16)
             } else if let last = p.pages.last, last + bytes <= 4096 {
@@ -88,7 +96,10 @@ public final class ReferenceModel {
                 guard pair.queued[end] < socketWriteLimit else { return }
                 pair.queued[end] += 1
             }
-            guard pair.end(1 - end)?.isOpen ?? false else { return sawPipe = true }
+            guard pair.end(1 - end)?.isOpen ?? false else {
+                sawPipe = true
+                return
+            }
             guard !pair.full[end] else { return }
             if fill {
                 pair.inbound[1 - end] += 1 << 16
@@ -132,7 +143,9 @@ public final class ReferenceModel {
         /// Timers: registration order, which breaks ties between equal due times.
         var sequence = 0
         init(id: Int, kind: Kind, slot: Int, niceness: Int, owner: Int?, body: [Step], period: Int64, lastCall: Int64) {
-            (self.id, self.kind, self.slot, self.niceness, self.owner, self.body) = (id, kind, slot, niceness, owner, body)
+            (self.id, self.kind, self.slot, self.niceness, self.owner, self.body) = (
+                id, kind, slot, niceness, owner, body
+            )
             (self.period, self.lastCall) = (period, lastCall)
         }
         var watchKind: WatchKind { kind == .read ? .read : .write }
@@ -141,13 +154,17 @@ public final class ReferenceModel {
     /// The registrations of one fd; a new entry is a new generation.
     final class Entry {
         let generation: Int
-        var reads: [Reg] = []   // head first
+        var reads: [Reg] = [] // head first
         var writes: [Reg] = []
         init(generation: Int) { self.generation = generation }
         var isEmpty: Bool { reads.isEmpty && writes.isEmpty }
     }
 
-    struct Job { let id: Int; let niceness: Int; let body: [Step] }
+    struct Job {
+        let id: Int
+        let niceness: Int
+        let body: [Step]
+    }
 
     public let rules: ModelRules
     var entries: [Int: Entry] = [:]
@@ -155,8 +172,8 @@ public final class ReferenceModel {
     /// The original's `s_readFds` / `s_writeFds`.
     var readList: [Int] = []
     var writeList: [Int] = []
-    var sleepers: [Reg] = []   // newest first
-    var timers: [Reg] = []     // pending one-shot timers, oldest first
+    var sleepers: [Reg] = [] // newest first
+    var timers: [Reg] = [] // pending one-shot timers, oldest first
     var timerSequence = 0
     var handles: [Int: Reg] = [:]
     var liveRegistrations = 0
@@ -209,13 +226,15 @@ public final class ReferenceModel {
         switch step {
         case .pipe(let r, let w):
             let p = Pipe()
-            let reader = File(.pipeRead(p)), writer = File(.pipeWrite(p))
+            let reader = File(.pipeRead(p))
+            let writer = File(.pipeWrite(p))
             (p.reader, p.writer) = (reader, writer)
             put(reader, at: r)
             put(writer, at: w)
         case .socketPair(let a, let b):
             let pair = SocketPair()
-            let x = File(.socket(pair, 0)), y = File(.socket(pair, 1))
+            let x = File(.socket(pair, 0))
+            let y = File(.socket(pair, 1))
             (pair.first, pair.second) = (x, y)
             put(x, at: a)
             put(y, at: b)
@@ -236,27 +255,37 @@ public final class ReferenceModel {
         case .watch(let id, let kind, let s, let n, let owner, let body):
             watch(id: id, kind: kind == .read ? .read : .write, slot: s, niceness: n, owner: owner, body: body)
         case .sleep(let id, let period, let n, let owner, let body):
-            guard (1...Int(Int32.max)).contains(period) else { return note(TraceLine.error("r\(id)", kind: "invalid-period", depth: depth)) }
-            guard (0...2).contains(n) else { return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth)) }
+            guard (1...Int(Int32.max)).contains(period) else {
+                return note(TraceLine.error("r\(id)", kind: "invalid-period", depth: depth))
+            }
+            guard (0...2).contains(n) else {
+                return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth))
+            }
             if let owner, let same = sleepers.first(where: { $0.owner == owner }) {
                 handles[id] = same
                 return
             }
-            let r = Reg(id: id, kind: .sleep, slot: -1, niceness: n, owner: owner, body: body,
-                        period: Int64(period), lastCall: clock)
+            let r = Reg(
+                id: id, kind: .sleep, slot: -1, niceness: n, owner: owner, body: body,
+                period: Int64(period), lastCall: clock)
             sleepers.insert(r, at: 0)
             handles[id] = r
             liveRegistrations += 1
             minTick = min(minTick, r.period)
         case .after(let id, let ms, let n, let owner, let body):
-            guard (0...Int(Int32.max)).contains(ms) else { return note(TraceLine.error("r\(id)", kind: "invalid-period", depth: depth)) }
-            guard (0...2).contains(n) else { return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth)) }
+            guard (0...Int(Int32.max)).contains(ms) else {
+                return note(TraceLine.error("r\(id)", kind: "invalid-period", depth: depth))
+            }
+            guard (0...2).contains(n) else {
+                return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth))
+            }
             if let owner, let same = timers.first(where: { $0.owner == owner }) {
                 handles[id] = same
                 return
             }
-            let r = Reg(id: id, kind: .timer, slot: -1, niceness: n, owner: owner, body: body,
-                        period: Int64(ms), lastCall: clock)
+            let r = Reg(
+                id: id, kind: .timer, slot: -1, niceness: n, owner: owner, body: body,
+                period: Int64(ms), lastCall: clock)
             timerSequence += 1
             r.sequence = timerSequence
             timers.append(r)
@@ -274,13 +303,23 @@ public final class ReferenceModel {
                 pendingCloses.append(s)
             }
         case .job(let id, let n, let body):
-            guard jobsSubmitted < scriptJobLimit else { return note(TraceLine.note("job j\(id) over the limit", depth: depth)) }
-            guard completionsRunning == 0 else { return note(TraceLine.note("job j\(id) inside a completion", depth: depth)) }
-            guard (0...2).contains(n) else { return note(TraceLine.error("job j\(id)", kind: "invalid-niceness", depth: depth)) }
+            guard jobsSubmitted < scriptJobLimit else {
+                return note(TraceLine.note("job j\(id) over the limit", depth: depth))
+            }
+            guard completionsRunning == 0 else {
+                return note(TraceLine.note("job j\(id) inside a completion", depth: depth))
+            }
+            guard (0...2).contains(n) else {
+                return note(TraceLine.error("job j\(id)", kind: "invalid-niceness", depth: depth))
+            }
             jobsSubmitted += 1
             pendingJobs += 1
             // The runner waits for the worker: the job is finished before the script goes on.
-            if n == 0 { finishedUrgent.append(Job(id: id, niceness: n, body: body)) } else { finishedBackground.append(Job(id: id, niceness: n, body: body)) }
+            if n == 0 {
+                finishedUrgent.append(Job(id: id, niceness: n, body: body))
+            } else {
+                finishedBackground.append(Job(id: id, niceness: n, body: body))
+            }
         case .quickPoll:
             quickPoll(niceness)
         case .stop:
@@ -292,8 +331,10 @@ public final class ReferenceModel {
             note(TraceLine.once(onceCount))
             now = clock
             poll(quick: false)
-            note(TraceLine.counters(polls: polls, quickPolls: quickPolls, refused: refused, sleeps: sleepCalls,
-                                    jobs: jobsCompleted, registrations: liveRegistrations, pendingJobs: pendingJobs))
+            note(
+                TraceLine.counters(
+                    polls: polls, quickPolls: quickPolls, refused: refused, sleeps: sleepCalls,
+                    jobs: jobsCompleted, registrations: liveRegistrations, pendingJobs: pendingJobs))
         case .run:
             // run() takes the request before it would poll; without one it would never return.
             guard let reason = takeShutdown() else { return note("run skipped") }
@@ -341,11 +382,15 @@ public final class ReferenceModel {
     }
 
     func watch(id: Int, kind: Reg.Kind, slot: Int, niceness n: Int, owner: Int?, body: [Step]) {
-        guard (0...2).contains(n) else { return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth)) }
+        guard (0...2).contains(n) else {
+            return note(TraceLine.error("r\(id)", kind: "invalid-niceness", depth: depth))
+        }
         // Registering sets the descriptor's flags: a closed number fails.
         guard slots[slot] != nil else { return note(TraceLine.error("r\(id)", kind: "system", depth: depth)) }
         let entry = entries[slot]
-        if let owner, let entry, let same = (kind == .read ? entry.reads : entry.writes).first(where: { $0.owner == owner }) {
+        if let owner, let entry,
+            let same = (kind == .read ? entry.reads : entry.writes).first(where: { $0.owner == owner })
+        {
             // Registered again: it now watches whatever file the number names.
             handles[id] = same
             same.orphaned = false

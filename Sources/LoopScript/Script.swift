@@ -121,7 +121,7 @@ public indirect enum Step: Equatable, Sendable, CustomStringConvertible {
     public var size: Int {
         switch self {
         case .watch(_, _, _, _, _, let body), .sleep(_, _, _, _, let body), .after(_, _, _, _, let body),
-             .job(_, _, let body):
+            .job(_, _, let body):
             1 + body.reduce(0) { $0 + $1.size }
         default: 1
         }

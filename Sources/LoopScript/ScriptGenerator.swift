@@ -80,7 +80,9 @@ public struct ScriptGenerator {
     private mutating func pick<T>(_ items: [T]) -> T { items[Int.random(in: 0..<items.count, using: &rng)] }
 
     /// Mostly a small set of slots, so numbers collide and get reused.
-    private mutating func anySlot() -> Int { chance(85) ? Int.random(in: 0..<8, using: &rng) : Int.random(in: scriptSlots, using: &rng) }
+    private mutating func anySlot() -> Int {
+        chance(85) ? Int.random(in: 0..<8, using: &rng) : Int.random(in: scriptSlots, using: &rng)
+    }
 
     private mutating func heldSlot(_ kinds: [Held]? = nil) -> Int {
         let candidates = held.filter { kinds?.contains($0.value) ?? true }.map(\.key).sorted()
@@ -160,8 +162,9 @@ public struct ScriptGenerator {
         let n = niceness()
         // Nested registrations mostly carry an owner: a level-triggered callback runs every poll.
         let owner: Int? = chance(depth > 0 ? 80 : 40) ? Int.random(in: 0..<4, using: &rng) : nil
-        return .watch(id: id, kind: kind, slot: slot, niceness: n, owner: owner,
-                      body: body(self: id, slot: slot, kind: kind, depth: depth))
+        return .watch(
+            id: id, kind: kind, slot: slot, niceness: n, owner: owner,
+            body: body(self: id, slot: slot, kind: kind, depth: depth))
     }
 
     private mutating func sleep(depth: Int) -> Step {
@@ -170,8 +173,9 @@ public struct ScriptGenerator {
         registrations.append(id)
         let n = niceness()
         let owner: Int? = chance(depth > 0 ? 80 : 30) ? Int.random(in: 0..<3, using: &rng) : nil
-        return .sleep(id: id, periodMs: pick([1, 5, 10, 20, 40, 50, 100]), niceness: n, owner: owner,
-                      body: body(self: id, slot: nil, kind: nil, depth: depth))
+        return .sleep(
+            id: id, periodMs: pick([1, 5, 10, 20, 40, 50, 100]), niceness: n, owner: owner,
+            body: body(self: id, slot: nil, kind: nil, depth: depth))
     }
 
     /// Delays around the clock steps (1…60 ms) and 0 (the next full poll), so timers
@@ -182,8 +186,9 @@ public struct ScriptGenerator {
         registrations.append(id)
         let n = niceness()
         let owner: Int? = chance(depth > 0 ? 60 : 30) ? Int.random(in: 0..<3, using: &rng) : nil
-        return .after(id: id, ms: pick([0, 0, 1, 5, 10, 20, 30, 60]), niceness: n, owner: owner,
-                      body: body(self: id, slot: nil, kind: nil, depth: depth))
+        return .after(
+            id: id, ms: pick([0, 0, 1, 5, 10, 20, 30, 60]), niceness: n, owner: owner,
+            body: body(self: id, slot: nil, kind: nil, depth: depth))
     }
 
     private mutating func job(depth: Int) -> Step {
@@ -200,7 +205,11 @@ public struct ScriptGenerator {
             let r = Int.random(in: 0..<100, using: &rng)
             switch r {
             case 0..<25:
-                if let slot, kind == .read { steps.append(.drain(slot)) } else { steps.append(.drain(heldSlot([.pipeRead, .socket]))) }
+                if let slot, kind == .read {
+                    steps.append(.drain(slot))
+                } else {
+                    steps.append(.drain(heldSlot([.pipeRead, .socket])))
+                }
             case 25..<35: if let id { steps.append(.unregister(id: id)) }
             case 35..<42: if !registrations.isEmpty { steps.append(.unregister(id: pick(registrations))) }
             case 42..<47: steps.append(.unregisterAll(slot: slot ?? heldSlot()))

@@ -15,7 +15,10 @@ extension Script {
 }
 
 struct ScriptParser {
-    struct Token { let text: String; let line: Int }
+    struct Token {
+        let text: String
+        let line: Int
+    }
     var tokens: [Token]
     var index = 0
 
@@ -129,7 +132,8 @@ struct ScriptParser {
             let s = try slot()
             let n = try prefixed("n", "a niceness")
             let o = try optionalOwner()
-            return .watch(id: id, kind: word == "onread" ? .read : .write, slot: s, niceness: n, owner: o, body: try body())
+            return .watch(
+                id: id, kind: word == "onread" ? .read : .write, slot: s, niceness: n, owner: o, body: try body())
         case "sleep":
             let id = try prefixed("r", "a registration id")
             let period = try number("a period in ms")
@@ -163,7 +167,9 @@ struct ScriptParser {
         case "signal":
             let name = try next()
             guard let signal = ProcessSignal(rawValue: name) else {
-                throw fail("expected a signal (\(ProcessSignal.allCases.map(\.rawValue).joined(separator: " "))), found '\(name)'")
+                throw fail(
+                    "expected a signal (\(ProcessSignal.allCases.map(\.rawValue).joined(separator: " "))), found '\(name)'"
+                )
             }
             let n = try number("a signal count")
             guard (1...100_000).contains(n) else { throw fail("signal count \(n) out of range 1…100000") }

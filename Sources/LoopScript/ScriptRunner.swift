@@ -103,7 +103,8 @@ public final class ScriptRunner {
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         guard limit.rlim_cur < needed else { return }
         guard limit.rlim_max >= needed else {
-            throw ScriptHarnessError("scripts need descriptors up to \(needed - 1); the hard limit is \(limit.rlim_max)")
+            throw ScriptHarnessError(
+                "scripts need descriptors up to \(needed - 1); the hard limit is \(limit.rlim_max)")
         }
         limit.rlim_cur = needed
         guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
@@ -144,8 +145,11 @@ public final class ScriptRunner {
             place(fds[1], at: w)
         case .socketPair(let a, let b):
             var fds: [Int32] = [-1, -1]
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
-                             0, &fds) == 0 else { return note("socketpair failed errno \(errno)") }
+            guard
+                socketpair(
+                    AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+                    0, &fds) == 0
+            else { return note("socketpair failed errno \(errno)") }
             let (x, y) = (place(fds[0], at: a), place(fds[1], at: b))
             (socketPeer[x], socketPeer[y]) = (y, x)
         case .regularFile(let s):
@@ -194,7 +198,9 @@ public final class ScriptRunner {
         case .watch(let id, let kind, let s, let n, let owner, let body):
             let watch = Watch()
             register(id: id, what: "r\(id)", slot: s, watch: watch) { () throws(LoopError) in
-                let callback: (Int32) -> Void = { [unowned self] _ in self.called(id: id, kind: kind, slot: s, watch: watch, body: body) }
+                let callback: (Int32) -> Void = { [unowned self] _ in
+                    self.called(id: id, kind: kind, slot: s, watch: watch, body: body)
+                }
                 let o = owner.map { AnyHashable($0) }
                 return kind == .read
                     ? try loop.registerRead(fd: fd(s), niceness: n, owner: o, callback)
@@ -202,8 +208,11 @@ public final class ScriptRunner {
             }
         case .sleep(let id, let period, let n, let owner, let body):
             register(id: id, what: "r\(id)", slot: -1, watch: Watch()) { () throws(LoopError) in
-                try loop.registerSleep(every: period, niceness: n, owner: owner.map { AnyHashable($0) }) { [unowned self] in
-                    self.note(TraceLine.sleep(id: id, quick: self.loop.inQuickPoll, niceness: self.loop.niceness, depth: self.depth))
+                try loop.registerSleep(every: period, niceness: n, owner: owner.map { AnyHashable($0) }) {
+                    [unowned self] in
+                    self.note(
+                        TraceLine.sleep(
+                            id: id, quick: self.loop.inQuickPoll, niceness: self.loop.niceness, depth: self.depth))
                     self.nested(body, niceness: n)
                 }
             }
@@ -216,9 +225,13 @@ public final class ScriptRunner {
             }
         case .unregister(let id):
             guard let r = handles[id] else { return }
-            do { try loop.unregister(r) } catch { note(TraceLine.error("unreg r\(id)", kind: TraceLine.errorKind(error), depth: depth)) }
+            do { try loop.unregister(r) } catch {
+                note(TraceLine.error("unreg r\(id)", kind: TraceLine.errorKind(error), depth: depth))
+            }
         case .unregisterAll(let s):
-            do { try loop.unregisterAll(fd: fd(s)) } catch { note(TraceLine.error("unregall s\(s)", kind: TraceLine.errorKind(error), depth: depth)) }
+            do { try loop.unregisterAll(fd: fd(s)) } catch {
+                note(TraceLine.error("unregall s\(s)", kind: TraceLine.errorKind(error), depth: depth))
+            }
         case .closeAfterBatch(let s):
             do {
                 try loop.closeAfterBatch(fd: fd(s))
@@ -247,16 +260,22 @@ public final class ScriptRunner {
             loop.waker.wakeup()
             rearmedAtWait = [rearmedSlots()]
             defer { rearmedAtWait = [] }
-            do { try loop.runOnce() } catch { note(TraceLine.error("once", kind: TraceLine.errorKind(error), depth: 0)) }
+            do { try loop.runOnce() } catch {
+                note(TraceLine.error("once", kind: TraceLine.errorKind(error), depth: 0))
+            }
             for s in closingSlots { fileChanged(s, to: nil) }
             closingSlots = []
             let c = loop.counters
-            note(TraceLine.counters(polls: c.polls, quickPolls: c.quickPolls, refused: c.quickPollsRefused,
-                                    sleeps: c.sleepCallbacks, jobs: c.jobsCompleted, registrations: c.registrations,
-                                    pendingJobs: loop.pendingJobs))
+            note(
+                TraceLine.counters(
+                    polls: c.polls, quickPolls: c.quickPolls, refused: c.quickPollsRefused,
+                    sleeps: c.sleepCallbacks, jobs: c.jobsCompleted, registrations: c.registrations,
+                    pendingJobs: loop.pendingJobs))
         case .run:
             guard loop.shutdownReason != nil else { return note("run skipped") }
-            do { note("run -> " + TraceLine.reason(try loop.run())) } catch { note(TraceLine.error("run", kind: TraceLine.errorKind(error), depth: 0)) }
+            do { note("run -> " + TraceLine.reason(try loop.run())) } catch {
+                note(TraceLine.error("run", kind: TraceLine.errorKind(error), depth: 0))
+            }
         case .takeShutdown:
             note("take -> " + TraceLine.reason(loop.takeShutdownRequest()))
         case .signal(let signal, let count):
@@ -287,7 +306,8 @@ public final class ScriptRunner {
     }
 
     /// `slot` -1 for a sleep callback.
-    private func register(id: Int, what: String, slot: Int, watch: Watch, _ make: () throws(LoopError) -> Registration) {
+    private func register(id: Int, what: String, slot: Int, watch: Watch, _ make: () throws(LoopError) -> Registration)
+    {
         do {
             let r = try make()
             handles[id] = r
@@ -311,7 +331,9 @@ public final class ScriptRunner {
     private func called(id: Int, kind: WatchKind, slot: Int, watch: Watch, body: [Step]) {
         let pass = loop.inQuickPoll ? "q" : (loop.niceness == 0 ? "p1" : "p2")
         let orphan = watch.orphaned || !(rearmedAtWait.last?.contains(slot) ?? false)
-        note(TraceLine.call(id: id, kind: kind, slot: slot, pass: pass, niceness: loop.niceness, depth: depth, orphan: orphan))
+        note(
+            TraceLine.call(
+                id: id, kind: kind, slot: slot, pass: pass, niceness: loop.niceness, depth: depth, orphan: orphan))
         if !orphan { nested(body, niceness: loop.niceness) }
     }
 
@@ -322,8 +344,12 @@ public final class ScriptRunner {
     }
 
     private func submit(id: Int, niceness: Int, body: [Step]) {
-        guard jobsSubmitted < scriptJobLimit else { return note(TraceLine.note("job j\(id) over the limit", depth: depth)) }
-        guard completionsRunning == 0 else { return note(TraceLine.note("job j\(id) inside a completion", depth: depth)) }
+        guard jobsSubmitted < scriptJobLimit else {
+            return note(TraceLine.note("job j\(id) over the limit", depth: depth))
+        }
+        guard completionsRunning == 0 else {
+            return note(TraceLine.note("job j\(id) inside a completion", depth: depth))
+        }
         let before = loop.finishedJobs
         do {
             try loop.submit(niceness: niceness, { () }) { [unowned self] (_: ()) in

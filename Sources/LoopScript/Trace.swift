@@ -24,7 +24,9 @@ public enum TraceLine {
     static let orphanMark = "orphan "
 
     /// A read/write callback. `pass` is `p1`, `p2` or `q` (inside a quickpoll).
-    static func call(id: Int, kind: WatchKind, slot: Int, pass: String, niceness: Int, depth: Int, orphan: Bool) -> String {
+    static func call(id: Int, kind: WatchKind, slot: Int, pass: String, niceness: Int, depth: Int, orphan: Bool)
+        -> String
+    {
         indent(depth) + (orphan ? orphanMark : "") + "r\(id) \(kind.rawValue) s\(slot) \(pass) n\(niceness)"
     }
 
@@ -60,7 +62,9 @@ public enum TraceLine {
         return "killed by " + (ProcessSignal(number: sig)?.rawValue ?? "signal \(sig)")
     }
 
-    static func counters(polls: Int, quickPolls: Int, refused: Int, sleeps: Int, jobs: Int, registrations: Int, pendingJobs: Int) -> String {
+    static func counters(
+        polls: Int, quickPolls: Int, refused: Int, sleeps: Int, jobs: Int, registrations: Int, pendingJobs: Int
+    ) -> String {
         "  = polls=\(polls) quickpolls=\(quickPolls) refused=\(refused) sleeps=\(sleeps) jobs=\(jobs) regs=\(registrations) pending=\(pendingJobs)"
     }
 

@@ -37,14 +37,22 @@ public func threadCPUNanoseconds() -> Int64 {
 /// The quickpoll probe: a niceness-1 callback burns CPU and calls
 /// `quickPollIfNeeded`; 15 ms in, a datagram goes to a niceness-0 UDP socket.
 /// Returns, per round, how long until the urgent socket was served.
-public func measureQuickPollLatency(_ loop: EventLoop, rounds: Int,
-                                    drive: (() -> Bool) throws -> Void) throws -> [QuickPollLatency] {
-    let server = try LoopbackSocket(), client = try LoopbackSocket()
+public func measureQuickPollLatency(
+    _ loop: EventLoop, rounds: Int,
+    drive: (() -> Bool) throws -> Void
+) throws -> [QuickPollLatency] {
+    let server = try LoopbackSocket()
+    let client = try LoopbackSocket()
     var fds: [Int32] = [-1, -1]
     guard pipe(&fds) == 0 else { throw SystemError("pipe", errno: errno) }
-    defer { close(fds[0]); close(fds[1]) }
-    var sentAt: Int64 = 0, servedAt: Int64 = 0
-    var sentCPU: Int64 = 0, servedCPU: Int64 = 0
+    defer {
+        close(fds[0])
+        close(fds[1])
+    }
+    var sentAt: Int64 = 0
+    var servedAt: Int64 = 0
+    var sentCPU: Int64 = 0
+    var servedCPU: Int64 = 0
     let urgent = try loop.registerRead(fd: server.fd, niceness: 0) { _ in
         server.drain()
         if servedAt == 0 {
@@ -77,8 +85,10 @@ public func measureQuickPollLatency(_ loop: EventLoop, rounds: Int,
         _ = write(fds[1], &b, 1)
         try drive { servedAt != 0 }
         let served = servedAt != 0 && sentAt != 0
-        latencies.append(QuickPollLatency(wallMs: served ? Double(servedAt - sentAt) / 1e6 : .infinity,
-                                          busyCPUMs: served ? Double(servedCPU - sentCPU) / 1e6 : .infinity))
+        latencies.append(
+            QuickPollLatency(
+                wallMs: served ? Double(servedAt - sentAt) / 1e6 : .infinity,
+                busyCPUMs: served ? Double(servedCPU - sentCPU) / 1e6 : .infinity))
     }
     return latencies
 }

@@ -34,8 +34,9 @@ public final class ChildProcess {
             // dispositions, whatever the runner's threads (which block almost everything) have.
             var empty = sigset_t()
             sigemptyset(&empty)
-            pid = try ChildProcesses.spawn(executable, arguments: arguments, streams: .init(output: fds[1]),
-                                           closing: [fds[0]], signalMask: empty)
+            pid = try ChildProcesses.spawn(
+                executable, arguments: arguments, streams: .init(output: fds[1]),
+                closing: [fds[0]], signalMask: empty)
         } catch {
             close(fds[0])
             throw error

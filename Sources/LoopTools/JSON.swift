@@ -15,7 +15,8 @@ public enum JSON: CustomStringConvertible, Sendable {
         case .int(let i): return String(i)
         case .bool(let b): return b ? "true" : "false"
         case .array(let a): return "[" + a.map(\.description).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.map { Self.quote($0.0) + ":" + $0.1.description }.joined(separator: ",") + "}"
+        case .object(let o):
+            return "{" + o.map { Self.quote($0.0) + ":" + $0.1.description }.joined(separator: ",") + "}"
         case .null: return "null"
         }
     }

@@ -35,12 +35,14 @@ public enum CounterReport {
         Field(name: "errorRepliesSent", words: "error replies"), Field(name: "timeouts", words: "timed out"),
         Field(name: "noSlotRequests", words: "refused for lack of slots"),
         Field(name: "unhandledRequests", words: "of no known type"),
-        Field(name: "outgoingSlots", words: "outgoing in progress"), Field(name: "incomingSlots", words: "incoming in progress"),
+        Field(name: "outgoingSlots", words: "outgoing in progress"),
+        Field(name: "incomingSlots", words: "incoming in progress"),
     ]
     private static let drops: [Field] = [
         Field(name: "corrupt", words: "corrupt"), Field(name: "duplicates", words: "duplicates"),
         Field(name: "strayAcks", words: "stray ACKs"), Field(name: "strayReplies", words: "stray replies"),
-        Field(name: "noSlotDrops", words: "for lack of slots"), Field(name: "shutdownDrops", words: "while shutting down"),
+        Field(name: "noSlotDrops", words: "for lack of slots"),
+        Field(name: "shutdownDrops", words: "while shutting down"),
         Field(name: "memoryDrops", words: "over the memory cap"),
         Field(name: "peerShareDrops", words: "over their address's share"),
         Field(name: "lateDuplicates", words: "late copies"),
@@ -89,7 +91,8 @@ public enum CounterReport {
             unknown += server.fields.filter { !known.contains($0.0) && $0.1 != 0 }
         }
         if let node {
-            out.append(line("admin:", "\(node.adminRefused) refused (untrusted peers), \(node.savesFailed) failed saves"))
+            out.append(
+                line("admin:", "\(node.adminRefused) refused (untrusted peers), \(node.savesFailed) failed saves"))
         }
         let loopKnown = Set(loopFields.map(\.name) + callbackFields + signalFields).union(loopIgnored)
         unknown += loop.fields.filter { !loopKnown.contains($0.0) && $0.1 != 0 }
@@ -99,14 +102,17 @@ public enum CounterReport {
 
     /// A line telling a person what to run against a node at `address`.
     public static func nextSteps(_ address: String) -> String {
-        line("try:", "loop-harness ping --to \(address)   loop-harness stats --to \(address)   "
-                     + "loop-harness shutdown --to \(address)")
+        line(
+            "try:",
+            "loop-harness ping --to \(address)   loop-harness stats --to \(address)   "
+                + "loop-harness shutdown --to \(address)")
     }
 
     private static func loopLine(_ counters: LoopCounters) -> String {
         let values = Dictionary(counters.fields, uniquingKeysWith: { a, _ in a })
         let callbacks = callbackFields.map { values[$0] ?? 0 }
-        var text = "\(counters.backend): " + render(loopFields, values)
+        var text =
+            "\(counters.backend): " + render(loopFields, values)
             + ", \(callbacks.reduce(0, +)) callbacks (\(callbacks.map(String.init).joined(separator: "/")) by niceness)"
             + ", cpu \(Int(counters.cpuUsage.rounded()))%"
         let signals = signalFields.compactMap { name in values[name].flatMap { $0 != 0 ? "\(name)=\($0)" : nil } }

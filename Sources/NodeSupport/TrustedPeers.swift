@@ -46,7 +46,8 @@ public struct TrustedPeers: Equatable, Sendable, CustomStringConvertible {
         if parts.count == 2 {
             let text = parts[1]
             guard !text.isEmpty, text.count <= 2, text.allSatisfy({ ("0"..."9").contains($0) }),
-                  let value = Int(text), (0...32).contains(value) else { throw .badPrefixLength(String(entry)) }
+                let value = Int(text), (0...32).contains(value)
+            else { throw .badPrefixLength(String(entry)) }
             length = value
         }
         let prefix = Prefix(network: ip, length: length)
@@ -75,7 +76,8 @@ public enum TrustListError: Error, Equatable, CustomStringConvertible {
         case .emptyEntry: return "an empty entry"
         case .notAnAddress(let entry): return "'\(entry)' is not an IPv4 address or a.b.c.d/N prefix"
         case .badPrefixLength(let entry): return "'\(entry)' has a prefix length outside 0…32"
-        case .hostBitsSet(let entry, let meant): return "'\(entry)' has bits set beyond its prefix (did you mean \(meant)?)"
+        case .hostBitsSet(let entry, let meant):
+            return "'\(entry)' has bits set beyond its prefix (did you mean \(meant)?)"
         }
     }
 }

@@ -12,8 +12,10 @@ package struct DatagramSocket {
     /// A non-blocking socket bound to `address` with the given buffer sizes. No
     /// `SO_REUSEADDR`: on Linux it lets a second UDP socket bind the same port and
     /// take its datagrams; a port in use must be an error (`EADDRINUSE`).
-    package static func bind(_ address: PeerAddress, receiveBufferSize: Int,
-                     sendBufferSize: Int) throws(SystemError) -> DatagramSocket {
+    package static func bind(
+        _ address: PeerAddress, receiveBufferSize: Int,
+        sendBufferSize: Int
+    ) throws(SystemError) -> DatagramSocket {
         let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let fd = try systemCall("socket") { socket(AF_INET, type, 0) }
         do {
@@ -54,9 +56,10 @@ package struct DatagramSocket {
 
     /// Reads up to `count` waiting datagrams into `batch` (`recvmmsg`); never blocks.
     package func receive(into batch: ReceiveBatch, count: Int) -> BatchOutcome {
-        let n = shim_recv_datagrams(fd, batch.buffers.baseAddress, UInt32(batch.bufferSize),
-                                    batch.sources.baseAddress, batch.lengths.baseAddress,
-                                    UInt32(min(count, batch.capacity)))
+        let n = shim_recv_datagrams(
+            fd, batch.buffers.baseAddress, UInt32(batch.bufferSize),
+            batch.sources.baseAddress, batch.lengths.baseAddress,
+            UInt32(min(count, batch.capacity)))
         return Self.outcome(n)
     }
 
@@ -66,10 +69,14 @@ package struct DatagramSocket {
     /// Sends datagram i (`lengths[i]` bytes at `bases[i]`) to `destinations[i]`, in order, for i
     /// below `count` (at most `maxDatagramsPerCall`: `sendmmsg`); never blocks. `.done(k)` with k
     /// short of `count`: the kernel stopped at datagram k, and a call starting there says why.
-    package func send(bases: UnsafePointer<UnsafeRawPointer?>, lengths: UnsafePointer<UInt32>,
-                      destinations: UnsafePointer<sockaddr_in>, count: Int) -> BatchOutcome {
-        Self.outcome(shim_send_datagrams(fd, bases, lengths, destinations,
-                                         UInt32(min(count, Self.maxDatagramsPerCall))))
+    package func send(
+        bases: UnsafePointer<UnsafeRawPointer?>, lengths: UnsafePointer<UInt32>,
+        destinations: UnsafePointer<sockaddr_in>, count: Int
+    ) -> BatchOutcome {
+        Self.outcome(
+            shim_send_datagrams(
+                fd, bases, lengths, destinations,
+                UInt32(min(count, Self.maxDatagramsPerCall))))
     }
 
     /// Sends one datagram (`sendto`, through the call a batch of one makes); never blocks.

@@ -21,7 +21,8 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
     /// Parses `"a.b.c.d:port"`.
     public init?(_ description: String) {
         guard let colon = description.lastIndex(of: ":"),
-              let ip = Self.parseIPv4(description[..<colon]) else { return nil }
+            let ip = Self.parseIPv4(description[..<colon])
+        else { return nil }
         let portText = description[description.index(after: colon)...]
         guard !portText.isEmpty, portText.allSatisfy(Self.isDigit), let port = UInt16(portText) else { return nil }
         self.init(ip: ip, port: port)

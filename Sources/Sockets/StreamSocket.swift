@@ -33,7 +33,9 @@ package enum StreamSocket {
     /// while its old connections sit in TIME_WAIT; on Linux it does not let a second
     /// live listener share the port (that is `SO_REUSEPORT`), so a port in use is
     /// still `EADDRINUSE`.
-    package static func listen(on address: PeerAddress, backlog: Int32) throws(SystemError) -> (fd: Int32, bound: PeerAddress) {
+    package static func listen(on address: PeerAddress, backlog: Int32) throws(SystemError) -> (
+        fd: Int32, bound: PeerAddress
+    ) {
         let fd = try newSocket()
         do {
             var one: Int32 = 1

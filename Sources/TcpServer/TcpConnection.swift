@@ -85,8 +85,10 @@ final class OutgoingExchange {
     let overPooledConnection: Bool
     private var completion: ((Result<[UInt8], TcpError>) -> Void)?
 
-    init(request: [UInt8], framing: any TcpFraming, timeoutMs: Int64, startedAt: Int64, overPooledConnection: Bool,
-         completion: @escaping (Result<[UInt8], TcpError>) -> Void) {
+    init(
+        request: [UInt8], framing: any TcpFraming, timeoutMs: Int64, startedAt: Int64, overPooledConnection: Bool,
+        completion: @escaping (Result<[UInt8], TcpError>) -> Void
+    ) {
         self.request = request
         self.framing = framing
         self.timeoutMs = timeoutMs

@@ -14,8 +14,9 @@ extension TcpServer {
         guard !connection.awaitingTurn else { return }
         if turnHook == nil {
             // Refused only by a closed loop, which serves nothing more anyway.
-            turnHook = try? loop.addBottomHalf(needed: { [unowned self] in !self.awaitingTurn.isEmpty },
-                                               run: { [unowned self] in self.serveAwaitingTurn() })
+            turnHook = try? loop.addBottomHalf(
+                needed: { [unowned self] in !self.awaitingTurn.isEmpty },
+                run: { [unowned self] in self.serveAwaitingTurn() })
         }
         connection.awaitingTurn = true
         awaitingTurn.append(connection)
@@ -70,9 +71,12 @@ extension TcpServer {
         for connection in connections.values
         where connection !== asker && connection.isIdleOrReading && !connection.received.isEmpty {
             if let entry = perAddress[connection.peer.ip] {
-                let older = connection.lastAction < entry.oldest.lastAction
+                let older =
+                    connection.lastAction < entry.oldest.lastAction
                     || (connection.lastAction == entry.oldest.lastAction && connection.id.value < entry.oldest.id.value)
-                perAddress[connection.peer.ip] = (entry.bytes + connection.received.count, older ? connection : entry.oldest)
+                perAddress[connection.peer.ip] = (
+                    entry.bytes + connection.received.count, older ? connection : entry.oldest
+                )
             } else {
                 perAddress[connection.peer.ip] = (connection.received.count, connection)
             }

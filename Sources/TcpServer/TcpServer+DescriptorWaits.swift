@@ -27,8 +27,10 @@ final class DescriptorWaits {
 
 extension TcpServer {
     /// Queues `asked` until a descriptor below the loop's limit is free.
-    func waitForDescriptor(_ asked: ExchangeRequest, _ completion: @escaping (Result<[UInt8], TcpError>) -> Void,
-                           atFront: Bool) throws(TcpError) {
+    func waitForDescriptor(
+        _ asked: ExchangeRequest, _ completion: @escaping (Result<[UInt8], TcpError>) -> Void,
+        atFront: Bool
+    ) throws(TcpError) {
         let waits = descriptorWaits
         do {
             if waits.timer == nil {

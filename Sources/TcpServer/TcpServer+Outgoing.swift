@@ -28,16 +28,19 @@ extension TcpServer {
     /// On a backend that cannot watch every descriptor number (select's 1024), an
     /// exchange whose socket would be numbered past the limit waits for a lower number
     /// to be free, within its timeout and deadline, instead of failing.
-    public func send(_ request: [UInt8], to peer: PeerAddress, framing: any TcpFraming, timeoutMs: Int = 60_000,
-                     deadlineMs: Int? = nil, niceness: Int = 0,
-                     completion: @escaping (Result<[UInt8], TcpError>) -> Void) throws(TcpError) {
+    public func send(
+        _ request: [UInt8], to peer: PeerAddress, framing: any TcpFraming, timeoutMs: Int = 60_000,
+        deadlineMs: Int? = nil, niceness: Int = 0,
+        completion: @escaping (Result<[UInt8], TcpError>) -> Void
+    ) throws(TcpError) {
         guard !isClosed else { throw .shuttingDown }
         guard (0...2).contains(niceness) else { throw .refusedByLoop(.invalidNiceness(niceness)) }
         guard timeoutMs >= 1 else { throw .refusedByLoop(.invalidPeriod(timeoutMs)) }
         if let deadlineMs, deadlineMs < 1 { throw .refusedByLoop(.invalidPeriod(deadlineMs)) }
-        let asked = ExchangeRequest(request: request, peer: peer, framing: framing, timeoutMs: timeoutMs,
-                                    deadline: deadlineMs.map { loop.now + Int64($0) }, niceness: niceness,
-                                    askedAt: loop.now)
+        let asked = ExchangeRequest(
+            request: request, peer: peer, framing: framing, timeoutMs: timeoutMs,
+            deadline: deadlineMs.map { loop.now + Int64($0) }, niceness: niceness,
+            askedAt: loop.now)
         // Behind exchanges already waiting for a descriptor: first come, first connected.
         if !descriptorWaits.queue.isEmpty && !pool.keys.contains(peer) {
             do { try startScanning() } catch { throw .refusedByLoop(error) }
@@ -49,8 +52,10 @@ extension TcpServer {
 
     /// Starts an exchange: over a pooled connection, a new one, or (its descriptor past
     /// the loop's limit) in the queue of those waiting for one. False when it waits.
-    func start(_ asked: ExchangeRequest, _ completion: @escaping (Result<[UInt8], TcpError>) -> Void,
-               atFront: Bool) throws(TcpError) -> Bool {
+    func start(
+        _ asked: ExchangeRequest, _ completion: @escaping (Result<[UInt8], TcpError>) -> Void,
+        atFront: Bool
+    ) throws(TcpError) -> Bool {
         do { try startScanning() } catch { throw .refusedByLoop(error) }
         if let connection = takePooled(asked.peer) {
             stats.connectionsReused += 1
@@ -87,8 +92,9 @@ extension TcpServer {
             return false
         }
         stats.connectsStarted += 1
-        let connection = makeConnection(fd: fd, peer: asked.peer, isIncoming: false, niceness: asked.niceness,
-                                        state: .connecting)
+        let connection = makeConnection(
+            fd: fd, peer: asked.peer, isIncoming: false, niceness: asked.niceness,
+            state: .connecting)
         connection.exchange = exchange(asked, overPooledConnection: false, completion)
         // Writable once connected, whether the connect finished at once or is in progress.
         do { try watchWrites(connection) { [unowned self] in self.connectReady($0) } } catch {
@@ -99,16 +105,20 @@ extension TcpServer {
         return true
     }
 
-    private func exchange(_ asked: ExchangeRequest, overPooledConnection: Bool,
-                          _ completion: @escaping (Result<[UInt8], TcpError>) -> Void) -> OutgoingExchange {
-        let exchange = OutgoingExchange(request: asked.request, framing: asked.framing, timeoutMs: Int64(asked.timeoutMs),
-                                        startedAt: loop.now, overPooledConnection: overPooledConnection,
-                                        completion: completion)
+    private func exchange(
+        _ asked: ExchangeRequest, overPooledConnection: Bool,
+        _ completion: @escaping (Result<[UInt8], TcpError>) -> Void
+    ) -> OutgoingExchange {
+        let exchange = OutgoingExchange(
+            request: asked.request, framing: asked.framing, timeoutMs: Int64(asked.timeoutMs),
+            startedAt: loop.now, overPooledConnection: overPooledConnection,
+            completion: completion)
         exchange.deadline = asked.deadline
         return exchange
     }
 
-    private func watchWrites(_ connection: TcpConnection, _ ready: @escaping (TcpConnection) -> Void) throws(LoopError) {
+    private func watchWrites(_ connection: TcpConnection, _ ready: @escaping (TcpConnection) -> Void) throws(LoopError)
+    {
         connection.writeRegistration = try loop.registerWrite(fd: connection.fd, niceness: connection.niceness) {
             [connection] _ in ready(connection)
         }
@@ -133,7 +143,8 @@ extension TcpServer {
         guard let exchange = connection.exchange else { return }
         connection.exchange = nil
         stats.exchangesCompleted += 1
-        let reusable = !connection.closeAfterWrite && !connection.peerClosed && connection.received.isEmpty && !isClosed
+        let reusable =
+            !connection.closeAfterWrite && !connection.peerClosed && connection.received.isEmpty && !isClosed
             && (pool[connection.peer]?.count ?? 0) < configuration.maxIdleOutgoingPerPeer
         if reusable {
             connection.state = .pooled
@@ -152,15 +163,18 @@ extension TcpServer {
     /// Ends an exchange whose connection was destroyed: over a pooled connection that
     /// had not yet answered, once more on a fresh one; otherwise with `error`.
     func failExchange(_ exchange: OutgoingExchange, _ error: TcpError, on connection: TcpConnection) {
-        let retryable: Bool = switch error {
-        case .closedByPeer, .transferFailed: true
-        default: false
-        }
+        let retryable: Bool =
+            switch error {
+            case .closedByPeer, .transferFailed: true
+            default: false
+            }
         if exchange.overPooledConnection && retryable && connection.exchangeBytesIn == 0 && !isClosed,
-           let completion = exchange.takeCompletion() {
-            let asked = ExchangeRequest(request: exchange.request, peer: connection.peer, framing: exchange.framing,
-                                        timeoutMs: Int(exchange.timeoutMs), deadline: exchange.deadline,
-                                        niceness: connection.niceness, askedAt: loop.now)
+            let completion = exchange.takeCompletion()
+        {
+            let asked = ExchangeRequest(
+                request: exchange.request, peer: connection.peer, framing: exchange.framing,
+                timeoutMs: Int(exchange.timeoutMs), deadline: exchange.deadline,
+                niceness: connection.niceness, askedAt: loop.now)
             do { _ = try start(asked, completion, atFront: true) } catch {
                 stats.exchangesFailed += 1
                 completion(.failure(error))

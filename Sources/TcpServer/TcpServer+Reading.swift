@@ -67,7 +67,9 @@ extension TcpServer {
         defer { connection.framingInProgress = false }
         var served = 0
         while connection.isOpen && connection.state == .reading {
-            if connection.isIncoming && served >= max(configuration.maxRequestsPerTurn, 1) && !connection.received.isEmpty {
+            if connection.isIncoming && served >= max(configuration.maxRequestsPerTurn, 1)
+                && !connection.received.isEmpty
+            {
                 awaitNextTurn(connection)
                 return
             }
@@ -78,7 +80,7 @@ extension TcpServer {
                     refuseMessage(connection, reply: frameWith.oversizedReply)
                 } else if connection.peerClosed {
                     if connection.received.isEmpty && connection.exchange == nil {
-                        destroy(connection)  // a keep-alive peer that left between messages
+                        destroy(connection) // a keep-alive peer that left between messages
                     } else {
                         stats.truncated += 1
                         destroy(connection, error: .closedByPeer)
@@ -98,8 +100,10 @@ extension TcpServer {
                     connection.state = .handling
                     served += 1
                     stats.requestsIn += 1
-                    onRequest(TcpRequest(connection: connection.id, peer: connection.peer, bytes: message,
-                                         niceness: connection.niceness))
+                    onRequest(
+                        TcpRequest(
+                            connection: connection.id, peer: connection.peer, bytes: message,
+                            niceness: connection.niceness))
                 } else {
                     completeExchange(connection, reply: message)
                 }

@@ -20,7 +20,9 @@ extension TcpServer {
                 }
             case .reading where connection.isIncoming:
                 if let started = connection.messageStartedAt {
-                    if quiet >= Int64(configuration.timeoutMs) || now - started >= Int64(configuration.requestDeadlineMs) {
+                    if quiet >= Int64(configuration.timeoutMs)
+                        || now - started >= Int64(configuration.requestDeadlineMs)
+                    {
                         stats.timedOut += 1
                         refuseMessage(connection, reply: framing.timedOutReply)
                     }
@@ -36,7 +38,9 @@ extension TcpServer {
                 } else if let deadline = connection.exchange?.deadline, now >= deadline {
                     stats.timedOut += 1
                     destroy(connection, error: .deadlinePassed)
-                } else if let exchange = connection.exchange, connection.state == .reading, readTooSlow(exchange, connection, now) {
+                } else if let exchange = connection.exchange, connection.state == .reading,
+                    readTooSlow(exchange, connection, now)
+                {
                     stats.timedOut += 1
                     destroy(connection, error: .tooSlow)
                 }

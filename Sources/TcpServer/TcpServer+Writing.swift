@@ -47,7 +47,9 @@ extension TcpServer {
                 if connection.writeRegistration == nil {
                     stats.writeWaits += 1
                     do {
-                        connection.writeRegistration = try loop.registerWrite(fd: connection.fd, niceness: connection.niceness) {
+                        connection.writeRegistration = try loop.registerWrite(
+                            fd: connection.fd, niceness: connection.niceness
+                        ) {
                             [unowned self, connection] _ in self.writePending(connection)
                         }
                     } catch {

@@ -98,14 +98,16 @@ public final class TcpServer {
     }
 
     private func startAccepting() throws(LoopError) {
-        listenerRegistration = try loop.registerRead(fd: listener, niceness: 0) { [unowned self] _ in self.acceptReady() }
+        listenerRegistration = try loop.registerRead(fd: listener, niceness: 0) { [unowned self] _ in self.acceptReady()
+        }
     }
 
     /// The sleep callback behind every timeout (the original's `readTimeoutPoll`),
     /// registered once and paused while it has nothing to time.
     func startScanning() throws(LoopError) {
         if scanRegistration == nil {
-            scanRegistration = try loop.registerSleep(every: configuration.scanIntervalMs, niceness: 0) { [unowned self] in
+            scanRegistration = try loop.registerSleep(every: configuration.scanIntervalMs, niceness: 0) {
+                [unowned self] in
                 self.scanTimeouts()
             }
         }
@@ -192,8 +194,9 @@ public final class TcpServer {
             refuse(fd)
             return
         }
-        let connection = makeConnection(fd: fd, peer: peer, isIncoming: true,
-                                        niceness: configuration.incomingNiceness, state: .reading)
+        let connection = makeConnection(
+            fd: fd, peer: peer, isIncoming: true,
+            niceness: configuration.incomingNiceness, state: .reading)
         do {
             try watchReads(connection)
         } catch {
@@ -212,11 +215,14 @@ public final class TcpServer {
         closeDescriptor(fd)
     }
 
-    func makeConnection(fd: Int32, peer: PeerAddress, isIncoming: Bool, niceness: Int,
-                        state: TcpConnection.State) -> TcpConnection {
+    func makeConnection(
+        fd: Int32, peer: PeerAddress, isIncoming: Bool, niceness: Int,
+        state: TcpConnection.State
+    ) -> TcpConnection {
         nextID += 1
-        let connection = TcpConnection(id: TcpConnectionID(value: nextID), fd: fd, peer: peer, isIncoming: isIncoming,
-                                       niceness: niceness, state: state, now: loop.now)
+        let connection = TcpConnection(
+            id: TcpConnectionID(value: nextID), fd: fd, peer: peer, isIncoming: isIncoming,
+            niceness: niceness, state: state, now: loop.now)
         connections[connection.id] = connection
         if isIncoming { stats.incomingOpen += 1 } else { stats.outgoingOpen += 1 }
         updateScanning()
@@ -283,8 +289,10 @@ public final class TcpServer {
         var perAddress: [UInt32: (count: Int, oldest: TcpConnection)] = [:]
         for connection in connections.values where connection.isIdleOrReading {
             if let entry = perAddress[connection.peer.ip] {
-                let oldest = connection.lastAction < entry.oldest.lastAction
-                    || (connection.lastAction == entry.oldest.lastAction && connection.id.value < entry.oldest.id.value)
+                let oldest =
+                    connection.lastAction < entry.oldest.lastAction
+                        || (connection.lastAction == entry.oldest.lastAction
+                            && connection.id.value < entry.oldest.id.value)
                     ? connection : entry.oldest
                 perAddress[connection.peer.ip] = (entry.count + 1, oldest)
             } else {

@@ -66,15 +66,18 @@ public struct TcpServerStats: Sendable, Equatable {
 
     /// Name and value of every counter, in declaration order (for JSON and reports).
     public var fields: [(String, Int)] {
-        [("incomingOpen", incomingOpen), ("outgoingOpen", outgoingOpen), ("outgoingIdle", outgoingIdle),
-         ("requestBytesHeld", requestBytesHeld),
-         ("accepted", accepted), ("refusedDescriptors", refusedDescriptors), ("refusedAtLimit", refusedAtLimit),
-         ("closedLeastUsed", closedLeastUsed), ("acceptPauses", acceptPauses),
-         ("connectsStarted", connectsStarted), ("connectsFailed", connectsFailed), ("connectionsReused", connectionsReused),
-         ("requestsIn", requestsIn), ("repliesOut", repliesOut), ("repliesDropped", repliesDropped),
-         ("exchangesCompleted", exchangesCompleted), ("exchangesFailed", exchangesFailed),
-         ("bytesIn", bytesIn), ("bytesOut", bytesOut), ("writeWaits", writeWaits), ("turnsYielded", turnsYielded),
-         ("timedOut", timedOut), ("idleClosed", idleClosed), ("refusedMessages", refusedMessages),
-         ("truncated", truncated), ("budgetRefusals", budgetRefusals)]
+        [
+            ("incomingOpen", incomingOpen), ("outgoingOpen", outgoingOpen), ("outgoingIdle", outgoingIdle),
+            ("requestBytesHeld", requestBytesHeld),
+            ("accepted", accepted), ("refusedDescriptors", refusedDescriptors), ("refusedAtLimit", refusedAtLimit),
+            ("closedLeastUsed", closedLeastUsed), ("acceptPauses", acceptPauses),
+            ("connectsStarted", connectsStarted), ("connectsFailed", connectsFailed),
+            ("connectionsReused", connectionsReused),
+            ("requestsIn", requestsIn), ("repliesOut", repliesOut), ("repliesDropped", repliesDropped),
+            ("exchangesCompleted", exchangesCompleted), ("exchangesFailed", exchangesFailed),
+            ("bytesIn", bytesIn), ("bytesOut", bytesOut), ("writeWaits", writeWaits), ("turnsYielded", turnsYielded),
+            ("timedOut", timedOut), ("idleClosed", idleClosed), ("refusedMessages", refusedMessages),
+            ("truncated", truncated), ("budgetRefusals", budgetRefusals),
+        ]
     }
 }

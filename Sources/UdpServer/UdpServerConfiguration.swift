@@ -1,5 +1,5 @@
-import Sockets
 import Glibc
+import Sockets
 
 /// The server's tunables; the defaults are the original's numbers unless noted.
 ///
@@ -101,7 +101,9 @@ public struct UdpServerConfiguration {
         guard (1...DatagramSocket.maxDatagramsPerCall).contains(datagramsPerSystemCall) else {
             throw .datagramsPerSystemCall(datagramsPerSystemCall)
         }
-        guard receiveBufferSize > 0, sendBufferSize > 0 else { throw .bufferSize(min(receiveBufferSize, sendBufferSize)) }
+        guard receiveBufferSize > 0, sendBufferSize > 0 else {
+            throw .bufferSize(min(receiveBufferSize, sendBufferSize))
+        }
         guard maxBufferedIncomingBytes >= 0 else { throw .maxBufferedIncomingBytes(maxBufferedIncomingBytes) }
         if let n = maxIncomingSlotsPerPeer, n < 1 { throw .maxIncomingSlotsPerPeer(n) }
         if let n = maxBufferedBytesPerPeer, n < 0 { throw .maxBufferedBytesPerPeer(n) }

@@ -104,21 +104,24 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
 
     /// Name/value pairs in a fixed order, for tables and logs.
     public var fields: [(String, Int)] {
-        [("outgoingSlots", outgoingSlots), ("incomingSlots", incomingSlots),
-         ("datagramsIn", datagramsIn), ("bytesIn", bytesIn), ("datagramsOut", datagramsOut),
-         ("bytesOut", bytesOut), ("acksIn", acksIn), ("acksOut", acksOut),
-         ("cancelAcksIn", cancelAcksIn), ("cancelAcksOut", cancelAcksOut), ("resends", resends),
-         ("requestsSent", requestsSent), ("requestsCompleted", requestsCompleted),
-         ("handlerCalls", handlerCalls), ("repliesSent", repliesSent), ("errorRepliesSent", errorRepliesSent),
-         ("timeouts", timeouts), ("noSlotRequests", noSlotRequests), ("unhandledRequests", unhandledRequests),
-         ("corrupt", corrupt), ("duplicates", duplicates), ("strayAcks", strayAcks),
-         ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
-         ("memoryDrops", memoryDrops), ("peerShareDrops", peerShareDrops), ("lateDuplicates", lateDuplicates),
-         ("dropped", dropped), ("evictions", evictions), ("repliesAbandoned", repliesAbandoned),
-         ("requestsResent", requestsResent), ("replyPokes", replyPokes),
-         ("receiveSystemCalls", receiveSystemCalls), ("sendSystemCalls", sendSystemCalls), ("sendsBlocked", sendsBlocked),
-         ("sendErrors", sendErrors), ("receiveErrors", receiveErrors),
-         ("writeCallbacksRegistered", writeCallbacksRegistered), ("callbacksHeldBack", callbacksHeldBack)]
+        [
+            ("outgoingSlots", outgoingSlots), ("incomingSlots", incomingSlots),
+            ("datagramsIn", datagramsIn), ("bytesIn", bytesIn), ("datagramsOut", datagramsOut),
+            ("bytesOut", bytesOut), ("acksIn", acksIn), ("acksOut", acksOut),
+            ("cancelAcksIn", cancelAcksIn), ("cancelAcksOut", cancelAcksOut), ("resends", resends),
+            ("requestsSent", requestsSent), ("requestsCompleted", requestsCompleted),
+            ("handlerCalls", handlerCalls), ("repliesSent", repliesSent), ("errorRepliesSent", errorRepliesSent),
+            ("timeouts", timeouts), ("noSlotRequests", noSlotRequests), ("unhandledRequests", unhandledRequests),
+            ("corrupt", corrupt), ("duplicates", duplicates), ("strayAcks", strayAcks),
+            ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
+            ("memoryDrops", memoryDrops), ("peerShareDrops", peerShareDrops), ("lateDuplicates", lateDuplicates),
+            ("dropped", dropped), ("evictions", evictions), ("repliesAbandoned", repliesAbandoned),
+            ("requestsResent", requestsResent), ("replyPokes", replyPokes),
+            ("receiveSystemCalls", receiveSystemCalls), ("sendSystemCalls", sendSystemCalls),
+            ("sendsBlocked", sendsBlocked),
+            ("sendErrors", sendErrors), ("receiveErrors", receiveErrors),
+            ("writeCallbacksRegistered", writeCallbacksRegistered), ("callbacksHeldBack", callbacksHeldBack),
+        ]
     }
 
     public var description: String {

@@ -21,19 +21,27 @@ func benchIdle(_ context: BenchContext) throws {
             guard let v = results[c]?.number(key) else { return .missing("failed") }
             return .value(v)
         }
-        context.report.add(Row(workload: "idle", label: "1 heartbeat", metric: metric, key: key,
-                               epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: decimals))
+        context.report.add(
+            Row(
+                workload: "idle", label: "1 heartbeat", metric: metric, key: key,
+                epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: decimals))
     }
     // Tickless: the physical limit is the heartbeat itself, one wake-up a second.
     let wakeups = context.report.row("idle", "1 heartbeat", "polls_per_s")?.epoll.number
-    context.report.add(TargetResult(name: "idle wake-ups of the epoll loop", formula: "wake-ups/s, epoll",
-                                    ratio: wakeups, goal: .atMost(2), note: wakeups == nil ? "no figure" : nil))
+    context.report.add(
+        TargetResult(
+            name: "idle wake-ups of the epoll loop", formula: "wake-ups/s, epoll",
+            ratio: wakeups, goal: .atMost(2), note: wakeups == nil ? "no figure" : nil))
     let cpu = context.report.row("idle", "1 heartbeat", "cpu_pct")?.epoll.number
-    context.report.add(TargetResult(name: "idle CPU of the epoll loop", formula: "CPU %, epoll",
-                                    ratio: cpu, goal: .atMost(0.1), note: cpu == nil ? "no figure" : nil))
+    context.report.add(
+        TargetResult(
+            name: "idle CPU of the epoll loop", formula: "CPU %, epoll",
+            ratio: cpu, goal: .atMost(0.1), note: cpu == nil ? "no figure" : nil))
     let r = context.report.row("idle", "1 heartbeat", "cpu_pct")?.epollOverLegacy
-    context.report.add(TargetResult(name: "idle CPU: epoll no higher than legacy", formula: "CPU % epoll ÷ legacy",
-                                    ratio: r, goal: .atMost(1.0), note: r == nil ? "no figure" : nil))
+    context.report.add(
+        TargetResult(
+            name: "idle CPU: epoll no higher than legacy", formula: "CPU % epoll ÷ legacy",
+            ratio: r, goal: .atMost(1.0), note: r == nil ? "no figure" : nil))
     sayError("  CPU epoll \(results[.epoll]?["cpu_pct"] ?? "?") %, legacy \(results[.legacy]?["cpu_pct"] ?? "?") %")
 }
 
@@ -54,7 +62,8 @@ func runIdleChild(_ options: Options) throws -> Int32 {
     let cpu = Double(processCPUNanoseconds() - cpuStart)
     let counters = loop.counters
     try loop.close()
-    say("result cpu_pct=\(format(cpu / wall * 100, decimals: 4)) polls_per_s=\(format(Double(counters.polls) / wall * 1e9, decimals: 1))"
-        + " alarms=\(counters.alarms) wakeups=\(counters.wakeups) beats=\(beats)")
+    say(
+        "result cpu_pct=\(format(cpu / wall * 100, decimals: 4)) polls_per_s=\(format(Double(counters.polls) / wall * 1e9, decimals: 1))"
+            + " alarms=\(counters.alarms) wakeups=\(counters.wakeups) beats=\(beats)")
     return 0
 }

@@ -45,53 +45,80 @@ let usage = """
 /// value out of range is refused before anything runs. Defaults are the readers' (`int(_:default:)`),
 /// as some depend on the workload (`scale fds` counts differently from `scale jobs`).
 let benchCommands: [String: CommandOptions] = {
-    let backend = Option.choice("--backend", LoopBackendKind.allCases.map(\.rawValue), default: nil,
-                                "the loop to use (default: the build's, \(LoopBackendKind.buildDefault))")
+    let backend = Option.choice(
+        "--backend", LoopBackendKind.allCases.map(\.rawValue), default: nil,
+        "the loop to use (default: the build's, \(LoopBackendKind.buildDefault))")
     let port = Option.integer("--port", 0...65535, default: nil, "UDP port on 127.0.0.1; 0 takes any free one")
-    let seconds = Option.integer("--seconds", 0...31_536_000, default: nil, "stop by itself after this many seconds; 0: never")
+    let seconds = Option.integer(
+        "--seconds", 0...31_536_000, default: nil, "stop by itself after this many seconds; 0: never")
     let list = "whole numbers separated by commas"
     func count(_ name: String, _ help: String) -> Option { .integer(name, 0...Int(Int32.max), default: nil, help) }
     let datagramsPerCall = count("--datagrams-per-call", "datagrams per recvmmsg/sendmmsg")
-    func command(_ name: String, _ summary: String, _ options: [Option], operands: String? = nil) -> (String, CommandOptions) {
-        (name, CommandOptions(program: "loop-bench", command: name, summary: summary, options: options, operands: operands,
-                              common: [.help]))
+    func command(_ name: String, _ summary: String, _ options: [Option], operands: String? = nil) -> (
+        String, CommandOptions
+    ) {
+        (
+            name,
+            CommandOptions(
+                program: "loop-bench", command: name, summary: summary, options: options, operands: operands,
+                common: [.help])
+        )
     }
     return Dictionary(uniqueKeysWithValues: [
-        command("run", "Every workload on both backends and the peers; prints the table, writes JSON and a markdown copy.", [
-            .flag("--quick", "tiny iteration counts: every workload once, in seconds (a smoke test)"),
-            .text("--only", "LIST", expects: "workload names separated by commas", "the workloads to run"),
-            .text("--json", "PATH", "where the results go (default .build-bench/bench-latest.json, with --quick bench-quick.json)"),
-            .text("--markdown", "PATH", "the table as markdown (default: the JSON path with .md)"),
-            .text("--peers", "DIR", "the compiled C peers (default scripts/peers/bin)"),
-            .text("--label", "TEXT", "the command recorded in the output (default: this command line)"),
-        ]),
-        command("echo-server", "A UDP echo server on one backend (the raw read callback), for the C client.",
-                [backend, port, seconds]),
-        command("pipes", "The pipes workload on one backend.", [
-            backend, .text("--pipes", "LIST", expects: list, "pipe counts (default 100,500,1000,8000)"),
-            count("--active", "active pipes (default 100)"), count("--writes", "writes per run (default 1000)"),
-            count("--runs", "runs (default 9)"), count("--warmup", "warm-up runs (default 3)"),
-        ]),
-        command("wakeup", "Worker-to-loop wake-up latency on one backend.", [
-            backend, count("--samples", "samples (default 1000)"), count("--warmup", "warm-up samples (default 50)"),
-        ]),
+        command(
+            "run", "Every workload on both backends and the peers; prints the table, writes JSON and a markdown copy.",
+            [
+                .flag("--quick", "tiny iteration counts: every workload once, in seconds (a smoke test)"),
+                .text("--only", "LIST", expects: "workload names separated by commas", "the workloads to run"),
+                .text(
+                    "--json", "PATH",
+                    "where the results go (default .build-bench/bench-latest.json, with --quick bench-quick.json)"),
+                .text("--markdown", "PATH", "the table as markdown (default: the JSON path with .md)"),
+                .text("--peers", "DIR", "the compiled C peers (default scripts/peers/bin)"),
+                .text("--label", "TEXT", "the command recorded in the output (default: this command line)"),
+            ]),
+        command(
+            "echo-server", "A UDP echo server on one backend (the raw read callback), for the C client.",
+            [backend, port, seconds]),
+        command(
+            "pipes", "The pipes workload on one backend.",
+            [
+                backend, .text("--pipes", "LIST", expects: list, "pipe counts (default 100,500,1000,8000)"),
+                count("--active", "active pipes (default 100)"), count("--writes", "writes per run (default 1000)"),
+                count("--runs", "runs (default 9)"), count("--warmup", "warm-up runs (default 3)"),
+            ]),
+        command(
+            "wakeup", "Worker-to-loop wake-up latency on one backend.",
+            [
+                backend, count("--samples", "samples (default 1000)"),
+                count("--warmup", "warm-up samples (default 50)"),
+            ]),
         command("idle", "An idle loop with one heartbeat until SIGTERM; prints its CPU use and wake-ups.", [backend]),
-        command("rpc-server", "A UdpServer answering bench requests with 64 bytes, until SIGTERM.",
-                [backend, seconds, port, datagramsPerCall]),
-        command("dispatch-order", "The cost of dispatching in registration order, on both backends (or --backend).", [
-            backend, .text("--ready", "LIST", expects: list, "ready pipe counts (default 16,64,200)"),
-            count("--polls", "polls per run (default 20000)"), count("--runs", "runs; the median is printed (default 5)"),
-        ]),
-        command("rpc-client", "Keeps --concurrency requests of --size bytes in flight to --port; prints the rate.", [
-            backend, port, count("--size", "request size in bytes (default 64)"),
-            count("--concurrency", "requests in flight (default 1)"), count("--warmup-ms", "warm-up (default 200)"),
-            count("--ms", "measured time (default 1000)"), datagramsPerCall,
-        ]),
-        command("scale", "The cost per event (or job) with N idle descriptors, N sleep callbacks or N jobs, on one backend.", [
-            backend, .text("--counts", "LIST", expects: list, "the Ns"), count("--events", "events per run"),
-            count("--runs", "runs (default 3)"), count("--max-ms", "fds: stop a run after this long (default 500)"),
-            count("--idle-ms", "sleepers: the idle CPU part (default 2000)"),
-        ], operands: "fds|sleepers|jobs"),
+        command(
+            "rpc-server", "A UdpServer answering bench requests with 64 bytes, until SIGTERM.",
+            [backend, seconds, port, datagramsPerCall]),
+        command(
+            "dispatch-order", "The cost of dispatching in registration order, on both backends (or --backend).",
+            [
+                backend, .text("--ready", "LIST", expects: list, "ready pipe counts (default 16,64,200)"),
+                count("--polls", "polls per run (default 20000)"),
+                count("--runs", "runs; the median is printed (default 5)"),
+            ]),
+        command(
+            "rpc-client", "Keeps --concurrency requests of --size bytes in flight to --port; prints the rate.",
+            [
+                backend, port, count("--size", "request size in bytes (default 64)"),
+                count("--concurrency", "requests in flight (default 1)"), count("--warmup-ms", "warm-up (default 200)"),
+                count("--ms", "measured time (default 1000)"), datagramsPerCall,
+            ]),
+        command(
+            "scale",
+            "The cost per event (or job) with N idle descriptors, N sleep callbacks or N jobs, on one backend.",
+            [
+                backend, .text("--counts", "LIST", expects: list, "the Ns"), count("--events", "events per run"),
+                count("--runs", "runs (default 3)"), count("--max-ms", "fds: stop a run after this long (default 500)"),
+                count("--idle-ms", "sleepers: the idle CPU part (default 2000)"),
+            ], operands: "fds|sleepers|jobs"),
     ])
 }()
 
@@ -115,7 +142,9 @@ struct Options {
 
     func value(_ name: String) -> String? { parsed.string(name) }
 
-    func int(_ name: String, default fallback: Int) throws(CommandLineError) -> Int { parsed.int(name, default: fallback) }
+    func int(_ name: String, default fallback: Int) throws(CommandLineError) -> Int {
+        parsed.int(name, default: fallback)
+    }
 
     func ints(_ name: String, default fallback: [Int]) throws(CommandLineError) -> [Int] {
         try parsed.converted(name) { raw -> [Int]? in

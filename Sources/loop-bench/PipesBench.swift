@@ -9,9 +9,11 @@ import LoopTools
 func benchPipes(_ context: BenchContext) throws {
     let budget = context.budget
     let workload = "pipes"
-    let shape = ["--active", String(budget.pipeActive), "--writes", String(budget.pipeWrites),
-                 "--runs", String(budget.pipeRunsPerRound), "--warmup", String(budget.pipeWarmup),
-                 "--pipes", budget.pipeCounts.map(String.init).joined(separator: ",")]
+    let shape = [
+        "--active", String(budget.pipeActive), "--writes", String(budget.pipeWrites),
+        "--runs", String(budget.pipeRunsPerRound), "--warmup", String(budget.pipeWarmup),
+        "--pipes", budget.pipeCounts.map(String.init).joined(separator: ","),
+    ]
     context.report.peer("libevent \(libeventVersion()) epoll backend (scripts/peers/pipes-libevent.c)", for: workload)
 
     var contenders: [(column: Column, argv: [String])] = LoopBackendKind.allCases.map {
@@ -48,16 +50,20 @@ func benchPipes(_ context: BenchContext) throws {
             guard let times = runs[c]?[n], !times.isEmpty else { return .missing("failed") }
             return .value(median(times))
         }
-        let row = Row(workload: workload, label: "N=\(n)", metric: "median µs", key: "median_us",
-                      epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: 0)
+        let row = Row(
+            workload: workload, label: "N=\(n)", metric: "median µs", key: "median_us",
+            epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: 0)
         context.report.add(row)
-        sayError("  N=\(n): epoll \(row.epoll.text(decimals: 0)) µs, legacy \(row.legacy.text(decimals: 0)), libevent \(row.peer?.text(decimals: 0) ?? "-")")
+        sayError(
+            "  N=\(n): epoll \(row.epoll.text(decimals: 0)) µs, legacy \(row.legacy.text(decimals: 0)), libevent \(row.peer?.text(decimals: 0) ?? "-")"
+        )
     }
     for (n, goal) in [(1000, 1.2), (8000, 1.3)] {
         let r = context.report.row(workload, "N=\(n)", "median_us")?.epollOverPeer
-        context.report.add(TargetResult(
-            name: "pipes N=\(n): epoll vs libevent-epoll", formula: "time epoll ÷ libevent",
-            ratio: r, goal: .atMost(goal), note: r == nil ? "no figure for N=\(n)" : nil))
+        context.report.add(
+            TargetResult(
+                name: "pipes N=\(n): epoll vs libevent-epoll", formula: "time epoll ÷ libevent",
+                ratio: r, goal: .atMost(goal), note: r == nil ? "no figure for N=\(n)" : nil))
     }
 }
 
@@ -101,7 +107,9 @@ func runPipesChild(_ options: Options) throws -> Int32 {
         var times: [Double] = []
         for _ in 0..<runs { times.append(Double(try ring.run(loop)) / 1000) }
         let list = times.map { format($0, decimals: 1) }.joined(separator: ",")
-        say("result pipes=\(n) median_us=\(format(median(times), decimals: 1)) runs_us=\(list) failures=\(ring.failures)")
+        say(
+            "result pipes=\(n) median_us=\(format(median(times), decimals: 1)) runs_us=\(list) failures=\(ring.failures)"
+        )
     }
     return 0
 }
@@ -157,7 +165,9 @@ final class PipeRing {
     }
 
     func register(on loop: Loop) throws(LoopError) {
-        let counters = self.counters, writeEnds = self.writeEnds, pairs = self.pairs
+        let counters = self.counters
+        let writeEnds = self.writeEnds
+        let pairs = self.pairs
         for i in 0..<pairs {
             let next = i + 1 == pairs ? 0 : i + 1
             try loop.registerRead(fd: readEnds[i]) { fd in

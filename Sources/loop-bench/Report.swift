@@ -83,7 +83,9 @@ struct Curve: Sendable {
     /// Contenders in a fixed order: the loops first, then the peers by name.
     var contenders: [String] {
         series.keys.sorted { a, b in
-            let rank = { (s: String) in LoopBackendKind(rawValue: s).map { LoopBackendKind.allCases.firstIndex(of: $0)! } ?? 9 }
+            let rank = { (s: String) in
+                LoopBackendKind(rawValue: s).map { LoopBackendKind.allCases.firstIndex(of: $0)! } ?? 9
+            }
             return rank(a) != rank(b) ? rank(a) < rank(b) : a < b
         }
     }

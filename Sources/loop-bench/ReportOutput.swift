@@ -5,23 +5,30 @@ import LoopTools
 /// The three renderings of a report: the console table, markdown for
 /// docs/BENCHMARKS.md, and JSON for tools.
 extension Report {
-    private static let headers = ["workload", "case", "metric", "epoll", "legacy", "peer", "epoll/legacy", "epoll/peer"]
+    private static let headers = [
+        "workload", "case", "metric", "epoll", "legacy", "peer", "epoll/legacy", "epoll/peer",
+    ]
 
     private func cells(_ row: Row) -> [String] {
-        [row.workload, row.label, row.metric,
-         row.epoll.text(decimals: row.decimals), row.legacy.text(decimals: row.decimals),
-         row.peer?.text(decimals: row.decimals) ?? "—",
-         row.epollOverLegacy.map { format($0, decimals: 2) } ?? "—",
-         row.epollOverPeer.map { format($0, decimals: 2) } ?? "—"]
+        [
+            row.workload, row.label, row.metric,
+            row.epoll.text(decimals: row.decimals), row.legacy.text(decimals: row.decimals),
+            row.peer?.text(decimals: row.decimals) ?? "—",
+            row.epollOverLegacy.map { format($0, decimals: 2) } ?? "—",
+            row.epollOverPeer.map { format($0, decimals: 2) } ?? "—",
+        ]
     }
 
     private var heading: String {
         "\(date) on nproc \(machine.cpus), \(machine.model) (/proc/cpuinfo), \(machine.kernel)"
-            + (canPin ? ", clients and servers pinned with taskset" : ", unpinned") + (quick ? ", QUICK (smoke test, numbers meaningless)" : "")
+            + (canPin ? ", clients and servers pinned with taskset" : ", unpinned")
+            + (quick ? ", QUICK (smoke test, numbers meaningless)" : "")
     }
 
     private var targetLines: [[String]] {
-        targets.map { [$0.name, $0.formula, $0.ratio.map { format($0, decimals: 2) } ?? "—", $0.goal.text, $0.verdict] }
+        targets.map {
+            [$0.name, $0.formula, $0.ratio.map { format($0, decimals: 2) } ?? "—", $0.goal.text, $0.verdict]
+        }
     }
 
     // MARK: Console
@@ -39,7 +46,9 @@ extension Report {
         if !peers.isEmpty {
             out += "\npeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + "\n"
         }
-        for curve in curves { out += "\n\(curve.title) (\(curve.y))\n" + columns(curveTable(curve), rightAligned: 1...9) }
+        for curve in curves {
+            out += "\n\(curve.title) (\(curve.y))\n" + columns(curveTable(curve), rightAligned: 1...9)
+        }
         out += "\ntargets\n"
         out += columns([["target", "ratio of", "ratio", "goal", "result"]] + targetLines, rightAligned: 2...3)
         for n in notes { out += "note: \(n)\n" }
@@ -67,7 +76,8 @@ extension Report {
         let names = curve.contenders
         var table = [[curve.x] + names]
         for n in curve.counts {
-            table.append([String(n)] + names.map { curve.series[$0]?[n]?.text(decimals: curve.y.contains("%") ? 3 : 0) ?? "—" })
+            table.append(
+                [String(n)] + names.map { curve.series[$0]?[n]?.text(decimals: curve.y.contains("%") ? 3 : 0) ?? "—" })
         }
         return table
     }
@@ -121,28 +131,52 @@ extension Report {
         }
         return JSON.object([
             ("date", .string(date)),
-            ("machine", .object([("cpus", .int(machine.cpus)), ("model", .string(machine.model)),
-                                 ("kernel", .string(machine.kernel))])),
+            (
+                "machine",
+                .object([
+                    ("cpus", .int(machine.cpus)), ("model", .string(machine.model)),
+                    ("kernel", .string(machine.kernel)),
+                ])
+            ),
             ("command", .string(command)), ("revision", .string(revision)), ("quick", .bool(quick)),
             ("pinned", .bool(canPin)),
             ("peers", .object(peers.map { ($0.workload, JSON.string($0.peer)) })),
             ("rows", .array(rowObjects)), ("targets", .array(targetObjects)),
             ("notes", .array(notes.map(JSON.string))),
             ("cdfPercentiles", .array(cdfPercentiles.map(JSON.number))),
-            ("distributions", .array(distributions.map { d in
-                JSON.object([("name", .string(d.name)), ("title", .string(d.title)),
-                             ("series", .object(d.series.map { ($0.0, JSON.array($0.1.map(JSON.number))) }))])
-            })),
-            ("curves", .array(curves.map { c in
-                JSON.object([
-                    ("name", .string(c.name)), ("title", .string(c.title)), ("x", .string(c.x)), ("y", .string(c.y)),
-                    ("series", .object(c.contenders.map { name in
-                        (name, JSON.array(c.counts.map { n in
-                            JSON.object([("n", .int(n)), ("value", cell(c.series[name]?[n]))])
-                        }))
-                    })),
-                ])
-            })),
+            (
+                "distributions",
+                .array(
+                    distributions.map { d in
+                        JSON.object([
+                            ("name", .string(d.name)), ("title", .string(d.title)),
+                            ("series", .object(d.series.map { ($0.0, JSON.array($0.1.map(JSON.number))) })),
+                        ])
+                    })
+            ),
+            (
+                "curves",
+                .array(
+                    curves.map { c in
+                        JSON.object([
+                            ("name", .string(c.name)), ("title", .string(c.title)), ("x", .string(c.x)),
+                            ("y", .string(c.y)),
+                            (
+                                "series",
+                                .object(
+                                    c.contenders.map { name in
+                                        (
+                                            name,
+                                            JSON.array(
+                                                c.counts.map { n in
+                                                    JSON.object([("n", .int(n)), ("value", cell(c.series[name]?[n]))])
+                                                })
+                                        )
+                                    })
+                            ),
+                        ])
+                    })
+            ),
         ]).description + "\n"
     }
 }

@@ -35,18 +35,23 @@ func benchRpc(_ context: BenchContext) throws {
     var results: [Column: [String: [[String: String]]]] = [:]
     for repetition in 0..<budget.rpcRepeats {
         for kind in rotated(LoopBackendKind.allCases, by: repetition) {
-            let server = try spawn([context.selfPath, "rpc-server", "--backend", kind.rawValue, "--seconds", "600"], cpu: 0)
+            let server = try spawn(
+                [context.selfPath, "rpc-server", "--backend", kind.rawValue, "--seconds", "600"], cpu: 0)
             let port = try server.expect("ready", timeoutMs: 10_000)["port"] ?? "0"
             for c in rpcCases {
-                let client = try spawn([context.selfPath, "rpc-client", "--backend", kind.rawValue, "--port", port,
-                                        "--size", String(c.size), "--concurrency", String(c.concurrency),
-                                        "--warmup-ms", String(budget.rpcWarmupMs), "--ms", String(budget.rpcMeasureMs)],
-                                       cpu: c.clientCPU)
+                let client = try spawn(
+                    [
+                        context.selfPath, "rpc-client", "--backend", kind.rawValue, "--port", port,
+                        "--size", String(c.size), "--concurrency", String(c.concurrency),
+                        "--warmup-ms", String(budget.rpcWarmupMs), "--ms", String(budget.rpcMeasureMs),
+                    ],
+                    cpu: c.clientCPU)
                 let result = try client.expect("result", timeoutMs: budget.rpcWarmupMs + budget.rpcMeasureMs + 30_000)
                 client.waitForExit()
                 results[Column(kind), default: [:]][c.label, default: []].append(result)
-                sayError("  \(kind) \(c.label): \(result["rpc_per_s"] ?? "?") RPC/s, p50 \(result["p50_us"] ?? "?") µs"
-                    + (result["failed"].map { $0 == "0" ? "" : ", \($0) failed" } ?? ""))
+                sayError(
+                    "  \(kind) \(c.label): \(result["rpc_per_s"] ?? "?") RPC/s, p50 \(result["p50_us"] ?? "?") µs"
+                        + (result["failed"].map { $0 == "0" ? "" : ", \($0) failed" } ?? ""))
             }
             server.terminate()
             _ = try? server.expect("done", timeoutMs: 5_000)
@@ -64,8 +69,10 @@ func benchRpc(_ context: BenchContext) throws {
                     .compactMap { $0.number(key) }
                 return values.isEmpty ? .missing("failed") : .value(median(values))
             }
-            context.report.add(Row(workload: "rpc", label: c.label, metric: metric, key: key,
-                                   epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: decimals))
+            context.report.add(
+                Row(
+                    workload: "rpc", label: c.label, metric: metric, key: key,
+                    epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: decimals))
         }
     }
 
@@ -73,23 +80,28 @@ func benchRpc(_ context: BenchContext) throws {
         let series = [Column.epoll, .legacy].compactMap { column in
             mergedCDF(results[column]?[label] ?? []).map { ("\(column)", $0) }
         }
-        context.report.add(Distribution(name: "rpc \(label)", title: "RPC round trip, 64 B request, \(label)", series: series))
+        context.report.add(
+            Distribution(name: "rpc \(label)", title: "RPC round trip, 64 B request, \(label)", series: series))
     }
 
     // The C echo's RTT rate at window 32 comes from the udp-echo rows of this run.
     let rpcRate = context.report.row("rpc", "1 dgram, c=32", "rpc_per_s")?.epoll.number
     let echoRate = context.report.row("udp-echo", "window 32", "rtt_per_s")?.peer?.number
     let r = quotient(rpcRate, echoRate)
-    context.report.add(TargetResult(
-        name: "UdpServer 1-dgram RPC rate vs the C echo RTT rate", formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32",
-        ratio: r, goal: .atLeast(0.45), note: r == nil ? "needs the udp-echo and rpc figures of the same run" : nil))
+    context.report.add(
+        TargetResult(
+            name: "UdpServer 1-dgram RPC rate vs the C echo RTT rate", formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32",
+            ratio: r, goal: .atLeast(0.45), note: r == nil ? "needs the udp-echo and rpc figures of the same run" : nil)
+    )
     // The same comparison with client and server sharing one CPU (informational).
     let rpcShared = context.report.row("rpc", "1 dgram, c=32, one CPU", "rpc_per_s")?.epoll.number
     let echoShared = context.report.row("udp-echo", "window 32, one CPU", "rtt_per_s")?.peer?.number
     let rShared = quotient(rpcShared, echoShared)
-    context.report.add(TargetResult(
-        name: "(same, both ends on one CPU)", formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32, one CPU",
-        ratio: rShared, goal: .atLeast(0.45), note: rShared == nil ? "needs the udp-echo and rpc figures of the same run" : nil))
+    context.report.add(
+        TargetResult(
+            name: "(same, both ends on one CPU)", formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32, one CPU",
+            ratio: rShared, goal: .atLeast(0.45),
+            note: rShared == nil ? "needs the udp-echo and rpc figures of the same run" : nil))
 }
 
 /// `loop-bench rpc-server`: a UdpServer answering every request of the bench
@@ -101,7 +113,8 @@ func runRpcServer(_ options: Options) throws -> Int32 {
     let loop = try Loop.make(backend)
     var configuration = UdpServerConfiguration.loopback
     configuration.port = UInt16(try options.int("--port", default: 0))
-    configuration.datagramsPerSystemCall = try options.int("--datagrams-per-call", default: configuration.datagramsPerSystemCall)
+    configuration.datagramsPerSystemCall = try options.int(
+        "--datagrams-per-call", default: configuration.datagramsPerSystemCall)
     let server = UdpServer(loop: loop, configuration: configuration)
     try server.start()
     let reply = [UInt8](repeating: 0x5a, count: replySize)
@@ -117,7 +130,7 @@ func runRpcServer(_ options: Options) throws -> Int32 {
 
     _ = try loop.run()
     let stats = server.stats
-    server.shutdown(urgent: true)  // outside a batch, so the socket closes at once
+    server.shutdown(urgent: true) // outside a batch, so the socket closes at once
     say("done repliesSent=\(stats.repliesSent) datagramsIn=\(stats.datagramsIn) polls=\(loop.counters.polls)")
     try loop.close()
     return 0
@@ -134,11 +147,14 @@ func runRpcClient(_ options: Options) throws -> Int32 {
     let concurrency = try options.int("--concurrency", default: 1)
     let warmupMs = try options.int("--warmup-ms", default: 200)
     let measureMs = try options.int("--ms", default: 1000)
-    guard port > 0, size >= 0, concurrency >= 1 else { throw UsageError("rpc-client needs --port, --size >= 0, --concurrency >= 1") }
+    guard port > 0, size >= 0, concurrency >= 1 else {
+        throw UsageError("rpc-client needs --port, --size >= 0, --concurrency >= 1")
+    }
 
     let loop = try Loop.make(backend)
     var configuration = UdpServerConfiguration.loopback
-    configuration.datagramsPerSystemCall = try options.int("--datagrams-per-call", default: configuration.datagramsPerSystemCall)
+    configuration.datagramsPerSystemCall = try options.int(
+        "--datagrams-per-call", default: configuration.datagramsPerSystemCall)
     let client = UdpServer(loop: loop, configuration: configuration)
     try client.start()
     let peer = PeerAddress.loopback(port: UInt16(port))
@@ -173,11 +189,12 @@ func runRpcClient(_ options: Options) throws -> Int32 {
 
     let seconds = Double(measureMs) / 1000
     let rate = Double(latencies.count) / seconds
-    say("result rpc_per_s=\(format(rate, decimals: 0)) p50_us=\(format(latencies.percentile(50), decimals: 1))"
-        + " p99_us=\(format(latencies.percentile(99), decimals: 1))"
-        + " mb_per_s=\(format(rate * Double(size) / 1e6, decimals: 1)) samples=\(latencies.count) failed=\(failed)"
-        + " " + cdfField(latencies)
-        + (firstFailure.map { " first_failure=\(String(describing: $0).replacingSpaces())" } ?? ""))
+    say(
+        "result rpc_per_s=\(format(rate, decimals: 0)) p50_us=\(format(latencies.percentile(50), decimals: 1))"
+            + " p99_us=\(format(latencies.percentile(99), decimals: 1))"
+            + " mb_per_s=\(format(rate * Double(size) / 1e6, decimals: 1)) samples=\(latencies.count) failed=\(failed)"
+            + " " + cdfField(latencies)
+            + (firstFailure.map { " first_failure=\(String(describing: $0).replacingSpaces())" } ?? ""))
     client.shutdown(urgent: true)
     try loop.close()
     return 0

@@ -90,14 +90,17 @@ func runAll(_ options: Options) throws -> Int32 {
         }
     }
     // A smoke test must not overwrite the figures of the last full run.
-    let jsonPath = options.value("--json") ?? (quick ? ".build-bench/bench-quick.json" : ".build-bench/bench-latest.json")
-    let markdownPath = options.value("--markdown")
+    let jsonPath =
+        options.value("--json") ?? (quick ? ".build-bench/bench-quick.json" : ".build-bench/bench-latest.json")
+    let markdownPath =
+        options.value("--markdown")
         ?? (jsonPath.hasSuffix(".json") ? String(jsonPath.dropLast(5)) : jsonPath) + ".md"
     let command = options.value("--label") ?? CommandLine.arguments.joined(separator: " ")
 
     let report = Report(command: command, quick: quick)
-    let context = BenchContext(budget: Budget(quick: quick), report: report, selfPath: selfExecutablePath(),
-                               peersDirectory: options.value("--peers") ?? "scripts/peers/bin")
+    let context = BenchContext(
+        budget: Budget(quick: quick), report: report, selfPath: selfExecutablePath(),
+        peersDirectory: options.value("--peers") ?? "scripts/peers/bin")
     if !canPin { report.note("taskset or a second CPU is missing: nothing was pinned") }
 
     for workload in workloads where selected.contains(workload.name) {
@@ -113,7 +116,7 @@ func runAll(_ options: Options) throws -> Int32 {
     }
 
     print(report.text)
-    fflush(nil)  // before the progress line on stderr
+    fflush(nil) // before the progress line on stderr
     try writeFile(jsonPath, report.json)
     try writeFile(markdownPath, report.markdown)
     sayError("wrote \(jsonPath) and \(markdownPath)")

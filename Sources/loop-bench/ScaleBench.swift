@@ -16,8 +16,9 @@ import LoopTools
 func benchScale(_ context: BenchContext) throws {
     let budget = context.budget
     let peer = context.peer("scale-libevent")
-    context.report.peer("libevent \(libeventVersion()) select and epoll backends (scripts/peers/scale-libevent.c)",
-                        for: "scale-fds")
+    context.report.peer(
+        "libevent \(libeventVersion()) select and epoll backends (scripts/peers/scale-libevent.c)",
+        for: "scale-fds")
 
     // fds
     var fdContenders: [(String, [String])] = LoopBackendKind.allCases.map {
@@ -27,60 +28,82 @@ func benchScale(_ context: BenchContext) throws {
         fdContenders.append(("libevent epoll", [peer, "epoll"]))
         fdContenders.append(("libevent select", [peer, "select"]))
     }
-    let fdShape = ["--counts", budget.scaleFds.map(String.init).joined(separator: ","),
-                   "--events", String(budget.scaleEvents), "--runs", String(budget.scaleRuns),
-                   "--max-ms", String(budget.scaleMaxMs)]
+    let fdShape = [
+        "--counts", budget.scaleFds.map(String.init).joined(separator: ","),
+        "--events", String(budget.scaleEvents), "--runs", String(budget.scaleRuns),
+        "--max-ms", String(budget.scaleMaxMs),
+    ]
     let fds = try measureCurve(fdContenders, shape: fdShape, key: "ns_per_event", rounds: budget.scaleRounds)
-    context.report.add(Curve(name: "scale-fds", title: "Cost per event vs idle descriptors registered",
-                             x: "registered idle descriptors", y: "ns per dispatched event",
-                             counts: budget.scaleFds, series: fds))
-    addScaleTarget(context, fds, name: "idle descriptors: epoll at 15,000 vs at 10",
-                   formula: "ns/event epoll N=15000 ÷ N=10", from: 10, to: 15_000, goal: 1.2)
+    context.report.add(
+        Curve(
+            name: "scale-fds", title: "Cost per event vs idle descriptors registered",
+            x: "registered idle descriptors", y: "ns per dispatched event",
+            counts: budget.scaleFds, series: fds))
+    addScaleTarget(
+        context, fds, name: "idle descriptors: epoll at 15,000 vs at 10",
+        formula: "ns/event epoll N=15000 ÷ N=10", from: 10, to: 15_000, goal: 1.2)
 
     // sleepers
     let sleeperContenders: [(String, [String])] = LoopBackendKind.allCases.map {
         ($0.rawValue, [context.selfPath, "scale", "sleepers", "--backend", $0.rawValue])
     }
-    let sleeperShape = ["--counts", budget.scaleSleepers.map(String.init).joined(separator: ","),
-                        "--events", String(budget.scaleSleeperEvents), "--runs", "1",
-                        "--idle-ms", String(budget.scaleIdleMs)]
-    let (sleepers, sleepersIdle) = try measureCurves(sleeperContenders, shape: sleeperShape,
-                                                     keys: ("result", "ns_per_event"), ("idle", "idle_cpu_pct"),
-                                                     rounds: budget.scaleSleeperRounds)
-    context.report.add(Curve(name: "scale-sleepers", title: "Cost per event vs sleep callbacks of 1 s registered",
-                             x: "sleep callbacks (1 s each)", y: "ns per dispatched event",
-                             counts: budget.scaleSleepers, series: sleepers))
-    context.report.add(Curve(name: "scale-sleepers-idle", title: "CPU of an idle loop vs sleep callbacks of 1 s",
-                             x: "sleep callbacks (1 s each)", y: "CPU %",
-                             counts: budget.scaleSleepers, series: sleepersIdle))
-    addScaleTarget(context, sleepers, name: "sleep callbacks: epoll with 100,000 vs 10",
-                   formula: "ns/event epoll N=100000 ÷ N=10", from: 10, to: 100_000, goal: 2.0)
+    let sleeperShape = [
+        "--counts", budget.scaleSleepers.map(String.init).joined(separator: ","),
+        "--events", String(budget.scaleSleeperEvents), "--runs", "1",
+        "--idle-ms", String(budget.scaleIdleMs),
+    ]
+    let (sleepers, sleepersIdle) = try measureCurves(
+        sleeperContenders, shape: sleeperShape,
+        keys: ("result", "ns_per_event"), ("idle", "idle_cpu_pct"),
+        rounds: budget.scaleSleeperRounds)
+    context.report.add(
+        Curve(
+            name: "scale-sleepers", title: "Cost per event vs sleep callbacks of 1 s registered",
+            x: "sleep callbacks (1 s each)", y: "ns per dispatched event",
+            counts: budget.scaleSleepers, series: sleepers))
+    context.report.add(
+        Curve(
+            name: "scale-sleepers-idle", title: "CPU of an idle loop vs sleep callbacks of 1 s",
+            x: "sleep callbacks (1 s each)", y: "CPU %",
+            counts: budget.scaleSleepers, series: sleepersIdle))
+    addScaleTarget(
+        context, sleepers, name: "sleep callbacks: epoll with 100,000 vs 10",
+        formula: "ns/event epoll N=100000 ÷ N=10", from: 10, to: 100_000, goal: 2.0)
 
     // jobs
     let jobContenders: [(String, [String])] = LoopBackendKind.allCases.map {
         ($0.rawValue, [context.selfPath, "scale", "jobs", "--backend", $0.rawValue])
     }
-    let jobShape = ["--counts", budget.scaleJobs.map(String.init).joined(separator: ","), "--runs", String(budget.scaleRuns)]
+    let jobShape = [
+        "--counts", budget.scaleJobs.map(String.init).joined(separator: ","), "--runs", String(budget.scaleRuns),
+    ]
     let jobs = try measureCurve(jobContenders, shape: jobShape, key: "ns_per_job", rounds: budget.scaleRounds)
-    context.report.add(Curve(name: "scale-jobs", title: "Cost per worker job vs jobs in one batch",
-                             x: "jobs submitted at once", y: "ns per job (submit to completion)",
-                             counts: budget.scaleJobs, series: jobs))
+    context.report.add(
+        Curve(
+            name: "scale-jobs", title: "Cost per worker job vs jobs in one batch",
+            x: "jobs submitted at once", y: "ns per job (submit to completion)",
+            counts: budget.scaleJobs, series: jobs))
     for kind in LoopBackendKind.allCases {
-        addScaleTarget(context, jobs, series: kind.rawValue, name: "worker jobs, \(kind.rawValue): per job at 100,000 vs 1,000",
-                       formula: "ns/job N=100000 ÷ N=1000", from: 1_000, to: 100_000, goal: 1.5)
+        addScaleTarget(
+            context, jobs, series: kind.rawValue, name: "worker jobs, \(kind.rawValue): per job at 100,000 vs 1,000",
+            formula: "ns/job N=100000 ÷ N=1000", from: 1_000, to: 100_000, goal: 1.5)
     }
 }
 
-private func measureCurve(_ contenders: [(String, [String])], shape: [String], key: String,
-                          rounds: Int) throws -> [String: [Int: Cell]] {
+private func measureCurve(
+    _ contenders: [(String, [String])], shape: [String], key: String,
+    rounds: Int
+) throws -> [String: [Int: Cell]] {
     try measureCurves(contenders, shape: shape, keys: ("result", key), ("result", key), rounds: rounds).0
 }
 
 /// Runs every contender in rotating rounds; per series and N, the median of the figures
 /// under each (line tag, key) its lines gave, or why there is none.
-private func measureCurves(_ contenders: [(String, [String])], shape: [String],
-                           keys first: (tag: String, key: String), _ second: (tag: String, key: String),
-                           rounds: Int) throws -> ([String: [Int: Cell]], [String: [Int: Cell]]) {
+private func measureCurves(
+    _ contenders: [(String, [String])], shape: [String],
+    keys first: (tag: String, key: String), _ second: (tag: String, key: String),
+    rounds: Int
+) throws -> ([String: [Int: Cell]], [String: [Int: Cell]]) {
     var values: [[String: [Int: [Double]]]] = [[:], [:]]
     var refused: [String: [Int: String]] = [:]
     for round in 0..<rounds {
@@ -114,11 +137,15 @@ private func measureCurves(_ contenders: [(String, [String])], shape: [String],
     return (result[0], result[1])
 }
 
-private func addScaleTarget(_ context: BenchContext, _ series: [String: [Int: Cell]], series name: String = "epoll",
-                            name target: String, formula: String, from: Int, to: Int, goal: Double) {
+private func addScaleTarget(
+    _ context: BenchContext, _ series: [String: [Int: Cell]], series name: String = "epoll",
+    name target: String, formula: String, from: Int, to: Int, goal: Double
+) {
     let r = quotient(series[name]?[to]?.number, series[name]?[from]?.number)
-    context.report.add(TargetResult(name: target, formula: formula, ratio: r, goal: .atMost(goal),
-                                    note: r == nil ? "no figure" : nil))
+    context.report.add(
+        TargetResult(
+            name: target, formula: formula, ratio: r, goal: .atMost(goal),
+            note: r == nil ? "no figure" : nil))
 }
 
 // MARK: The child
@@ -151,7 +178,7 @@ func runScaleChild(_ options: Options) throws -> Int32 {
                 say("refused n=\(n) fd=\(fd) limit=\(limit)")
                 continue
             }
-            _ = try ball.run(loop, events: min(events, 20_000), maxMs: 100)  // warm-up
+            _ = try ball.run(loop, events: min(events, 20_000), maxMs: 100) // warm-up
             for _ in 0..<runs {
                 let (ns, done) = try ball.run(loop, events: events, maxMs: maxMs)
                 say("result n=\(n) ns_per_event=\(format(Double(ns) / Double(done), decimals: 1)) events=\(done)")
@@ -169,16 +196,20 @@ func runScaleChild(_ options: Options) throws -> Int32 {
             // Registered over one second, a 25th every 40 ms, as work arrives in a real
             // program: their due times spread over the second, not all in one scan.
             for chunk in 0..<25 {
-                for _ in 0..<(n / 25 + (chunk < n % 25 ? 1 : 0)) { try loop.registerSleep(every: 1000) { calls.pointee += 1 } }
+                for _ in 0..<(n / 25 + (chunk < n % 25 ? 1 : 0)) {
+                    try loop.registerSleep(every: 1000) { calls.pointee += 1 }
+                }
                 let until = monotonicNanoseconds() + 40_000_000
                 while monotonicNanoseconds() < until { try loop.runOnce() }
             }
             let ball = try PingPong()
             try ball.register(on: loop)
-            _ = try ball.run(loop, events: min(events, 20_000), maxMs: 100)  // warm-up
+            _ = try ball.run(loop, events: min(events, 20_000), maxMs: 100) // warm-up
             for _ in 0..<runs {
                 let (ns, done) = try ball.run(loop, events: events, maxMs: 60_000)
-                say("result n=\(n) ns_per_event=\(format(Double(ns) / Double(done), decimals: 1)) calls=\(calls.pointee)")
+                say(
+                    "result n=\(n) ns_per_event=\(format(Double(ns) / Double(done), decimals: 1)) calls=\(calls.pointee)"
+                )
             }
             // Idle: nothing but the sleep callbacks, run() stopped from another thread.
             ball.pause(loop)
@@ -187,7 +218,9 @@ func runScaleChild(_ options: Options) throws -> Int32 {
                 usleep(UInt32(idleMs) * 1000)
                 handle.stop()
             }
-            let cpu = processCPUNanoseconds(), wall = monotonicNanoseconds(), polls = loop.counters.polls
+            let cpu = processCPUNanoseconds()
+            let wall = monotonicNanoseconds()
+            let polls = loop.counters.polls
             _ = try loop.run()
             let cpuPct = Double(processCPUNanoseconds() - cpu) / Double(monotonicNanoseconds() - wall) * 100
             joinThread(stopper)
@@ -197,7 +230,7 @@ func runScaleChild(_ options: Options) throws -> Int32 {
         for n in try options.ints("--counts", default: [1000, 10_000]) {
             let loop = try Loop.make(backend)
             defer { try? loop.close() }
-            _ = try runJobs(loop, count: min(n, 1000))  // warm-up: the workers start
+            _ = try runJobs(loop, count: min(n, 1000)) // warm-up: the workers start
             for _ in 0..<runs {
                 let ns = try runJobs(loop, count: n)
                 say("result n=\(n) ns_per_job=\(format(Double(ns) / Double(n), decimals: 1))")
@@ -269,7 +302,8 @@ private final class PingPong {
     }
 
     func register(on loop: Loop) throws(LoopError) {
-        let left = self.left, b = self.b
+        let left = self.left
+        let b = self.b
         registration = try loop.registerRead(fd: a) { fd in
             var byte: UInt8 = 0
             guard recv(fd, &byte, 1, 0) == 1 else { return }

@@ -18,11 +18,14 @@ func benchTimers(_ context: BenchContext) throws {
                 let s = errors[c, default: Sample()]
                 return .value(key == "mean_error_ms" ? s.mean : s.percentile(99))
             }
-            context.report.add(Row(workload: "timers", label: "sleep \(period) ms", metric: metric, key: key,
-                                   epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: 2))
+            context.report.add(
+                Row(
+                    workload: "timers", label: "sleep \(period) ms", metric: metric, key: key,
+                    epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: 2))
         }
-        sayError("  sleep \(period) ms: mean error epoll \(format(errors[.epoll]?.mean ?? .nan, decimals: 2)) ms, "
-            + "legacy \(format(errors[.legacy]?.mean ?? .nan, decimals: 2)) ms")
+        sayError(
+            "  sleep \(period) ms: mean error epoll \(format(errors[.epoll]?.mean ?? .nan, decimals: 2)) ms, "
+                + "legacy \(format(errors[.legacy]?.mean ?? .nan, decimals: 2)) ms")
     }
 
     var latencies: [Column: Sample] = [:]
@@ -30,13 +33,16 @@ func benchTimers(_ context: BenchContext) throws {
         latencies[Column(kind)] = try measureQuickPoll(kind, samples: budget.quickPollSamples)
     }
     for (key, metric, p) in [("p50_ms", "p50 ms", 50.0), ("p99_ms", "p99 ms", 99.0)] {
-        context.report.add(Row(workload: "timers", label: "quickpoll under a hog", metric: metric, key: key,
-                               epoll: .value(latencies[.epoll, default: Sample()].percentile(p)),
-                               legacy: .value(latencies[.legacy, default: Sample()].percentile(p)),
-                               peer: nil, decimals: 2))
+        context.report.add(
+            Row(
+                workload: "timers", label: "quickpoll under a hog", metric: metric, key: key,
+                epoll: .value(latencies[.epoll, default: Sample()].percentile(p)),
+                legacy: .value(latencies[.legacy, default: Sample()].percentile(p)),
+                peer: nil, decimals: 2))
     }
-    sayError("  quickpoll p50: epoll \(format(latencies[.epoll]?.percentile(50) ?? .nan, decimals: 2)) ms, "
-        + "legacy \(format(latencies[.legacy]?.percentile(50) ?? .nan, decimals: 2)) ms")
+    sayError(
+        "  quickpoll p50: epoll \(format(latencies[.epoll]?.percentile(50) ?? .nan, decimals: 2)) ms, "
+            + "legacy \(format(latencies[.legacy]?.percentile(50) ?? .nan, decimals: 2)) ms")
 }
 
 /// Interval between consecutive calls minus the period, in ms, for `intervals` intervals.
@@ -75,7 +81,10 @@ private func measureQuickPoll(_ kind: LoopBackendKind, samples: Int) throws -> S
     let server = try LoopbackSocket()
     var trigger: [Int32] = [-1, -1]
     guard pipe(&trigger) == 0 else { throw SystemError("pipe", errno: errno) }
-    defer { close(trigger[0]); close(trigger[1]) }
+    defer {
+        close(trigger[0])
+        close(trigger[1])
+    }
     let probe = QuickPollProbe()
     var servedAt: Int64 = 0
 

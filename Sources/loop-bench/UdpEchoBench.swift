@@ -44,14 +44,18 @@ func benchUdpEcho(_ context: BenchContext) throws {
             let server = try spawn(argv, cpu: 0)
             let port = try server.expect("ready", timeoutMs: 10_000)["port"] ?? "0"
             for c in echoCases {
-                let load = try spawn([client, "--port", port, "--window", String(c.window), "--size", "64",
-                                      "--warmup-ms", String(budget.echoWarmupMs),
-                                      "--ms", String(budget.echoMeasureMs)], cpu: c.clientCPU)
+                let load = try spawn(
+                    [
+                        client, "--port", port, "--window", String(c.window), "--size", "64",
+                        "--warmup-ms", String(budget.echoWarmupMs),
+                        "--ms", String(budget.echoMeasureMs),
+                    ], cpu: c.clientCPU)
                 let result = try load.expect("result", timeoutMs: budget.echoMeasureMs + budget.echoWarmupMs + 10_000)
                 load.waitForExit()
                 results[column, default: [:]][c.label, default: []].append(result)
-                sayError("  \(column) \(c.label): \(result["rtt_per_s"] ?? "?") RTT/s, p50 \(result["p50_us"] ?? "?") µs"
-                    + (result["lost"].map { $0 == "0" ? "" : ", \($0) lost" } ?? ""))
+                sayError(
+                    "  \(column) \(c.label): \(result["rtt_per_s"] ?? "?") RTT/s, p50 \(result["p50_us"] ?? "?") µs"
+                        + (result["lost"].map { $0 == "0" ? "" : ", \($0) lost" } ?? ""))
             }
             server.terminate()
             _ = try? server.expect("done", timeoutMs: 5_000)
@@ -59,14 +63,16 @@ func benchUdpEcho(_ context: BenchContext) throws {
         }
     }
     for c in echoCases {
-        addEchoRows(context.report, c, results: results.mapValues { $0[c.label] ?? [] },
-                    peerMissing: peerServer == nil ? "not built" : nil)
+        addEchoRows(
+            context.report, c, results: results.mapValues { $0[c.label] ?? [] },
+            peerMissing: peerServer == nil ? "not built" : nil)
     }
     for c in echoCases where c.clientCPU == 1 {
         let series = [Column.epoll, .legacy, .peer].compactMap { column in
             mergedCDF(results[column]?[c.label] ?? []).map { (column == .peer ? "C epoll echo" : "\(column)", $0) }
         }
-        context.report.add(Distribution(name: "echo \(c.label)", title: "UDP echo round trip, 64 B, \(c.label)", series: series))
+        context.report.add(
+            Distribution(name: "echo \(c.label)", title: "UDP echo round trip, 64 B, \(c.label)", series: series))
     }
     let r = context.report.row(workload, "window 32", "rtt_per_s")?.epollOverPeer
     context.report.add(echoTarget(r, note: r == nil ? "no C echo figure" : nil))
@@ -80,14 +86,17 @@ private func addEchoRows(_ report: Report, _ c: EchoCase, results: [Column: [[St
             let values = (results[column] ?? []).filter { $0.number("samples") ?? 0 > 0 }.compactMap { $0.number(key) }
             return values.isEmpty ? .missing("failed") : .value(median(values))
         }
-        report.add(Row(workload: "udp-echo", label: c.label, metric: metric, key: key,
-                       epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: decimals))
+        report.add(
+            Row(
+                workload: "udp-echo", label: c.label, metric: metric, key: key,
+                epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: decimals))
     }
 }
 
 private func echoTarget(_ ratio: Double?, note: String?) -> TargetResult {
-    TargetResult(name: "epoll raw echo vs the C epoll echo, window 32", formula: "RTT/s epoll ÷ C echo",
-                 ratio: ratio, goal: .atLeast(0.9), note: note)
+    TargetResult(
+        name: "epoll raw echo vs the C epoll echo, window 32", formula: "RTT/s epoll ÷ C echo",
+        ratio: ratio, goal: .atLeast(0.9), note: note)
 }
 
 /// Which column of the table a measurement belongs to.

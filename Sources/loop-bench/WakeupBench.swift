@@ -19,7 +19,9 @@ func benchWakeup(_ context: BenchContext) throws {
     }
     let peer = context.peer("wakeup-c")
     if let peer {
-        contenders += [("C eventfd", [peer, "--mode", "eventfd"] + counts), ("C signal", [peer, "--mode", "signal"] + counts)]
+        contenders += [
+            ("C eventfd", [peer, "--mode", "eventfd"] + counts), ("C signal", [peer, "--mode", "signal"] + counts),
+        ]
     }
 
     var results: [String: [[String: String]]] = [:]
@@ -37,30 +39,44 @@ func benchWakeup(_ context: BenchContext) throws {
         return values.isEmpty ? .missing("failed") : .value(median(values))
     }
     for (key, metric) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
-        context.report.add(Row(workload: workload, label: "job → completion", metric: metric, key: key,
-                               epoll: cell("loop epoll", key), legacy: cell("loop legacy", key),
-                               peer: cell("C eventfd", key), decimals: 1))
+        context.report.add(
+            Row(
+                workload: workload, label: "job → completion", metric: metric, key: key,
+                epoll: cell("loop epoll", key), legacy: cell("loop legacy", key),
+                peer: cell("C eventfd", key), decimals: 1))
     }
     for (key, metric) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
-        context.report.add(Row(workload: workload, label: "bare mechanism in C", metric: metric, key: key,
-                               epoll: cell("C eventfd", key), legacy: cell("C signal", key), peer: nil, decimals: 1))
+        context.report.add(
+            Row(
+                workload: workload, label: "bare mechanism in C", metric: metric, key: key,
+                epoll: cell("C eventfd", key), legacy: cell("C signal", key), peer: nil, decimals: 1))
     }
     let curves = ["loop epoll", "loop legacy", "C eventfd", "C signal"].compactMap { name in
         mergedCDF(results[name] ?? []).map { (name, $0) }
     }
-    context.report.add(Distribution(name: "wakeup", title: "Wake-up latency: job done → completion on the loop thread",
-                                    series: curves))
+    context.report.add(
+        Distribution(
+            name: "wakeup", title: "Wake-up latency: job done → completion on the loop thread",
+            series: curves))
     let overBare = context.report.row(workload, "job → completion", "p50_us")?.epollOverPeer
-    context.report.add(TargetResult(name: "wake-up p50: the epoll loop vs the bare eventfd in C", formula: "p50 loop epoll ÷ C eventfd",
-                                    ratio: overBare, goal: .atMost(1.15), note: overBare == nil ? "the C peer is not built" : nil))
+    context.report.add(
+        TargetResult(
+            name: "wake-up p50: the epoll loop vs the bare eventfd in C", formula: "p50 loop epoll ÷ C eventfd",
+            ratio: overBare, goal: .atMost(1.15), note: overBare == nil ? "the C peer is not built" : nil))
     let r = context.report.row(workload, "job → completion", "p50_us")?.epollOverLegacy
-    context.report.add(TargetResult(name: "wake-up p50: eventfd vs SIGCHLD", formula: "p50 epoll ÷ legacy",
-                                    ratio: r, goal: .atMost(0.5), note: r == nil ? "no figure" : nil))
+    context.report.add(
+        TargetResult(
+            name: "wake-up p50: eventfd vs SIGCHLD", formula: "p50 epoll ÷ legacy",
+            ratio: r, goal: .atMost(0.5), note: r == nil ? "no figure" : nil))
     let floor = context.report.row(workload, "bare mechanism in C", "p50_us")?.epollOverLegacy
-    context.report.add(TargetResult(name: "(the same for the bare mechanisms in C)", formula: "p50 C eventfd ÷ C signal",
-                                    ratio: floor, goal: .atMost(0.5), note: floor == nil ? "the C peer is not built" : nil))
-    sayError("  p50: loop epoll \(cell("loop epoll", "p50_us").text(decimals: 1)) µs, legacy \(cell("loop legacy", "p50_us").text(decimals: 1)) µs;"
-        + " C eventfd \(cell("C eventfd", "p50_us").text(decimals: 1)) µs, signal \(cell("C signal", "p50_us").text(decimals: 1)) µs")
+    context.report.add(
+        TargetResult(
+            name: "(the same for the bare mechanisms in C)", formula: "p50 C eventfd ÷ C signal",
+            ratio: floor, goal: .atMost(0.5), note: floor == nil ? "the C peer is not built" : nil))
+    sayError(
+        "  p50: loop epoll \(cell("loop epoll", "p50_us").text(decimals: 1)) µs, legacy \(cell("loop legacy", "p50_us").text(decimals: 1)) µs;"
+            + " C eventfd \(cell("C eventfd", "p50_us").text(decimals: 1)) µs, signal \(cell("C signal", "p50_us").text(decimals: 1)) µs"
+    )
 }
 
 /// `loop-bench wakeup`: one job at a time on one backend; prints
@@ -71,8 +87,9 @@ func runWakeupChild(_ options: Options) throws -> Int32 {
     let samples = try options.int("--samples", default: 1000)
     let warmup = try options.int("--warmup", default: 50)
     let latencies = try measureWakeups(backend, samples: max(samples, 1), warmup: max(warmup, 0))
-    say("result p50_us=\(format(latencies.percentile(50), decimals: 1)) p99_us=\(format(latencies.percentile(99), decimals: 1))"
-        + " samples=\(latencies.count) " + cdfField(latencies))
+    say(
+        "result p50_us=\(format(latencies.percentile(50), decimals: 1)) p99_us=\(format(latencies.percentile(99), decimals: 1))"
+            + " samples=\(latencies.count) " + cdfField(latencies))
     return 0
 }
 

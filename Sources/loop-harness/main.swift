@@ -19,7 +19,9 @@ func dispatch(_ arguments: Arguments) throws -> Int32 {
     case "load": return try runLoad(arguments)
     case "help", "--help", "-h": return try runHelp(arguments)
     case "--version":
-        guard arguments.rest.isEmpty else { throw CommandLineError.usage("loop-harness: --version takes nothing after it") }
+        guard arguments.rest.isEmpty else {
+            throw CommandLineError.usage("loop-harness: --version takes nothing after it")
+        }
         say(version)
         return 0
     // No command at all used to start the raw loop, which never stops: `run` says so now.

@@ -8,7 +8,11 @@ let childLoopOptions = CommandOptions(
     command: "child-loop",
     summary: "A bare loop for tests that send it signals: prints `ready PID BACKEND`, then "
         + "`shutdown CODE SIGNAL MS` and the counters when a signal stops it.",
-    options: [.flag("--unblocked-thread", "start a thread that does not block the admin signals (breaks the signalfd rule on purpose)")])
+    options: [
+        .flag(
+            "--unblocked-thread",
+            "start a thread that does not block the admin signals (breaks the signalfd rule on purpose)")
+    ])
 
 /// `loop-probe child-loop`: a bare loop for tests and comparisons that send
 /// it real signals. Prints `ready <pid>` once the loop runs, then
@@ -34,7 +38,10 @@ func runChildLoop(_ args: Arguments) throws -> Int32 {
         if signalledAt == 0 && loop.shutdownReason != nil { signalledAt = monotonicNanoseconds() }
     }
     if json {
-        say(JSON.object([("event", .string("ready")), ("pid", .int(Int(getpid()))), ("backend", .string(backend.rawValue))]).description)
+        say(
+            JSON.object([
+                ("event", .string("ready")), ("pid", .int(Int(getpid()))), ("backend", .string(backend.rawValue)),
+            ]).description)
     } else {
         say("ready \(getpid()) \(backend)")
     }
@@ -45,9 +52,12 @@ func runChildLoop(_ args: Arguments) throws -> Int32 {
     if case .signal(let s) = reason { signo = s }
     if case .power = reason { signo = SIGPWR }
     if json {
-        say(JSON.object([("event", .string("shutdown")), ("code", .int(reason.legacyCode)), ("signal", .int(Int(signo))),
-                         ("latencyMs", .int(Int(latency))),
-                         ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) }))]).description)
+        say(
+            JSON.object([
+                ("event", .string("shutdown")), ("code", .int(reason.legacyCode)), ("signal", .int(Int(signo))),
+                ("latencyMs", .int(Int(latency))),
+                ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) })),
+            ]).description)
     } else {
         say("shutdown \(reason.legacyCode) \(signo) \(latency)")
         for line in CounterReport.lines(loop: loop.counters) { say(line) }

@@ -90,7 +90,10 @@ func runForkCheck(_ args: Arguments) throws -> Int32 {
         try loop.runOnce()
         if !reaped && waitpid(pid, &status, WNOHANG) == pid { reaped = true }
     }
-    if !reaped { kill(pid, SIGKILL); waitpid(pid, &status, 0) }
+    if !reaped {
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+    }
     let child = reaped ? (exited(status).map { "\($0)" } ?? "signal\(killedBy(status) ?? 0)") : "hung"
     if options.json {
         var fields: [(String, JSON)] = [("reaped", .bool(reaped))]
@@ -118,7 +121,7 @@ private func forkedChildChecks(_ loop: Loop, backend: LoopBackendKind) -> Int32 
         }
         usleep(5_000)
     }
-    loop.stopHandle.wakeup()  // must do nothing here
+    loop.stopHandle.wakeup() // must do nothing here
     // The admin signals take their default action here: unblocked (the atfork
     // handler gave the child the program's mask) and not caught by the parent's loop.
     var mask = sigset_t()

@@ -10,9 +10,12 @@ let twoLoopsOptions = CommandOptions(
     options: [
         .choice("--order", ["epoll-legacy", "legacy-epoll"], default: "epoll-legacy", "which loop is made first"),
         .choice("--close", ["older", "newer"], default: "older", "the loop closed first"),
-        .choice("--admin", ["epoll", "legacy", "both"], default: "legacy",
-                "the loop that takes the admin signals (both: each loop asks for them, the newest gets them)"),
-        .choice("--prepare", ["none", "epoll", "legacy"], default: "none", "run ProcessSignals.prepare for this backend first"),
+        .choice(
+            "--admin", ["epoll", "legacy", "both"], default: "legacy",
+            "the loop that takes the admin signals (both: each loop asks for them, the newest gets them)"),
+        .choice(
+            "--prepare", ["none", "epoll", "legacy"], default: "none",
+            "run ProcessSignals.prepare for this backend first"),
         .flag("--external", "print `ready PID` and wait in run() for a signal from outside instead of sending one"),
     ])
 
@@ -68,7 +71,10 @@ private func awaitShutdownInRun(_ loop: Loop) throws -> ShutdownReason? {
     let deadline = monotonicNanoseconds() + 3_000_000_000
     var timedOut = false
     let timer = try loop.registerSleep(every: 50) {
-        if monotonicNanoseconds() > deadline { timedOut = true; loop.stop() }
+        if monotonicNanoseconds() > deadline {
+            timedOut = true
+            loop.stop()
+        }
     }
     let reason = try loop.run()
     try loop.unregister(timer)

@@ -29,8 +29,9 @@ let usage = """
 extension CommandOptions {
     /// A `loop-probe` command, taking the options every probe takes.
     init(command: String, summary: String, options: [Option]) {
-        self.init(program: "loop-probe", command: command, summary: summary, options: options,
-                  common: [.backend, .json, .help])
+        self.init(
+            program: "loop-probe", command: command, summary: summary, options: options,
+            common: [.backend, .json, .help])
     }
 }
 

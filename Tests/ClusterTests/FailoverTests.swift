@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import Cluster
 @testable import UdpServer
 
@@ -18,7 +19,8 @@ extension ClusterLoopTests {
                 serverConfiguration.bindAddress = "127.0.0.30"
                 server = UdpServer(loop: loop, configuration: serverConfiguration)
                 try server.start()
-                pings = try PingServer(loop: loop, server: server, hosts: cluster.hosts, selfID: nil, configuration: .testing)
+                pings = try PingServer(
+                    loop: loop, server: server, hosts: cluster.hosts, selfID: nil, configuration: .testing)
                 try pings.start()
                 failover = FailoverClient(loop: loop, server: server, pings: pings, configuration: configuration)
             }
@@ -51,8 +53,11 @@ extension ClusterLoopTests {
                 #expect(outcomes.allSatisfy { $0.attempts == 1 })
                 #expect(Set(outcomes.compactMap { try? $0.result.get() }.map { $0[0] }) == Set(0..<30))
                 #expect(client.failover.hostStats.map(\.answered) == [10, 10, 10])
-                #expect(client.failover.stats == FailoverStats(requests: 30, succeeded: 30, failed: 0, retried: 0,
-                                                               duplicateCompletions: 0, waitedForHost: 0))
+                #expect(
+                    client.failover.stats
+                        == FailoverStats(
+                            requests: 30, succeeded: 30, failed: 0, retried: 0,
+                            duplicateCompletions: 0, waitedForHost: 0))
             }
         }
 
@@ -100,7 +105,8 @@ extension ClusterLoopTests {
                 defer { client.close() }
                 try runUntil(loop) { client.pings.aliveIDs == [0, 1, 2] }
                 let server = cluster.servers[1]
-                server.registerHandler(type: 2) { [unowned server] in try? server.sendErrorReply(errno: EAGAIN, to: $0) }
+                server.registerHandler(type: 2) { [unowned server] in try? server.sendErrorReply(errno: EAGAIN, to: $0)
+                }
                 var outcomes: [FailoverOutcome] = []
                 for i in 0..<6 { client.failover.send([UInt8(i)], type: 2) { outcomes.append($0) } }
                 try runUntil(loop) { outcomes.count == 6 }

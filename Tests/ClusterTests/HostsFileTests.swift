@@ -1,23 +1,26 @@
 import Glibc
-import Testing
 import TestSupport
-@testable import Cluster
+import Testing
 import UdpServer
+
+@testable import Cluster
 
 @Suite(.processExclusive) struct HostsFileParsing {
     @Test func hostsWithCommentsBlankLinesAndNoConsole() throws {
-        let file = try HostsFile.parse("""
+        let file = try HostsFile.parse(
+            """
             # id  address    udp   http
             0     127.0.0.2  7000  8000
 
             1\t127.0.0.3\t7000\t-   # no console here
             2 10.1.2.3 65535 1\r
             """)
-        #expect(file.hosts == [
-            ClusterHost(id: 0, address: PeerAddress(ip: 0x7f00_0002, port: 7000), httpPort: 8000),
-            ClusterHost(id: 1, address: PeerAddress(ip: 0x7f00_0003, port: 7000), httpPort: nil),
-            ClusterHost(id: 2, address: PeerAddress(ip: 0x0a01_0203, port: 65535), httpPort: 1),
-        ])
+        #expect(
+            file.hosts == [
+                ClusterHost(id: 0, address: PeerAddress(ip: 0x7f00_0002, port: 7000), httpPort: 8000),
+                ClusterHost(id: 1, address: PeerAddress(ip: 0x7f00_0003, port: 7000), httpPort: nil),
+                ClusterHost(id: 2, address: PeerAddress(ip: 0x0a01_0203, port: 65535), httpPort: 1),
+            ])
         #expect(file.host(at: PeerAddress(ip: 0x7f00_0003, port: 7000))?.id == 1)
         #expect(file.hasMember(ip: 0x0a01_0203) && !file.hasMember(ip: 0x7f00_0001))
     }
@@ -74,7 +77,8 @@ import UdpServer
     /// console at ip1:httpPort; the DNS and HTTPS ports, ip2, the directory and a note are
     /// the original's business. Port lines may stand beside them.
     @Test func theOriginalsHostsConfIsReadAsItIs() throws {
-        let file = try HostsFile.parse("""
+        let file = try HostsFile.parse(
+            """
             # hosts.conf of the original engine: one host a line
             # hostId dnsPort httpsPort httpPort udpPort ip1 ip2 directory
             0 5998 7000 8000 9000 10.77.0.1 10.77.0.1 /tmp/gb0/
@@ -86,12 +90,13 @@ import UdpServer
             working-dir: /var/gigablast/
             port-offset: 0
             """)
-        #expect(file.hosts == [
-            ClusterHost(id: 0, address: PeerAddress(ip: 0x0a4d_0001, port: 9000), httpPort: 8000),
-            ClusterHost(id: 1, address: PeerAddress(ip: 0x0a4d_0002, port: 9001), httpPort: 8001),
-            ClusterHost(id: 2, address: PeerAddress(ip: 0x7f00_0001, port: 9002), httpPort: 8002),
-            ClusterHost(id: 3, address: PeerAddress(ip: 0x7f00_0001, port: 9003), httpPort: nil),
-        ])
+        #expect(
+            file.hosts == [
+                ClusterHost(id: 0, address: PeerAddress(ip: 0x0a4d_0001, port: 9000), httpPort: 8000),
+                ClusterHost(id: 1, address: PeerAddress(ip: 0x0a4d_0002, port: 9001), httpPort: 8001),
+                ClusterHost(id: 2, address: PeerAddress(ip: 0x7f00_0001, port: 9002), httpPort: 8002),
+                ClusterHost(id: 3, address: PeerAddress(ip: 0x7f00_0001, port: 9003), httpPort: nil),
+            ])
     }
 
     /// What the original's format gets wrong is named as a port line's would be, and its
@@ -142,8 +147,13 @@ import UdpServer
             _ = try HostsFile.parse(most + "\n" + line(HostsFile.maxHosts))
             Issue.record("\(HostsFile.maxHosts + 1) hosts were accepted")
         } catch {
-            guard case .malformed(let problems) = error else { Issue.record("\(error)"); return }
-            #expect(problems.count == 1 && problems[0].line == HostsFile.maxHosts + 1 && problems[0].reason.contains("more than"))
+            guard case .malformed(let problems) = error else {
+                Issue.record("\(error)")
+                return
+            }
+            #expect(
+                problems.count == 1 && problems[0].line == HostsFile.maxHosts + 1
+                    && problems[0].reason.contains("more than"))
         }
     }
 
@@ -173,9 +183,11 @@ import UdpServer
 
 @Suite(.processExclusive) struct PingInfoWire {
     @Test func roundTripsEveryField() throws {
-        for info in [PingInfo(kind: .ping, hostID: 0, backend: .epoll, pid: 1, uptimeMs: 0),
-                     PingInfo(kind: .goingDown, hostID: 511, backend: .legacy, pid: .max, uptimeMs: .max),
-                     PingInfo(kind: .ping, hostID: nil, backend: .legacy, pid: 4242, uptimeMs: 123_456_789)] {
+        for info in [
+            PingInfo(kind: .ping, hostID: 0, backend: .epoll, pid: 1, uptimeMs: 0),
+            PingInfo(kind: .goingDown, hostID: 511, backend: .legacy, pid: .max, uptimeMs: .max),
+            PingInfo(kind: .ping, hostID: nil, backend: .legacy, pid: 4242, uptimeMs: 123_456_789),
+        ] {
             #expect(info.bytes.count == PingInfo.size)
             #expect(try PingInfo(parsing: info.bytes) == info)
         }
@@ -192,8 +204,12 @@ import UdpServer
         #expect(throws: PingInfoError.wrongSize(18)) { try PingInfo(parsing: good + [0]) }
         #expect(throws: PingInfoError.unknownVersion(2)) { try PingInfo(parsing: with(0, 2)) }
         #expect(throws: PingInfoError.unknownKind(7)) { try PingInfo(parsing: with(1, 7)) }
-        #expect(throws: PingInfoError.badHostID(512)) { try PingInfo(parsing: with(2, 2) /* 0x0203 */ .enumerated().map { $0.offset == 3 ? 0 : $0.element }) }
-        #expect(throws: PingInfoError.badHostID(-2)) { try PingInfo(parsing: with(2, 0xff).enumerated().map { $0.offset == 3 ? 0xfe : $0.element }) }
+        #expect(throws: PingInfoError.badHostID(512)) {
+            try PingInfo(parsing: with(2, 2) /* 0x0203 */.enumerated().map { $0.offset == 3 ? 0 : $0.element })
+        }
+        #expect(throws: PingInfoError.badHostID(-2)) {
+            try PingInfo(parsing: with(2, 0xff).enumerated().map { $0.offset == 3 ? 0xfe : $0.element })
+        }
         #expect(throws: PingInfoError.unknownBackend(2)) { try PingInfo(parsing: with(4, 2)) }
     }
 }

@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import Cluster
 @testable import UdpServer
 
@@ -42,20 +43,23 @@ extension ClusterLoopTests {
                 try runUntil(loop) { !observer.isAlive(1) }
                 let deadAfter = Int64(observer.configuration.deadAfterMs)
                 // Its last reply came at most one ping interval (plus a slow iteration) before the silence.
-                #expect(loop.now - silencedAt >= deadAfter - Int64(observer.configuration.intervalMs) - 50,
-                        "dead \(loop.now - silencedAt) ms after it fell silent; the timeout is \(deadAfter) ms")
+                #expect(
+                    loop.now - silencedAt >= deadAfter - Int64(observer.configuration.intervalMs) - 50,
+                    "dead \(loop.now - silencedAt) ms after it fell silent; the timeout is \(deadAfter) ms")
                 #expect(observer.isAlive(2), "the other host is not affected")
                 #expect(observer.table[1].deaths == 1)
                 try runFor(loop, ms: 300)
                 let down = observer.table[1].downMs(now: loop.now)
                 #expect(down >= 250, "down for \(down) ms")
-                #expect(observer.table[1].pingTimeouts + observer.table[1].pingsSent - observer.table[1].pingReplies >= 1)
+                #expect(
+                    observer.table[1].pingTimeouts + observer.table[1].pingsSent - observer.table[1].pingReplies >= 1)
 
                 cluster.silencers[1].silent = false
                 try runUntil(loop) { observer.isAlive(1) }
                 let downWhenBack = observer.table[1].downMs(now: loop.now)
                 try runFor(loop, ms: 200)
-                #expect(observer.table[1].downMs(now: loop.now) == downWhenBack, "down time stops growing once it is back")
+                #expect(
+                    observer.table[1].downMs(now: loop.now) == downWhenBack, "down time stops growing once it is back")
                 #expect(observer.table[1].deaths == 1)
                 #expect(changes.map(\.0) == [1, 1] && changes.map(\.1) == [false, true], "\(changes)")
             }
@@ -125,10 +129,14 @@ extension ClusterLoopTests {
                 defer { impostor.shutdown(urgent: true) }
                 let forged = PingInfo(kind: .goingDown, hostID: 1, backend: kind, pid: 1, uptimeMs: 1).bytes
                 var results: [RpcResult] = []
-                impostor.sendRequest(forged, type: pingMessageType, to: cluster.hosts.hosts[0].address,
-                                     timeoutMs: 5_000, niceness: 0) { results.append($0) }
-                impostor.sendRequest([1, 2, 3], type: pingMessageType, to: cluster.hosts.hosts[0].address,
-                                     timeoutMs: 5_000, niceness: 0) { results.append($0) }
+                impostor.sendRequest(
+                    forged, type: pingMessageType, to: cluster.hosts.hosts[0].address,
+                    timeoutMs: 5_000, niceness: 0
+                ) { results.append($0) }
+                impostor.sendRequest(
+                    [1, 2, 3], type: pingMessageType, to: cluster.hosts.hosts[0].address,
+                    timeoutMs: 5_000, niceness: 0
+                ) { results.append($0) }
                 try runUntil(loop) { results.count == 2 }
                 #expect(results.contains { $0 == .failure(.remote(errno: EPERM)) }, "\(results)")
                 #expect(results.contains { $0 == .failure(.remote(errno: EINVAL)) }, "\(results)")
@@ -149,8 +157,9 @@ extension ClusterLoopTests {
                 clientConfiguration.bindAddress = "127.0.0.20"
                 let client = UdpServer(loop: loop, configuration: clientConfiguration)
                 try client.start()
-                let watcher = try PingServer(loop: loop, server: client, hosts: cluster.hosts, selfID: nil,
-                                             configuration: configuration)
+                let watcher = try PingServer(
+                    loop: loop, server: client, hosts: cluster.hosts, selfID: nil,
+                    configuration: configuration)
                 try watcher.start()
                 defer {
                     watcher.stop()

@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import Cluster
 @testable import UdpServer
 
@@ -9,7 +10,6 @@ import TestSupport
 /// signal state and only one legacy loop may exist at a time, so they run one at a time,
 /// and never beside another target's loop suite (`.processExclusive`).
 @Suite(.serialized, .processExclusive) struct ClusterLoopTests {}
-
 
 /// Drops every datagram its server sends while `silent`: a host that hears but does not answer.
 final class Silencer: DatagramFilter {
@@ -39,8 +39,10 @@ final class LoopCluster {
     private(set) var pings: [PingServer] = []
 
     /// `configurationOf`: each host's ping timings (by default all `configuration`).
-    init(loop: Loop, count: Int, configuration: PingConfiguration = .testing,
-         configurationOf: ((Int) -> PingConfiguration)? = nil) throws {
+    init(
+        loop: Loop, count: Int, configuration: PingConfiguration = .testing,
+        configurationOf: ((Int) -> PingConfiguration)? = nil
+    ) throws {
         self.loop = loop
         var servers: [UdpServer] = []
         var silencers: [Silencer] = []
@@ -51,18 +53,22 @@ final class LoopCluster {
             serverConfiguration.datagramFilter = silencer
             let server = UdpServer(loop: loop, configuration: serverConfiguration)
             try server.start()
-            server.registerHandler(type: 2) { [unowned server] request in try? server.sendReply(request.payload, to: request) }
+            server.registerHandler(type: 2) { [unowned server] request in
+                try? server.sendReply(request.payload, to: request)
+            }
             servers.append(server)
             silencers.append(silencer)
         }
         self.servers = servers
         self.silencers = silencers
-        self.hosts = HostsFile(hosts: servers.enumerated().map { index, server in
-            ClusterHost(id: index, address: server.boundAddress!, httpPort: nil)
-        })
+        self.hosts = HostsFile(
+            hosts: servers.enumerated().map { index, server in
+                ClusterHost(id: index, address: server.boundAddress!, httpPort: nil)
+            })
         for index in 0..<count {
-            let ping = try PingServer(loop: loop, server: servers[index], hosts: hosts, selfID: index,
-                                      configuration: configurationOf?(index) ?? configuration)
+            let ping = try PingServer(
+                loop: loop, server: servers[index], hosts: hosts, selfID: index,
+                configuration: configurationOf?(index) ?? configuration)
             try ping.start()
             pings.append(ping)
         }
@@ -75,14 +81,17 @@ final class LoopCluster {
 }
 
 /// A loop of `kind` with a cluster of `count` on it; all closed at the end.
-func withCluster<R>(_ kind: LoopBackendKind, count: Int = 3, configuration: PingConfiguration = .testing,
-                    configurationOf: ((Int) -> PingConfiguration)? = nil,
-                    _ body: (Loop, LoopCluster) throws -> R) throws -> R {
+func withCluster<R>(
+    _ kind: LoopBackendKind, count: Int = 3, configuration: PingConfiguration = .testing,
+    configurationOf: ((Int) -> PingConfiguration)? = nil,
+    _ body: (Loop, LoopCluster) throws -> R
+) throws -> R {
     let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
     defer {
         do { try loop.close() } catch { Issue.record("closing the loop: \(error)") }
     }
-    let cluster = try LoopCluster(loop: loop, count: count, configuration: configuration, configurationOf: configurationOf)
+    let cluster = try LoopCluster(
+        loop: loop, count: count, configuration: configuration, configurationOf: configurationOf)
     defer {
         cluster.shutdown()
         for _ in 0..<3 { try? loop.runOnce() }

@@ -1,8 +1,8 @@
 import Compat
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
 
 extension LoopConformance {
     /// What `-DLEGACY_LOOP` changes, and nothing else: the backend a plain `Loop.make()`
@@ -12,9 +12,9 @@ extension LoopConformance {
         /// The backend this binary was built to use by default.
         static var expected: LoopBackendKind {
             #if LEGACY_LOOP
-            return .legacy
+                return .legacy
             #else
-            return .epoll
+                return .epoll
             #endif
         }
 
@@ -35,8 +35,9 @@ extension LoopConformance {
         /// `LOOP_BACKEND` names the other backend at run time, whatever the build chose.
         @Test func theEnvironmentOverridesTheBuild() throws {
             let other: LoopBackendKind = Self.expected == .epoll ? .legacy : .epoll
-            let demo = try HarnessRun(["demo", "--json"], environment: "export LOOP_BACKEND=\(other.rawValue); ",
-                                      timeoutMs: 60_000)
+            let demo = try HarnessRun(
+                ["demo", "--json"], environment: "export LOOP_BACKEND=\(other.rawValue); ",
+                timeoutMs: 60_000)
             #expect(demo.exitCode == 0, "\(demo.output)")
             #expect(demo.output.hasPrefix("{\"backend\":\"\(other.rawValue)\",\"ok\":true,"), "\(demo.output)")
             let wrong = try HarnessRun(["demo"], environment: "export LOOP_BACKEND=kqueue; ", timeoutMs: 20_000)

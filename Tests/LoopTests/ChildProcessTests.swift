@@ -50,7 +50,8 @@ func rawSpawn(_ command: [String], output: Int32, attributes: UnsafePointer<posi
 /// program's main thread (the test runner's threads block almost everything,
 /// which would hide what the loop itself blocks).
 func withOpenThreadMask<R>(_ body: () throws -> R) rethrows -> R {
-    var none = sigset_t(), saved = sigset_t()
+    var none = sigset_t()
+    var saved = sigset_t()
     sigemptyset(&none)
     pthread_sigmask(SIG_SETMASK, &none, &saved)
     defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
@@ -70,7 +71,7 @@ extension LoopConformance {
                 try withLoop(kind) { loop in
                     try loop.runOnce()
                     let child = try ChildProcesses.spawn("/bin/sleep", arguments: ["10"])
-                    usleep(50_000)  // past exec
+                    usleep(50_000) // past exec
                     kill(child, SIGTERM)
                     let status = try #require(reap(child), "the child ignored SIGTERM")
                     #expect(killedBy(status) == SIGTERM)
@@ -113,7 +114,8 @@ extension LoopConformance {
                     #expect(raw.contains(kind == .epoll ? SIGTERM : SIGCHLD))
                     // ChildProcesses.spawn.
                     let spawned = try blockedInChild { command, out in
-                        try ChildProcesses.spawn(command[0], arguments: Array(command.dropFirst()), streams: .init(output: out))
+                        try ChildProcesses.spawn(
+                            command[0], arguments: Array(command.dropFirst()), streams: .init(output: out))
                     }
                     #expect(spawned.intersection(loopOwnedSignals).isEmpty, "\(spawned.sorted())")
                     // posix_spawn with the attributes the library provides.
@@ -161,7 +163,9 @@ extension LoopConformance {
                         usleep(50_000)
                         kill(bare.processIdentifier, SIGTERM)
                         bare.waitUntilExit()
-                        #expect(bare.terminationReason == .exit, "Foundation's child took SIGTERM: the wrapper is not needed")
+                        #expect(
+                            bare.terminationReason == .exit,
+                            "Foundation's child took SIGTERM: the wrapper is not needed")
                     }
                 }
             }

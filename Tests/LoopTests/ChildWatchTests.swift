@@ -97,7 +97,7 @@ extension LoopConformance {
                 let pid = try shell("exit 5")
                 let deadline = monotonicNanoseconds() + 5_000_000_000
                 while shim_child_exited(pid) == 0 && monotonicNanoseconds() < deadline {
-                    try loop.runOnce()  // takes the SIGCHLD (legacy) before there is a watch
+                    try loop.runOnce() // takes the SIGCHLD (legacy) before there is a watch
                 }
                 var exit: ChildExit?
                 try loop.watchChild(pid: pid) { exit = $0 }

@@ -61,7 +61,9 @@ private func seenAlive(_ id: Int, by observers: [String]) throws -> Bool {
     for address in observers {
         let line = try stats(of: address)
         guard line.contains("\"hostId\":"), let rows = line.range(of: "\"hosts\":[") else { return false }
-        let row = line[rows.upperBound...].components(separatedBy: "{\"id\":").dropFirst().first { $0.hasPrefix("\(id),") }
+        let row = line[rows.upperBound...].components(separatedBy: "{\"id\":").dropFirst().first {
+            $0.hasPrefix("\(id),")
+        }
         guard let row, row.contains("\"alive\":true") else { return false }
     }
     return true
@@ -81,7 +83,9 @@ extension String {
 }
 
 extension Substring {
-    fileprivate func components(separatedBy separator: String) -> [String] { String(self).components(separatedBy: separator) }
+    fileprivate func components(separatedBy separator: String) -> [String] {
+        String(self).components(separatedBy: separator)
+    }
 }
 
 extension LoopConformance {
@@ -98,8 +102,10 @@ extension LoopConformance {
                 (["--hosts", hosts.path], "--hosts needs --id N"),
                 (["--hosts", hosts.path, "--id", "2"], "--id 2: the hosts file lists hosts 0…1"),
                 (["--id", "1"], "--id needs --hosts"),
-                (["--hosts", hosts.path, "--id", "0", "--dead-after-ms", "50", "--ping-interval-ms", "100"],
-                 "must be longer than the ping interval"),
+                (
+                    ["--hosts", hosts.path, "--id", "0", "--dead-after-ms", "50", "--ping-interval-ms", "100"],
+                    "must be longer than the ping interval"
+                ),
                 (["--hosts", "/nonexistent/hosts", "--id", "0"], "cannot read the hosts file /nonexistent/hosts"),
             ] {
                 let run = try HarnessRun(["serve"] + arguments)
@@ -133,7 +139,9 @@ extension LoopConformance {
             try outsider.start()
             defer { outsider.shutdown(urgent: true) }
             var result: RpcResult?
-            outsider.sendRequest([], type: 4, to: PeerAddress(hosts.addresses[0])!, timeoutMs: 5_000, niceness: 0) { result = $0 }
+            outsider.sendRequest([], type: 4, to: PeerAddress(hosts.addresses[0])!, timeoutMs: 5_000, niceness: 0) {
+                result = $0
+            }
             let deadline = monotonicNanoseconds() + 10_000_000_000
             while result == nil && monotonicNanoseconds() < deadline { try loop.runOnce() }
             #expect(result == .failure(.remote(errno: EPERM)), "\(String(describing: result))")
@@ -156,8 +164,10 @@ extension LoopConformance {
             let missing = try HarnessRun(["load", "--hosts", hosts.path + ".missing"])
             #expect(missing.exitCode == 2 && missing.output.contains("cannot read the hosts file"), "\(missing.output)")
             let start = monotonicNanoseconds()
-            let nobody = try HarnessRun(["load", "--hosts", hosts.path, "--seconds", "1", "--dead-after-ms", "300",
-                                         "--ping-interval-ms", "50"])
+            let nobody = try HarnessRun([
+                "load", "--hosts", hosts.path, "--seconds", "1", "--dead-after-ms", "300",
+                "--ping-interval-ms", "50",
+            ])
             #expect(nobody.exitCode == 1 && nobody.output.contains("answered a ping"), "\(nobody.output)")
             #expect(monotonicNanoseconds() - start < 10_000_000_000)
         }
@@ -197,14 +207,20 @@ extension LoopConformance {
             let host0: UInt32 = 0x7f00_0002
             let deadline = monotonicNanoseconds() + 10_000_000_000
             var page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
-            while !page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td>") && monotonicNanoseconds() < deadline {
+            while !page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td>")
+                && monotonicNanoseconds() < deadline
+            {
                 usleep(50_000)
                 page = try HttpExchange(port: port, ip: host0, "GET / HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
             }
             #expect(page.body.contains("<table id=\"hosts\">"), "\(page.body)")
             #expect(page.body.contains("<tr class=\"alive self\"><td data-host-figure=\"id\">0</td>"))
-            #expect(page.body.contains("<tr class=\"alive\"><td data-host-figure=\"id\">1</td><td data-host-figure=\"address\">127.0.0.3</td><td data-host-figure=\"backend\">\(kind.rawValue)</td>"))
-            let status = try HttpExchange(port: port, ip: host0, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
+            #expect(
+                page.body.contains(
+                    "<tr class=\"alive\"><td data-host-figure=\"id\">1</td><td data-host-figure=\"address\">127.0.0.3</td><td data-host-figure=\"backend\">\(kind.rawValue)</td>"
+                ))
+            let status = try HttpExchange(
+                port: port, ip: host0, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.2:\(port)\r\n\r\n")
             #expect(status.body.contains("\"cluster\":{\"hostId\":0,\"aliveCount\":2"), "\(status.body)")
 
             let stopped = try HarnessRun(["shutdown", "--to", hosts.addresses[1]])
@@ -224,25 +240,36 @@ extension LoopConformance {
             defer { hosts.remove() }
             let backends: [LoopBackendKind] = [.epoll, .legacy, .epoll]
             var nodes = try backends.enumerated().map { id, kind in
-                try ServedNode(["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json",
-                                "--dead-after-ms", "2000"])
+                try ServedNode([
+                    "--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json",
+                    "--dead-after-ms", "2000",
+                ])
             }
             defer { for node in nodes where node.isRunning { kill(node.process.pid, SIGKILL) } }
             let deadline = monotonicNanoseconds() + 20_000_000_000
             func waitUntil(_ what: String, _ condition: () throws -> Bool) throws {
                 while try !condition() {
-                    guard monotonicNanoseconds() < deadline else { throw ClusterSetupFailed(reason: "timed out waiting: \(what)") }
+                    guard monotonicNanoseconds() < deadline else {
+                        throw ClusterSetupFailed(reason: "timed out waiting: \(what)")
+                    }
                     usleep(50_000)
                 }
             }
-            for id in 0..<3 { try waitUntil("host \(id) alive") { try seenAlive(id, by: hosts.addresses.enumerated().filter { $0.offset != id }.map(\.element)) } }
+            for id in 0..<3 {
+                try waitUntil("host \(id) alive") {
+                    try seenAlive(id, by: hosts.addresses.enumerated().filter { $0.offset != id }.map(\.element))
+                }
+            }
 
             let fifo = hosts.path + ".phases"
             #expect(mkfifo(fifo, 0o600) == 0)
             defer { unlink(fifo) }
-            let load = try ChildProcess(["-c", "exec \"$0\" \"$@\" < \"\(fifo)\" 2>&1", ChildProcess.harnessPath, "load",
-                                         "--hosts", hosts.path, "--rate", "200", "--seconds", "0", "--phases", "--json",
-                                         "--dead-after-ms", "2000"], executable: "/bin/sh")
+            let load = try ChildProcess(
+                [
+                    "-c", "exec \"$0\" \"$@\" < \"\(fifo)\" 2>&1", ChildProcess.harnessPath, "load",
+                    "--hosts", hosts.path, "--rate", "200", "--seconds", "0", "--phases", "--json",
+                    "--dead-after-ms", "2000",
+                ], executable: "/bin/sh")
             var writer: Int32 = -1
             try waitUntil("the load client to open its input") {
                 writer = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
@@ -254,8 +281,10 @@ extension LoopConformance {
             let moved = try HarnessRun(["shutdown", "--to", hosts.addresses[1]])
             #expect(moved.exitCode == 0, "\(moved.output)")
             #expect(nodes[1].finish() == 0)
-            nodes[1] = try ServedNode(["--backend", "epoll", "--hosts", hosts.path, "--id", "1", "--json",
-                                       "--dead-after-ms", "2000"])
+            nodes[1] = try ServedNode([
+                "--backend", "epoll", "--hosts", hosts.path, "--id", "1", "--json",
+                "--dead-after-ms", "2000",
+            ])
             try waitUntil("host 1 seen alive again") { try seenAlive(1, by: [hosts.addresses[0], hosts.addresses[2]]) }
             phase("steady")
             usleep(500_000)
@@ -267,11 +296,13 @@ extension LoopConformance {
 
             let report = load.line(startingWith: "{", timeoutMs: 30_000) ?? ""
             #expect(load.waitForExit(timeoutMs: 10_000).flatMap(exited) == 0, "\(report)")
-            #expect(jsonInt(report, "failed") == 0 && jsonInt(report, "duplicateCompletions") == 0
+            #expect(
+                jsonInt(report, "failed") == 0 && jsonInt(report, "duplicateCompletions") == 0
                     && jsonInt(report, "corrupt") == 0 && jsonInt(report, "unfinished") == 0, "\(report)")
             #expect((jsonInt(report, "sent") ?? 0) >= 200, "\(report)")
             #expect((jsonInt(report, "retried") ?? 0) >= 1, "the killed host's requests were retried: \(report)")
-            #expect(report.contains("\"name\":\"host 1 to epoll\"") && report.contains("\"name\":\"steady\""), "\(report)")
+            #expect(
+                report.contains("\"name\":\"host 1 to epoll\"") && report.contains("\"name\":\"steady\""), "\(report)")
             let seenBy0 = try stats(of: hosts.addresses[0])
             #expect(seenBy0.contains("{\"id\":1,") && seenBy0.contains("\"goingDownNotes\":1"), "\(seenBy0)")
             for node in nodes[0...1] { kill(node.process.pid, SIGTERM) }

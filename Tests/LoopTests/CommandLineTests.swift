@@ -56,9 +56,12 @@ extension LoopConformance {
             ]
             for (program, cases) in [("loop-harness", cases), ("loop-probe", probeCases)] {
                 for c in cases {
-                    let run = try HarnessRun(c.arguments + ["--backend", kind.rawValue], program: ChildProcess.siblingPath(program),
-                                             timeoutMs: 20_000)
-                    #expect(run.exitCode == 2, "\(c.arguments): exit \(run.exitCode.map(String.init) ?? "none"): \(run.output)")
+                    let run = try HarnessRun(
+                        c.arguments + ["--backend", kind.rawValue], program: ChildProcess.siblingPath(program),
+                        timeoutMs: 20_000)
+                    #expect(
+                        run.exitCode == 2,
+                        "\(c.arguments): exit \(run.exitCode.map(String.init) ?? "none"): \(run.output)")
                     #expect(run.lines.count == 1, "\(c.arguments): \(run.output)")
                     for text in c.says {
                         #expect(run.output.contains(text), "\(c.arguments) should say \(text): \(run.output)")
@@ -74,10 +77,13 @@ extension LoopConformance {
         func probesLiveInTheirOwnExecutable(kind: LoopBackendKind) throws {
             for probe in ["fuzz-process", "child-loop", "timer-routing", "fork-check"] {
                 let harness = try HarnessRun([probe, "--backend", kind.rawValue], timeoutMs: 20_000)
-                #expect(harness.exitCode == 2 && harness.output.contains("unknown command '\(probe)'"), "\(harness.output)")
+                #expect(
+                    harness.exitCode == 2 && harness.output.contains("unknown command '\(probe)'"), "\(harness.output)")
             }
-            let serve = try HarnessRun(["serve", "--backend", kind.rawValue], program: ChildProcess.probePath, timeoutMs: 20_000)
-            #expect(serve.exitCode == 2 && serve.output.contains("loop-probe: unknown command 'serve'"), "\(serve.output)")
+            let serve = try HarnessRun(
+                ["serve", "--backend", kind.rawValue], program: ChildProcess.probePath, timeoutMs: 20_000)
+            #expect(
+                serve.exitCode == 2 && serve.output.contains("loop-probe: unknown command 'serve'"), "\(serve.output)")
             let help = try HarnessRun(["help"], program: ChildProcess.probePath, timeoutMs: 20_000)
             #expect(help.exitCode == 0 && help.output.hasPrefix("usage: loop-probe"), "\(help.output)")
         }
@@ -96,9 +102,11 @@ extension LoopConformance {
                 (["echo-server", "--seconds", "1", "--seconds", "2"], ["--seconds is given twice"]),
             ]
             for c in cases {
-                let run = try HarnessRun(c.arguments + ["--backend", kind.rawValue], program: ChildProcess.siblingPath("loop-bench"),
-                                         timeoutMs: 20_000)
-                #expect(run.exitCode == 2, "\(c.arguments): exit \(run.exitCode.map(String.init) ?? "none"): \(run.output)")
+                let run = try HarnessRun(
+                    c.arguments + ["--backend", kind.rawValue], program: ChildProcess.siblingPath("loop-bench"),
+                    timeoutMs: 20_000)
+                #expect(
+                    run.exitCode == 2, "\(c.arguments): exit \(run.exitCode.map(String.init) ?? "none"): \(run.output)")
                 #expect(run.lines.count == 1, "\(c.arguments): \(run.output)")
                 for text in c.says {
                     #expect(run.output.contains(text), "\(c.arguments) should say \(text): \(run.output)")
@@ -167,8 +175,9 @@ extension LoopConformance {
             ]
             for (program, invocations) in [("loop-harness", invocations), ("loop-probe", probeInvocations)] {
                 for arguments in invocations {
-                    let run = try HarnessRun(arguments + ["--backend", kind.rawValue, "--help"],
-                                             program: ChildProcess.siblingPath(program), timeoutMs: 20_000)
+                    let run = try HarnessRun(
+                        arguments + ["--backend", kind.rawValue, "--help"],
+                        program: ChildProcess.siblingPath(program), timeoutMs: 20_000)
                     #expect(run.exitCode == 0, "\(arguments): \(run.output)")
                     #expect(run.output.hasPrefix("usage: \(program) \(arguments[0])"), "\(arguments): \(run.output)")
                 }
@@ -179,19 +188,25 @@ extension LoopConformance {
         /// one too (exit 1).
         @Test(arguments: LoopBackendKind.allCases)
         func errorsAreJSONWithJSON(kind: LoopBackendKind) throws {
-            let usage = try HarnessRun(["serve", "--port", "70000", "--json", "--backend", kind.rawValue], timeoutMs: 20_000)
+            let usage = try HarnessRun(
+                ["serve", "--port", "70000", "--json", "--backend", kind.rawValue], timeoutMs: 20_000)
             #expect(usage.exitCode == 2, "\(usage.output)")
             #expect(usage.lines.count == 1, "\(usage.output)")
-            #expect(usage.output.hasPrefix("{\"ok\":false,\"error\":\"") && usage.output.hasSuffix("}"), "\(usage.output)")
+            #expect(
+                usage.output.hasPrefix("{\"ok\":false,\"error\":\"") && usage.output.hasSuffix("}"), "\(usage.output)")
             #expect(usage.output.contains("--port"))
 
             let silent = try LoopbackSocket()
-            let failure = try HarnessRun(["stats", "--backend", kind.rawValue, "--json", "--timeout-ms", "300",
-                                          "--to", "127.0.0.1:\(silent.port)"], timeoutMs: 30_000)
+            let failure = try HarnessRun(
+                [
+                    "stats", "--backend", kind.rawValue, "--json", "--timeout-ms", "300",
+                    "--to", "127.0.0.1:\(silent.port)",
+                ], timeoutMs: 30_000)
             #expect(failure.exitCode == 1, "\(failure.output)")
             #expect(failure.lines.count == 1, "\(failure.output)")
-            #expect(failure.output.hasPrefix("{\"ok\":false,\"error\":\"no node answered at 127.0.0.1:\(silent.port)"),
-                    "\(failure.output)")
+            #expect(
+                failure.output.hasPrefix("{\"ok\":false,\"error\":\"no node answered at 127.0.0.1:\(silent.port)"),
+                "\(failure.output)")
         }
 
         /// --json on the commands that had none: every line of output is one JSON object.
@@ -204,10 +219,12 @@ extension LoopConformance {
                 (ChildProcess.probePath, ["fuzz-process", "--script", "once"]),
             ]
             for (program, command) in commands {
-                let run = try HarnessRun(command + ["--backend", kind.rawValue, "--json"], program: program, timeoutMs: 30_000)
+                let run = try HarnessRun(
+                    command + ["--backend", kind.rawValue, "--json"], program: program, timeoutMs: 30_000)
                 #expect(run.exitCode == 0, "\(command): \(run.output)")
-                #expect(!run.lines.isEmpty && run.lines.allSatisfy { $0.hasPrefix("{") && $0.hasSuffix("}") },
-                        "\(command): \(run.output)")
+                #expect(
+                    !run.lines.isEmpty && run.lines.allSatisfy { $0.hasPrefix("{") && $0.hasSuffix("}") },
+                    "\(command): \(run.output)")
             }
         }
 
@@ -218,10 +235,13 @@ extension LoopConformance {
             let silent = try LoopbackSocket()
             let address = "127.0.0.1:\(silent.port)"
             for command in [["stats"], ["shutdown"], ["ping", "--count", "2", "--concurrency", "2"]] {
-                let run = try HarnessRun(command + ["--backend", kind.rawValue, "--timeout-ms", "300", "--to", address],
-                                         timeoutMs: 30_000)
+                let run = try HarnessRun(
+                    command + ["--backend", kind.rawValue, "--timeout-ms", "300", "--to", address],
+                    timeoutMs: 30_000)
                 #expect(run.exitCode == 1, "\(command): \(run.output)")
-                #expect(run.output.contains("no node answered at \(address) (is `serve` running?)"), "\(command): \(run.output)")
+                #expect(
+                    run.output.contains("no node answered at \(address) (is `serve` running?)"),
+                    "\(command): \(run.output)")
             }
         }
 
@@ -231,8 +251,12 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func nodeOutputIsGroupedAndItsJSONHasNumbers(kind: LoopBackendKind) throws {
             let node = try ServedNode(["--backend", kind.rawValue, "--seconds", "2"])
-            #expect(node.line(startingWith: "try:")?.contains("loop-harness ping --to \(node.address)") == true, "\(node.seen)")
-            let ping = try HarnessRun(["ping", "--backend", kind.rawValue, "--to", node.address, "--count", "20", "--json"])
+            #expect(
+                node.line(startingWith: "try:")?.contains("loop-harness ping --to \(node.address)") == true,
+                "\(node.seen)")
+            let ping = try HarnessRun([
+                "ping", "--backend", kind.rawValue, "--to", node.address, "--count", "20", "--json",
+            ])
             #expect(ping.exitCode == 0, "\(ping.output)")
             #expect(jsonInt(ping.output, "sent") == 20 && jsonInt(ping.output, "replies") == 20, "\(ping.output)")
             #expect(node.finish() == 0)
@@ -260,10 +284,12 @@ extension LoopConformance {
             let demo = try HarnessRun(["demo", "--backend", kind.rawValue], timeoutMs: 60_000)
             #expect(demo.exitCode == 0, "\(demo.output)")
             for label in ["loop:", "traffic:", "transactions:", "drops:"] {
-                #expect(demo.lines.contains { $0.drop { $0 == " " }.hasPrefix(label) }, "no \(label) line: \(demo.output)")
+                #expect(
+                    demo.lines.contains { $0.drop { $0 == " " }.hasPrefix(label) }, "no \(label) line: \(demo.output)")
             }
             #expect(demo.lines.allSatisfy { $0.count <= 160 }, "\(demo.output)")
-            #expect(demo.lines.contains { $0.hasPrefix("next:") && $0.contains("loop-harness serve") }, "\(demo.output)")
+            #expect(
+                demo.lines.contains { $0.hasPrefix("next:") && $0.contains("loop-harness serve") }, "\(demo.output)")
 
             let json = try HarnessRun(["demo", "--backend", kind.rawValue, "--json"], timeoutMs: 60_000)
             #expect(json.exitCode == 0, "\(json.output)")

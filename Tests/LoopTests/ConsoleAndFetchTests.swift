@@ -26,29 +26,40 @@ extension LoopConformance {
             let token = try #require(page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\""))
             #expect(token.count == 32)
 
-            let first = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
+            let first = try HttpExchange(
+                port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(first.status == 200 && first.field("content-type") == "application/json")
             #expect(first.body.contains("\"backend\":\"\(kind.rawValue)\""))
             let polls = try #require(jsonInt(first.body, "polls"))
             usleep(300_000)
-            let second = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
+            let second = try HttpExchange(
+                port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(try #require(jsonInt(second.body, "polls")) > polls, "the figures are live")
             #expect(try #require(jsonInt(second.body, "requestsIn")) >= 3)
 
             // Refused: no token, a wrong one, another site's page, the wrong method. The node keeps running.
             let post = "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nContent-Length: 0\r\n"
             #expect(try HttpExchange(port: console, post + "\r\n").status == 403)
-            #expect(try HttpExchange(port: console, post + "X-Admin-Token: \(String(token.reversed()))\r\n\r\n").status == 403)
-            let crossSite = try HttpExchange(port: console, post + "Origin: http://evil.example\r\nX-Admin-Token: \(token)\r\n\r\n")
+            #expect(
+                try HttpExchange(port: console, post + "X-Admin-Token: \(String(token.reversed()))\r\n\r\n").status
+                    == 403)
+            let crossSite = try HttpExchange(
+                port: console, post + "Origin: http://evil.example\r\nX-Admin-Token: \(token)\r\n\r\n")
             #expect(crossSite.status == 403 && crossSite.body.contains("cross-origin"))
-            #expect(try HttpExchange(port: console, "GET /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n").status == 405)
-            #expect(try HttpExchange(port: console, "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n").status == 404)
-            let refusals = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
+            #expect(
+                try HttpExchange(port: console, "GET /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n").status
+                    == 405)
+            #expect(
+                try HttpExchange(port: console, "GET /nothing HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n").status
+                    == 404)
+            let refusals = try HttpExchange(
+                port: console, "GET /status.json HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             #expect(jsonInt(refusals.body, "adminRefused") == 3)
             #expect(node.isRunning)
 
-            let saved = try HttpExchange(port: console,
-                                         post + "Origin: http://127.0.0.1:\(console)\r\nX-Admin-Token: \(token)\r\n\r\n")
+            let saved = try HttpExchange(
+                port: console,
+                post + "Origin: http://127.0.0.1:\(console)\r\nX-Admin-Token: \(token)\r\n\r\n")
             #expect(saved.status == 200 && saved.body.contains("\"saved\":true"))
             #expect(node.finish() == 0, "Save & Exit ends the node cleanly: \(node.seen.suffix(3))")
             #expect(try contents(of: path).contains("\"backend\":\"\(kind.rawValue)\""))
@@ -71,32 +82,41 @@ extension LoopConformance {
             for target in ["/", "/status.json"] {
                 let rebound = try HttpExchange(port: console, "GET \(target) HTTP/1.1\r\nHost: \(attacker)\r\n\r\n")
                 #expect(rebound.status == 421, "GET \(target) for another name: \(rebound.status)")
-                #expect(!rebound.body.contains("admin-token") && !rebound.body.contains("\"loop\""),
-                        "nothing of the console for another name: \(rebound.body.prefix(200))")
+                #expect(
+                    !rebound.body.contains("admin-token") && !rebound.body.contains("\"loop\""),
+                    "nothing of the console for another name: \(rebound.body.prefix(200))")
             }
             let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             let token = try #require(page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\""))
             // The attacker's page cannot read the token, but even with it the request is refused.
-            let rebindingPost = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: \(attacker)\r\n"
-                                                 + "Origin: http://\(attacker)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            let rebindingPost = try HttpExchange(
+                port: console,
+                "POST /save-exit HTTP/1.1\r\nHost: \(attacker)\r\n"
+                    + "Origin: http://\(attacker)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
             #expect(rebindingPost.status == 421, "\(rebindingPost.status) \(rebindingPost.body)")
-            let foreignOrigin = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n"
-                                                 + "Origin: http://\(attacker)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            let foreignOrigin = try HttpExchange(
+                port: console,
+                "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n"
+                    + "Origin: http://\(attacker)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
             #expect(foreignOrigin.status == 403 && foreignOrigin.body.contains("cross-origin"), "\(foreignOrigin.body)")
             let otherPort = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console &+ 1)\r\n\r\n")
             #expect(otherPort.status == 421, "another port is another origin")
             let noPort = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(noPort.status == 421, "no port means port 80")
             #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\n\r\n").status == 400, "no Host")
-            let twoHosts = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nHost: \(attacker)\r\n\r\n")
+            let twoHosts = try HttpExchange(
+                port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nHost: \(attacker)\r\n\r\n")
             #expect(twoHosts.status == 400 && !twoHosts.body.contains("admin-token"), "two Hosts")
             #expect(node.isRunning, "the rebinding page did not stop the node: \(node.seen.suffix(3))")
             #expect(access(path, F_OK) != 0, "nothing saved")
 
-            let local = try HttpExchange(port: console, "GET /status.json HTTP/1.1\r\nHost: LocalHost:\(console)\r\n\r\n")
+            let local = try HttpExchange(
+                port: console, "GET /status.json HTTP/1.1\r\nHost: LocalHost:\(console)\r\n\r\n")
             #expect(local.status == 200 && local.body.contains("\"backend\":\"\(kind.rawValue)\""))
-            let saved = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: localhost:\(console)\r\n"
-                                         + "Origin: http://localhost:\(console)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            let saved = try HttpExchange(
+                port: console,
+                "POST /save-exit HTTP/1.1\r\nHost: localhost:\(console)\r\n"
+                    + "Origin: http://localhost:\(console)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
             #expect(saved.status == 200 && saved.body.contains("\"saved\":true"), "\(saved.body)")
             #expect(node.finish() == 0)
         }
@@ -106,29 +126,45 @@ extension LoopConformance {
         /// a usage error.
         @Test(arguments: LoopBackendKind.allCases)
         func consoleAnswersToTheNamesItIsGiven(_ kind: LoopBackendKind) throws {
-            let node = try ServedNode(["--backend", kind.rawValue, "--http", "0", "--http-host", "console.example,Node-1.Example"])
+            let node = try ServedNode([
+                "--backend", kind.rawValue, "--http", "0", "--http-host", "console.example,Node-1.Example",
+            ])
             let console = try #require(node.consolePort, "no console line in \(node.seen)")
             defer { if node.isRunning { kill(node.process.pid, SIGKILL) } }
             var token = ""
-            for host in ["console.example:\(console)", "node-1.example:\(console)", "127.0.0.1:\(console)", "localhost:\(console)"] {
+            for host in [
+                "console.example:\(console)", "node-1.example:\(console)", "127.0.0.1:\(console)",
+                "localhost:\(console)",
+            ] {
                 let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n")
                 #expect(page.status == 200, "Host \(host): \(page.status)")
                 token = page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\"") ?? ""
             }
             for host in ["console.example", "other.example:\(console)", "console.example.attacker.example:\(console)"] {
-                #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n").status == 421, "Host \(host)")
+                #expect(
+                    try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n").status == 421,
+                    "Host \(host)")
             }
-            let saved = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: console.example:\(console)\r\n"
-                                         + "Origin: http://console.example:\(console)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n")
+            let saved = try HttpExchange(
+                port: console,
+                "POST /save-exit HTTP/1.1\r\nHost: console.example:\(console)\r\n"
+                    + "Origin: http://console.example:\(console)\r\nX-Admin-Token: \(token)\r\nContent-Length: 0\r\n\r\n"
+            )
             #expect(saved.status == 200, "\(saved.body)")
             #expect(node.finish() == 0)
 
             for bad in ["a b", "x:80", "", "under_score.example,", "-lead.example"] {
-                let run = try HarnessRun(["serve", "--backend", kind.rawValue, "--http", "0", "--seconds", "1", "--http-host", bad])
+                let run = try HarnessRun([
+                    "serve", "--backend", kind.rawValue, "--http", "0", "--seconds", "1", "--http-host", bad,
+                ])
                 #expect(run.exitCode == 2 && run.output.contains("--http-host"), "--http-host '\(bad)': \(run.output)")
             }
-            let noConsole = try HarnessRun(["serve", "--backend", kind.rawValue, "--seconds", "1", "--http-host", "console.example"])
-            #expect(noConsole.exitCode == 2 && noConsole.output.contains("--http-host needs a console"), "\(noConsole.output)")
+            let noConsole = try HarnessRun([
+                "serve", "--backend", kind.rawValue, "--seconds", "1", "--http-host", "console.example",
+            ])
+            #expect(
+                noConsole.exitCode == 2 && noConsole.output.contains("--http-host needs a console"),
+                "\(noConsole.output)")
         }
 
         /// A console on every interface (`--bind 0.0.0.0`) answers to any IPv4 address as Host
@@ -138,11 +174,17 @@ extension LoopConformance {
         func consoleOnEveryInterfaceAnswersToAddressesOnly(_ kind: LoopBackendKind) throws {
             let node = try ServedNode(["--backend", kind.rawValue, "--bind", "0.0.0.0", "--http", "0"])
             let console = try #require(node.consolePort, "no console line in \(node.seen)")
-            defer { kill(node.process.pid, SIGTERM); _ = node.finish() }
-            for host in ["127.0.0.1", "192.0.2.7", "localhost"] {
-                #expect(try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host):\(console)\r\n\r\n").status == 200, "\(host)")
+            defer {
+                kill(node.process.pid, SIGTERM)
+                _ = node.finish()
             }
-            let rebound = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: rebind.attacker.example:\(console)\r\n\r\n")
+            for host in ["127.0.0.1", "192.0.2.7", "localhost"] {
+                #expect(
+                    try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: \(host):\(console)\r\n\r\n").status == 200,
+                    "\(host)")
+            }
+            let rebound = try HttpExchange(
+                port: console, "GET / HTTP/1.1\r\nHost: rebind.attacker.example:\(console)\r\n\r\n")
             #expect(rebound.status == 421 && !rebound.body.contains("admin-token"))
         }
 
@@ -153,7 +195,9 @@ extension LoopConformance {
             let console = try #require(node.consolePort)
             let page = try HttpExchange(port: console, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\n\r\n")
             let token = try #require(page.body.firstMatch(after: "name=\"admin-token\" content=\"", upTo: "\""))
-            let refused = try HttpExchange(port: console, "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nX-Admin-Token: \(token)\r\n\r\n")
+            let refused = try HttpExchange(
+                port: console,
+                "POST /save-exit HTTP/1.1\r\nHost: 127.0.0.1:\(console)\r\nX-Admin-Token: \(token)\r\n\r\n")
             #expect(refused.status == 403 && refused.body.contains("not among the node's trusted peers"))
             #expect(node.isRunning)
             kill(node.process.pid, SIGTERM)
@@ -167,10 +211,15 @@ extension LoopConformance {
         func fetchReportsEveryURLOnItsOwn(_ kind: LoopBackendKind) throws {
             let node = try ServedNode(["--backend", kind.rawValue, "--http", "0"])
             let console = try #require(node.consolePort)
-            defer { kill(node.process.pid, SIGTERM); _ = node.finish() }
+            defer {
+                kill(node.process.pid, SIGTERM)
+                _ = node.finish()
+            }
             let base = "http://127.0.0.1:\(console)"
-            let reuse = try HarnessRun(["fetch", "--backend", kind.rawValue, "--json", "--concurrency", "1",
-                                        base + "/status.json", base + "/", base + "/status.json", base + "/nothing"])
+            let reuse = try HarnessRun([
+                "fetch", "--backend", kind.rawValue, "--json", "--concurrency", "1",
+                base + "/status.json", base + "/", base + "/status.json", base + "/nothing",
+            ])
             #expect(reuse.exitCode == 0, "\(reuse.output)")
             #expect(reuse.lines.filter { $0.contains("\"ok\":true") && $0.contains("\"status\":200") }.count == 3)
             #expect(reuse.lines.contains { $0.contains("/nothing") && $0.contains("\"status\":404") })
@@ -183,14 +232,20 @@ extension LoopConformance {
             let python = try PythonHttpServer(directory: site.path)
             let other = "http://127.0.0.1:\(python.port)"
             let closed = try unusedPort()
-            let run = try HarnessRun(["fetch", "--backend", kind.rawValue, "--json", "--concurrency", "3",
-                                      other + "/big.txt", other + "/folder", other + "/missing",
-                                      "http://127.0.0.1:\(closed)/", "http://[::1]/", "https://127.0.0.1/"])
+            let run = try HarnessRun([
+                "fetch", "--backend", kind.rawValue, "--json", "--concurrency", "3",
+                other + "/big.txt", other + "/folder", other + "/missing",
+                "http://127.0.0.1:\(closed)/", "http://[::1]/", "https://127.0.0.1/",
+            ])
             #expect(run.exitCode == 1, "a URL without a response fails the run: \(run.output)")
             let line = { (url: String) in run.lines.first { $0.contains("\"url\":\"\(url)\"") } ?? "" }
-            #expect(line(other + "/big.txt").contains("\"status\":200") && jsonInt(line(other + "/big.txt"), "bytes") == 70_000)
-            #expect(line(other + "/folder").contains("\"status\":301") && line(other + "/folder").contains("\"location\":\"/folder/\""),
-                    "a redirect is reported with its Location, not followed")
+            #expect(
+                line(other + "/big.txt").contains("\"status\":200")
+                    && jsonInt(line(other + "/big.txt"), "bytes") == 70_000)
+            #expect(
+                line(other + "/folder").contains("\"status\":301")
+                    && line(other + "/folder").contains("\"location\":\"/folder/\""),
+                "a redirect is reported with its Location, not followed")
             #expect(line(other + "/missing").contains("\"status\":404"))
             #expect(line("http://127.0.0.1:\(closed)/").contains("connect failed"))
             #expect(line("http://[::1]/").contains("\"ok\":false"))
@@ -207,14 +262,19 @@ extension LoopConformance {
             let url = "http://127.0.0.1:\(trickler.port)/"
             for limits in [["--timeout-ms", "1000", "--deadline-ms", "1500"], ["--timeout-ms", "300"]] {
                 let started = monotonicNanoseconds()
-                let run = try HarnessRun(["fetch", "--backend", kind.rawValue, "--json"] + limits + [url], timeoutMs: 20_000)
+                let run = try HarnessRun(
+                    ["fetch", "--backend", kind.rawValue, "--json"] + limits + [url], timeoutMs: 20_000)
                 #expect(run.exitCode == 1, "\(limits): \(run.output)")
-                #expect(run.lines.contains { $0.contains("\"ok\":false") && $0.contains("deadline") }, "\(limits): \(run.output)")
+                #expect(
+                    run.lines.contains { $0.contains("\"ok\":false") && $0.contains("deadline") },
+                    "\(limits): \(run.output)")
                 #expect(elapsedMs(since: started) >= 1_400, "\(limits)")
             }
             for bad in ["0", "86400001", "-5", "1.5"] {
                 let run = try HarnessRun(["fetch", "--backend", kind.rawValue, "--deadline-ms", bad, url])
-                #expect(run.exitCode == 2 && run.output.contains("--deadline-ms takes a whole number 1…86400000"), "\(bad): \(run.output)")
+                #expect(
+                    run.exitCode == 2 && run.output.contains("--deadline-ms takes a whole number 1…86400000"),
+                    "\(bad): \(run.output)")
             }
         }
     }
@@ -228,7 +288,8 @@ extension ServedNode {
         }
         if seen.first(where: { $0.hasPrefix("admin console at") }) == nil { _ = line(startingWith: "admin console at") }
         guard let line = seen.first(where: { $0.hasPrefix("admin console at") }),
-              let port = line.firstMatch(after: "127.0.0.1:", upTo: "/") else { return nil }
+            let port = line.firstMatch(after: "127.0.0.1:", upTo: "/")
+        else { return nil }
         return UInt16(port)
     }
 }
@@ -236,7 +297,9 @@ extension ServedNode {
 extension String {
     /// The text between the first `start` and the next `end` after it.
     func firstMatch(after start: String, upTo end: String) -> String? {
-        guard let from = range(of: start)?.upperBound, let to = self[from...].range(of: end)?.lowerBound else { return nil }
+        guard let from = range(of: start)?.upperBound, let to = self[from...].range(of: end)?.lowerBound else {
+            return nil
+        }
         return String(self[from..<to])
     }
 }
@@ -256,11 +319,15 @@ struct HttpExchange {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = PeerAddress(ip: ip, port: port).socketAddress
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw SystemError("connect", errno: errno) }
         let bytes = Array(request.utf8)
-        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw SystemError("send", errno: errno) }
+        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
+            throw SystemError("send", errno: errno)
+        }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -269,10 +336,15 @@ struct HttpExchange {
             received += buffer[0..<n]
             let text = String(decoding: received, as: UTF8.self)
             if let split = text.range(of: "\r\n\r\n"), let length = jsonlessContentLength(text[..<split.lowerBound]),
-               received.count >= text.utf8.distance(from: text.startIndex, to: split.upperBound) + length { break }
+                received.count >= text.utf8.distance(from: text.startIndex, to: split.upperBound) + length
+            {
+                break
+            }
         }
         let text = String(decoding: received, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw SystemError("no HTTP response: \(text)", errno: EPROTO) }
+        guard let split = text.range(of: "\r\n\r\n") else {
+            throw SystemError("no HTTP response: \(text)", errno: EPROTO)
+        }
         head = String(text[..<split.lowerBound])
         body = String(text[split.upperBound...])
         status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -307,7 +379,9 @@ func unusedPort() throws -> UInt16 {
     var address = PeerAddress.loopback(port: 0).socketAddress
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let ok = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
     }
     guard ok else { throw SystemError("bind", errno: errno) }
     return UInt16(bigEndian: address.sin_port)
@@ -319,10 +393,12 @@ final class PythonHttpServer {
     let port: UInt16
 
     init(directory: String) throws {
-        process = try ChildProcess(["-c", "exec python3 -u -m http.server 0 --bind 127.0.0.1 --directory \"$0\" 2>&1", directory],
-                                   executable: "/bin/sh")
+        process = try ChildProcess(
+            ["-c", "exec python3 -u -m http.server 0 --bind 127.0.0.1 --directory \"$0\" 2>&1", directory],
+            executable: "/bin/sh")
         guard let line = process.line(startingWith: "Serving HTTP", timeoutMs: 20_000),
-              let port = line.firstMatch(after: " port ", upTo: " ").flatMap({ UInt16($0) }) else {
+            let port = line.firstMatch(after: " port ", upTo: " ").flatMap({ UInt16($0) })
+        else {
             throw SystemError("python3 -m http.server did not start", errno: ENOENT)
         }
         self.port = port
@@ -354,7 +430,8 @@ final class TricklingPythonServer {
             """
         process = try ChildProcess(["-c", "exec python3 -u -c \"$0\" 2>&1", script], executable: "/bin/sh")
         guard let line = process.line(startingWith: "port", timeoutMs: 20_000),
-              let port = line.firstMatch(after: "port ", upTo: " ").flatMap({ UInt16($0) }) else {
+            let port = line.firstMatch(after: "port ", upTo: " ").flatMap({ UInt16($0) })
+        else {
             throw SystemError("the trickling server did not start", errno: ENOENT)
         }
         self.port = port

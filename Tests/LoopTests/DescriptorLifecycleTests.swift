@@ -15,16 +15,17 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func staleKernelEntryOfAReusedNumberNeverReachesTheNewFile(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let a = PipePair(), b = PipePair()
+                let a = PipePair()
+                let b = PipePair()
                 let fd = dup(a.readEnd)
                 var calls = 0
                 try loop.registerRead(fd: fd) { _ in calls += 1 }
                 try loop.runOnce()
-                close(fd)                                  // not unregistered; `a` lives on in a.readEnd
+                close(fd) // not unregistered; `a` lives on in a.readEnd
                 #expect(dup2(b.readEnd, fd) == fd)
                 defer { close(fd) }
                 try loop.registerRead(fd: fd) { _ in calls += 1 }
-                a.fill()                                   // the old file becomes readable; the new one is empty
+                a.fill() // the old file becomes readable; the new one is empty
                 let before = loop.counters.polls
                 try runFor(loop, ms: 200)
                 #expect(calls == 0, "callbacks for an empty pipe: \(calls)")
@@ -85,13 +86,17 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func sameOwnerAgainAfterReuseWatchesTheNewFile(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let first = PipePair(), second = PipePair()
+                let first = PipePair()
+                let second = PipePair()
                 let fd = dup(first.readEnd)
                 var fired = 0
-                let handle = try loop.registerRead(fd: fd, owner: "reader") { _ in fired += 1; second.drain() }
+                let handle = try loop.registerRead(fd: fd, owner: "reader") { _ in
+                    fired += 1
+                    second.drain()
+                }
                 try loop.runOnce()
                 close(fd)
-                try loop.runOnce()                  // legacy: select's EBADF drops the number
+                try loop.runOnce() // legacy: select's EBADF drops the number
                 #expect(dup2(second.readEnd, fd) == fd)
                 defer { close(fd) }
                 let again = try loop.registerRead(fd: fd, owner: "reader") { _ in fired += 100 }
@@ -115,8 +120,9 @@ extension LoopConformance {
                 try loop.registerRead(fd: fd) { _ in calls += 1 }
                 p.fill()
                 try loop.runOnce()
-                close(fd)                                  // p.readEnd keeps the readable file alive
-                let before = loop.counters.polls, callsBefore = calls
+                close(fd) // p.readEnd keeps the readable file alive
+                let before = loop.counters.polls
+                let callsBefore = calls
                 try runFor(loop, ms: 100)
                 // A spin made 22,000 polls and callbacks on the closed fd in 100 ms.
                 #expect(loop.counters.polls - before < 400, "\(loop.counters.polls - before) polls in 100 ms")
@@ -141,12 +147,14 @@ extension LoopConformance {
                 try loop.registerRead(fd: fd) { _ in calls += 1 }
                 p.fill()
                 try loop.runOnce()
-                dup2(p.writeEnd, fd)                        // p.readEnd keeps the readable read end alive
+                dup2(p.writeEnd, fd) // p.readEnd keeps the readable read end alive
                 let callsBefore = calls
                 for _ in 0..<200 { try loop.runOnce() }
                 // The write end is never readable: select reports nothing; epoll at most
                 // until its check after 64 consecutive ready waits.
-                #expect(calls - callsBefore <= (kind == .epoll ? 64 : 0), "\(calls - callsBefore) callbacks in 200 polls for a write end")
+                #expect(
+                    calls - callsBefore <= (kind == .epoll ? 64 : 0),
+                    "\(calls - callsBefore) callbacks in 200 polls for a write end")
             }
         }
     }

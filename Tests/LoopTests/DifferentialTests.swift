@@ -17,17 +17,21 @@ extension LoopConformance {
             #expect(corpus.count >= 15)
             for entry in corpus {
                 let run = try differ.run(entry.script)
-                #expect(run.divergence == nil, "\(entry.name): \(run.divergence?.rawValue ?? "")\n\(entry.script)\n\(run.sideBySide)")
+                #expect(
+                    run.divergence == nil,
+                    "\(entry.name): \(run.divergence?.rawValue ?? "")\n\(entry.script)\n\(run.sideBySide)")
                 switch entry.expectation {
                 case .agree:
                     break
                 case .declared:
                     // The raw traces show the difference the normalization takes out.
-                    #expect(run.raw.divergence != nil, "\(entry.name): shows no declared difference\n\(run.raw.sideBySide)")
+                    #expect(
+                        run.raw.divergence != nil, "\(entry.name): shows no declared difference\n\(run.raw.sideBySide)")
                     #expect(run.epoll.hasOrphanCalls || run.legacy.hasOrphanCalls)
                 case .differsFromOriginal:
-                    #expect(ReferenceModel.predict(entry.script, rules: .original) != run.model,
-                            "\(entry.name): the original's rules predict the same trace")
+                    #expect(
+                        ReferenceModel.predict(entry.script, rules: .original) != run.model,
+                        "\(entry.name): the original's rules predict the same trace")
                 }
             }
         }
@@ -40,7 +44,10 @@ extension LoopConformance {
                 let run = try differ.run(generator.script(steps: 24))
                 if run.divergence != nil { divergent.append(try differ.shrink(run)) }
             }
-            #expect(divergent.isEmpty, "\(divergent.count) divergent; first, shrunk:\n\(divergent.first.map { "\($0.script)\n\($0.sideBySide)" } ?? "")")
+            #expect(
+                divergent.isEmpty,
+                "\(divergent.count) divergent; first, shrunk:\n\(divergent.first.map { "\($0.script)\n\($0.sideBySide)" } ?? "")"
+            )
         }
 
         /// Process-level programs (signals, storms, children, a second loop), each in
@@ -54,7 +61,10 @@ extension LoopConformance {
                 let run = try differ.run(script)
                 if run.divergence != nil { divergent.append(run) }
             }
-            #expect(divergent.isEmpty, "\(divergent.count) divergent; first:\n\(divergent.first.map { "\($0.script)\n\($0.sideBySide)" } ?? "")")
+            #expect(
+                divergent.isEmpty,
+                "\(divergent.count) divergent; first:\n\(divergent.first.map { "\($0.script)\n\($0.sideBySide)" } ?? "")"
+            )
         }
 
         /// MIGRATION.md names, per inventory item, the model rule and the fixtures that
@@ -63,8 +73,12 @@ extension LoopConformance {
             let corpus = Set(try DifferentialCorpus.load().map(\.name))
             let named = try DifferentialCorpus.fixturesNamedInMigration()
             #expect(!named.isEmpty)
-            #expect(named.subtracting(corpus).isEmpty, "MIGRATION.md names fixtures that do not exist: \(named.subtracting(corpus).sorted())")
-            #expect(corpus.subtracting(named).isEmpty, "fixtures MIGRATION.md does not name: \(corpus.subtracting(named).sorted())")
+            #expect(
+                named.subtracting(corpus).isEmpty,
+                "MIGRATION.md names fixtures that do not exist: \(named.subtracting(corpus).sorted())")
+            #expect(
+                corpus.subtracting(named).isEmpty,
+                "fixtures MIGRATION.md does not name: \(corpus.subtracting(named).sorted())")
         }
 
         /// Forced failure: a model that dispatches in reverse order must be caught
@@ -93,8 +107,11 @@ extension LoopConformance {
                 let script = generator.script(steps: 30)
                 #expect(try Script(parsing: script.description) == script)
             }
-            let text = "pipe s0 s1 # a comment\nonread r0 s0 n1 o2 { drain s0; onwrite r1 s1 n0 { quickpoll } }\nclock -5\nonce"
-            #expect(try Script(parsing: text).description == "pipe s0 s1\nonread r0 s0 n1 o2 { drain s0; onwrite r1 s1 n0 { quickpoll } }\nclock -5\nonce")
+            let text =
+                "pipe s0 s1 # a comment\nonread r0 s0 n1 o2 { drain s0; onwrite r1 s1 n0 { quickpoll } }\nclock -5\nonce"
+            #expect(
+                try Script(parsing: text).description
+                    == "pipe s0 s1\nonread r0 s0 n1 o2 { drain s0; onwrite r1 s1 n0 { quickpoll } }\nclock -5\nonce")
         }
 
         @Test(arguments: [
@@ -119,7 +136,10 @@ extension LoopConformance {
 
 /// The corpus file: `## name:` starts an entry, `## expect:` says what it shows.
 struct DifferentialCorpus {
-    enum Expectation: String { case agree, declared, differsFromOriginal = "differs-from-original" }
+    enum Expectation: String {
+        case agree, declared
+        case differsFromOriginal = "differs-from-original"
+    }
     struct Entry {
         let name: String
         let expectation: Expectation
@@ -139,9 +159,9 @@ struct DifferentialCorpus {
     /// The names after `Fixtures:` in MIGRATION.md (in backquotes, to the end of the line).
     static func fixturesNamedInMigration() throws -> Set<String> {
         let here = "\(#filePath)"
-        var root = here[..<here.lastIndex(of: "/")!]   // Tests/LoopTests
-        root = root[..<root.lastIndex(of: "/")!]        // Tests
-        root = root[..<root.lastIndex(of: "/")!]        // the package
+        var root = here[..<here.lastIndex(of: "/")!] // Tests/LoopTests
+        root = root[..<root.lastIndex(of: "/")!] // Tests
+        root = root[..<root.lastIndex(of: "/")!] // the package
         let text = try read(root + "/MIGRATION.md")
         var names: Set<String> = []
         for line in text.split(separator: "\n") {
@@ -160,7 +180,8 @@ struct DifferentialCorpus {
         var lines: [String] = []
         func flush() throws {
             guard let n = name else { return }
-            entries.append(Entry(name: n, expectation: expectation, script: try Script(parsing: lines.joined(separator: "\n"))))
+            entries.append(
+                Entry(name: n, expectation: expectation, script: try Script(parsing: lines.joined(separator: "\n"))))
             lines = []
         }
         for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
@@ -170,7 +191,9 @@ struct DifferentialCorpus {
                 expectation = .agree
             } else if line.hasPrefix("## expect:") {
                 let raw = line.dropFirst("## expect:".count).trimmingCharacters(in: " ")
-                guard let e = Expectation(rawValue: raw) else { throw ScriptHarnessError("unknown expectation '\(raw)'") }
+                guard let e = Expectation(rawValue: raw) else {
+                    throw ScriptHarnessError("unknown expectation '\(raw)'")
+                }
                 expectation = e
             } else if name != nil && !line.hasPrefix("#") {
                 lines.append(line)

@@ -9,13 +9,26 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func urgentDescriptorsRunBeforeBackgroundOnes(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let background = PipePair(), lowest = PipePair(), urgent = PipePair()
+                let background = PipePair()
+                let lowest = PipePair()
+                let urgent = PipePair()
                 var order: [Int] = []
                 // Registered background first, so fd order alone would put it first.
-                try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in order.append(1); background.drain() }
-                try loop.registerRead(fd: lowest.readEnd, niceness: 2) { _ in order.append(2); lowest.drain() }
-                try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in order.append(0); urgent.drain() }
-                background.fill(); lowest.fill(); urgent.fill()
+                try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in
+                    order.append(1)
+                    background.drain()
+                }
+                try loop.registerRead(fd: lowest.readEnd, niceness: 2) { _ in
+                    order.append(2)
+                    lowest.drain()
+                }
+                try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in
+                    order.append(0)
+                    urgent.drain()
+                }
+                background.fill()
+                lowest.fill()
+                urgent.fill()
                 #expect(try runUntil(loop) { order.count >= 3 })
                 #expect(order.first == 0)
                 #expect(Set(order) == [0, 1, 2])
@@ -27,11 +40,19 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func callbackSeesItsNiceness(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let p0 = PipePair(), p2 = PipePair()
+                let p0 = PipePair()
+                let p2 = PipePair()
                 var seen: [Int] = []
-                try loop.registerRead(fd: p0.readEnd, niceness: 0) { _ in seen.append(loop.niceness); p0.drain() }
-                try loop.registerRead(fd: p2.readEnd, niceness: 2) { _ in seen.append(loop.niceness); p2.drain() }
-                p0.fill(); p2.fill()
+                try loop.registerRead(fd: p0.readEnd, niceness: 0) { _ in
+                    seen.append(loop.niceness)
+                    p0.drain()
+                }
+                try loop.registerRead(fd: p2.readEnd, niceness: 2) { _ in
+                    seen.append(loop.niceness)
+                    p2.drain()
+                }
+                p0.fill()
+                p2.fill()
                 #expect(try runUntil(loop) { seen.count >= 2 })
                 // Niceness 2 runs as 1, as in the original.
                 #expect(seen.sorted() == [0, 1])
@@ -41,22 +62,27 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func quickPollServesOnlyUrgentWorkAndRefusesReentry(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let trigger = PipePair(), urgent = PipePair(), background = PipePair()
+                let trigger = PipePair()
+                let urgent = PipePair()
+                let background = PipePair()
                 var log: [String] = []
                 var innerResult: Bool?
                 try loop.registerRead(fd: urgent.readEnd, niceness: 0) { _ in
                     log.append("urgent")
                     urgent.drain()
-                    innerResult = loop.quickPoll(niceness: 1)  // re-entry
+                    innerResult = loop.quickPoll(niceness: 1) // re-entry
                 }
-                try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in log.append("background"); background.drain() }
+                try loop.registerRead(fd: background.readEnd, niceness: 1) { _ in
+                    log.append("background")
+                    background.drain()
+                }
                 try loop.registerRead(fd: trigger.readEnd, niceness: 1) { _ in
                     trigger.drain()
                     urgent.fill()
                     background.fill()
                     log.append("quickpoll")
                     #expect(loop.quickPoll(niceness: 1))
-                    #expect(!loop.quickPoll(niceness: 0))  // niceness 0 never quickpolls
+                    #expect(!loop.quickPoll(niceness: 0)) // niceness 0 never quickpolls
                     log.append("back")
                 }
                 trigger.fill()
@@ -75,9 +101,10 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func bottomHalvesRunInQuickPoll(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let trigger = PipePair(), urgent = PipePair()
+                let trigger = PipePair()
+                let urgent = PipePair()
                 var pending = false
-                var insideQuickPoll = false  // round 2: an urgent callback in the quickpoll leaves the work
+                var insideQuickPoll = false // round 2: an urgent callback in the quickpoll leaves the work
                 var log: [String] = []
                 try loop.addBottomHalf(needed: { pending }) {
                     pending = false
@@ -119,7 +146,8 @@ extension LoopConformance {
                     let served = try runUntil(loop, done)
                     #expect(served)
                 }
-                let wall = latencies.map(\.wallMs), cpu = latencies.map(\.busyCPUMs)
+                let wall = latencies.map(\.wallMs)
+                let cpu = latencies.map(\.busyCPUMs)
                 #expect(cpu.allSatisfy { $0 < 50 }, "served after \(cpu) ms of busy CPU (\(wall) ms wall)")
                 if kind == .epoll {
                     #expect(wall.sorted()[rounds / 2] < 50, "served after \(wall) ms")
@@ -141,25 +169,31 @@ extension LoopConformance {
                 // Idle ticks during the wait do not count: no work has run yet.
                 #expect(!loop.needsToQuickPoll)
                 let busy = PipePair()
-                var raised = 0, wallMs = 0.0, cpuMs = 0.0
+                var raised = 0
+                var wallMs = 0.0
+                var cpuMs = 0.0
                 try loop.registerRead(fd: busy.readEnd, niceness: 1) { _ in
                     busy.drain()
                     let cpuStart = threadCPUNanoseconds()
-                    wallMs = burnCPU(limitMs: 400, step: {
-                        if loop.needsToQuickPoll {
-                            raised += 1
-                            #expect(loop.quickPoll(niceness: 1))  // lowers the flag
-                        }
-                    })
+                    wallMs = burnCPU(
+                        limitMs: 400,
+                        step: {
+                            if loop.needsToQuickPoll {
+                                raised += 1
+                                #expect(loop.quickPoll(niceness: 1)) // lowers the flag
+                            }
+                        })
                     cpuMs = Double(threadCPUNanoseconds() - cpuStart) / 1e6
                 }
                 busy.fill()
                 #expect(try runUntil(loop) { wallMs > 0 })
-                let interval = 10.0  // the claim's figure, not the configuration's: a changed default must fail here
-                #expect(Double(raised) >= cpuMs / interval / 2,
-                        "raised \(raised) times in \(cpuMs) ms of CPU (\(wallMs) ms wall)")
-                #expect(Double(raised) <= wallMs / interval + 2,
-                        "raised \(raised) times in \(wallMs) ms of wall time")
+                let interval = 10.0 // the claim's figure, not the configuration's: a changed default must fail here
+                #expect(
+                    Double(raised) >= cpuMs / interval / 2,
+                    "raised \(raised) times in \(cpuMs) ms of CPU (\(wallMs) ms wall)")
+                #expect(
+                    Double(raised) <= wallMs / interval + 2,
+                    "raised \(raised) times in \(wallMs) ms of wall time")
             }
         }
     }

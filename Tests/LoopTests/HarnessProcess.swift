@@ -16,13 +16,17 @@ struct HarnessRun {
 
     /// Runs `program` to completion, waiting at most `timeoutMs` for its output and exit.
     /// `environment`: shell commands run before it starts (`export LOOP_BACKEND=legacy; `).
-    init(_ arguments: [String], program: String = ChildProcess.harnessPath, environment: String = "",
-         timeoutMs: Int32 = 30_000) throws {
+    init(
+        _ arguments: [String], program: String = ChildProcess.harnessPath, environment: String = "",
+        timeoutMs: Int32 = 30_000
+    ) throws {
         let child = try HarnessRun.start(arguments, limits: environment, program: program)
         var lines: [String] = []
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while monotonicNanoseconds() < deadline,
-              let line = child.line(startingWith: "", timeoutMs: max(1, Int32((deadline - monotonicNanoseconds()) / 1_000_000))) {
+            let line = child.line(
+                startingWith: "", timeoutMs: max(1, Int32((deadline - monotonicNanoseconds()) / 1_000_000)))
+        {
             lines.append(line)
         }
         self.lines = lines
@@ -30,7 +34,9 @@ struct HarnessRun {
     }
 
     /// Starts `program`; read its merged output with `line(startingWith:)`.
-    static func start(_ arguments: [String], limits: String = "", program: String = ChildProcess.harnessPath) throws -> ChildProcess {
+    static func start(_ arguments: [String], limits: String = "", program: String = ChildProcess.harnessPath) throws
+        -> ChildProcess
+    {
         try ChildProcess(["-c", limits + "exec \"$0\" \"$@\" 2>&1", program] + arguments, executable: "/bin/sh")
     }
 }
@@ -49,7 +55,8 @@ final class ServedNode {
         while port == nil, let line = process.line(startingWith: "", timeoutMs: 30_000) {
             seen.append(line)
             if line.hasPrefix("serving on "), let colon = line.firstIndex(of: ":"),
-               let comma = line.firstIndex(of: ",") {
+                let comma = line.firstIndex(of: ",")
+            {
                 port = UInt16(line[line.index(after: colon)..<comma])
             } else if line.hasPrefix("{\"event\":\"serving\"") {
                 port = jsonInt(line, "port").flatMap { UInt16(exactly: $0) }
@@ -65,7 +72,9 @@ final class ServedNode {
     func line(startingWith prefix: String, timeoutMs: Int32 = 30_000) -> String? {
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while monotonicNanoseconds() < deadline,
-              let line = process.line(startingWith: "", timeoutMs: max(1, Int32((deadline - monotonicNanoseconds()) / 1_000_000))) {
+            let line = process.line(
+                startingWith: "", timeoutMs: max(1, Int32((deadline - monotonicNanoseconds()) / 1_000_000)))
+        {
             seen.append(line)
             if line.hasPrefix(prefix) { return line }
         }
@@ -76,7 +85,9 @@ final class ServedNode {
     func finish(timeoutMs: Int32 = 30_000) -> Int32? {
         let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
         while monotonicNanoseconds() < deadline,
-              let line = process.line(startingWith: "", timeoutMs: max(1, Int32((deadline - monotonicNanoseconds()) / 1_000_000))) {
+            let line = process.line(
+                startingWith: "", timeoutMs: max(1, Int32((deadline - monotonicNanoseconds()) / 1_000_000)))
+        {
             seen.append(line)
         }
         return process.waitForExit(timeoutMs: 5_000).flatMap(exited)

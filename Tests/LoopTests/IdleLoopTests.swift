@@ -54,7 +54,10 @@ extension LoopConformance {
         func withNothingScheduledOnlyAWakeUpEndsTheWait(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 var completed = 0
-                try loop.submit({ usleep(150_000); return 7 }) { completed = $0 }
+                try loop.submit({
+                    usleep(150_000)
+                    return 7
+                }) { completed = $0 }
                 let handle = loop.stopHandle
                 let stopper = startThread {
                     usleep(400_000)
@@ -87,8 +90,10 @@ extension LoopConformance {
                 var seen: (approxLag: Int64, cpu: Double, alarms: Int)?
                 let r = try loop.registerSleep(every: 400) {
                     guard seen == nil else { return }
-                    seen = (loop.configuration.clock.milliseconds() - loop.nowApprox, loop.cpuUsage,
-                            loop.counters.alarms - alarmsBefore)
+                    seen = (
+                        loop.configuration.clock.milliseconds() - loop.nowApprox, loop.cpuUsage,
+                        loop.counters.alarms - alarmsBefore
+                    )
                     loop.stop()
                 }
                 try runWithWatchdog(loop)
@@ -150,7 +155,7 @@ extension LoopConformance.IdleLoop {
             var beats = 0
             try loop.registerSleep(every: 30) {
                 beats += 1
-                if beats == 3 { offset.withLock { $0 -= 60_000 } }  // a minute back
+                if beats == 3 { offset.withLock { $0 -= 60_000 } } // a minute back
                 if beats == 8 { loop.stop() }
             }
             let start = monotonicNanoseconds()

@@ -17,9 +17,15 @@ extension LoopConformance {
                 // The longest period is accepted and runs without overflow.
                 try loop.registerSleep(every: maximumSleepPeriodMs) {}
                 for niceness in [-1, 3, Int.max, Int.min] {
-                    #expect(throws: LoopError.invalidNiceness(niceness)) { try loop.registerSleep(every: 10, niceness: niceness) {} }
-                    #expect(throws: LoopError.invalidNiceness(niceness)) { try loop.registerRead(fd: 0, niceness: niceness) { _ in } }
-                    #expect(throws: LoopError.invalidNiceness(niceness)) { try loop.submit(niceness: niceness, { 1 }) { _ in } }
+                    #expect(throws: LoopError.invalidNiceness(niceness)) {
+                        try loop.registerSleep(every: 10, niceness: niceness) {}
+                    }
+                    #expect(throws: LoopError.invalidNiceness(niceness)) {
+                        try loop.registerRead(fd: 0, niceness: niceness) { _ in }
+                    }
+                    #expect(throws: LoopError.invalidNiceness(niceness)) {
+                        try loop.submit(niceness: niceness, { 1 }) { _ in }
+                    }
                 }
                 #expect(throws: LoopError.invalidDescriptor(-5)) { try loop.registerRead(fd: -5) { _ in } }
                 #expect(throws: (any Error).self) { try loop.registerRead(fd: Int32.max) { _ in } }
@@ -74,7 +80,8 @@ extension LoopConformance {
         func sleepRegisteredInsideLongWorkWaitsItsPeriod(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 let p = PipePair()
-                var registeredAt: Int64 = 0, firstCallAt: Int64 = 0
+                var registeredAt: Int64 = 0
+                var firstCallAt: Int64 = 0
                 try loop.registerRead(fd: p.readEnd) { _ in
                     p.drain()
                     guard registeredAt == 0 else { return }
@@ -116,7 +123,8 @@ extension LoopConformance {
         func workerCompletionsAreLinear(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 let jobs = 200_000
-                var done = 0, urgentDone = 0
+                var done = 0
+                var urgentDone = 0
                 for i in 0..<jobs {
                     let niceness = i % 2
                     try loop.submit(niceness: niceness, { i }) { _ in

@@ -36,7 +36,9 @@ extension LoopConformance {
             #expect(throws: TrustListError.badPrefixLength("10.0.0.0/33")) { try TrustedPeers(parsing: "10.0.0.0/33") }
             #expect(throws: TrustListError.badPrefixLength("10.0.0.0/")) { try TrustedPeers(parsing: "10.0.0.0/") }
             #expect(throws: TrustListError.badPrefixLength("10.0.0.0/-8")) { try TrustedPeers(parsing: "10.0.0.0/-8") }
-            #expect(throws: TrustListError.hostBitsSet("10.1.0.0/8", "10.0.0.0/8")) { try TrustedPeers(parsing: "10.1.0.0/8") }
+            #expect(throws: TrustListError.hostBitsSet("10.1.0.0/8", "10.0.0.0/8")) {
+                try TrustedPeers(parsing: "10.1.0.0/8")
+            }
         }
 
         // MARK: AtomicFile
@@ -215,7 +217,8 @@ extension LoopConformance {
             // The limit is set once the node serves, not before it starts: a sanitizer's
             // runtime writes a file as the process starts, and would die of SIGXFSZ there.
             // (util-linux's prlimit: Glibc's prlimit() is not visible to Swift.)
-            let limit = try ChildProcess(["--pid", "\(node.process.pid)", "--fsize=0:unlimited"], executable: "/usr/bin/prlimit")
+            let limit = try ChildProcess(
+                ["--pid", "\(node.process.pid)", "--fsize=0:unlimited"], executable: "/usr/bin/prlimit")
             try #require(limit.waitForExit(timeoutMs: 10_000).flatMap(exited) == 0, "prlimit failed")
             let failed = try HarnessRun(["shutdown", "--backend", kind.rawValue, "--to", node.address])
             #expect(failed.exitCode == 1, "\(failed.output)")
@@ -248,7 +251,9 @@ final class TemporaryDirectory {
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()

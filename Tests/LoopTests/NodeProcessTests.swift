@@ -60,7 +60,9 @@ extension LoopConformance {
             let counters = try #require(node.line(startingWith: "loop:"), "the node died in the storm")
             let status = try #require(node.waitForExit())
             #expect(exited(status) == 0)
-            let sigios = counters.split(separator: " ").first { $0.hasPrefix("sigios=") }.flatMap { Int($0.dropFirst(7)) }
+            let sigios = counters.split(separator: " ").first { $0.hasPrefix("sigios=") }.flatMap {
+                Int($0.dropFirst(7))
+            }
             #expect((sigios ?? 0) >= 1, "\(counters)")
         }
 
@@ -70,12 +72,15 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func timerSignalsOfALoopOffTheMainThread(kind: LoopBackendKind) throws {
             func probe(_ flags: [String]) throws -> String {
-                let child = try ChildProcess(["timer-routing", "--backend", kind.rawValue] + flags, executable: ChildProcess.probePath)
+                let child = try ChildProcess(
+                    ["timer-routing", "--backend", kind.rawValue] + flags, executable: ChildProcess.probePath)
                 defer { child.waitForExit() }
-                return child.line(startingWith: "") ?? "(no output; status \(child.waitForExit().map(String.init) ?? "none"))"
+                return child.line(startingWith: "")
+                    ?? "(no output; status \(child.waitForExit().map(String.init) ?? "none"))"
             }
             func eintr(_ flags: [String]) throws -> Int? {
-                let child = try ChildProcess(["timer-routing", "--backend", kind.rawValue] + flags, executable: ChildProcess.probePath)
+                let child = try ChildProcess(
+                    ["timer-routing", "--backend", kind.rawValue] + flags, executable: ChildProcess.probePath)
                 defer { child.waitForExit() }
                 return child.line(startingWith: "eintr").flatMap { Int($0.split(separator: " ")[1]) }
             }
@@ -94,7 +99,8 @@ extension LoopConformance {
         /// loop of its own; the parent keeps every completion.
         @Test(arguments: LoopBackendKind.allCases)
         func forkedChildIsRefusedTheParentsLoop(kind: LoopBackendKind) throws {
-            let child = try ChildProcess(["fork-check", "--backend", kind.rawValue], executable: ChildProcess.probePath)
+            let child = try ChildProcess(
+                ["fork-check", "--backend", kind.rawValue], executable: ChildProcess.probePath)
             let report = try #require(child.line(startingWith: "fork-check"))
             #expect(report == "fork-check child-exit=0 completions=50/50")
             let status = try #require(child.waitForExit())

@@ -20,14 +20,15 @@ extension LoopConformance {
                 #expect(calls.count == 1, "\(calls)")
                 #expect(calls[0] >= 50, "fired after \(calls[0]) ms")
                 #expect(!timer.isActive && loop.counters.registrations == 0 && loop.counters.timerCallbacks == 1)
-                try loop.unregister(timer)  // after it fired: nothing
+                try loop.unregister(timer) // after it fired: nothing
             }
         }
 
         @Test(arguments: LoopBackendKind.allCases)
         func aCancelledTimerNeverFires(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                var fired = 0, control = 0
+                var fired = 0
+                var control = 0
                 let timer = try loop.after(ms: 20) { fired += 1 }
                 try loop.after(ms: 40) { control += 1 }
                 try loop.unregister(timer)
@@ -53,7 +54,8 @@ extension LoopConformance {
                     _ = try? loop.after(ms: 0) { order.append("e0") }
                 }
                 try runUntil(loop, timeoutMs: 5_000) { order.count >= 5 }
-                #expect(order == ["d0", "e0", "b10", "c10", "a30"] || order == ["d0", "b10", "c10", "e0", "a30"]
+                #expect(
+                    order == ["d0", "e0", "b10", "c10", "a30"] || order == ["d0", "b10", "c10", "e0", "a30"]
                         || order == ["d0", "b10", "e0", "c10", "a30"], "\(order)")
                 #expect(order.first == "d0" && order.last == "a30" && !order.contains("never"))
                 // Gone once fired: the owner may register again.
@@ -90,10 +92,11 @@ extension LoopConformance {
         /// It counts from the reading rounded up, so it never fires before its whole delay.
         @Test(arguments: LoopBackendKind.allCases)
         func neverEarlyByTheClocksFraction(kind: LoopBackendKind) throws {
-            let nanoseconds = Atomic<Int64>(1_000_500_000)  // 1000.5 ms
+            let nanoseconds = Atomic<Int64>(1_000_500_000) // 1000.5 ms
             var configuration = LoopConfiguration.unroutedTimerSignalsAccepted
-            configuration.clock = LoopClock({ nanoseconds.load(ordering: .relaxed) / 1_000_000 },
-                                            roundedUp: { (nanoseconds.load(ordering: .relaxed) + 999_999) / 1_000_000 })
+            configuration.clock = LoopClock(
+                { nanoseconds.load(ordering: .relaxed) / 1_000_000 },
+                roundedUp: { (nanoseconds.load(ordering: .relaxed) + 999_999) / 1_000_000 })
             try withLoop(kind, configuration: configuration) { loop in
                 var firedAt: Int64 = -1
                 try loop.after(ms: 10) { firedAt = nanoseconds.load(ordering: .relaxed) }

@@ -45,7 +45,7 @@ extension LoopConformance {
             let before = ProcessSignalState.capture()
             try withLoop(kind) { loop in
                 let during = ProcessSignalState.capture()
-                #expect(during != before)  // the loop did take over something
+                #expect(during != before) // the loop did take over something
                 try loop.submit({ 1 }) { _ in }
                 try runFor(loop, ms: 30)
                 try loop.disableTimer()
@@ -56,7 +56,9 @@ extension LoopConformance {
 
         @Test func onlyOneLegacyLoopAtATime() throws {
             let first = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
-            #expect(throws: LoopError.legacyLoopAlreadyActive) { _ = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted) }
+            #expect(throws: LoopError.legacyLoopAlreadyActive) {
+                _ = try Loop.make(.legacy, configuration: .unroutedTimerSignalsAccepted)
+            }
             // An epoll loop may live beside it.
             let epoll = try Loop.make(.epoll, configuration: .unroutedTimerSignalsAccepted)
             try epoll.close()
@@ -90,7 +92,12 @@ extension LoopConformance {
             try withRaisedDescriptorLimit {
                 try withLoop(.epoll) { loop in
                     var pairs: [(Int32, Int32)] = []
-                    defer { for (a, b) in pairs { close(a); close(b) } }
+                    defer {
+                        for (a, b) in pairs {
+                            close(a)
+                            close(b)
+                        }
+                    }
                     var calls = [Int32: Int]()
                     for _ in 0..<3000 {
                         var fds: [Int32] = [-1, -1]
@@ -104,7 +111,10 @@ extension LoopConformance {
                     }
                     #expect(pairs.last!.1 > 5000)
                     let chosen = stride(from: 0, to: 3000, by: 29).map { pairs[$0] }
-                    for (_, w) in chosen { var b: UInt8 = 7; _ = write(w, &b, 1) }
+                    for (_, w) in chosen {
+                        var b: UInt8 = 7
+                        _ = write(w, &b, 1)
+                    }
                     #expect(try runUntil(loop) { calls.count == chosen.count })
                     #expect(Set(calls.keys) == Set(chosen.map(\.0)))
                     #expect(loop.counters.registrations == 3000)
@@ -119,7 +129,10 @@ extension LoopConformance {
             try withLoop(kind) { loop in
                 let p = PipePair()
                 var reads = 0
-                try loop.registerRead(fd: p.readEnd) { _ in reads += 1; p.drain() }
+                try loop.registerRead(fd: p.readEnd) { _ in
+                    reads += 1
+                    p.drain()
+                }
                 try loop.registerSleep(every: 5) {}
                 p.fill()
                 try runFor(loop, ms: 100)
@@ -129,7 +142,7 @@ extension LoopConformance {
                 #expect(c.callbacks[0] >= 1 + 5)
                 #expect(c.sleepCallbacks >= 5)
                 #expect(c.registrations == 2)
-                #expect(c.alarms >= 20)  // 1 ms real timer over 100 ms
+                #expect(c.alarms >= 20) // 1 ms real timer over 100 ms
                 #expect(c.fields.count >= 15)
             }
         }

@@ -10,9 +10,15 @@ extension LoopConformance {
         func readinessOnPipesAndSockets(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 let pipe = PipePair()
-                let receiver = try LoopbackSocket(), sender = try LoopbackSocket()
-                var pipeReads = 0, socketReads = 0, writable = 0
-                try loop.registerRead(fd: pipe.readEnd) { _ in pipeReads += 1; pipe.drain() }
+                let receiver = try LoopbackSocket()
+                let sender = try LoopbackSocket()
+                var pipeReads = 0
+                var socketReads = 0
+                var writable = 0
+                try loop.registerRead(fd: pipe.readEnd) { _ in
+                    pipeReads += 1
+                    pipe.drain()
+                }
                 try loop.registerRead(fd: receiver.fd) { _ in socketReads += receiver.drain() }
                 let w = try loop.registerWrite(fd: sender.fd) { _ in writable += 1 }
                 pipe.fill()
@@ -33,7 +39,10 @@ extension LoopConformance {
                 let pipe = PipePair()
                 var order: [String] = []
                 try loop.registerRead(fd: pipe.readEnd) { _ in order.append("first") }
-                try loop.registerRead(fd: pipe.readEnd) { _ in order.append("second"); pipe.drain() }
+                try loop.registerRead(fd: pipe.readEnd) { _ in
+                    order.append("second")
+                    pipe.drain()
+                }
                 pipe.fill()
                 #expect(try runUntil(loop) { !order.isEmpty })
                 // A new registration goes to the head of the chain, as in the original.
@@ -47,7 +56,10 @@ extension LoopConformance {
                 let pipe = PipePair()
                 var calls = 0
                 let owner = "reader"
-                let a = try loop.registerRead(fd: pipe.readEnd, owner: owner) { _ in calls += 1; pipe.drain() }
+                let a = try loop.registerRead(fd: pipe.readEnd, owner: owner) { _ in
+                    calls += 1
+                    pipe.drain()
+                }
                 let b = try loop.registerRead(fd: pipe.readEnd, owner: owner) { _ in calls += 100 }
                 #expect(a === b)
                 #expect(loop.counters.registrations == 1)
@@ -68,7 +80,8 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func unregisterSelfNextAndOtherDuringDispatch(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let pipe = PipePair(), other = PipePair()
+                let pipe = PipePair()
+                let other = PipePair()
                 var log: [String] = []
                 var third: Registration!
                 var otherReg: Registration!
@@ -77,9 +90,9 @@ extension LoopConformance {
                 third = try loop.registerRead(fd: pipe.readEnd) { _ in log.append("third") }
                 selfReg = try loop.registerRead(fd: pipe.readEnd) { _ in
                     log.append("self")
-                    try? loop.unregister(selfReg)   // itself
-                    try? loop.unregister(third)     // its successor
-                    try? loop.unregister(otherReg)  // another fd's
+                    try? loop.unregister(selfReg) // itself
+                    try? loop.unregister(third) // its successor
+                    try? loop.unregister(otherReg) // another fd's
                     pipe.drain()
                 }
                 otherReg = try loop.registerRead(fd: other.readEnd) { _ in log.append("other") }
@@ -104,7 +117,9 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func reusedDescriptorNeverGetsAStaleEvent(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let a = PipePair(), b = PipePair(), empty = PipePair()
+                let a = PipePair()
+                let b = PipePair()
+                let empty = PipePair()
                 var staleCalls = 0
                 var swapped = false
                 var regs: [Int32: Registration] = [:]
@@ -117,8 +132,14 @@ extension LoopConformance {
                     dup2(empty.readEnd, victim)
                     _ = try? loop.registerRead(fd: victim) { _ in staleCalls += 1 }
                 }
-                regs[a.readEnd] = try loop.registerRead(fd: a.readEnd) { _ in a.drain(); swapOut(b.readEnd) }
-                regs[b.readEnd] = try loop.registerRead(fd: b.readEnd) { _ in b.drain(); swapOut(a.readEnd) }
+                regs[a.readEnd] = try loop.registerRead(fd: a.readEnd) { _ in
+                    a.drain()
+                    swapOut(b.readEnd)
+                }
+                regs[b.readEnd] = try loop.registerRead(fd: b.readEnd) { _ in
+                    b.drain()
+                    swapOut(a.readEnd)
+                }
                 a.fill()
                 b.fill()
                 #expect(try runUntil(loop) { swapped })

@@ -34,7 +34,7 @@ extension LoopConformance {
                 let p = PipePair()
                 let fd = dup(p.readEnd)
                 let r = try loop.registerRead(fd: fd) { _ in }
-                p.fill()  // readable from now on, level-triggered
+                p.fill() // readable from now on, level-triggered
                 try loop.runOnce()
                 close(fd)
                 try loop.unregister(r)
@@ -51,16 +51,20 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func registrationOnAReusedNumberAfterCloseWithoutUnregisterFires(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                let first = PipePair(), second = PipePair()
+                let first = PipePair()
+                let second = PipePair()
                 let fd = dup(first.readEnd)
                 try loop.registerRead(fd: fd) { _ in }
                 try loop.runOnce()
-                close(fd)                    // owner forgot to unregister
-                try loop.runOnce()           // legacy: select reports EBADF and drops it
+                close(fd) // owner forgot to unregister
+                try loop.runOnce() // legacy: select reports EBADF and drops it
                 #expect(dup2(second.readEnd, fd) == fd)
                 defer { close(fd) }
                 var fired = 0
-                try loop.registerRead(fd: fd) { _ in fired += 1; second.drain() }
+                try loop.registerRead(fd: fd) { _ in
+                    fired += 1
+                    second.drain()
+                }
                 second.fill()
                 #expect(try runUntil(loop, timeoutMs: 2_000) { fired > 0 })
             }
@@ -80,7 +84,8 @@ extension LoopConformance {
         /// when the loop closes; it is not swallowed, and it does not kill the process.
         @Test(arguments: LoopBackendKind.allCases)
         func signalsTheEmbedderBlocksStayPendingAfterClose(kind: LoopBackendKind) throws {
-            var block = sigset_t(), saved = sigset_t()
+            var block = sigset_t()
+            var saved = sigset_t()
             sigemptyset(&block)
             sigaddset(&block, SIGTERM)
             pthread_sigmask(SIG_BLOCK, &block, &saved)
@@ -94,7 +99,7 @@ extension LoopConformance {
             sigpending(&pending)
             #expect(sigismember(&pending, SIGTERM) == 1)
             var zero = timespec()
-            #expect(sigtimedwait(&block, nil, &zero) == SIGTERM)  // consume it here
+            #expect(sigtimedwait(&block, nil, &zero) == SIGTERM) // consume it here
         }
 
         @Test(arguments: LoopBackendKind.allCases)

@@ -22,7 +22,9 @@ func blockedLoopSignals() -> [Int32: Bool] {
 extension LoopConformance {
     /// Each loop undoes only its own mask changes; loops on one thread stack.
     @Suite struct SignalMask {
-        static let pairs: [(LoopBackendKind, LoopBackendKind)] = [(.epoll, .epoll), (.legacy, .epoll), (.epoll, .legacy)]
+        static let pairs: [(LoopBackendKind, LoopBackendKind)] = [
+            (.epoll, .epoll), (.legacy, .epoll), (.epoll, .legacy),
+        ]
 
         /// Two loops on one thread closed in creation order and in reverse: while one
         /// lives the thread is as it needs, and after both the mask is as before.
@@ -42,7 +44,9 @@ extension LoopConformance {
             let (closedFirst, survivor) = reverse ? (second, first) : (first, second)
             try closedFirst.close()
             // The survivor still has the signals as it needs them.
-            #expect(isBlocked(SIGTERM) == (survivor.kind == .epoll), "after closing the \(reverse ? "newer" : "older") loop")
+            #expect(
+                isBlocked(SIGTERM) == (survivor.kind == .epoll), "after closing the \(reverse ? "newer" : "older") loop"
+            )
             if survivor.kind == .epoll {
                 #expect(isBlocked(SIGINT) && isBlocked(SIGHUP) && isBlocked(SIGPIPE))
                 // The surviving epoll loop still takes a SIGTERM through its signalfd.
@@ -58,7 +62,8 @@ extension LoopConformance {
         /// embedder's setting when the loop closes.
         @Test(arguments: LoopBackendKind.allCases)
         func embedderChangesAfterMakeSurviveClose(kind: LoopBackendKind) throws {
-            var usr = sigset_t(), saved = sigset_t()
+            var usr = sigset_t()
+            var saved = sigset_t()
             sigemptyset(&usr)
             sigaddset(&usr, SIGUSR1)
             pthread_sigmask(SIG_SETMASK, nil, &saved)
@@ -93,14 +98,14 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func childMaskUndoesTheLibrarysChanges(kind: LoopBackendKind) throws {
             try withOpenThreadMask {
-              let before = blockedLoopSignals()
-              try withLoop(kind) { loop in
-                try loop.runOnce()
-                var child = ProcessSignals.childMask
-                for signo in loopOwnedSignals {
-                    #expect((sigismember(&child, signo) == 1) == before[signo], "\(signalName(signo))")
+                let before = blockedLoopSignals()
+                try withLoop(kind) { loop in
+                    try loop.runOnce()
+                    var child = ProcessSignals.childMask
+                    for signo in loopOwnedSignals {
+                        #expect((sigismember(&child, signo) == 1) == before[signo], "\(signalName(signo))")
+                    }
                 }
-              }
             }
         }
 
@@ -120,7 +125,7 @@ extension LoopConformance {
                     pthread_kill(pthread_self(), SIGUSR1)
                     try runFor(loop, ms: 30)
                     #expect(usr1Deliveries.load(ordering: .relaxed) == 0, "delivered during the wait")
-                    pthread_sigmask(SIG_UNBLOCK, &usr1, nil)  // now it is
+                    pthread_sigmask(SIG_UNBLOCK, &usr1, nil) // now it is
                     #expect(usr1Deliveries.load(ordering: .relaxed) == 1)
                 }
             }
@@ -134,7 +139,10 @@ extension LoopConformance {
                 let epoll = try Loop.make(.epoll)
                 final class Target: @unchecked Sendable { let thread = pthread_self() }
                 let target = Target()
-                let sender = startThread { usleep(3_000); pthread_kill(target.thread, SIGHUP) }
+                let sender = startThread {
+                    usleep(3_000)
+                    pthread_kill(target.thread, SIGHUP)
+                }
                 try runFor(legacy, ms: 50)
                 joinThread(sender)
                 #expect(legacy.shutdownReason == nil)
@@ -190,16 +198,19 @@ extension LoopConformance {
         /// action (terminate) of a SIGTERM.
         @Test func overlappingChildSignalMaskWindowsShareTheStandIn() throws {
             let step = Atomic<Int>(0)
-            final class Report: @unchecked Sendable { var reason: ShutdownReason?; var thread = pthread_self() }
+            final class Report: @unchecked Sendable {
+                var reason: ShutdownReason?
+                var thread = pthread_self()
+            }
             let report = Report()
             let other = startThread {
                 withOpenThreadMask {
                     guard let loop = try? Loop.make(.epoll) else { return }
                     report.thread = pthread_self()
                     ChildProcesses.withChildSignalMask {
-                        step.store(1, ordering: .releasing)                         // window open
-                        while step.load(ordering: .acquiring) < 2 { usleep(500) }  // the first closed its own
-                        while step.load(ordering: .acquiring) < 3 { usleep(500) }  // SIGTERM sent to this thread
+                        step.store(1, ordering: .releasing) // window open
+                        while step.load(ordering: .acquiring) < 2 { usleep(500) } // the first closed its own
+                        while step.load(ordering: .acquiring) < 3 { usleep(500) } // SIGTERM sent to this thread
                     }
                     // Not runUntil: this thread is not the test's, so a timeout is reported through
                     // `report.reason` (checked by the test) rather than recorded from here.

@@ -13,7 +13,8 @@ extension LoopConformance {
         /// threads are all the loop's own.
         @Test(arguments: LoopBackendKind.allCases, shutdownSignals)
         func adminSignalShutsTheLoopDown(kind: LoopBackendKind, signo: Int32) throws {
-            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue], executable: ChildProcess.probePath)
+            let child = try ChildProcess(
+                ["child-loop", "--backend", kind.rawValue], executable: ChildProcess.probePath)
             let ready = try #require(child.line(startingWith: "ready"))
             #expect(ready.hasSuffix(kind.rawValue))
             kill(child.pid, signo)
@@ -35,8 +36,9 @@ extension LoopConformance {
         func signalLandingOnAnotherThread(kind: LoopBackendKind) throws {
             var killed = 0
             for _ in 0..<10 {
-                let child = try ChildProcess(["child-loop", "--backend", kind.rawValue, "--unblocked-thread"],
-                                              executable: ChildProcess.probePath)
+                let child = try ChildProcess(
+                    ["child-loop", "--backend", kind.rawValue, "--unblocked-thread"],
+                    executable: ChildProcess.probePath)
                 _ = try #require(child.line(startingWith: "ready"))
                 kill(child.pid, SIGTERM)
                 let report = child.line(startingWith: "shutdown")
@@ -60,7 +62,9 @@ extension LoopConformance {
             try withLoop(kind) { loop in
                 let started = monotonicNanoseconds()
                 // A watchdog, so a missed signal fails the test instead of hanging the run.
-                try loop.registerSleep(every: 100) { if monotonicNanoseconds() - started > 5_000_000_000 { loop.stop() } }
+                try loop.registerSleep(every: 100) {
+                    if monotonicNanoseconds() - started > 5_000_000_000 { loop.stop() }
+                }
                 pthread_kill(pthread_self(), SIGHUP)
                 let reason = try loop.run()
                 #expect(reason == .signal(SIGHUP))
@@ -104,7 +108,8 @@ extension LoopConformance {
         /// it; the flag is an atomic, so the loop thread sees it all the same.
         @Test func virtualTimerOnAnotherThreadStillRaisesTheFlag() throws {
             try withLoop(.legacy) { loop in
-                var block = sigset_t(), saved = sigset_t()
+                var block = sigset_t()
+                var saved = sigset_t()
                 sigemptyset(&block)
                 sigaddset(&block, SIGVTALRM)
                 pthread_sigmask(SIG_BLOCK, &block, &saved)

@@ -9,7 +9,8 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func cadenceIsAboutThePeriodAndNeverFaster(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                var fast: [Int64] = [], slow: [Int64] = []
+                var fast: [Int64] = []
+                var slow: [Int64] = []
                 let start = loop.now
                 try loop.registerSleep(every: 10) { fast.append(loop.now) }
                 try loop.registerSleep(every: 100) { slow.append(loop.now) }
@@ -76,24 +77,26 @@ extension LoopConformance {
                 time.withLock { $0 = 1_060 }
                 try loop.runOnce()
                 #expect(fires == 1)
-                time.withLock { $0 = 500 }  // back 560 ms
+                time.withLock { $0 = 500 } // back 560 ms
                 try loop.runOnce()
                 try loop.runOnce()
                 #expect(fires == 1)
                 time.withLock { $0 = 540 }
                 try loop.runOnce()
-                #expect(fires == 1)  // 40 ms after the reset: not due
+                #expect(fires == 1) // 40 ms after the reset: not due
                 time.withLock { $0 = 560 }
                 try loop.runOnce()
-                #expect(fires == 2)  // due 50 ms after the reset
+                #expect(fires == 2) // due 50 ms after the reset
             }
         }
 
         @Test(arguments: LoopBackendKind.allCases)
         func sleepCallbackMayUnregisterItselfAndOthers(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
-                var a = 0, b = 0
-                var ra: Registration!, rb: Registration!
+                var a = 0
+                var b = 0
+                var ra: Registration!
+                var rb: Registration!
                 rb = try loop.registerSleep(every: 5) { b += 1 }
                 ra = try loop.registerSleep(every: 5) {
                     a += 1
@@ -119,7 +122,7 @@ extension LoopConformance.SleepCallbacks {
             try runUntil(loop) { calls.count >= 2 }
             #expect(loop.minTick == 30)
             try loop.pauseSleep(r)
-            try loop.pauseSleep(r)  // twice: harmless
+            try loop.pauseSleep(r) // twice: harmless
             #expect(loop.minTick == defaultMinimumTickMs)
             #expect(loop.counters.registrations == 1)
             let pausedAt = calls.count
@@ -127,7 +130,7 @@ extension LoopConformance.SleepCallbacks {
             #expect(calls.count == pausedAt, "called while paused")
             let resumedAt = loop.configuration.clock.milliseconds()
             try loop.resumeSleep(r)
-            try loop.resumeSleep(r)  // not paused: ignored
+            try loop.resumeSleep(r) // not paused: ignored
             #expect(loop.minTick == 30)
             try runUntil(loop) { calls.count > pausedAt }
             #expect(calls[pausedAt] - resumedAt >= 30, "due \(calls[pausedAt] - resumedAt) ms after resuming")
@@ -163,7 +166,9 @@ extension LoopConformance.SleepCallbacks {
                 let period = Int64(20 + i % 41)
                 let gaps = zip(byCallback[i].dropFirst(), byCallback[i]).map { $0 - $1 }
                 #expect(gaps.allSatisfy { $0 >= period }, "callback \(i) (every \(period) ms): gaps \(gaps)")
-                #expect(byCallback[i].count <= Int(span / period), "callback \(i) ran \(byCallback[i].count) times in \(span) ms")
+                #expect(
+                    byCallback[i].count <= Int(span / period),
+                    "callback \(i) ran \(byCallback[i].count) times in \(span) ms")
             }
             #expect(byCallback.filter(\.isEmpty).count == 0, "some callbacks never ran in \(span) ms")
             // One scan, one `now`: indices strictly descending within it.
@@ -171,7 +176,9 @@ extension LoopConformance.SleepCallbacks {
             while i < calls.count {
                 var j = i + 1
                 while j < calls.count && calls[j].at == calls[i].at {
-                    #expect(calls[j].index < calls[j - 1].index, "scan at \(calls[i].at): \(calls[j - 1].index) before \(calls[j].index)")
+                    #expect(
+                        calls[j].index < calls[j - 1].index,
+                        "scan at \(calls[i].at): \(calls[j - 1].index) before \(calls[j].index)")
                     j += 1
                 }
                 i = j
@@ -191,7 +198,8 @@ extension LoopConformance.SleepCallbacks {
         var config = LoopConfiguration.unroutedTimerSignalsAccepted
         config.clock = LoopClock { time.withLock { $0 } }
         try withLoop(kind, configuration: config) { loop in
-            var older = 0, newer = 0
+            var older = 0
+            var newer = 0
             let first = try loop.registerSleep(every: 50) { older += 1 }
             try loop.registerSleep(every: 50) {
                 newer += 1
@@ -213,11 +221,14 @@ extension LoopConformance.SleepCallbacks {
     @Test(arguments: LoopBackendKind.allCases)
     func manyDistinctPeriodsComeAndGo(kind: LoopBackendKind) throws {
         try withLoop(kind) { loop in
-            var stray = 0, beats = 0
+            var stray = 0
+            var beats = 0
             try loop.registerSleep(every: 20) { beats += 1 }
             for round in 0..<5 {
                 var batch: [Registration] = []
-                for i in 0..<2_000 { batch.append(try loop.registerSleep(every: 1_000 + round * 2_000 + i) { stray += 1 }) }
+                for i in 0..<2_000 {
+                    batch.append(try loop.registerSleep(every: 1_000 + round * 2_000 + i) { stray += 1 })
+                }
                 try loop.runOnce(maxWaitMs: 0)
                 for r in batch { try loop.unregister(r) }
             }

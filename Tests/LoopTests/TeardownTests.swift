@@ -56,7 +56,9 @@ extension LoopConformance {
             // Three objects, each owned only by one kind of callback: a sleep callback
             // (as the node's heartbeat owned its server), a read callback, a completion.
             do {
-                let bySleep = try target(), byRead = try target(), byCompletion = try target()
+                let bySleep = try target()
+                let byRead = try target()
+                let byCompletion = try target()
                 try loop.registerSleep(every: 1000) { _ = bySleep }
                 try loop.registerRead(fd: p.readEnd, niceness: 1) { _ in _ = byRead }
                 try loop.submit({ 2 }) { _ in _ = byCompletion }
@@ -77,7 +79,10 @@ extension LoopConformance {
                 do {
                     let probe = Probe()
                     weakProbe = probe
-                    handle = try loop.registerSleep(every: 10) { _ = probe; _ = handle }
+                    handle = try loop.registerSleep(every: 10) {
+                        _ = probe
+                        _ = handle
+                    }
                 }
                 #expect(weakProbe != nil)
                 try loop.unregister(handle!)
@@ -111,7 +116,10 @@ extension LoopConformance {
             let early = loop.stopHandle
             let reads = Atomic<Int>(0)
             let go = Atomic<Bool>(true)
-            final class Box: @unchecked Sendable { let loop: Loop; init(_ l: Loop) { loop = l } }
+            final class Box: @unchecked Sendable {
+                let loop: Loop
+                init(_ l: Loop) { loop = l }
+            }
             let box = Box(loop)
             let reader = startThread(blocking: loopOwnedSignals) {
                 while go.load(ordering: .relaxed) {
@@ -167,11 +175,13 @@ extension LoopConformance {
                 loop.stop()
                 #expect(try loop.run() == .stopped)
                 pthread_kill(pthread_self(), SIGTERM)
-                try loop.runOnce()  // the loop sees it, and records it as a new request
+                try loop.runOnce() // the loop sees it, and records it as a new request
                 #expect(embedderSigterms.load(ordering: .relaxed) == 0)
                 try loop.close()
                 let deadline = monotonicNanoseconds() + 2_000_000_000
-                while embedderSigterms.load(ordering: .relaxed) == 0 && monotonicNanoseconds() < deadline { usleep(1000) }
+                while embedderSigterms.load(ordering: .relaxed) == 0 && monotonicNanoseconds() < deadline {
+                    usleep(1000)
+                }
                 #expect(embedderSigterms.load(ordering: .relaxed) == 1)
             }
         }
@@ -219,7 +229,7 @@ extension LoopConformance {
                 try withLoop(kind) { loop in
                     loop.stop()
                     pthread_kill(pthread_self(), SIGTERM)
-                    try loop.runOnce()  // epoll reads it from its signalfd; legacy's handler already ran
+                    try loop.runOnce() // epoll reads it from its signalfd; legacy's handler already ran
                     try addWatchdog(loop)
                     #expect(try loop.run() == .signal(SIGTERM))
                     #expect(try loop.run() == .stopped)
@@ -248,19 +258,23 @@ extension LoopConformance {
         /// The owner is the thread, not its `pthread_t`, which glibc hands to the next
         /// thread once the first has exited.
         @Test func aThreadReusingTheOwnersHandleIsRefused() throws {
-            final class Box: @unchecked Sendable { var loop: Loop?; var outcome = "" }
+            final class Box: @unchecked Sendable {
+                var loop: Loop?
+                var outcome = ""
+            }
             let box = Box()
             joinThread(startThread { box.loop = try? Loop.make(.epoll) })
-            joinThread(startThread {
-                do {
-                    try box.loop?.runOnce()
-                    box.outcome = "accepted"
-                } catch LoopError.wrongThread {
-                    box.outcome = "refused"
-                } catch {
-                    box.outcome = "\(error)"
-                }
-            })
+            joinThread(
+                startThread {
+                    do {
+                        try box.loop?.runOnce()
+                        box.outcome = "accepted"
+                    } catch LoopError.wrongThread {
+                        box.outcome = "refused"
+                    } catch {
+                        box.outcome = "\(error)"
+                    }
+                })
             #expect(box.outcome == "refused")
             box.loop = nil
         }

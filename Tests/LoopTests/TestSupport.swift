@@ -2,8 +2,8 @@ import CLoopShim
 import Compat
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
 
 /// Every loop test lives under this suite: loops touch process-wide signal
 /// state and only one legacy loop may exist at a time, so they run one at a time,

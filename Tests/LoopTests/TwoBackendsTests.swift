@@ -18,9 +18,12 @@ extension LoopConformance {
                 for close in ["older", "newer"] {
                     for prepare in ["none", admin.rawValue] {
                         let scenario = "--admin \(admin) --order \(order) --close \(close) --prepare \(prepare)"
-                        let child = try ChildProcess(["two-loops", "--admin", admin.rawValue, "--order", order,
-                                                      "--close", close, "--prepare", prepare],
-                                                     executable: ChildProcess.probePath)
+                        let child = try ChildProcess(
+                            [
+                                "two-loops", "--admin", admin.rawValue, "--order", order,
+                                "--close", close, "--prepare", prepare,
+                            ],
+                            executable: ChildProcess.probePath)
                         #expect(child.line(startingWith: "shutdown") == "shutdown \(SIGTERM)", "\(scenario)")
                         let status = try #require(child.waitForExit(), "\(scenario): hung")
                         #expect(exited(status) == 0, "\(scenario): status \(status)")
@@ -38,8 +41,11 @@ extension LoopConformance {
                 // The other loop closes first, so the admin loop is the survivor.
                 let close = order.hasPrefix(admin.rawValue) ? "newer" : "older"
                 let scenario = "--admin \(admin) --order \(order) --close \(close)"
-                let child = try ChildProcess(["two-loops", "--admin", admin.rawValue, "--order", order, "--close", close,
-                                              "--external"], executable: ChildProcess.probePath)
+                let child = try ChildProcess(
+                    [
+                        "two-loops", "--admin", admin.rawValue, "--order", order, "--close", close,
+                        "--external",
+                    ], executable: ChildProcess.probePath)
                 _ = try #require(child.line(startingWith: "ready"), "\(scenario)")
                 kill(child.pid, SIGTERM)
                 #expect(child.line(startingWith: "shutdown") == "shutdown \(SIGTERM)", "\(scenario)")

@@ -8,7 +8,7 @@ extension LoopConformance {
         @Test(arguments: LoopBackendKind.allCases)
         func stopFromAnotherThreadEndsRun(kind: LoopBackendKind) throws {
             var config = LoopConfiguration.unroutedTimerSignalsAccepted
-            config.quickPollIntervalMs = 1000  // so only the wake-up can end the wait early
+            config.quickPollIntervalMs = 1000 // so only the wake-up can end the wait early
             try withLoop(kind, configuration: config) { loop in
                 try loop.disableTimer()
                 let handle = loop.stopHandle
@@ -29,12 +29,16 @@ extension LoopConformance {
         func workerCompletionsRunOnTheLoopThread(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 let me = pthread_self()
-                var done = 0, onLoopThread = 0
+                var done = 0
+                var onLoopThread = 0
                 var results: [Int] = []
                 for i in 0..<50 {
-                    try loop.submit(niceness: i % 2, { () -> Int in
-                        pthread_equal(pthread_self(), me) == 0 ? i * i : -1
-                    }) { value in
+                    try loop.submit(
+                        niceness: i % 2,
+                        { () -> Int in
+                            pthread_equal(pthread_self(), me) == 0 ? i * i : -1
+                        }
+                    ) { value in
                         done += 1
                         results.append(value)
                         if pthread_equal(pthread_self(), me) != 0 { onLoopThread += 1 }

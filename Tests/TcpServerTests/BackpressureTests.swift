@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -17,7 +18,9 @@ extension TcpServerLoopTests {
             try withHttpServer(kind) { loop, server in
                 server.handler = { request, responder in responder.respond(.text(200, String(request.path) + filler)) }
                 let path = { (i: Int) in "/" + String(String(i + 10_000).dropFirst()) }
-                let expected = (0..<count).flatMap { HttpResponse.text(200, path($0) + filler).serialized(keepAlive: true) }
+                let expected = (0..<count).flatMap {
+                    HttpResponse.text(200, path($0) + filler).serialized(keepAlive: true)
+                }
                 let replySize = expected.count / count
                 let client = try TestClient(port: server.port, receiveBufferSize: 4096)
                 try runUntil(loop) { server.tcp.stats.incomingOpen == 1 }

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -35,7 +36,8 @@ extension TcpServerLoopTests {
             let budget = 64 * 1024
             try withHttpServer(kind, .testing { $0.requestBytesBudget = budget }) { loop, server in
                 server.handler = { request, responder in responder.respond(.text(200, String(request.path))) }
-                let partial = "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 60000\r\n\r\n"
+                let partial =
+                    "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 60000\r\n\r\n"
                     + String(repeating: "b", count: 20_000)
                 var holders: [TestClient] = []
                 var mostHeld = 0
@@ -47,7 +49,8 @@ extension TcpServerLoopTests {
                     try runUntil(loop) {
                         for client in holders { client.pump() }
                         mostHeld = max(mostHeld, server.tcp.incomingBytesHeld)
-                        return holder.peerClosed || server.tcp.connection(of: holder)?.received.count == partial.utf8.count
+                        return holder.peerClosed
+                            || server.tcp.connection(of: holder)?.received.count == partial.utf8.count
                     }
                 }
                 let good = try TestClient(port: server.port, from: 0x7f00_0002)
@@ -73,7 +76,9 @@ extension TcpServerLoopTests {
             try withHttpServer(kind, .testing { $0.requestBytesBudget = budget }) { loop, server in
                 server.handler = { request, responder in responder.respond(.text(200, String(request.path))) }
                 let big = try TestClient(port: server.port)
-                big.send("POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 40000\r\n\r\n" + String(repeating: "b", count: 40_000))
+                big.send(
+                    "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 40000\r\n\r\n"
+                        + String(repeating: "b", count: 40_000))
                 let refused = try awaitResponse(loop, big)
                 #expect(refused.status == 503)
                 try awaitClosed(loop, big)

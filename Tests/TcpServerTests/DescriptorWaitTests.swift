@@ -1,7 +1,8 @@
 import Glibc
 import LoopCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -30,7 +31,7 @@ private final class ThreadedOrigin {
                 let connection = accept(fd, nil, nil)
                 guard connection >= 0 else {
                     if errno == EINTR || errno == ECONNABORTED { continue }
-                    return  // shut down: the test is over
+                    return // shut down: the test is over
                 }
                 var request: [UInt8] = []
                 var buffer = [UInt8](repeating: 0, count: 4096)
@@ -112,7 +113,8 @@ extension TcpServerLoopTests {
                         do {
                             try client.get(url, timeoutMs: 20_000) { result in
                                 switch result {
-                                case .success(let reply) where reply.status == 200 && reply.body == Array("ok".utf8): fetched += 1
+                                case .success(let reply) where reply.status == 200 && reply.body == Array("ok".utf8):
+                                    fetched += 1
                                 case .success(let reply): failures.append("status \(reply.status)")
                                 case .failure(let error): failures.append(error.description)
                                 }
@@ -126,14 +128,16 @@ extension TcpServerLoopTests {
                     #expect(failed == 0, "first failure: \(failures.first ?? "")")
                     #expect(fetched == count)
                     let waited = tcp.descriptorWaits.waited
-                    if kind == .legacy { #expect(waited > 0, "none waited: the test did not reach the limit") } else {
+                    if kind == .legacy {
+                        #expect(waited > 0, "none waited: the test did not reach the limit")
+                    } else {
                         #expect(waited == 0)
                     }
                     #expect(tcp.stats.outgoingOpen == 0 && tcp.descriptorWaits.queue.isEmpty)
                 }
             }
         }
-    
+
         /// With no number below the limit ever free, a waiting exchange still ends once:
         /// with `.timedOut` when its silence timeout passes, with `.deadlinePassed` at its
         /// deadline, and with `.shuttingDown` when the server closes. On epoll they are fetched.
@@ -150,16 +154,27 @@ extension TcpServerLoopTests {
                 try #require(lows.raised, "cannot raise RLIMIT_NOFILE past 2048 here")
                 let tcp = TcpServer(loop: loop, configuration: .testing(), framing: LineFraming())
                 let client = HttpClient(tcp: tcp)
-                try client.get(url, timeoutMs: 300) { calls += 1; results[0] = $0 }
-                try client.get(url, timeoutMs: 5_000, deadlineMs: 400) { calls += 1; results[1] = $0 }
-                try client.get(url, timeoutMs: 20_000) { calls += 1; results[2] = $0 }
+                try client.get(url, timeoutMs: 300) {
+                    calls += 1
+                    results[0] = $0
+                }
+                try client.get(url, timeoutMs: 5_000, deadlineMs: 400) {
+                    calls += 1
+                    results[1] = $0
+                }
+                try client.get(url, timeoutMs: 20_000) {
+                    calls += 1
+                    results[2] = $0
+                }
                 try runUntil(loop) { results[0] != nil && results[1] != nil }
                 try runFor(loop, ms: 100)
                 tcp.close()
                 try runFor(loop, ms: 50)
                 #expect(calls == 3 && results.count == 3)
                 if kind == .legacy {
-                    #expect(results[0].map { if case .failure(.timedOut) = $0 { true } else { false } } == true, "\(results)")
+                    #expect(
+                        results[0].map { if case .failure(.timedOut) = $0 { true } else { false } } == true,
+                        "\(results)")
                     #expect(results[1].map { if case .failure(.deadlinePassed) = $0 { true } else { false } } == true)
                     #expect(results[2].map { if case .failure(.shuttingDown) = $0 { true } else { false } } == true)
                     #expect(tcp.descriptorWaits.waited == 3, "\(results)")

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -59,8 +60,9 @@ extension TcpServerLoopTests {
                     pipeliner.received = []
                 }
                 let bound = 3 * server.tcp.configuration.maxRequestsPerTurn
-                #expect(servedBefore.allSatisfy { $0 <= bound },
-                        "pipelined requests served before the other client's: \(servedBefore) (bound \(bound))")
+                #expect(
+                    servedBefore.allSatisfy { $0 <= bound },
+                    "pipelined requests served before the other client's: \(servedBefore) (bound \(bound))")
                 #expect(waitedMs.allSatisfy { $0 < 1000 }, "the other client waited \(waitedMs) ms")
                 #expect(server.tcp.stats.turnsYielded > 0)
                 #expect(server.tcp.stats.requestBytesHeld == 0)

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -31,8 +32,9 @@ extension TcpServerLoopTests {
                 }
                 #expect(verdicts.dropLast().allSatisfy { $0 == .incomplete })
                 #expect(verdicts.last == .complete(length: length, reusable: true))
-                #expect(framing.headBytesScanned <= 4 * length,
-                        "\(length)-byte head dripped: \(framing.headBytesScanned) bytes examined")
+                #expect(
+                    framing.headBytesScanned <= 4 * length,
+                    "\(length)-byte head dripped: \(framing.headBytesScanned) bytes examined")
             }
         }
 
@@ -61,7 +63,8 @@ extension TcpServerLoopTests {
             for position in 0..<heads.map(\.count).max()! {
                 for (index, head) in heads.enumerated() where position < head.count {
                     buffers[index].append(head[position])
-                    let verdict = framing.frame(buffers[index][...], atEnd: false, of: TcpConnectionID(value: UInt64(index)))
+                    let verdict = framing.frame(
+                        buffers[index][...], atEnd: false, of: TcpConnectionID(value: UInt64(index)))
                     if position == head.count - 1 {
                         #expect(verdict == .complete(length: head.count, reusable: true))
                         completed += 1
@@ -80,8 +83,9 @@ extension TcpServerLoopTests {
         /// status, and frames pipelined requests the same.
         @Test func verdictsDoNotDependOnHowTheBytesArrive() throws {
             let inputs: [[UInt8]] = [
-                bytes("GET /a HTTP/1.1\r\nHost: test\r\n\r\nPOST /b HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nxyz"
-                      + "GET /c HTTP/1.0\r\n\r\n"),
+                bytes(
+                    "GET /a HTTP/1.1\r\nHost: test\r\n\r\nPOST /b HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nxyz"
+                        + "GET /c HTTP/1.0\r\n\r\n"),
                 bytes("GET / HTTP/1.1\r\nHost: test\r\nX: a\rb\r\n\r\n"),
                 bytes("GET / HTTP/1.1\nHost: test\n\n"),
                 bytes("GET / HTTP/1.1\r\nHost: test\r\nX: \u{1}\r\n\r\n"),
@@ -93,7 +97,9 @@ extension TcpServerLoopTests {
             for input in inputs {
                 let whole = verdicts(of: input, readSize: input.count)
                 for readSize in [1, 2, 3, 7] {
-                    #expect(verdicts(of: input, readSize: readSize) == whole, "\(text(Array(input.prefix(40)))) in reads of \(readSize)")
+                    #expect(
+                        verdicts(of: input, readSize: readSize) == whole,
+                        "\(text(Array(input.prefix(40)))) in reads of \(readSize)")
                 }
             }
         }
@@ -142,8 +148,10 @@ extension TcpServerLoopTests {
                 }
                 for client in clients { #expect(try awaitResponse(loop, client).status == 200) }
                 #expect(server.tcp.stats.bytesIn == 2 * length, "one read a byte")
-                #expect(server.framing.headBytesScanned <= 4 * 2 * length,
-                        "two \(length)-byte heads over \(2 * length) reads: \(server.framing.headBytesScanned) bytes examined")
+                #expect(
+                    server.framing.headBytesScanned <= 4 * 2 * length,
+                    "two \(length)-byte heads over \(2 * length) reads: \(server.framing.headBytesScanned) bytes examined"
+                )
             }
         }
     }

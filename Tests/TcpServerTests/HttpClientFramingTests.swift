@@ -1,4 +1,5 @@
 import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -40,8 +41,10 @@ extension TcpServerLoopTests {
                 #expect(frame == .complete(length: reply.count, reusable: true))
                 #expect(calls >= count / 10)
                 // Each byte once, and the few a line end straddling two reads looks at again.
-                #expect(framing.state.bytesExamined <= reply.count + 2 * calls,
-                        "\(count) chunks in \(calls) reads: \(framing.state.bytesExamined) bytes examined for \(reply.count)")
+                #expect(
+                    framing.state.bytesExamined <= reply.count + 2 * calls,
+                    "\(count) chunks in \(calls) reads: \(framing.state.bytesExamined) bytes examined for \(reply.count)"
+                )
                 let body = framing.parse(reply)?.body ?? []
                 #expect(body.count == count && body.first == 0x61 && body.last == UInt8(0x61 + (count - 1) % 26))
             }

@@ -1,13 +1,16 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
 /// An origin server on the loop that answers each path with raw response bytes
 /// (`thenClose` for the close-delimited ones), and an HttpClient beside it.
-private func withOrigin<R>(_ kind: LoopBackendKind, _ responses: [String: (String, Bool)],
-                           _ body: (Loop, HttpClient, UInt16) throws -> R) throws -> R {
+private func withOrigin<R>(
+    _ kind: LoopBackendKind, _ responses: [String: (String, Bool)],
+    _ body: (Loop, HttpClient, UInt16) throws -> R
+) throws -> R {
     try withTcpServer(kind, framing: HttpRequestFraming(limits: HttpLimits())) { loop, origin in
         origin.onRequest = { [unowned origin] request in
             let startLine = text(request.bytes).split(separator: "\r\n").first ?? ""
@@ -22,8 +25,10 @@ private func withOrigin<R>(_ kind: LoopBackendKind, _ responses: [String: (Strin
 }
 
 /// Runs one GET and returns its result (its completion runs exactly once).
-private func fetch(_ loop: Loop, _ client: HttpClient, _ url: String,
-                   sourceLocation: SourceLocation = #_sourceLocation) throws -> Result<HttpFetched, TcpError> {
+private func fetch(
+    _ loop: Loop, _ client: HttpClient, _ url: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> Result<HttpFetched, TcpError> {
     var results: [Result<HttpFetched, TcpError>] = []
     try client.get(HttpURL(url), timeoutMs: 5_000) { results.append($0) }
     try runUntil(loop, sourceLocation: sourceLocation) { !results.isEmpty }
@@ -41,8 +46,10 @@ extension TcpServerLoopTests {
         func bodiesOfEveryFraming(kind: LoopBackendKind) throws {
             let responses: [String: (String, Bool)] = [
                 "/length": ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", false),
-                "/chunked": ("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                             + "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n", false),
+                "/chunked": (
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n", false
+                ),
                 "/close": ("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", true),
                 "/empty": ("HTTP/1.1 204 No Content\r\n\r\n", false),
             ]
@@ -69,8 +76,10 @@ extension TcpServerLoopTests {
         func interimResponsesAreSkipped(kind: LoopBackendKind) throws {
             let endless = String(repeating: "HTTP/1.1 100 Continue\r\n\r\n", count: 100_000)
             let responses: [String: (String, Bool)] = [
-                "/hints": ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-                           + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal", false),
+                "/hints": (
+                    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                        + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal", false
+                ),
                 "/endless": (endless + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
             ]
             try withOrigin(kind, responses) { loop, client, port in
@@ -130,10 +139,12 @@ extension TcpServerLoopTests {
         @Test(arguments: LoopBackendKind.allCases)
         func malformedStatusLinesAreRefused(kind: LoopBackendKind) throws {
             let rest = "\r\nContent-Length: 2\r\n\r\nok"
-            let malformed = ["HTTP/1.1 +200 OK", "HTTP/1.1 -200 OK", "HTTP/1.1 0200 OK", "HTTP/1.1 20 OK",
-                             "HTTP/1.1 2000 OK", "HTTP/1.1 +99 OK", "HTTP/1.1 2x0 OK", "HTTP/1.10 200 OK",
-                             "HTTP/1.x 200 OK", "http/1.1 200 OK", "HTTP/2.0 200 OK", "HTTP/1.1  200 OK",
-                             "HTTP/1.1 200OK", "HTTP/1.1 +100 Continue\r\n\r\nHTTP/1.1 200 OK"]
+            let malformed = [
+                "HTTP/1.1 +200 OK", "HTTP/1.1 -200 OK", "HTTP/1.1 0200 OK", "HTTP/1.1 20 OK",
+                "HTTP/1.1 2000 OK", "HTTP/1.1 +99 OK", "HTTP/1.1 2x0 OK", "HTTP/1.10 200 OK",
+                "HTTP/1.x 200 OK", "http/1.1 200 OK", "HTTP/2.0 200 OK", "HTTP/1.1  200 OK",
+                "HTTP/1.1 200OK", "HTTP/1.1 +100 Continue\r\n\r\nHTTP/1.1 200 OK",
+            ]
             var responses: [String: (String, Bool)] = [:]
             for (index, line) in malformed.enumerated() { responses["/\(index)"] = (line + rest, false) }
             responses["/good"] = ("HTTP/1.0 200 OK" + rest, true)
@@ -156,8 +167,9 @@ extension TcpServerLoopTests {
         func deadlineEndsATrickledReply(kind: LoopBackendKind) throws {
             try withLoop(kind) { loop in
                 let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
-                let origin = try TricklingOrigin(loop, reply: bytes(head) + [UInt8](repeating: 0x61, count: 100_000),
-                                                 piece: 1, everyMs: 100)
+                let origin = try TricklingOrigin(
+                    loop, reply: bytes(head) + [UInt8](repeating: 0x61, count: 100_000),
+                    piece: 1, everyMs: 100)
                 defer { origin.close() }
                 try withClient(loop) { tcp in
                     let client = HttpClient(tcp: tcp)
@@ -170,7 +182,9 @@ extension TcpServerLoopTests {
                     let elapsed = elapsedMs(since: started)
                     try runFor(loop, ms: 20)
                     #expect(results.count == 1)
-                    if case .failure(let error) = results[0] { #expect(error == .deadlinePassed) } else {
+                    if case .failure(let error) = results[0] {
+                        #expect(error == .deadlinePassed)
+                    } else {
                         Issue.record("fetched a reply that never ends: \(results[0])")
                     }
                     // Bytes kept moving: the silence timeout (1 s) never ran out, the deadline did.
@@ -187,10 +201,14 @@ extension TcpServerLoopTests {
             let responses: [String: (String, Bool)] = ["/": ("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false)]
             try withOrigin(kind, responses) { loop, client, port in
                 var results: [Result<HttpFetched, TcpError>] = []
-                try client.get(HttpURL("http://127.0.0.1:\(port)/"), timeoutMs: 5_000, deadlineMs: 300) { results.append($0) }
+                try client.get(HttpURL("http://127.0.0.1:\(port)/"), timeoutMs: 5_000, deadlineMs: 300) {
+                    results.append($0)
+                }
                 try runUntil(loop) { !results.isEmpty }
                 try runFor(loop, ms: 600)
-                try client.get(HttpURL("http://127.0.0.1:\(port)/"), timeoutMs: 5_000, deadlineMs: 5_000) { results.append($0) }
+                try client.get(HttpURL("http://127.0.0.1:\(port)/"), timeoutMs: 5_000, deadlineMs: 5_000) {
+                    results.append($0)
+                }
                 try runUntil(loop) { results.count == 2 }
                 #expect(results.count == 2)
                 #expect(results.allSatisfy { (try? $0.get().body) == bytes("ok") }, "\(results)")
@@ -211,7 +229,9 @@ extension TcpServerLoopTests {
                         try runUntil(loop) { !results.isEmpty }
                         try runFor(loop, ms: 20)
                         #expect(results.count == 1)
-                        if case .failure(let error) = results[0] { #expect(error == .connectFailed(errno: ECONNREFUSED)) }
+                        if case .failure(let error) = results[0] {
+                            #expect(error == .connectFailed(errno: ECONNREFUSED))
+                        }
                     } catch let error as TcpError {
                         #expect(error == .connectFailed(errno: ECONNREFUSED) && results.isEmpty)
                     }
@@ -226,8 +246,10 @@ extension TcpServerLoopTests {
             #expect(end("A\r\n0123456789\r\n0\r\n\r\n") == .some(.some(20)))
             #expect(end("5\r\nhel") == .none)
             #expect(end("5\r\nhelloXX0\r\n\r\n") == .some(.none))
-            for bad in ["-2\r\nab\r\n0\r\n\r\n", "-10\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n",
-                        " \r\n0\r\n\r\n", "5 5\r\nhello\r\n0\r\n\r\n"] {
+            for bad in [
+                "-2\r\nab\r\n0\r\n\r\n", "-10\r\n0\r\n\r\n", "+5\r\nhello\r\n0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n",
+                " \r\n0\r\n\r\n", "5 5\r\nhello\r\n0\r\n\r\n",
+            ] {
                 #expect(end(bad) == .some(.none), "\(bad.debugDescription)")
             }
         }

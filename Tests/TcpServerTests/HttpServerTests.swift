@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -12,13 +13,25 @@ extension TcpServerLoopTests {
         @Test(arguments: LoopBackendKind.allCases)
         func badInputIsRefusedWithItsStatus(kind: LoopBackendKind) throws {
             let cases: [(String, [UInt8], Int)] = [
-                ("oversized header", bytes("GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 9_000) + "\r\n\r\n"), 431),
-                ("oversized header, no end yet", bytes("GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 9_000)), 431),
+                (
+                    "oversized header",
+                    bytes("GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 9_000) + "\r\n\r\n"), 431
+                ),
+                (
+                    "oversized header, no end yet",
+                    bytes("GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 9_000)), 431
+                ),
                 ("oversized body", bytes("POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"), 413),
                 ("garbage with a line end", bytes("hello there\r\n\r\n"), 400),
-                ("garbage without one (a TLS hello)", [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03], 400),
+                (
+                    "garbage without one (a TLS hello)",
+                    [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03], 400
+                ),
                 ("bare LF line ends", bytes("GET / HTTP/1.1\nHost: x\n\n"), 400),
-                ("two Content-Lengths", bytes("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"), 400),
+                (
+                    "two Content-Lengths",
+                    bytes("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"), 400
+                ),
                 ("Content-Length not digits", bytes("POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc"), 400),
                 ("Content-Length negative", bytes("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400),
                 ("Transfer-Encoding", bytes("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 501),
@@ -156,8 +169,9 @@ extension TcpServerLoopTests {
                     responder.respond(.text(200, "\(request.method) \(request.target) \(text(request.body))"))
                 }
                 let client = try TestClient(port: server.port)
-                client.send("POST /a HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello" + get("/b")
-                            + "POST /c?x=1 HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
+                client.send(
+                    "POST /a HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello" + get("/b")
+                        + "POST /c?x=1 HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n")
                 let bodies = try (0..<3).map { _ in text(try awaitResponse(loop, client).body) }
                 #expect(bodies == ["POST /a hello\n", "GET /b \n", "POST /c?x=1 \n"])
                 #expect(server.stats.requests == 3 && server.stats.responses2xx == 3)

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import TcpServer
 
 extension TcpServerLoopTests {
@@ -46,7 +47,10 @@ extension TcpServerLoopTests {
                 // A handler that answers at once gets them in order too.
                 server.echo()
                 client.send("four\nfive\nsix\n")
-                #expect(try [awaitLine(loop, client), awaitLine(loop, client), awaitLine(loop, client)] == ["FOUR", "FIVE", "SIX"])
+                #expect(
+                    try [awaitLine(loop, client), awaitLine(loop, client), awaitLine(loop, client)] == [
+                        "FOUR", "FIVE", "SIX",
+                    ])
                 #expect(server.stats.requestsIn == 6)
             }
         }

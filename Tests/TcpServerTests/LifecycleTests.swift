@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -42,7 +43,9 @@ extension TcpServerLoopTests {
                 #expect(server.stats.incomingOpen == 0 && server.stats.outgoingOpen == 0)
                 #expect(server.reply(bytes("later\n"), to: held[0]) == false)
                 #expect(throws: TcpError.shuttingDown) { try server.listen(on: .loopback(port: 0)) }
-                #expect(throws: TcpError.shuttingDown) { try server.send([1], to: other.address, framing: LineFraming()) { _ in } }
+                #expect(throws: TcpError.shuttingDown) {
+                    try server.send([1], to: other.address, framing: LineFraming()) { _ in }
+                }
                 #expect(throws: (any Error).self) { try TestClient(port: server.port) }
                 try runFor(loop, ms: 30)
                 completions.expectExactlyOnce(1)

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -32,7 +33,9 @@ extension TcpServerLoopTests {
                     hog.append(try TestClient(port: server.port, from: second))
                     try runUntil(loop) { server.tcp.stats.accepted == hog.count }
                 }
-                let few = [try TestClient(port: server.port, from: third), try TestClient(port: server.port, from: third)]
+                let few = [
+                    try TestClient(port: server.port, from: third), try TestClient(port: server.port, from: third),
+                ]
                 try runUntil(loop) { server.tcp.stats.incomingOpen == 8 }
                 // Every hog socket but #1 does something later: #1 is the least recently active.
                 let openedBy = loop.now

@@ -1,11 +1,14 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import TcpServer
 
 /// A second TcpServer on the loop, only for outgoing exchanges; closed before the loop.
-func withClient<R>(_ loop: Loop, _ configuration: TcpServerConfiguration = .testing(),
-                   _ body: (TcpServer) throws -> R) rethrows -> R {
+func withClient<R>(
+    _ loop: Loop, _ configuration: TcpServerConfiguration = .testing(),
+    _ body: (TcpServer) throws -> R
+) rethrows -> R {
     let client = TcpServer(loop: loop, configuration: configuration, framing: LineFraming())
     defer { client.close() }
     return try body(client)
@@ -270,7 +273,11 @@ extension TcpServerLoopTests {
             try withTcpServer(kind) { loop, server in
                 var held: [TcpRequest] = []
                 server.onRequest = { [unowned server] request in
-                    if text(request.bytes) == "now\n" { server.reply(bytes("done\n"), to: request) } else { held.append(request) }
+                    if text(request.bytes) == "now\n" {
+                        server.reply(bytes("done\n"), to: request)
+                    } else {
+                        held.append(request)
+                    }
                 }
                 try withClient(loop) { client in
                     let completions = Completions()
@@ -323,7 +330,9 @@ extension TcpServerLoopTests {
                     let completions = Completions()
                     client.send("bye\n", to: server.address, completions, 0)
                     try runUntil(loop) { completions.isDone(1) }
-                    #expect(completions.error(0) == .closedByPeer || completions.error(0) == .transferFailed(errno: ECONNRESET))
+                    #expect(
+                        completions.error(0) == .closedByPeer
+                            || completions.error(0) == .transferFailed(errno: ECONNRESET))
                     try runFor(loop, ms: 30)
                     completions.expectExactlyOnce(1)
                     #expect(server.isClosed && server.stats.incomingOpen == 0)

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import TcpServer
 
 extension TcpServerLoopTests {
@@ -15,7 +16,9 @@ extension TcpServerLoopTests {
             let reply = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 16) }
             try withTcpServer(kind, framing: LengthPrefixFraming()) { loop, server in
                 server.onRequest = { [unowned server] request in
-                    let header: [UInt8] = [UInt8(size >> 24), UInt8(size >> 16 & 0xff), UInt8(size >> 8 & 0xff), UInt8(size & 0xff)]
+                    let header: [UInt8] = [
+                        UInt8(size >> 24), UInt8(size >> 16 & 0xff), UInt8(size >> 8 & 0xff), UInt8(size & 0xff),
+                    ]
                     #expect(server.reply(header + reply, to: request))
                 }
                 let client = try TestClient(port: server.port, receiveBufferSize: 16 * 1024)

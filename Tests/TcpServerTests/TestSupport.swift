@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import HttpServer
 @testable import TcpServer
 
@@ -11,9 +12,11 @@ import TestSupport
 @Suite(.serialized, .processExclusive) struct TcpServerLoopTests {}
 
 /// A TcpServer listening on 127.0.0.1 (any port) on a fresh loop; closed before the loop.
-func withTcpServer<R>(_ kind: LoopBackendKind, _ configuration: TcpServerConfiguration = .testing(),
-                      framing: any TcpFraming = LineFraming(), sourceLocation: SourceLocation = #_sourceLocation,
-                      _ body: (Loop, TcpServer) throws -> R) throws -> R {
+func withTcpServer<R>(
+    _ kind: LoopBackendKind, _ configuration: TcpServerConfiguration = .testing(),
+    framing: any TcpFraming = LineFraming(), sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (Loop, TcpServer) throws -> R
+) throws -> R {
     try withLoop(kind, sourceLocation: sourceLocation) { loop in
         let server = TcpServer(loop: loop, configuration: configuration, framing: framing)
         defer { server.close() }
@@ -23,9 +26,11 @@ func withTcpServer<R>(_ kind: LoopBackendKind, _ configuration: TcpServerConfigu
 }
 
 /// An HttpServer listening on 127.0.0.1 (any port) on a fresh loop; closed before the loop.
-func withHttpServer<R>(_ kind: LoopBackendKind, _ configuration: TcpServerConfiguration = .testing(),
-                       limits: HttpLimits = HttpLimits(), sourceLocation: SourceLocation = #_sourceLocation,
-                       _ body: (Loop, HttpServer) throws -> R) throws -> R {
+func withHttpServer<R>(
+    _ kind: LoopBackendKind, _ configuration: TcpServerConfiguration = .testing(),
+    limits: HttpLimits = HttpLimits(), sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (Loop, HttpServer) throws -> R
+) throws -> R {
     try withLoop(kind, sourceLocation: sourceLocation) { loop in
         let server = HttpServer(loop: loop, configuration: configuration, limits: limits)
         defer { server.close() }
@@ -33,7 +38,6 @@ func withHttpServer<R>(_ kind: LoopBackendKind, _ configuration: TcpServerConfig
         return try body(loop, server)
     }
 }
-
 
 extension TcpServerConfiguration {
     /// Timeouts long enough that a loaded machine never trips them (tests about
@@ -107,7 +111,8 @@ final class TestClient {
 
     /// Connects to 127.0.0.1:`port` from `ip` (port chosen by the kernel); waits at most 5 s.
     init(port: UInt16, from ip: UInt32 = 0x7f00_0001, receiveBufferSize: Int32? = nil) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", errno: errno) }
         self.fd = fd
         if var size = receiveBufferSize {
@@ -116,7 +121,9 @@ final class TestClient {
         var source = PeerAddress(ip: ip, port: 0).socketAddress
         var destination = PeerAddress.loopback(port: port).socketAddress
         let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &source) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        let bound = withUnsafePointer(to: &source) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
         guard bound == 0 else { throw SystemError("bind", errno: errno) }
         let connected = withUnsafePointer(to: &destination) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
@@ -129,7 +136,9 @@ final class TestClient {
                 let ready = poll(&entry, 1, 100)
                 if ready > 0 { break }
                 if ready < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
-                guard monotonicNanoseconds() < deadline else { throw SystemError("connect: timed out", errno: ETIMEDOUT) }
+                guard monotonicNanoseconds() < deadline else {
+                    throw SystemError("connect: timed out", errno: ETIMEDOUT)
+                }
             }
             let error = socketError()
             guard error == 0 else { throw SystemError("connect", errno: error) }
@@ -149,7 +158,9 @@ final class TestClient {
     var localAddress: PeerAddress {
         var address = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { _ = $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        withUnsafeMutablePointer(to: &address) {
+            _ = $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
         return PeerAddress(address)
     }
 
@@ -165,7 +176,9 @@ final class TestClient {
 
     private func flush() {
         while !unsent.isEmpty {
-            let n = unsent.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
+            let n = unsent.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            }
             if n > 0 {
                 unsent.removeFirst(n)
             } else if n < 0 && errno == EINTR {
@@ -225,8 +238,10 @@ final class TestClient {
 }
 
 /// Drives the loop until `client` has a whole HTTP response.
-func awaitResponse(_ loop: Loop, _ client: TestClient, isHead: Bool = false, timeoutMs: Int = 10_000,
-                   sourceLocation: SourceLocation = #_sourceLocation) throws -> HttpFetched {
+func awaitResponse(
+    _ loop: Loop, _ client: TestClient, isHead: Bool = false, timeoutMs: Int = 10_000,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> HttpFetched {
     var response: HttpFetched?
     try runUntil(loop, timeoutMs: timeoutMs, sourceLocation: sourceLocation) {
         client.pump()
@@ -237,8 +252,10 @@ func awaitResponse(_ loop: Loop, _ client: TestClient, isHead: Bool = false, tim
 }
 
 /// Drives the loop until `client` has a whole line.
-func awaitLine(_ loop: Loop, _ client: TestClient, timeoutMs: Int = 10_000,
-               sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+func awaitLine(
+    _ loop: Loop, _ client: TestClient, timeoutMs: Int = 10_000,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> String {
     var line: String?
     try runUntil(loop, timeoutMs: timeoutMs, sourceLocation: sourceLocation) {
         client.pump()
@@ -249,8 +266,10 @@ func awaitLine(_ loop: Loop, _ client: TestClient, timeoutMs: Int = 10_000,
 }
 
 /// Drives the loop until the server has closed `client`'s connection.
-func awaitClosed(_ loop: Loop, _ client: TestClient, timeoutMs: Int = 10_000,
-                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+func awaitClosed(
+    _ loop: Loop, _ client: TestClient, timeoutMs: Int = 10_000,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     try runUntil(loop, timeoutMs: timeoutMs, sourceLocation: sourceLocation) {
         client.pump()
         return client.peerClosed
@@ -269,7 +288,8 @@ final class Completions {
     private(set) var order: [Int] = []
 
     func callback(_ index: Int, then: @escaping (Result<[UInt8], TcpError>) -> Void = { _ in })
-        -> (Result<[UInt8], TcpError>) -> Void {
+        -> (Result<[UInt8], TcpError>) -> Void
+    {
         { [self] result in
             calls[index, default: 0] += 1
             results[index] = result
@@ -306,12 +326,15 @@ final class Completions {
 
 extension TcpServer {
     /// `send`, with a throw recorded in `completions` as the exchange's one ending.
-    func send(_ text: String, to peer: PeerAddress, framing: any TcpFraming = LineFraming(), timeoutMs: Int = 10_000,
-              _ completions: Completions, _ index: Int,
-              then: @escaping (Result<[UInt8], TcpError>) -> Void = { _ in }) {
+    func send(
+        _ text: String, to peer: PeerAddress, framing: any TcpFraming = LineFraming(), timeoutMs: Int = 10_000,
+        _ completions: Completions, _ index: Int,
+        then: @escaping (Result<[UInt8], TcpError>) -> Void = { _ in }
+    ) {
         do {
-            try send(Array(text.utf8), to: peer, framing: framing, timeoutMs: timeoutMs,
-                     completion: completions.callback(index, then: then))
+            try send(
+                Array(text.utf8), to: peer, framing: framing, timeoutMs: timeoutMs,
+                completion: completions.callback(index, then: then))
         } catch {
             completions.threw(index, error)
         }

@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import TcpServer
 
 /// A server on the loop that answers its one connection a piece at a time, from a
@@ -20,7 +21,8 @@ final class TricklingOrigin {
         self.loop = loop
         self.reply = reply
         self.piece = piece
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         listener = fd
         var address = PeerAddress.loopback(port: 0).socketAddress
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -42,7 +44,9 @@ final class TricklingOrigin {
         }
         guard sent < reply.count else { return }
         let end = min(sent + piece, reply.count)
-        let n = reply[sent..<end].withUnsafeBytes { Glibc.send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let n = reply[sent..<end].withUnsafeBytes {
+            Glibc.send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+        }
         if n > 0 { sent += n }
     }
 

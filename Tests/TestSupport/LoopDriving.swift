@@ -11,8 +11,10 @@ public struct ConditionTimedOut: Error {
 /// and throws when the deadline passes first, ending the test there (what follows
 /// would index results that never came).
 @discardableResult
-public func runUntil(_ loop: Loop, timeoutMs: Int = 10_000, sourceLocation: SourceLocation = #_sourceLocation,
-                     _ done: () throws -> Bool) throws -> Bool {
+public func runUntil(
+    _ loop: Loop, timeoutMs: Int = 10_000, sourceLocation: SourceLocation = #_sourceLocation,
+    _ done: () throws -> Bool
+) throws -> Bool {
     let deadline = monotonicNanoseconds() + Int64(timeoutMs) * 1_000_000
     while try !done() {
         if monotonicNanoseconds() > deadline {

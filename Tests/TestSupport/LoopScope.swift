@@ -11,11 +11,13 @@ import Testing
 /// descriptors of their own, such as Foundation's `Process`). `configuration` defaults
 /// to one that accepts timer signals the test thread cannot route, as every in-process
 /// test needs.
-public func withLoop<R>(_ kind: LoopBackendKind,
-                        configuration: LoopConfiguration = .unroutedTimerSignalsAccepted,
-                        checkingDescriptors: Bool = true,
-                        sourceLocation: SourceLocation = #_sourceLocation,
-                        _ body: (Loop) throws -> R) throws -> R {
+public func withLoop<R>(
+    _ kind: LoopBackendKind,
+    configuration: LoopConfiguration = .unroutedTimerSignalsAccepted,
+    checkingDescriptors: Bool = true,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (Loop) throws -> R
+) throws -> R {
     let before = checkingDescriptors ? openDescriptors() : [:]
     defer {
         if checkingDescriptors {

@@ -23,8 +23,10 @@ public struct ProcessExclusiveTrait: SuiteTrait, TestTrait, TestScoping {
     /// On a suite, one scope around all of it (its tests inherit the exclusion).
     public var isRecursive: Bool { false }
 
-    public func provideScope(for test: Test, testCase: Test.Case?,
-                             performing function: @Sendable () async throws -> Void) async throws {
+    public func provideScope(
+        for test: Test, testCase: Test.Case?,
+        performing function: @Sendable () async throws -> Void
+    ) async throws {
         try await ProcessExclusiveLock.shared.run(function)
     }
 }

@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -17,8 +18,9 @@ extension UdpServerLoopTests {
                 let ledger = Ledger()
                 let count = 32
                 for i in 0..<count {
-                    client.sendRequest(pattern(64, seed: i), type: 1, to: server.address, niceness: 0,
-                                       callback: ledger.callback(i))
+                    client.sendRequest(
+                        pattern(64, seed: i), type: 1, to: server.address, niceness: 0,
+                        callback: ledger.callback(i))
                 }
                 try runUntil(loop) { ledger.isDone(count) && server.stats.incomingSlots == 0 }
                 for i in 0..<count { #expect(ledger.reply(i) == pattern(64, seed: i)) }
@@ -26,10 +28,13 @@ extension UdpServerLoopTests {
                 let stats = server.stats
                 // Requests and the ACKs of the replies in; ACKs and replies out.
                 #expect(stats.datagramsIn == 2 * count && stats.datagramsOut == 2 * count)
-                #expect(stats.receiveSystemCalls <= 8, "\(stats.receiveSystemCalls) reads for \(stats.datagramsIn) datagrams")
+                #expect(
+                    stats.receiveSystemCalls <= 8,
+                    "\(stats.receiveSystemCalls) reads for \(stats.datagramsIn) datagrams")
                 // The ACKs, the replies, and one more flush for every millisecond the 32 handlers
                 // run (`flushIfHeldLong`): a sanitized build on a busy machine takes a few.
-                #expect(stats.sendSystemCalls <= 8, "\(stats.sendSystemCalls) sends for \(stats.datagramsOut) datagrams")
+                #expect(
+                    stats.sendSystemCalls <= 8, "\(stats.sendSystemCalls) sends for \(stats.datagramsOut) datagrams")
                 #expect(client.stats.receiveSystemCalls <= 8)
             }
         }
@@ -49,8 +54,9 @@ extension UdpServerLoopTests {
                 // load) the server's turn may come later than the default's tens of milliseconds,
                 // and a client resend would then be the machine's doing, not the server's.
                 for i in 0..<count {
-                    client.sendRequest(pattern(64 << 10, seed: i), type: 1, to: server.address, niceness: 0,
-                                       backoffMs: 3_000, maxWaitMs: 3_000, callback: ledger.callback(i))
+                    client.sendRequest(
+                        pattern(64 << 10, seed: i), type: 1, to: server.address, niceness: 0,
+                        backoffMs: 3_000, maxWaitMs: 3_000, callback: ledger.callback(i))
                 }
                 try runUntil(loop) { ledger.isDone(count) && server.stats.incomingSlots == 0 }
                 for i in 0..<count { #expect(ledger.reply(i) == pattern(64 << 10, seed: i)) }
@@ -75,7 +81,7 @@ extension UdpServerLoopTests {
                 server.registerHandler(type: 1) { [unowned server] request in try? server.sendReply([1], to: request) }
                 server.registerHandler(type: 2) { [unowned server] request in
                     let start = monotonicNanoseconds()
-                    while monotonicNanoseconds() - start < 3_000_000 {}  // 3 ms of work
+                    while monotonicNanoseconds() - start < 3_000_000 {} // 3 ms of work
                     try? server.sendReply([2], to: request)
                 }
                 server.registerHandler(type: 3) { [unowned server] request in
@@ -84,8 +90,10 @@ extension UdpServerLoopTests {
                 }
                 // All three wait in the socket, so one read callback runs the three handlers.
                 for type: UInt8 in [1, 2, 3] {
-                    peer.send(dataDatagram(type: type, number: 0, messageSize: 1, transactionId: UInt32(type),
-                                           payload: [type]), to: server.address)
+                    peer.send(
+                        dataDatagram(
+                            type: type, number: 0, messageSize: 1, transactionId: UInt32(type),
+                            payload: [type]), to: server.address)
                 }
                 try runUntil(loop) { server.stats.handlerCalls == 3 }
                 // The first reply waited behind the long handler at most (the second may have left too).
@@ -99,11 +107,15 @@ extension UdpServerLoopTests {
         func closingSendsWhatWasAlreadySent(kind: LoopBackendKind) throws {
             try withServers(kind) { loop, _, server in
                 let peer = RawSocket()
-                server.registerHandler(type: 1) { [unowned server] request in try? server.sendReply([7, 7], to: request) }
+                server.registerHandler(type: 1) { [unowned server] request in
+                    try? server.sendReply([7, 7], to: request)
+                }
                 server.registerHandler(type: 2) { [unowned server] _ in server.shutdown(urgent: true) }
                 for type: UInt8 in [1, 2] {
-                    peer.send(dataDatagram(type: type, number: 0, messageSize: 1, transactionId: UInt32(type),
-                                           payload: [type]), to: server.address)
+                    peer.send(
+                        dataDatagram(
+                            type: type, number: 0, messageSize: 1, transactionId: UInt32(type),
+                            payload: [type]), to: server.address)
                 }
                 try runUntil(loop) { server.isDrained }
                 let replies = HostilePeers.received(by: peer).filter { !$0.isAck }
@@ -120,15 +132,20 @@ extension UdpServerLoopTests {
                 let client = UdpServer(loop: loop, configuration: .loopback)
                 try client.start()
                 defer { client.shutdown(urgent: true) }
-                let silent = RawSocket(), alsoSilent = RawSocket()
+                let silent = RawSocket()
+                let alsoSilent = RawSocket()
                 var copiesReceived = 0
                 var seenAtTimeout: (received: Int, resends: Int)?
                 // Resent at every scan (a 1 ms resend time), until the test ends.
-                client.sendRequest([1], type: 1, to: silent.address, timeoutMs: 60_000, niceness: 0,
-                                   backoffMs: 1, maxWaitMs: 1) { _ in }
+                client.sendRequest(
+                    [1], type: 1, to: silent.address, timeoutMs: 60_000, niceness: 0,
+                    backoffMs: 1, maxWaitMs: 1
+                ) { _ in }
                 // Never resent before it times out.
-                client.sendRequest([2], type: 1, to: alsoSilent.address, timeoutMs: 500, niceness: 0,
-                                   backoffMs: 100_000, maxWaitMs: 100_000) { _ in
+                client.sendRequest(
+                    [2], type: 1, to: alsoSilent.address, timeoutMs: 500, niceness: 0,
+                    backoffMs: 100_000, maxWaitMs: 100_000
+                ) { _ in
                     copiesReceived += HostilePeers.received(by: silent).count
                     seenAtTimeout = (copiesReceived, client.stats.resends)
                 }
@@ -160,7 +177,9 @@ extension UdpServerLoopTests {
                     // Round trips to the client, each waited for in quickpolls.
                     for round in 0..<5 {
                         var answered = false
-                        server.sendRequest([UInt8(round)], type: 2, to: client.address, niceness: 0) { _ in answered = true }
+                        server.sendRequest([UInt8(round)], type: 2, to: client.address, niceness: 0) { _ in
+                            answered = true
+                        }
                         let start = monotonicNanoseconds()
                         while !answered && monotonicNanoseconds() - start < 2_000_000_000 {
                             loop.quickPoll(niceness: 1)
@@ -168,8 +187,10 @@ extension UdpServerLoopTests {
                         if answered { roundTripsDuringTheHandler += 1 }
                     }
                 }
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: 1, transactionId: 1, nice: true,
-                                       payload: [1]), to: server.address)
+                peer.send(
+                    dataDatagram(
+                        type: 1, number: 0, messageSize: 1, transactionId: 1, nice: true,
+                        payload: [1]), to: server.address)
                 try runUntil(loop) { server.stats.handlerCalls == 1 }
                 #expect(replyLeftDuringTheHandler)
                 #expect(roundTripsDuringTheHandler == 5)
@@ -182,7 +203,8 @@ extension UdpServerLoopTests {
         func aSendFromAnotherCallbackInAQuickpollLeavesWithIt(kind: LoopBackendKind) throws {
             let slowScan = UdpServerConfiguration.loopback { $0.pollTimeMs = 10_000 }
             try withServers(kind, server: slowScan) { loop, _, server in
-                let peer = RawSocket(), silent = RawSocket()
+                let peer = RawSocket()
+                let silent = RawSocket()
                 let pipe = PipePair()
                 var sentFromThePipe = false
                 var requestLeftWithTheQuickpoll: Bool?
@@ -197,8 +219,10 @@ extension UdpServerLoopTests {
                     loop.quickPoll(niceness: 1)
                     requestLeftWithTheQuickpoll = sentFromThePipe ? !HostilePeers.received(by: silent).isEmpty : nil
                 }
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: 1, transactionId: 1, nice: true,
-                                       payload: [1]), to: server.address)
+                peer.send(
+                    dataDatagram(
+                        type: 1, number: 0, messageSize: 1, transactionId: 1, nice: true,
+                        payload: [1]), to: server.address)
                 try runUntil(loop) { server.stats.handlerCalls == 1 }
                 #expect(requestLeftWithTheQuickpoll == true)
             }
@@ -212,17 +236,19 @@ extension UdpServerLoopTests {
             let filter = ScriptedFilter(dataFates: [.deliver, .duplicate], copyFates: [.wouldBlock])
             let configuration = UdpServerConfiguration.loopback {
                 $0.datagramFilter = filter
-                $0.datagramsPerSystemCall = 2  // the batch fills, and leaves, after datagram 1
+                $0.datagramsPerSystemCall = 2 // the batch fills, and leaves, after datagram 1
             }
             try withLoop(kind) { loop in
                 let client = UdpServer(loop: loop, configuration: configuration)
                 try client.start()
                 defer { client.shutdown(urgent: true) }
-                let peer = RawSocket()  // never acknowledges
+                let peer = RawSocket() // never acknowledges
                 let payload = DatagramGeometry.loopback.payloadSize
                 // A resend time far beyond the write callback's turn, even on a stalled machine.
-                client.sendRequest(pattern(3 * payload + 1, seed: 5), type: 1, to: peer.address, niceness: 0,
-                                   backoffMs: 3_000, maxWaitMs: 3_000) { _ in }
+                client.sendRequest(
+                    pattern(3 * payload + 1, seed: 5), type: 1, to: peer.address, niceness: 0,
+                    backoffMs: 3_000, maxWaitMs: 3_000
+                ) { _ in }
                 var numbers: Set<UInt32> = []
                 try runUntil(loop) {
                     numbers.formUnion(HostilePeers.received(by: peer).map(\.datagramNumber))
@@ -242,10 +268,10 @@ extension UdpServerLoopTests {
             let configuration = UdpServerConfiguration.loopback {
                 $0.datagramFilter = filter
                 $0.datagramsPerSystemCall = 2
-                $0.pollTimeMs = 60_000  // no timer scan releases it
+                $0.pollTimeMs = 60_000 // no timer scan releases it
             }
             try withServers(kind, client: configuration) { loop, client, _ in
-                let peer = RawSocket()  // never acknowledges
+                let peer = RawSocket() // never acknowledges
                 let payload = DatagramGeometry.loopback.payloadSize
                 client.sendRequest(pattern(3 * payload + 1, seed: 6), type: 1, to: peer.address, niceness: 0) { _ in }
                 var arrivals: [UInt32] = []

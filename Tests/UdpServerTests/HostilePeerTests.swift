@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -21,8 +22,11 @@ extension UdpServerLoopTests {
             try withServers(kind) { loop, _, server in
                 let peer = RawSocket()
                 for id: UInt32 in [1, 2, 3] {
-                    peer.send(DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: id % 2 == 0,
-                                             transactionId: id).encoded, to: server.address)
+                    peer.send(
+                        DatagramHeader(
+                            kind: .ack, datagramNumber: 0, isFromInitiator: id % 2 == 0,
+                            transactionId: id
+                        ).encoded, to: server.address)
                 }
                 try runUntil(loop) { server.stats.strayAcks == 3 }
                 try runFor(loop, ms: 30)
@@ -36,15 +40,21 @@ extension UdpServerLoopTests {
         func strayReplyGetsACancelAck(kind: LoopBackendKind) throws {
             try withServers(kind) { loop, _, server in
                 let peer = RawSocket()
-                peer.send(dataDatagram(type: 4, number: 0, messageSize: 3, transactionId: 77, fromInitiator: false,
-                                       payload: [1, 2, 3]), to: server.address)
+                peer.send(
+                    dataDatagram(
+                        type: 4, number: 0, messageSize: 3, transactionId: 77, fromInitiator: false,
+                        payload: [1, 2, 3]), to: server.address)
                 var answers: [DatagramHeader] = []
                 try runUntil(loop) {
                     answers += Self.received(by: peer)
                     return !answers.isEmpty
                 }
-                #expect(answers == [DatagramHeader(kind: .ack, isCancel: true, datagramNumber: 0,
-                                                   isFromInitiator: true, transactionId: 77)])
+                #expect(
+                    answers == [
+                        DatagramHeader(
+                            kind: .ack, isCancel: true, datagramNumber: 0,
+                            isFromInitiator: true, transactionId: 77)
+                    ])
                 #expect(server.stats.strayReplies == 1 && server.stats.cancelAcksOut == 1)
             }
         }
@@ -55,16 +65,20 @@ extension UdpServerLoopTests {
             try withServers(kind) { loop, _, server in
                 server.echo(type: 1) { _ in pattern(200_000, seed: 1) }
                 let peer = RawSocket()
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: 1, transactionId: 5, payload: [9]),
-                          to: server.address)
+                peer.send(
+                    dataDatagram(type: 1, number: 0, messageSize: 1, transactionId: 5, payload: [9]),
+                    to: server.address)
                 var replies = 0
                 try runUntil(loop) {
                     replies += Self.received(by: peer).filter { !$0.isAck }.count
                     return replies > 0
                 }
                 #expect(server.stats.incomingSlots == 1)
-                peer.send(DatagramHeader(kind: .ack, isCancel: true, datagramNumber: 0, isFromInitiator: true,
-                                         transactionId: 5).encoded, to: server.address)
+                peer.send(
+                    DatagramHeader(
+                        kind: .ack, isCancel: true, datagramNumber: 0, isFromInitiator: true,
+                        transactionId: 5
+                    ).encoded, to: server.address)
                 try runUntil(loop) { server.stats.incomingSlots == 0 }
                 #expect(server.stats.cancelAcksIn == 1 && server.stats.timeouts == 0)
             }
@@ -83,16 +97,23 @@ extension UdpServerLoopTests {
                 let message = pattern(size, seed: 4)
                 func datagram(_ number: UInt32) -> [UInt8] {
                     let range = Self.geometry.payloadRange(ofDatagram: Int(number), messageSize: size)
-                    return dataDatagram(type: 2, number: number, messageSize: UInt32(size), transactionId: 9,
-                                        payload: Array(message[range]))
+                    return dataDatagram(
+                        type: 2, number: number, messageSize: UInt32(size), transactionId: 9,
+                        payload: Array(message[range]))
                 }
                 var seen: [DatagramHeader] = []
-                func collect() -> [DatagramHeader] { seen += Self.received(by: peer); return seen }
+                func collect() -> [DatagramHeader] {
+                    seen += Self.received(by: peer)
+                    return seen
+                }
 
                 peer.send(datagram(0), to: server.address)
                 peer.send(datagram(0), to: server.address)
                 try runUntil(loop) { collect().count == 2 }
-                #expect(seen.allSatisfy { $0.isAck && $0.datagramNumber == 0 && !$0.isFromInitiator && $0.transactionId == 9 })
+                #expect(
+                    seen.allSatisfy {
+                        $0.isAck && $0.datagramNumber == 0 && !$0.isFromInitiator && $0.transactionId == 9
+                    })
                 #expect(server.stats.duplicates == 1 && requests.isEmpty)
 
                 peer.send(datagram(1), to: server.address)
@@ -107,8 +128,9 @@ extension UdpServerLoopTests {
                 try runUntil(loop) { collect().contains { !$0.isAck } }
                 let reply = try #require(seen.first { !$0.isAck })
                 #expect(reply.messageSize == 1 && !reply.isFromInitiator)
-                peer.send(DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 9).encoded,
-                          to: server.address)
+                peer.send(
+                    DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 9).encoded,
+                    to: server.address)
                 try runUntil(loop) { server.stats.incomingSlots == 0 }
 
                 // A late copy of the request: remembered as finished, ACKed again (as the
@@ -131,8 +153,9 @@ extension UdpServerLoopTests {
             try withServers(kind, server: server) { loop, _, server in
                 let peer = RawSocket()
                 let full = [UInt8](repeating: 7, count: Self.geometry.payloadSize)
-                let first = dataDatagram(type: 1, number: 0, messageSize: UInt32(2 * full.count), transactionId: 9,
-                                         payload: full)
+                let first = dataDatagram(
+                    type: 1, number: 0, messageSize: UInt32(2 * full.count), transactionId: 9,
+                    payload: full)
                 peer.send(first, to: server.address)
                 try runUntil(loop) { server.stats.incomingSlots == 1 }
                 let started = monotonicNanoseconds()
@@ -158,14 +181,16 @@ extension UdpServerLoopTests {
             let server = UdpServerConfiguration.loopback {
                 $0.maxSlots = 8
                 $0.reservedOutgoingSlots = 2
-                $0.maxIncomingSlotsPerPeer = 8  // one peer may take them all: the reserve is what is tested
+                $0.maxIncomingSlotsPerPeer = 8 // one peer may take them all: the reserve is what is tested
             }
             try withServers(kind, server: server) { loop, client, server in
                 let peer = RawSocket()
                 let full = [UInt8](repeating: 7, count: Self.geometry.payloadSize)
                 for id in 1...20 {
-                    peer.send(dataDatagram(type: 1, number: 0, messageSize: UInt32(2 * full.count),
-                                           transactionId: UInt32(id), payload: full), to: server.address)
+                    peer.send(
+                        dataDatagram(
+                            type: 1, number: 0, messageSize: UInt32(2 * full.count),
+                            transactionId: UInt32(id), payload: full), to: server.address)
                 }
                 try runUntil(loop) { server.stats.incomingSlots + server.stats.noSlotDrops == 20 }
                 #expect(server.stats.incomingSlots == 6)
@@ -184,19 +209,22 @@ extension UdpServerLoopTests {
         func messageSizeLiesAllocateNothing(kind: LoopBackendKind) throws {
             let server = UdpServerConfiguration.loopback {
                 $0.maxBufferedIncomingBytes = 1 << 20
-                $0.maxBufferedBytesPerPeer = 1 << 20  // the total cap is what is tested
+                $0.maxBufferedBytesPerPeer = 1 << 20 // the total cap is what is tested
             }
             try withServers(kind, server: server) { loop, client, server in
                 server.echo(type: 1)
                 let peer = RawSocket()
                 let full = [UInt8](repeating: 7, count: Self.geometry.payloadSize)
                 let limit = UInt32(DatagramGeometry.defaultMaxMessageSize)
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: limit + 1, transactionId: 1, payload: full),
-                          to: server.address)
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: .max, transactionId: 2, payload: full),
-                          to: server.address)
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: limit, transactionId: 3, payload: full),
-                          to: server.address)
+                peer.send(
+                    dataDatagram(type: 1, number: 0, messageSize: limit + 1, transactionId: 1, payload: full),
+                    to: server.address)
+                peer.send(
+                    dataDatagram(type: 1, number: 0, messageSize: .max, transactionId: 2, payload: full),
+                    to: server.address)
+                peer.send(
+                    dataDatagram(type: 1, number: 0, messageSize: limit, transactionId: 3, payload: full),
+                    to: server.address)
                 // Each refused at once with a cancel ACK (the original's answer when it cannot
                 // allocate), so the sender stops instead of resending for a minute.
                 var cancels: [DatagramHeader] = []
@@ -210,12 +238,14 @@ extension UdpServerLoopTests {
 
                 // Within the cap: held until the rest comes (or the timeout); a
                 // datagram that disagrees about the size is refused.
-                peer.send(dataDatagram(type: 1, number: 0, messageSize: 100_000, transactionId: 4, payload: full),
-                          to: server.address)
+                peer.send(
+                    dataDatagram(type: 1, number: 0, messageSize: 100_000, transactionId: 4, payload: full),
+                    to: server.address)
                 try runUntil(loop) { server.stats.incomingSlots == 1 }
                 #expect(server.bufferedBytes == 100_000)
-                peer.send(dataDatagram(type: 1, number: 1, messageSize: 200_000, transactionId: 4, payload: full),
-                          to: server.address)
+                peer.send(
+                    dataDatagram(type: 1, number: 1, messageSize: 200_000, transactionId: 4, payload: full),
+                    to: server.address)
                 try runUntil(loop) { server.stats.corrupt == 1 }
 
                 // The server still answers.
@@ -243,10 +273,15 @@ extension UdpServerLoopTests {
                 }
                 let ids = requests.map(\.transactionId)
                 #expect(requests.allSatisfy { $0.isFromInitiator && $0.messageType == 3 && !$0.isAck })
-                peer.send(DatagramHeader(kind: .ack, isCancel: true, datagramNumber: 0, isFromInitiator: false,
-                                         transactionId: ids[0]).encoded, to: client.address)
-                peer.send(dataDatagram(type: 3, number: 0, messageSize: 2, transactionId: ids.first { $0 != ids[0] }!,
-                                       fromInitiator: false, hadError: true, payload: [0, 1]), to: client.address)
+                peer.send(
+                    DatagramHeader(
+                        kind: .ack, isCancel: true, datagramNumber: 0, isFromInitiator: false,
+                        transactionId: ids[0]
+                    ).encoded, to: client.address)
+                peer.send(
+                    dataDatagram(
+                        type: 3, number: 0, messageSize: 2, transactionId: ids.first { $0 != ids[0] }!,
+                        fromInitiator: false, hadError: true, payload: [0, 1]), to: client.address)
                 try runUntil(loop) { ledger.isDone(2) }
                 #expect(ledger.error(0) == .rejectedByPeer)
                 #expect(ledger.error(1) == .remote(errno: RemoteErrno.malformed))

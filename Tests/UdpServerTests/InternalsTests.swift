@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 /// The pieces under the server, as plain values. No loop.
@@ -12,7 +13,8 @@ import TestSupport
         #expect((0..<4).map { policy.resendTimeMs(afterResends: $0, jitter: maxJitter) } == [170, 200, 200, 200])
         // Niceness 1: 100 ms locally (200 otherwise), doubled, plus jitter, capped at 15 s.
         policy.niceness = 1
-        #expect((0..<9).map { policy.resendTimeMs(afterResends: $0, jitter: noJitter) }
+        #expect(
+            (0..<9).map { policy.resendTimeMs(afterResends: $0, jitter: noJitter) }
                 == [100, 200, 400, 800, 1600, 3200, 6400, 12_800, 15_000])
         #expect(policy.resendTimeMs(afterResends: 0, jitter: maxJitter) == 199)
         policy.peerIsLocal = false
@@ -32,20 +34,26 @@ import TestSupport
     }
 
     @Test func windowGapsAndResends() throws {
-        let geometry = try DatagramGeometry(datagramSize: 22, maxMessageSize: 1000)  // 10-byte payloads
+        let geometry = try DatagramGeometry(datagramSize: 22, maxMessageSize: 1000) // 10-byte payloads
         let message = OutgoingMessage(bytes: [UInt8](repeating: 0, count: 95), hadError: false, geometry: geometry)
         #expect(message.datagramCount == 10)
         var sent: [Int] = []
-        while let n = message.nextDatagram(window: 4) { message.markSent(n); sent.append(n) }
+        while let n = message.nextDatagram(window: 4) {
+            message.markSent(n)
+            sent.append(n)
+        }
         #expect(sent == [0, 1, 2, 3] && message.inFlight == 4)
-        #expect(message.markAcked(7) == .bogus)  // never sent
+        #expect(message.markAcked(7) == .bogus) // never sent
         #expect(message.markAcked(0) == .new)
         #expect(message.markAcked(0) == .duplicate)
         // An ACK past a gap: 1 and 2 are taken for lost and go out again first.
         #expect(message.markAcked(3) == .new)
         #expect(message.inFlight == 0)
         sent.removeAll()
-        while let n = message.nextDatagram(window: 4) { message.markSent(n); sent.append(n) }
+        while let n = message.nextDatagram(window: 4) {
+            message.markSent(n)
+            sent.append(n)
+        }
         #expect(sent == [1, 2, 4, 5])
         #expect(message.prepareForResend() == 4)
         #expect(message.nextDatagram(window: 4) == 1)
@@ -66,7 +74,8 @@ import TestSupport
             #expect(set.firstAbsent(from: 0) == (capacity > 1 ? 1 : capacity))
             set.insertAll()
             #expect(set.isFull && set.count == capacity && set.firstAbsent(from: 0) == capacity)
-            let removed = set.remove(capacity - 1), removedTwice = set.remove(capacity - 1)
+            let removed = set.remove(capacity - 1)
+            let removedTwice = set.remove(capacity - 1)
             #expect(removed && !removedTwice)
             #expect(set.firstAbsent(from: 0) == capacity - 1)
         }
@@ -95,9 +104,10 @@ import TestSupport
     /// request that never leaves; eviction takes the oldest stalled one, of a peer or of anyone.
     @Test func incomingLedgerStaysBoundedAndEvictsTheOldestStalled() {
         func transaction(_ id: UInt32, ip: UInt32, at now: Int64) -> Transaction {
-            Transaction(key: TransactionKey(transactionId: id, peer: PeerAddress(ip: ip, port: 9), initiatedByUs: false),
-                        type: 1, niceness: 0, timeoutMs: 60_000, serial: UInt64(id), phase: .receivingRequest, now: now,
-                        resendPolicy: ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true))
+            Transaction(
+                key: TransactionKey(transactionId: id, peer: PeerAddress(ip: ip, port: 9), initiatedByUs: false),
+                type: 1, niceness: 0, timeoutMs: 60_000, serial: UInt64(id), phase: .receivingRequest, now: now,
+                resendPolicy: ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true))
         }
         var ledger = IncomingLedger()
         let old = transaction(0, ip: 1, at: 0)
@@ -146,7 +156,8 @@ import TestSupport
     }
 
     @Test func lossInjectorIsDeterministic() {
-        let header = DatagramHeader(kind: .data(messageSize: 0), datagramNumber: 0, isFromInitiator: true, transactionId: 0)
+        let header = DatagramHeader(
+            kind: .data(messageSize: 0), datagramNumber: 0, isFromInitiator: true, transactionId: 0)
         let datagram = OutgoingDatagram(header: header, size: 12, destination: .loopback(port: 1))
         func fates(_ mode: LossInjector.Mode, _ n: Int) -> [DatagramFate] {
             let injector = LossInjector(mode)
@@ -164,8 +175,9 @@ import TestSupport
         #expect(Set(a) == [.deliver, .drop, .duplicate, .delay])
         #expect(fates(.random(seed: 7, rate: 0), 1000).allSatisfy { $0 == .deliver })
         let ackFree = LossInjector(.dropEvery(1), includesAcks: false)
-        let ack = OutgoingDatagram(header: DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 0),
-                                   size: 8, destination: .loopback(port: 1))
+        let ack = OutgoingDatagram(
+            header: DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 0),
+            size: 8, destination: .loopback(port: 1))
         #expect(ackFree.fate(of: ack) == .deliver && ackFree.fate(of: datagram) == .drop)
     }
 
@@ -186,7 +198,8 @@ import TestSupport
     @Test func splitMixKnownValues() {
         // The reference sequence for seed 0.
         var random = SplitMix64(seed: 0)
-        #expect([random.next(), random.next(), random.next()]
+        #expect(
+            [random.next(), random.next(), random.next()]
                 == [0xe220_a839_7b1d_cdaf, 0x6e78_9e6a_a1b9_65f4, 0x06c4_5d18_8009_454f])
     }
 }

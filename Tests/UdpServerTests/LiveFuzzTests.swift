@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -25,33 +26,42 @@ extension UdpServerLoopTests {
                     for _ in 0..<10 {
                         var d: [UInt8]
                         switch sent % 4 {
-                        case 0:  // noise, sometimes oversized
+                        case 0: // noise, sometimes oversized
                             let length = random.next() % 8 == 0 ? Int(random.next() % 20_000) : Int(random.next() % 40)
                             d = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
                             if length < 8 || length > geometry.datagramSize { surelyCorrupt += 1 }
-                        case 1:  // a valid request or reply datagram with some bits flipped
+                        case 1: // a valid request or reply datagram with some bits flipped
                             let size = Int(random.next() % 60_000)
                             let number = Int(random.next() % UInt64(geometry.datagramCount(forMessageSize: size)))
-                            let payload = [UInt8](repeating: 3, count: geometry.payloadRange(ofDatagram: number,
-                                                                                             messageSize: size).count)
-                            d = dataDatagram(type: UInt8(random.next() % 3), number: UInt32(number),
-                                             messageSize: UInt32(size),
-                                             transactionId: UInt32(random.next() % 5000),
-                                             fromInitiator: random.next() % 4 != 0, nice: random.next() % 2 == 0,
-                                             payload: payload)
+                            let payload = [UInt8](
+                                repeating: 3,
+                                count: geometry.payloadRange(
+                                    ofDatagram: number,
+                                    messageSize: size
+                                ).count)
+                            d = dataDatagram(
+                                type: UInt8(random.next() % 3), number: UInt32(number),
+                                messageSize: UInt32(size),
+                                transactionId: UInt32(random.next() % 5000),
+                                fromInitiator: random.next() % 4 != 0, nice: random.next() % 2 == 0,
+                                payload: payload)
                             for _ in 0..<Int(random.next() % 3) {
                                 let i = Int(random.next() % UInt64(min(d.count, 16)))
                                 d[i] ^= UInt8(1) << UInt8(random.next() % 8)
                             }
-                        case 2:  // ACKs and cancel ACKs for anything
-                            d = DatagramHeader(kind: .ack, isCancel: random.next() % 5 == 0,
-                                               datagramNumber: UInt32(random.next() % 8),
-                                               isFromInitiator: random.next() % 2 == 0,
-                                               transactionId: UInt32(random.next() % 5000)).encoded
-                        default:  // a lie about the size
-                            d = dataDatagram(type: 1, number: 0, messageSize: UInt32(truncatingIfNeeded: random.next()),
-                                             transactionId: UInt32(random.next() % 5000),
-                                             payload: [UInt8](repeating: 1, count: geometry.payloadSize))
+                        case 2: // ACKs and cancel ACKs for anything
+                            d =
+                                DatagramHeader(
+                                    kind: .ack, isCancel: random.next() % 5 == 0,
+                                    datagramNumber: UInt32(random.next() % 8),
+                                    isFromInitiator: random.next() % 2 == 0,
+                                    transactionId: UInt32(random.next() % 5000)
+                                ).encoded
+                        default: // a lie about the size
+                            d = dataDatagram(
+                                type: 1, number: 0, messageSize: UInt32(truncatingIfNeeded: random.next()),
+                                transactionId: UInt32(random.next() % 5000),
+                                payload: [UInt8](repeating: 1, count: geometry.payloadSize))
                         }
                         attacker.send(d, to: server.address)
                         sent += 1
@@ -76,8 +86,9 @@ extension UdpServerLoopTests {
                 #expect(server.bufferedBytes == 0)
 
                 let ledger = Ledger()
-                client.sendRequest(Array("ping".utf8), type: 1, to: server.address, niceness: 0,
-                                   callback: ledger.callback(0))
+                client.sendRequest(
+                    Array("ping".utf8), type: 1, to: server.address, niceness: 0,
+                    callback: ledger.callback(0))
                 try runUntil(loop) { ledger.isDone(1) }
                 #expect(ledger.reply(0) == Array("ping".utf8))
             }

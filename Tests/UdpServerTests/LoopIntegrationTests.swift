@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -27,7 +28,9 @@ extension UdpServerLoopTests {
                 #expect(client.writeRegistration != nil)
                 // Done, and everything sent: the ACK of the last reply datagram may have been
                 // refused and wait for the write callback.
-                try runUntil(loop) { ledger.isDone(1) && !client.socketIsFull && client.sendQueues.allSatisfy(\.isEmpty) }
+                try runUntil(loop) {
+                    ledger.isDone(1) && !client.socketIsFull && client.sendQueues.allSatisfy(\.isEmpty)
+                }
                 #expect(ledger.reply(0) == message)
                 #expect(client.stats.writeCallbacksRegistered >= 1)
                 #expect(client.stats.sendsBlocked >= 10)
@@ -46,13 +49,15 @@ extension UdpServerLoopTests {
                 client.callbackQueues[1].append(.reply({ _ in order.append("background 1") }, .success([])))
                 client.callbackQueues[0].append(.reply({ _ in order.append("urgent 1") }, .success([])))
                 client.callbackQueues[1].append(.reply({ _ in order.append("background 2") }, .success([])))
-                client.callbackQueues[0].append(.reply({ _ in
-                    order.append("urgent 2")
-                    // Queued by a callback: still ahead of the background ones.
-                    client.callbackQueues[0].append(.reply({ _ in order.append("urgent 3") }, .success([])))
-                }, .success([])))
+                client.callbackQueues[0].append(
+                    .reply(
+                        { _ in
+                            order.append("urgent 2")
+                            // Queued by a callback: still ahead of the background ones.
+                            client.callbackQueues[0].append(.reply({ _ in order.append("urgent 3") }, .success([])))
+                        }, .success([])))
                 #expect(client.needsBottomHalf)
-                try loop.runOnce()  // the bottom half runs them at the top of the poll
+                try loop.runOnce() // the bottom half runs them at the top of the poll
                 #expect(order == ["urgent 1", "urgent 2", "urgent 3", "background 1", "background 2"])
                 #expect(!client.needsBottomHalf)
             }
@@ -86,7 +91,8 @@ extension UdpServerLoopTests {
                     for request in held.reversed() { try? server.sendReply(request.payload, to: request) }
                     let deadline = monotonicNanoseconds() + 5_000_000_000
                     while (urgentInQuickPoll == nil || client.stats.callbacksHeldBack == 0)
-                            && monotonicNanoseconds() < deadline {
+                        && monotonicNanoseconds() < deadline
+                    {
                         loop.quickPoll(niceness: 1)
                     }
                     #expect(urgentInQuickPoll == true)
@@ -112,7 +118,8 @@ extension UdpServerLoopTests {
                 #expect(server.port != 0)
                 #expect(loop.counters.registrations == before + 2)
                 #expect(loop.minTick == defaultMinimumTickMs, "the paused poll does not set the tick")
-                server.sendRequest([1], type: 0x70, to: PeerAddress(ip: 0x7F00_0001, port: 9), timeoutMs: 5_000) { _ in }
+                server.sendRequest([1], type: 0x70, to: PeerAddress(ip: 0x7F00_0001, port: 9), timeoutMs: 5_000) { _ in
+                }
                 #expect(loop.minTick <= Int64(server.configuration.pollTimeMs))
                 server.shutdown(urgent: true)
                 #expect(server.isDrained)
@@ -127,11 +134,18 @@ extension UdpServerLoopTests {
                 let cases: [(UdpServerConfiguration, UdpServerError)] = [
                     (.loopback { $0.datagramSize = 12 }, .configuration(.datagramSize(12))),
                     (.loopback { $0.datagramSize = 70_000 }, .configuration(.datagramSize(70_000))),
-                    (.loopback { $0.maxMessageSize = Int(UInt32.max) + 1 },
-                     .configuration(.maxMessageSize(Int(UInt32.max) + 1))),
+                    (
+                        .loopback { $0.maxMessageSize = Int(UInt32.max) + 1 },
+                        .configuration(.maxMessageSize(Int(UInt32.max) + 1))
+                    ),
                     // 2^21 datagrams of 1 byte each is one too many for the 21-bit number.
-                    (.loopback { $0.datagramSize = 13; $0.maxMessageSize = (1 << 21) + 1 },
-                     .configuration(.maxMessageSize((1 << 21) + 1))),
+                    (
+                        .loopback {
+                            $0.datagramSize = 13
+                            $0.maxMessageSize = (1 << 21) + 1
+                        },
+                        .configuration(.maxMessageSize((1 << 21) + 1))
+                    ),
                     (.loopback { $0.ackWindow = 0 }, .configuration(.ackWindow(0))),
                     (.loopback { $0.maxSlots = 0 }, .configuration(.maxSlots(0))),
                     (.loopback { $0.pollTimeMs = 0 }, .configuration(.pollTime(0))),
@@ -181,7 +195,8 @@ extension UdpServerLoopTests.LoopIntegration {
             #expect(ledger.reply(0) == [1, 2, 3])
             // Unanswered: only the poll's resends and its timeout end it.
             let silent = RawSocket()
-            client.sendRequest([4], type: 1, to: silent.address, timeoutMs: 300, niceness: 0, callback: ledger.callback(1))
+            client.sendRequest(
+                [4], type: 1, to: silent.address, timeoutMs: 300, niceness: 0, callback: ledger.callback(1))
             let busy = loop.counters.sleepCallbacks
             try runUntil(loop) { ledger.isDone(2) }
             #expect(ledger.error(1) == .timedOut)

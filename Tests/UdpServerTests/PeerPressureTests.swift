@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -14,16 +15,20 @@ extension UdpServerLoopTests {
         /// Sends the last datagram of `count` two-datagram requests that never finish
         /// (13 bytes each), in batches the server reads before the next, so the kernel
         /// drops none; ids start at `firstId`.
-        static func floodPartialRequests(_ count: Int, from peer: RawSocket, to server: UdpServer, loop: Loop,
-                                         firstId: UInt32 = 1) throws {
+        static func floodPartialRequests(
+            _ count: Int, from peer: RawSocket, to server: UdpServer, loop: Loop,
+            firstId: UInt32 = 1
+        ) throws {
             let size = geometry.payloadSize + 1
             let before = server.stats.datagramsIn
             var sent = 0
             while sent < count {
                 let batch = min(100, count - sent)
                 for i in 0..<batch {
-                    peer.send(dataDatagram(type: 1, number: 1, messageSize: UInt32(size),
-                                           transactionId: firstId + UInt32(sent + i), payload: [7]), to: server.address)
+                    peer.send(
+                        dataDatagram(
+                            type: 1, number: 1, messageSize: UInt32(size),
+                            transactionId: firstId + UInt32(sent + i), payload: [7]), to: server.address)
                 }
                 sent += batch
                 try runUntil(loop) { server.stats.datagramsIn - before >= sent }
@@ -31,13 +36,16 @@ extension UdpServerLoopTests {
         }
 
         /// `count` echo requests from the client, urgent, each given `timeoutMs`; how many were answered.
-        static func echoes(_ count: Int, size: Int = 16, from client: UdpServer, to server: UdpServer, loop: Loop,
-                           timeoutMs: Int = 3_000) throws -> Int {
+        static func echoes(
+            _ count: Int, size: Int = 16, from client: UdpServer, to server: UdpServer, loop: Loop,
+            timeoutMs: Int = 3_000
+        ) throws -> Int {
             let ledger = Ledger()
             let message = pattern(size, seed: 3)
             for i in 0..<count {
-                client.sendRequest(message, type: 1, to: server.address, timeoutMs: timeoutMs, niceness: 0,
-                                   callback: ledger.callback(i))
+                client.sendRequest(
+                    message, type: 1, to: server.address, timeoutMs: timeoutMs, niceness: 0,
+                    callback: ledger.callback(i))
             }
             try runUntil(loop, timeoutMs: timeoutMs + 10_000) { ledger.isDone(count) }
             ledger.expectExactlyOnce(count)
@@ -70,16 +78,22 @@ extension UdpServerLoopTests {
         @Test(arguments: LoopBackendKind.allCases)
         func oneAddressCannotTakeTheIncomingMemory(kind: LoopBackendKind) throws {
             let cap = 4 << 20
-            let config = UdpServerConfiguration.loopback { $0.maxBufferedIncomingBytes = cap; $0.log = nil }
+            let config = UdpServerConfiguration.loopback {
+                $0.maxBufferedIncomingBytes = cap
+                $0.log = nil
+            }
             try withServers(kind, server: config) { loop, client, server in
                 server.echo(type: 1)
                 let flooder = RawSocket(ip: Self.flooderIP)
-                let size = 3 * cap / 8  // 1.5 MiB: one fits the 2 MiB share, two do not
+                let size = 3 * cap / 8 // 1.5 MiB: one fits the 2 MiB share, two do not
                 let last = Self.geometry.datagramCount(forMessageSize: size) - 1
-                let tail = [UInt8](repeating: 1, count: Self.geometry.payloadRange(ofDatagram: last, messageSize: size).count)
+                let tail = [UInt8](
+                    repeating: 1, count: Self.geometry.payloadRange(ofDatagram: last, messageSize: size).count)
                 for id: UInt32 in 1...4 {
-                    flooder.send(dataDatagram(type: 1, number: UInt32(last), messageSize: UInt32(size),
-                                              transactionId: id, payload: tail), to: server.address)
+                    flooder.send(
+                        dataDatagram(
+                            type: 1, number: UInt32(last), messageSize: UInt32(size),
+                            transactionId: id, payload: tail), to: server.address)
                 }
                 try runUntil(loop) { server.stats.peerShareDrops == 3 }
                 #expect(server.bufferedBytes == size)
@@ -102,7 +116,7 @@ extension UdpServerLoopTests {
             }
             try withServers(kind, server: config) { loop, client, server in
                 server.echo(type: 1)
-                let flooder = RawSocket()  // 127.0.0.1, like the client
+                let flooder = RawSocket() // 127.0.0.1, like the client
                 try Self.floodPartialRequests(100, from: flooder, to: server, loop: loop)
                 #expect(server.stats.incomingSlots == server.incomingSlotsPerPeer)
                 _ = flooder.drain()
@@ -145,15 +159,19 @@ extension UdpServerLoopTests {
         /// is given up after the silence. Before, it was resent every 200 ms for a minute (300x).
         @Test(arguments: LoopBackendKind.allCases)
         func aSourceThatNeverAcknowledgesReflectsLittle(kind: LoopBackendKind) throws {
-            let config = UdpServerConfiguration.loopback { $0.log = nil; $0.strangerReplyHoldMs = 1_000 }
+            let config = UdpServerConfiguration.loopback {
+                $0.log = nil
+                $0.strangerReplyHoldMs = 1_000
+            }
             try withServers(kind, server: config) { loop, _, server in
                 server.echo(type: 1)
                 let victim = RawSocket(ip: 0x7f00_0003)
-                let request = dataDatagram(type: 1, number: 0, messageSize: 1_000, transactionId: 5,
-                                           payload: pattern(1_000, seed: 1))
+                let request = dataDatagram(
+                    type: 1, number: 0, messageSize: 1_000, transactionId: 5,
+                    payload: pattern(1_000, seed: 1))
                 victim.send(request, to: server.address)
                 try runUntil(loop) { server.stats.repliesAbandoned == 1 }
-                try runFor(loop, ms: 1_000)  // several resend times: nothing more comes
+                try runFor(loop, ms: 1_000) // several resend times: nothing more comes
                 var reflected = 0
                 while let datagram = victim.receive() { reflected += datagram.count }
                 #expect(reflected <= server.configuration.unacknowledgedReplyFactor * request.count)
@@ -165,8 +183,9 @@ extension UdpServerLoopTests {
                 server.registerHandler(type: 3) { [unowned server] request in
                     try? server.sendReply([UInt8](repeating: 9, count: 8 * Self.geometry.payloadSize), to: request)
                 }
-                victim.send(dataDatagram(type: 3, number: 0, messageSize: 0, transactionId: 6, payload: []),
-                            to: server.address)
+                victim.send(
+                    dataDatagram(type: 3, number: 0, messageSize: 0, transactionId: 6, payload: []),
+                    to: server.address)
                 try runUntil(loop) { server.stats.repliesAbandoned == 2 }
                 try runFor(loop, ms: 500)
                 var data = 0
@@ -180,14 +199,18 @@ extension UdpServerLoopTests {
         /// as long as it takes. An ACK of a reply proves nothing (a forger chose that id).
         @Test(arguments: LoopBackendKind.allCases)
         func onlyAnswersToOurOwnRequestsValidateAnAddress(kind: LoopBackendKind) throws {
-            let config = UdpServerConfiguration.loopback { $0.log = nil; $0.strangerReplyHoldMs = 1_000 }
+            let config = UdpServerConfiguration.loopback {
+                $0.log = nil
+                $0.strangerReplyHoldMs = 1_000
+            }
             try withServers(kind, server: config) { loop, _, server in
                 server.echo(type: 1)
                 let peer = RawSocket(ip: 0x7f00_0003)
                 func replies(to id: UInt32, atLeast count: Int) throws -> Int {
                     let calls = server.stats.handlerCalls
-                    peer.send(dataDatagram(type: 1, number: 0, messageSize: 4, transactionId: id, payload: [1, 2, 3, 4]),
-                              to: server.address)
+                    peer.send(
+                        dataDatagram(type: 1, number: 0, messageSize: 4, transactionId: id, payload: [1, 2, 3, 4]),
+                        to: server.address)
                     var n = 0
                     try runUntil(loop) {
                         n += HostilePeers.received(by: peer).filter { !$0.isAck && $0.transactionId == id }.count
@@ -197,8 +220,9 @@ extension UdpServerLoopTests {
                 }
                 // It ACKs a reply (as a forger of its own request could): still a stranger.
                 #expect(try replies(to: 1, atLeast: 1) >= 1)
-                peer.send(DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 1).encoded,
-                          to: server.address)
+                peer.send(
+                    DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 1).encoded,
+                    to: server.address)
                 try runUntil(loop) { server.stats.incomingSlots == 0 }
                 #expect(try replies(to: 2, atLeast: 6) == 2, "bounded: the reply and one resend")
                 #expect(server.stats.repliesAbandoned == 1)
@@ -211,8 +235,11 @@ extension UdpServerLoopTests {
                     request = HostilePeers.received(by: peer).first { !$0.isAck && $0.messageType == 8 }
                     return request != nil
                 }
-                peer.send(DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: false,
-                                         transactionId: request!.transactionId).encoded, to: server.address)
+                peer.send(
+                    DatagramHeader(
+                        kind: .ack, datagramNumber: 0, isFromInitiator: false,
+                        transactionId: request!.transactionId
+                    ).encoded, to: server.address)
                 try runUntil(loop) { server.stats.acksIn >= 2 }
                 #expect(try replies(to: 3, atLeast: 6) >= 6)
                 #expect(server.stats.repliesAbandoned == 1)
@@ -227,8 +254,10 @@ extension UdpServerLoopTests {
                 server.echo(type: 1)
                 let peer = RawSocket()
                 func ask(_ payload: [UInt8]) throws -> [UInt8] {
-                    peer.send(dataDatagram(type: 1, number: 0, messageSize: UInt32(payload.count), transactionId: 9,
-                                           payload: payload), to: server.address)
+                    peer.send(
+                        dataDatagram(
+                            type: 1, number: 0, messageSize: UInt32(payload.count), transactionId: 9,
+                            payload: payload), to: server.address)
                     var reply: [UInt8]?
                     try runUntil(loop) {
                         while let datagram = peer.receive() {
@@ -238,8 +267,9 @@ extension UdpServerLoopTests {
                         }
                         return reply != nil
                     }
-                    peer.send(DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 9).encoded,
-                              to: server.address)
+                    peer.send(
+                        DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: true, transactionId: 9).encoded,
+                        to: server.address)
                     try runUntil(loop) { server.stats.incomingSlots == 0 }
                     return reply ?? []
                 }
@@ -259,16 +289,18 @@ extension UdpServerLoopTests {
             try withServers(kind, client: client) { loop, client, _ in
                 let responder = RawSocket()
                 let ledger = Ledger()
-                client.sendRequest([9, 9], type: 4, to: responder.address, timeoutMs: 10_000, niceness: 0,
-                                   callback: ledger.callback(0))
+                client.sendRequest(
+                    [9, 9], type: 4, to: responder.address, timeoutMs: 10_000, niceness: 0,
+                    callback: ledger.callback(0))
                 var requests: [DatagramHeader] = []
                 try runUntil(loop) {
                     requests += HostilePeers.received(by: responder)
                     return !requests.isEmpty
                 }
                 let id = requests[0].transactionId
-                responder.send(DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: false, transactionId: id).encoded,
-                               to: client.address)
+                responder.send(
+                    DatagramHeader(kind: .ack, datagramNumber: 0, isFromInitiator: false, transactionId: id).encoded,
+                    to: client.address)
                 // It "restarts": forgets the request and answers only what it receives anew.
                 try runUntil(loop) {
                     requests += HostilePeers.received(by: responder)
@@ -276,8 +308,10 @@ extension UdpServerLoopTests {
                 }
                 #expect(requests[1].transactionId == id && !requests[1].isAck && requests[1].messageSize == 2)
                 #expect(client.stats.requestsResent == 1)
-                responder.send(dataDatagram(type: 4, number: 0, messageSize: 1, transactionId: id, fromInitiator: false,
-                                            payload: [1]), to: client.address)
+                responder.send(
+                    dataDatagram(
+                        type: 4, number: 0, messageSize: 1, transactionId: id, fromInitiator: false,
+                        payload: [1]), to: client.address)
                 try runUntil(loop) { ledger.isDone(1) }
                 #expect(ledger.reply(0) == [1])
             }
@@ -302,8 +336,10 @@ extension UdpServerLoopTests {
                 let size = 3 * cap / 4
                 let full = [UInt8](repeating: 1, count: Self.geometry.payloadSize)
                 for number in 0..<6 {
-                    crawler.send(dataDatagram(type: 1, number: UInt32(number), messageSize: UInt32(size), transactionId: 1,
-                                              payload: full), to: server.address)
+                    crawler.send(
+                        dataDatagram(
+                            type: 1, number: UInt32(number), messageSize: UInt32(size), transactionId: 1,
+                            payload: full), to: server.address)
                     try runFor(loop, ms: 100)
                 }
                 #expect(server.stats.incomingSlots == 1 && server.stats.timeouts == 0)
@@ -333,13 +369,17 @@ extension UdpServerLoopTests {
         @Test(arguments: LoopBackendKind.allCases)
         func aLostReplyToAStrangerArrivesWhenAskedFor(kind: LoopBackendKind) throws {
             let dropped = DropFirstReplies(3)
-            let server = UdpServerConfiguration.loopback { $0.datagramFilter = dropped; $0.log = nil }
+            let server = UdpServerConfiguration.loopback {
+                $0.datagramFilter = dropped
+                $0.log = nil
+            }
             try withServers(kind, server: server) { loop, client, server in
                 server.echo(type: 1)
                 let ledger = Ledger()
                 let started = monotonicNanoseconds()
-                client.sendRequest([1, 2, 3], type: 1, to: server.address, timeoutMs: 20_000, niceness: 0,
-                                   callback: ledger.callback(0))
+                client.sendRequest(
+                    [1, 2, 3], type: 1, to: server.address, timeoutMs: 20_000, niceness: 0,
+                    callback: ledger.callback(0))
                 try runUntil(loop, timeoutMs: 20_000) { ledger.isDone(1) }
                 #expect(ledger.reply(0) == [1, 2, 3])
                 #expect(client.stats.replyPokes >= 1 && client.stats.requestsResent == 0)
@@ -357,12 +397,16 @@ extension UdpServerLoopTests {
                 let responder = RawSocket()
                 let ledger = Ledger()
                 let started = monotonicNanoseconds()
-                client.sendRequest([9], type: 4, to: responder.address, timeoutMs: 1_000, niceness: 0,
-                                   callback: ledger.callback(0))
+                client.sendRequest(
+                    [9], type: 4, to: responder.address, timeoutMs: 1_000, niceness: 0,
+                    callback: ledger.callback(0))
                 try runUntil(loop) {
                     for header in HostilePeers.received(by: responder) where !header.isAck {
-                        responder.send(DatagramHeader(kind: .ack, datagramNumber: header.datagramNumber, isFromInitiator: false,
-                                                      transactionId: header.transactionId).encoded, to: client.address)
+                        responder.send(
+                            DatagramHeader(
+                                kind: .ack, datagramNumber: header.datagramNumber, isFromInitiator: false,
+                                transactionId: header.transactionId
+                            ).encoded, to: client.address)
                     }
                     return ledger.isDone(1)
                 }
@@ -380,8 +424,9 @@ extension UdpServerLoopTests {
                 var held: IncomingRequest?
                 server.registerHandler(type: 1) { held = $0 }
                 let ledger = Ledger()
-                client.sendRequest([5], type: 1, to: server.address, timeoutMs: 20_000, niceness: 0,
-                                   callback: ledger.callback(0))
+                client.sendRequest(
+                    [5], type: 1, to: server.address, timeoutMs: 20_000, niceness: 0,
+                    callback: ledger.callback(0))
                 try runUntil(loop) { held != nil }
                 var drained = false
                 server.shutdown { drained = true }

@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -16,7 +17,7 @@ extension UdpServerLoopTests {
                 let ledger = Ledger()
                 client.sendRequest(message, type: 7, to: server.address, niceness: 0, callback: ledger.callback(0))
                 try runUntil(loop) { ledger.isDone(1) }
-                try runFor(loop, ms: 30)  // a second callback would show here
+                try runFor(loop, ms: 30) // a second callback would show here
                 ledger.expectExactlyOnce(1)
                 #expect(ledger.reply(0) == Array(message.reversed()))
                 let datagrams = DatagramGeometry.loopback.datagramCount(forMessageSize: size)
@@ -24,7 +25,7 @@ extension UdpServerLoopTests {
                 #expect(server.stats.acksOut >= datagrams)
                 #expect(client.stats.acksIn >= datagrams)
                 #expect(client.stats.outgoingSlots == 0)
-                try runUntil(loop) { server.stats.incomingSlots == 0 }  // once the reply is acked
+                try runUntil(loop) { server.stats.incomingSlots == 0 } // once the reply is acked
                 #expect(client.bufferedBytes == 0 && server.bufferedBytes == 0)
             }
         }
@@ -38,8 +39,9 @@ extension UdpServerLoopTests {
                 let sizes = [0, 1, 1449, 1450, 1451, 2900, 2901, 100_000]
                 let ledger = Ledger()
                 for (i, size) in sizes.enumerated() {
-                    client.sendRequest(pattern(size, seed: i), type: 1, to: server.address, niceness: 0,
-                                       callback: ledger.callback(i))
+                    client.sendRequest(
+                        pattern(size, seed: i), type: 1, to: server.address, niceness: 0,
+                        callback: ledger.callback(i))
                 }
                 try runUntil(loop) { ledger.isDone(sizes.count) }
                 ledger.expectExactlyOnce(sizes.count)

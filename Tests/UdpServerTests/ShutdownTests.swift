@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -19,8 +20,9 @@ extension UdpServerLoopTests {
                 server.shutdown { drained += 1 }
                 #expect(server.isShuttingDown && !server.isDrained)
                 // A new request to the server is dropped (its sender resends, then times out).
-                client.sendRequest([2], type: 1, to: server.address, timeoutMs: 300, niceness: 0,
-                                   callback: ledger.callback(1))
+                client.sendRequest(
+                    [2], type: 1, to: server.address, timeoutMs: 300, niceness: 0,
+                    callback: ledger.callback(1))
                 try runUntil(loop) { ledger.isDone(1) }
                 #expect(ledger.error(1) == .timedOut)
                 #expect(server.stats.shutdownDrops >= 1)
@@ -48,8 +50,9 @@ extension UdpServerLoopTests {
                 let silent = RawSocket()
                 let ledger = Ledger()
                 for i in 0..<5 {
-                    client.sendRequest([UInt8(i)], type: 1, to: i < 3 ? server.address : silent.address,
-                                       niceness: i % 2, callback: ledger.callback(i))
+                    client.sendRequest(
+                        [UInt8(i)], type: 1, to: i < 3 ? server.address : silent.address,
+                        niceness: i % 2, callback: ledger.callback(i))
                 }
                 try runUntil(loop) { held.count == 3 }
                 var drained = false

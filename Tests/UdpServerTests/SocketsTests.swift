@@ -1,15 +1,16 @@
 import Glibc
 import LoopCore
 import Sockets
-import Testing
 import TestSupport
+import Testing
 
 /// The loopback socket the harness's raw echo, the benchmarks and the tests use. No loop.
 @Suite(.processExclusive) struct LoopbackSockets {
     /// `echoAll` sends every queued datagram back to its own sender, and stops when none is left.
     @Test func echoAllAnswersEverySenderAndStopsWhenEmpty() throws {
         let echo = try LoopbackSocket()
-        let first = try LoopbackSocket(), second = try LoopbackSocket()
+        let first = try LoopbackSocket()
+        let second = try LoopbackSocket()
         first.send(to: echo.port, [1, 2, 3])
         second.send(to: echo.port, [4])
         first.send(to: echo.port, [5, 6])

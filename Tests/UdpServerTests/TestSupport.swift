@@ -1,7 +1,8 @@
 import Glibc
 import LoopTools
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 /// Every test that makes a loop lives under this suite: loops touch process-wide
@@ -11,10 +12,12 @@ import TestSupport
 
 /// Two started servers on one loop: `client` sends, `server` answers. Both are
 /// shut down urgently at the end, before the loop closes.
-func withServers<R>(_ kind: LoopBackendKind,
-                    client clientConfiguration: UdpServerConfiguration = .loopback,
-                    server serverConfiguration: UdpServerConfiguration = .loopback,
-                    _ body: (Loop, UdpServer, UdpServer) throws -> R) throws -> R {
+func withServers<R>(
+    _ kind: LoopBackendKind,
+    client clientConfiguration: UdpServerConfiguration = .loopback,
+    server serverConfiguration: UdpServerConfiguration = .loopback,
+    _ body: (Loop, UdpServer, UdpServer) throws -> R
+) throws -> R {
     try withLoop(kind) { loop in
         let client = UdpServer(loop: loop, configuration: clientConfiguration)
         let server = UdpServer(loop: loop, configuration: serverConfiguration)
@@ -27,7 +30,6 @@ func withServers<R>(_ kind: LoopBackendKind,
         return try body(loop, client, server)
     }
 }
-
 
 extension UdpServer {
     var address: PeerAddress { .loopback(port: port) }
@@ -102,7 +104,8 @@ func pattern(_ count: Int, seed: Int) -> [UInt8] {
         var filled = min(count, period)
         while filled < count {
             let chunk = min(filled, count - filled)
-            UnsafeMutableRawPointer(buffer.baseAddress! + filled).copyMemory(from: buffer.baseAddress!, byteCount: chunk)
+            UnsafeMutableRawPointer(buffer.baseAddress! + filled).copyMemory(
+                from: buffer.baseAddress!, byteCount: chunk)
             filled += chunk
         }
         initialized = count
@@ -174,10 +177,14 @@ final class RawSocket {
 }
 
 /// A data datagram, header and payload, as a peer would send it.
-func dataDatagram(type: UInt8, number: UInt32, messageSize: UInt32, transactionId: UInt32,
-                  fromInitiator: Bool = true, nice: Bool = false, hadError: Bool = false,
-                  payload: [UInt8]) -> [UInt8] {
-    DatagramHeader(kind: .data(messageSize: messageSize), messageType: type, isNice: nice,
-                   datagramNumber: number, isFromInitiator: fromInitiator, hadError: hadError,
-                   transactionId: transactionId).encoded + payload
+func dataDatagram(
+    type: UInt8, number: UInt32, messageSize: UInt32, transactionId: UInt32,
+    fromInitiator: Bool = true, nice: Bool = false, hadError: Bool = false,
+    payload: [UInt8]
+) -> [UInt8] {
+    DatagramHeader(
+        kind: .data(messageSize: messageSize), messageType: type, isNice: nice,
+        datagramNumber: number, isFromInitiator: fromInitiator, hadError: hadError,
+        transactionId: transactionId
+    ).encoded + payload
 }

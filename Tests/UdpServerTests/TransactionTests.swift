@@ -1,6 +1,7 @@
 import Glibc
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 extension UdpServerLoopTests {
@@ -13,8 +14,9 @@ extension UdpServerLoopTests {
                 let sizes = (0..<count).map { i in i % 10 == 0 ? 40_000 + i : (i * 97) % 3000 }
                 let ledger = Ledger()
                 for i in 0..<count {
-                    client.sendRequest(pattern(sizes[i], seed: i), type: 3, to: server.address,
-                                       niceness: i % 2, callback: ledger.callback(i))
+                    client.sendRequest(
+                        pattern(sizes[i], seed: i), type: 3, to: server.address,
+                        niceness: i % 2, callback: ledger.callback(i))
                 }
                 #expect(client.stats.outgoingSlots == count)
                 try runUntil(loop, timeoutMs: 20_000) { ledger.isDone(count) }
@@ -42,7 +44,7 @@ extension UdpServerLoopTests {
                 let ledger = Ledger()
                 client.sendRequest([1, 2, 3], type: 4, to: server.address, callback: ledger.callback(0))
                 client.sendRequest([], type: 5, to: server.address, callback: ledger.callback(1))
-                client.sendRequest([9], type: 6, to: server.address, callback: ledger.callback(2))  // no handler
+                client.sendRequest([9], type: 6, to: server.address, callback: ledger.callback(2)) // no handler
                 try runUntil(loop) { ledger.isDone(3) }
                 ledger.expectExactlyOnce(3)
                 #expect(ledger.error(0) == .remote(errno: EACCES))
@@ -60,8 +62,9 @@ extension UdpServerLoopTests {
                 let silent = RawSocket()
                 let ledger = Ledger()
                 let start = monotonicNanoseconds()
-                client.sendRequest(pattern(50_000, seed: 1), type: 1, to: silent.address, timeoutMs: 400,
-                                   niceness: 0, callback: ledger.callback(0))
+                client.sendRequest(
+                    pattern(50_000, seed: 1), type: 1, to: silent.address, timeoutMs: 400,
+                    niceness: 0, callback: ledger.callback(0))
                 try runUntil(loop) { ledger.isDone(1) }
                 // The server's clock counts whole milliseconds: 400 of them can be 399.x ms of ours.
                 #expect(elapsedMs(since: start) >= 399)
@@ -82,8 +85,9 @@ extension UdpServerLoopTests {
                 var held: [IncomingRequest] = []
                 server.registerHandler(type: 1) { held.append($0) }
                 let ledger = Ledger()
-                client.sendRequest([1], type: 1, to: server.address, timeoutMs: 300, niceness: 0,
-                                   callback: ledger.callback(0))
+                client.sendRequest(
+                    [1], type: 1, to: server.address, timeoutMs: 300, niceness: 0,
+                    callback: ledger.callback(0))
                 try runUntil(loop) { ledger.isDone(1) && server.stats.incomingSlots == 0 }
                 ledger.expectExactlyOnce(1)
                 #expect(ledger.error(0) == .timedOut)
@@ -99,8 +103,9 @@ extension UdpServerLoopTests {
                 let silent = RawSocket()
                 let ledger = Ledger()
                 // A 2 s timeout, so a stalled machine cannot time them out before the cancel.
-                let first = client.sendRequest([1], type: 1, to: silent.address, timeoutMs: 2_000,
-                                               callback: ledger.callback(0))
+                let first = client.sendRequest(
+                    [1], type: 1, to: silent.address, timeoutMs: 2_000,
+                    callback: ledger.callback(0))
                 client.sendRequest([2], type: 8, to: silent.address, timeoutMs: 2_000, callback: ledger.callback(1))
                 client.sendRequest([3], type: 8, to: silent.address, timeoutMs: 2_000, callback: ledger.callback(2))
                 try runFor(loop, ms: 20)
@@ -108,7 +113,7 @@ extension UdpServerLoopTests {
                 #expect(!client.cancel(first))
                 #expect(client.cancelAll(type: 8) == 2)
                 try runUntil(loop) { ledger.isDone(3) }
-                try runFor(loop, ms: 2_100)  // past the timeout: no second callback
+                try runFor(loop, ms: 2_100) // past the timeout: no second callback
                 ledger.expectExactlyOnce(3)
                 #expect((0..<3).allSatisfy { ledger.error($0) == .cancelled })
                 #expect(client.stats.timeouts == 0 && client.stats.outgoingSlots == 0)
@@ -123,8 +128,9 @@ extension UdpServerLoopTests {
                 var held: [IncomingRequest] = []
                 server.registerHandler(type: 1) { held.append($0) }
                 let ledger = Ledger()
-                let handle = client.sendRequest([1], type: 1, to: server.address, niceness: 0,
-                                                callback: ledger.callback(0))
+                let handle = client.sendRequest(
+                    [1], type: 1, to: server.address, niceness: 0,
+                    callback: ledger.callback(0))
                 try runUntil(loop) { held.count == 1 }
                 client.cancel(handle)
                 try server.sendReply(pattern(100_000, seed: 2), to: held[0])
@@ -146,8 +152,9 @@ extension UdpServerLoopTests {
                 let silent = RawSocket()
                 let ledger = Ledger()
                 for i in 0..<5 {
-                    client.sendRequest([UInt8(i)], type: 1, to: silent.address, timeoutMs: 300,
-                                       callback: ledger.callback(i))
+                    client.sendRequest(
+                        [UInt8(i)], type: 1, to: silent.address, timeoutMs: 300,
+                        callback: ledger.callback(i))
                 }
                 // Not from inside sendRequest: on the loop's next pass.
                 #expect(ledger.completed == 0)
@@ -168,21 +175,29 @@ extension UdpServerLoopTests {
         /// senders resend and complete once slots free up.
         @Test(arguments: LoopBackendKind.allCases)
         func serverSlotExhaustion(kind: LoopBackendKind) throws {
-            let server = UdpServerConfiguration.loopback { $0.maxSlots = 2; $0.maxIncomingSlotsPerPeer = 2 }
+            let server = UdpServerConfiguration.loopback {
+                $0.maxSlots = 2
+                $0.maxIncomingSlotsPerPeer = 2
+            }
             try withServers(kind, server: server) { loop, client, server in
                 var held: [IncomingRequest] = []
                 var answerAtOnce = false
                 server.registerHandler(type: 1) { [unowned server] request in
-                    if answerAtOnce { try? server.sendReply(request.payload, to: request) } else { held.append(request) }
+                    if answerAtOnce {
+                        try? server.sendReply(request.payload, to: request)
+                    } else {
+                        held.append(request)
+                    }
                 }
                 let ledger = Ledger()
                 for i in 0..<4 {
-                    client.sendRequest([UInt8(i)], type: 1, to: server.address, timeoutMs: 10_000, niceness: 0,
-                                       callback: ledger.callback(i))
+                    client.sendRequest(
+                        [UInt8(i)], type: 1, to: server.address, timeoutMs: 10_000, niceness: 0,
+                        callback: ledger.callback(i))
                 }
                 try runUntil(loop) { held.count == 2 && server.stats.noSlotDrops >= 2 }
                 #expect(server.stats.incomingSlots == 2)
-                try runFor(loop, ms: 250)  // resends are dropped too
+                try runFor(loop, ms: 250) // resends are dropped too
                 #expect(held.count == 2)
                 #expect(ledger.completed == 0)
                 answerAtOnce = true

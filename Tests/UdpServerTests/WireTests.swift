@@ -1,5 +1,6 @@
-import Testing
 import TestSupport
+import Testing
+
 @testable import UdpServer
 
 /// The wire format, bit for bit. Pure value code: no loop.
@@ -13,34 +14,45 @@ import TestSupport
                 bytes[i..<i + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             }
         }
-        let zero = DatagramHeader(kind: .data(messageSize: 0), datagramNumber: 0, isFromInitiator: false, transactionId: 0)
+        let zero = DatagramHeader(
+            kind: .data(messageSize: 0), datagramNumber: 0, isFromInitiator: false, transactionId: 0)
         #expect(words(zero) == [0, 0, 0])
         var h = zero
         h.messageType = 0xab
         #expect(words(h) == [0xab00_0000, 0, 0])
-        h = zero; h.isCancel = true
+        h = zero
+        h.isCancel = true
         #expect(words(h) == [0x0040_0000, 0, 0])
-        h = zero; h.isNice = true
+        h = zero
+        h.isNice = true
         #expect(words(h) == [0x0020_0000, 0, 0])
-        h = zero; h.datagramNumber = 0x1f_ffff
+        h = zero
+        h.datagramNumber = 0x1f_ffff
         #expect(words(h) == [0x001f_ffff, 0, 0])
-        h = zero; h.isFromInitiator = true
+        h = zero
+        h.isFromInitiator = true
         #expect(words(h) == [0, 0x8000_0000, 0])
-        h = zero; h.hadError = true
+        h = zero
+        h.hadError = true
         #expect(words(h) == [0, 0x4000_0000, 0])
-        h = zero; h.transactionId = 0x3fff_ffff
+        h = zero
+        h.transactionId = 0x3fff_ffff
         #expect(words(h) == [0, 0x3fff_ffff, 0])
-        h = zero; h.kind = .data(messageSize: 0xdead_beef)
+        h = zero
+        h.kind = .data(messageSize: 0xdead_beef)
         #expect(words(h) == [0, 0, 0xdead_beef])
-        h = zero; h.kind = .ack
+        h = zero
+        h.kind = .ack
         #expect(words(h) == [0x0080_0000, 0])
-        let all = DatagramHeader(kind: .ack, messageType: 0x12, isCancel: true, isNice: true,
-                                 datagramNumber: 0x1f_ffff, isFromInitiator: true, hadError: true,
-                                 transactionId: 0x3fff_ffff)
+        let all = DatagramHeader(
+            kind: .ack, messageType: 0x12, isCancel: true, isNice: true,
+            datagramNumber: 0x1f_ffff, isFromInitiator: true, hadError: true,
+            transactionId: 0x3fff_ffff)
         #expect(all.encoded == [0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
         // Big-endian: the most significant byte first.
-        let sized = DatagramHeader(kind: .data(messageSize: 0x0102_0304), messageType: 5, datagramNumber: 0x0a_0b0c,
-                                   isFromInitiator: true, transactionId: 0x0d0e_0f10)
+        let sized = DatagramHeader(
+            kind: .data(messageSize: 0x0102_0304), messageType: 5, datagramNumber: 0x0a_0b0c,
+            isFromInitiator: true, transactionId: 0x0d0e_0f10)
         #expect(sized.encoded == [0x05, 0x0a, 0x0b, 0x0c, 0x8d, 0x0e, 0x0f, 0x10, 0x01, 0x02, 0x03, 0x04])
     }
 
@@ -56,11 +68,16 @@ import TestSupport
                 kind: isAck ? .ack : .data(messageSize: UInt32(size)),
                 messageType: .random(in: 0...255, using: &random), isCancel: .random(using: &random),
                 isNice: .random(using: &random),
-                datagramNumber: isAck ? .random(in: 0...DatagramHeader.maxDatagramNumber, using: &random) : UInt32(number),
+                datagramNumber: isAck
+                    ? .random(in: 0...DatagramHeader.maxDatagramNumber, using: &random) : UInt32(number),
                 isFromInitiator: .random(using: &random), hadError: .random(using: &random),
                 transactionId: .random(in: 0...DatagramHeader.maxTransactionId, using: &random))
-            let payload = isAck ? [] : [UInt8](repeating: 1,
-                                              count: geometry.payloadRange(ofDatagram: number, messageSize: size).count)
+            let payload =
+                isAck
+                ? []
+                : [UInt8](
+                    repeating: 1,
+                    count: geometry.payloadRange(ofDatagram: number, messageSize: size).count)
             #expect(try DatagramHeader.decode(header.encoded + payload, geometry: geometry) == header)
         }
     }
@@ -86,21 +103,31 @@ import TestSupport
 
     /// One example of each malformed shape, and the edges just inside.
     @Test func decodingNamesEveryMalformedShape() throws {
-        let g = try DatagramGeometry(datagramSize: 112, maxMessageSize: 1000)  // 100-byte payloads, 10 datagrams max
+        let g = try DatagramGeometry(datagramSize: 112, maxMessageSize: 1000) // 100-byte payloads, 10 datagrams max
         func data(number: UInt32, size: UInt32, payload: Int) -> [UInt8] {
-            dataDatagram(type: 1, number: number, messageSize: size, transactionId: 7, payload: .init(repeating: 0, count: payload))
+            dataDatagram(
+                type: 1, number: number, messageSize: size, transactionId: 7,
+                payload: .init(repeating: 0, count: payload))
         }
         let ack = DatagramHeader(kind: .ack, datagramNumber: 3, isFromInitiator: true, transactionId: 7).encoded
         func decode(_ bytes: [UInt8]) -> Result<DatagramHeader, DatagramError> {
             Result { () throws(DatagramError) -> DatagramHeader in try DatagramHeader.decode(bytes, geometry: g) }
         }
-        for n in 0..<8 { #expect(throws: DatagramError.tooShort(length: n)) { try DatagramHeader.decode(Array(ack.prefix(n)), geometry: g) } }
+        for n in 0..<8 {
+            #expect(throws: DatagramError.tooShort(length: n)) {
+                try DatagramHeader.decode(Array(ack.prefix(n)), geometry: g)
+            }
+        }
         #expect(try decode(ack).get().isAck)
         #expect(throws: DatagramError.ackLength(length: 9)) { try DatagramHeader.decode(ack + [0], geometry: g) }
-        #expect(throws: DatagramError.ackLength(length: 12)) { try DatagramHeader.decode(ack + [0, 0, 0, 0], geometry: g) }
+        #expect(throws: DatagramError.ackLength(length: 12)) {
+            try DatagramHeader.decode(ack + [0, 0, 0, 0], geometry: g)
+        }
         let header = data(number: 0, size: 0, payload: 0)
         for n in 8..<12 {
-            #expect(throws: DatagramError.dataHeaderTooShort(length: n)) { try DatagramHeader.decode(Array(header.prefix(n)), geometry: g) }
+            #expect(throws: DatagramError.dataHeaderTooShort(length: n)) {
+                try DatagramHeader.decode(Array(header.prefix(n)), geometry: g)
+            }
         }
         #expect(try decode(header).get().messageSize == 0)
         #expect(throws: DatagramError.messageTooLarge(size: 1001, limit: 1000)) {
@@ -140,11 +167,13 @@ import TestSupport
         #expect(PeerAddress("127.0.0.1:8000") == PeerAddress(ip: 0x7f00_0001, port: 8000))
         #expect(PeerAddress("10.5.6.7:0") == PeerAddress(ip: 0x0a05_0607, port: 0))
         #expect(PeerAddress("255.255.255.255:65535")?.description == "255.255.255.255:65535")
-        for bad in ["", "127.0.0.1", "127.0.0.1:", "127.0.0:1", "127.0.0.1.1:1", "256.0.0.1:1", "1.2.3.4:65536",
-                    "a.b.c.d:1", "1..2.3:4", "+1.2.3.4:5", "1.2.3.4:-5", "1.2.3.4:+5", "0001.2.3.4:5", "1.2.3.4:5:6"] {
+        for bad in [
+            "", "127.0.0.1", "127.0.0.1:", "127.0.0:1", "127.0.0.1.1:1", "256.0.0.1:1", "1.2.3.4:65536",
+            "a.b.c.d:1", "1..2.3:4", "+1.2.3.4:5", "1.2.3.4:-5", "1.2.3.4:+5", "0001.2.3.4:5", "1.2.3.4:5:6",
+        ] {
             #expect(PeerAddress(bad) == nil, "\(bad)")
         }
-        let me: UInt32 = 0xac10_0305  // 172.16.3.5
+        let me: UInt32 = 0xac10_0305 // 172.16.3.5
         #expect(PeerAddress("10.1.2.3:1")!.isLocal(to: me))
         #expect(PeerAddress("192.168.9.9:1")!.isLocal(to: me))
         #expect(PeerAddress("127.0.0.1:1")!.isLocal(to: me))

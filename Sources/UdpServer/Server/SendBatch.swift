@@ -80,12 +80,16 @@ final class SendBatch {
     }
 
     /// Takes the first `length` bytes of `slot` as the next datagram.
-    func commit(length: Int, header: DatagramHeader, to destination: PeerAddress, transaction: Transaction?,
-                ifBlocked: IfBlocked, now: @autoclosure () -> Int64) {
+    func commit(
+        length: Int, header: DatagramHeader, to destination: PeerAddress, transaction: Transaction?,
+        ifBlocked: IfBlocked, now: @autoclosure () -> Int64
+    ) {
         precondition(length <= datagramSize && !isFull)
         if entries.isEmpty { firstCommitMs = now() }
-        entries.append(Entry(offset: used, length: length, header: header, destination: destination,
-                             transaction: transaction, ifBlocked: ifBlocked))
+        entries.append(
+            Entry(
+                offset: used, length: length, header: header, destination: destination,
+                transaction: transaction, ifBlocked: ifBlocked))
         used += (length + 7) & ~7
     }
 
@@ -104,8 +108,9 @@ extension DatagramSocket {
     /// `.done(k)` with k short of the range: the kernel stopped at datagram k, and a call
     /// starting there says why.
     func send(_ batch: SendBatch, _ range: Range<Int>) -> BatchOutcome {
-        send(bases: UnsafePointer(batch.bases.baseAddress! + range.lowerBound),
-             lengths: batch.lengths.baseAddress! + range.lowerBound,
-             destinations: batch.destinations.baseAddress! + range.lowerBound, count: range.count)
+        send(
+            bases: UnsafePointer(batch.bases.baseAddress! + range.lowerBound),
+            lengths: batch.lengths.baseAddress! + range.lowerBound,
+            destinations: batch.destinations.baseAddress! + range.lowerBound, count: range.count)
     }
 }

@@ -59,9 +59,10 @@ extension UdpServer {
         transaction.phase = .handling
         let payload = message.takeBytes()
         releaseIncoming(transaction)
-        let request = IncomingRequest(type: transaction.type, payload: payload, peer: transaction.key.peer,
-                                      niceness: transaction.niceness, transactionId: transaction.key.transactionId,
-                                      key: transaction.key, serial: transaction.serial)
+        let request = IncomingRequest(
+            type: transaction.type, payload: payload, peer: transaction.key.peer,
+            niceness: transaction.niceness, transactionId: transaction.key.transactionId,
+            key: transaction.key, serial: transaction.serial)
         if let handler = handlers[Int(transaction.type)] {
             counters.handlerCalls += 1
             handler(request)

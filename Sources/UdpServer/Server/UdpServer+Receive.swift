@@ -29,7 +29,7 @@ extension UdpServer {
                 counters.datagramsIn += 1
                 counters.bytesIn += length
                 guard length <= receiveBatch.bufferSize else {
-                    counters.corrupt += 1  // truncated by the buffer: far too long anyway
+                    counters.corrupt += 1 // truncated by the buffer: far too long anyway
                     continue
                 }
                 process(receiveBatch.datagram(i), from: PeerAddress(receiveBatch.sources[i]))
@@ -81,12 +81,13 @@ extension UdpServer {
             } else if transaction.phase == .sendingReply {
                 remove(transaction)
             } else {
-                counters.strayAcks += 1  // we have sent nothing it could refuse
+                counters.strayAcks += 1 // we have sent nothing it could refuse
             }
             return
         }
         guard transaction.isSending, let message = transaction.outgoing,
-              Int(header.datagramNumber) < message.datagramCount else {
+            Int(header.datagramNumber) < message.datagramCount
+        else {
             counters.strayAcks += 1
             return
         }
@@ -111,7 +112,7 @@ extension UdpServer {
             if transaction.isRequester {
                 transaction.phase = .awaitingReply
             } else {
-                remove(transaction)  // the reply is delivered: done
+                remove(transaction) // the reply is delivered: done
                 return
             }
         }
@@ -120,8 +121,10 @@ extension UdpServer {
 
     // MARK: Data
 
-    private func receiveData(_ header: DatagramHeader, payload: UnsafeRawBufferPointer, size: Int,
-                             for key: TransactionKey) {
+    private func receiveData(
+        _ header: DatagramHeader, payload: UnsafeRawBufferPointer, size: Int,
+        for key: TransactionKey
+    ) {
         let number = Int(header.datagramNumber)
         if let transaction = slots[key] {
             transaction.lastHeard = currentTime()
@@ -130,7 +133,7 @@ extension UdpServer {
                     counters.corrupt += 1
                     return
                 }
-                acknowledgingPeers.acknowledged(by: key.peer, at: currentTime())  // a reply to our id
+                acknowledgingPeers.acknowledged(by: key.peer, at: currentTime()) // a reply to our id
                 if transaction.phase != .receivingReply {
                     // The peer replies only once it has the whole request, so the reply
                     // acknowledges every request datagram whose ACK we may have missed.
@@ -155,16 +158,18 @@ extension UdpServer {
             // A reply for a transaction we no longer have (it ended, timed out or was
             // cancelled): a cancel ACK tells the peer to stop resending.
             counters.strayReplies += 1
-            transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: true),
-                            to: key.peer)
+            transmitAck(
+                Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: true),
+                to: key.peer)
             return
         }
         finishedTransactions.expire(before: currentTime() - Int64(configuration.finishedMemoryMs))
         if finishedTransactions.isCopy(key, of: header) {
             // A late copy of a request already answered: its ACK may be what was lost.
             counters.lateDuplicates += 1
-            transmitAck(Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
-                            to: key.peer)
+            transmitAck(
+                Transaction.ackHeader(for: key, datagram: header.datagramNumber, cancel: false),
+                to: key.peer)
             return
         }
         if isShuttingDown {
@@ -176,13 +181,15 @@ extension UdpServer {
             return
         }
         let niceness = header.isNice ? 1 : 0
-        let policy = ResendPolicy(niceness: niceness, backoffMs: nil, maxWaitMs: nil,
-                                  peerIsLocal: key.peer.isLocal(to: boundAddress?.ip ?? 0))
-        let transaction = Transaction(key: key, type: header.messageType, niceness: niceness,
-                                      timeoutMs: Int64(configuration.incomingTimeoutMs), serial: makeSerial(),
-                                      phase: .receivingRequest, now: currentTime(), resendPolicy: policy)
+        let policy = ResendPolicy(
+            niceness: niceness, backoffMs: nil, maxWaitMs: nil,
+            peerIsLocal: key.peer.isLocal(to: boundAddress?.ip ?? 0))
+        let transaction = Transaction(
+            key: key, type: header.messageType, niceness: niceness,
+            timeoutMs: Int64(configuration.incomingTimeoutMs), serial: makeSerial(),
+            phase: .receivingRequest, now: currentTime(), resendPolicy: policy)
         transaction.bytesHeard = size
-        finishedTransactions.remove(key)  // if the id was reused: a new request, admitted now
+        finishedTransactions.remove(key) // if the id was reused: a new request, admitted now
         insert(transaction)
         accept(header, payload: payload, into: transaction)
     }
@@ -196,7 +203,7 @@ extension UdpServer {
         let now = currentTime()
         let slotLimit = configuration.maxSlots - reservedOutgoingSlots
         let byteLimit = configuration.maxBufferedIncomingBytes
-        guard size <= byteLimit, size <= bufferedBytesPerPeer else { return .noMemory }  // never fits
+        guard size <= byteLimit, size <= bufferedBytesPerPeer else { return .noMemory } // never fits
         // Over its share, a peer makes room only from its own stalled requests. (When the
         // server is full as well, that is the reason given.)
         while ledger.holding(of: ip).slots >= incomingSlotsPerPeer {
@@ -260,7 +267,7 @@ extension UdpServer {
         let message: IncomingMessage
         if let existing = transaction.incoming {
             guard existing.matches(header) else {
-                counters.corrupt += 1  // disagrees with the first datagram about the message
+                counters.corrupt += 1 // disagrees with the first datagram about the message
                 return
             }
             message = existing
@@ -270,8 +277,9 @@ extension UdpServer {
             // is bounded by our requests, and strangers filling the cap must not make every
             // outgoing RPC time out.
             guard let size = header.messageSize else { return }
-            message = IncomingMessage(size: size, type: header.messageType, hadError: header.hadError,
-                                      geometry: geometry)
+            message = IncomingMessage(
+                size: size, type: header.messageType, hadError: header.hadError,
+                geometry: geometry)
             transaction.incoming = message
             transaction.receivedSize = size
             transaction.reservedBytes = size
@@ -289,7 +297,8 @@ extension UdpServer {
     private func complete(_ transaction: Transaction, _ message: IncomingMessage) {
         if transaction.isRequester {
             let bytes = message.takeBytes()
-            let result: RpcResult = message.hadError ? .failure(.remote(errno: Self.errno(from: bytes))) : .success(bytes)
+            let result: RpcResult =
+                message.hadError ? .failure(.remote(errno: Self.errno(from: bytes))) : .success(bytes)
             finish(transaction, result)
         } else {
             transaction.phase = .awaitingHandler
@@ -299,7 +308,8 @@ extension UdpServer {
 
     static func errno(from bytes: [UInt8]) -> Int32 {
         guard bytes.count >= 4 else { return RemoteErrno.malformed }
-        return Int32(bitPattern: UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3]))
+        return Int32(
+            bitPattern: UInt32(bytes[0]) << 24 | UInt32(bytes[1]) << 16 | UInt32(bytes[2]) << 8 | UInt32(bytes[3]))
     }
 
     /// ACKs a data datagram (it leaves with the batch; if the socket is full, the ACK

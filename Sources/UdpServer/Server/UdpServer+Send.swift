@@ -196,7 +196,8 @@ extension UdpServer {
             queueForSend(transaction)
         case .sendLater(let message, let number):
             guard let transaction = entry.transaction, transaction.phase != .finished,
-                  transaction.outgoing === message else { return }
+                transaction.outgoing === message
+            else { return }
             message.markUnsent(number)
             queueForSend(transaction)
         }
@@ -241,8 +242,9 @@ extension UdpServer {
             UnsafeMutableRawBufferPointer(rebasing: slot[DatagramHeader.dataHeaderSize...])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[range]))
         }
-        commit(length: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer,
-               transaction: transaction, ifBlocked: retry ? .sendLater(message, number) : .letGo)
+        commit(
+            length: DatagramHeader.dataHeaderSize + range.count, header: header, to: transaction.key.peer,
+            transaction: transaction, ifBlocked: retry ? .sendLater(message, number) : .letGo)
     }
 
     /// ACKs datagram `number` of `transaction`; if the socket will not take it, the
@@ -250,8 +252,9 @@ extension UdpServer {
     func transmitAck(_ number: UInt32, of transaction: Transaction) {
         let header = transaction.ackHeader(forDatagram: number)
         header.write(to: sendBatch.slot)
-        commit(length: DatagramHeader.ackSize, header: header, to: transaction.key.peer,
-               transaction: transaction, ifBlocked: .ackLater(number))
+        commit(
+            length: DatagramHeader.ackSize, header: header, to: transaction.key.peer,
+            transaction: transaction, ifBlocked: .ackLater(number))
     }
 
     /// An ACK outside any transaction (a cancel, a late duplicate's): lost if the socket is full.
@@ -260,10 +263,13 @@ extension UdpServer {
         commit(length: DatagramHeader.ackSize, header: header, to: peer, transaction: nil, ifBlocked: .letGo)
     }
 
-    private func commit(length: Int, header: DatagramHeader, to peer: PeerAddress, transaction: Transaction?,
-                        ifBlocked: SendBatch.IfBlocked) {
-        sendBatch.commit(length: length, header: header, to: peer, transaction: transaction, ifBlocked: ifBlocked,
-                         now: currentTime())
+    private func commit(
+        length: Int, header: DatagramHeader, to peer: PeerAddress, transaction: Transaction?,
+        ifBlocked: SendBatch.IfBlocked
+    ) {
+        sendBatch.commit(
+            length: length, header: header, to: peer, transaction: transaction, ifBlocked: ifBlocked,
+            now: currentTime())
         // Never full after a commit: the next datagram always has its slot.
         if sendBatch.isFull || sendScopeDepth == 0 { flushSends() }
     }

@@ -61,17 +61,17 @@ extension UdpServer {
     /// Unregisters from the loop and closes the socket once the loop's current
     /// batch of events is dispatched (so no event of it reaches a reused fd).
     func closeSocket() {
-        flushSends()  // what was sent before the close leaves first
+        flushSends() // what was sent before the close leaves first
         if let registration = sleepRegistration { try? loop.unregister(registration) }
         sleepRegistration = nil
-        writeRegistration = nil  // closeAfterBatch unregisters it with the read callback
+        writeRegistration = nil // closeAfterBatch unregisters it with the read callback
         heldDatagrams.removeAll()
         guard let socket else { return }
         self.socket = nil
         do {
             try loop.closeAfterBatch(fd: socket.fd)
         } catch {
-            closeDescriptor(socket.fd)  // wrong thread or closed loop: close it ourselves
+            closeDescriptor(socket.fd) // wrong thread or closed loop: close it ourselves
         }
     }
 }

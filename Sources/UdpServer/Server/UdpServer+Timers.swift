@@ -14,7 +14,7 @@ extension UdpServer {
 
     private func scanTransactions() {
         let now = currentTime()
-        socketIsFull = false  // in case no write callback could be registered
+        socketIsFull = false // in case no write callback could be registered
         sendHeldDatagrams()
         var expired: [Transaction] = []
         var abandoned: [Transaction] = []
@@ -29,7 +29,8 @@ extension UdpServer {
             }
             if transaction.phase == .awaitingReply || transaction.phase == .receivingReply {
                 if transaction.phase == .awaitingReply,
-                   now - transaction.lastHeard >= Int64(configuration.requestResendAfterMs) {
+                    now - transaction.lastHeard >= Int64(configuration.requestResendAfterMs)
+                {
                     resendWholeRequest(transaction, at: now)
                 } else if now - max(transaction.lastHeard, transaction.lastSend) >= replyPokeWaitMs(transaction) {
                     pokeForReply(transaction, at: now)
@@ -37,7 +38,8 @@ extension UdpServer {
                 continue
             }
             guard transaction.isSending, let message = transaction.outgoing, message.inFlight > 0,
-                  now - transaction.lastSend >= Int64(transaction.resendTimeMs) else { continue }
+                now - transaction.lastSend >= Int64(transaction.resendTimeMs)
+            else { continue }
             if !transaction.isRequester && !mayResend(transaction, message, at: now) {
                 // Held, not resent, until the requester asks again; given up after a silence.
                 if now - transaction.lastHeard >= Int64(configuration.strangerReplyHoldMs) {

@@ -97,15 +97,17 @@ public final class UdpServer {
             configurationError = error
         }
         finishedTransactions = FinishedTransactions(capacity: max(1, configuration.maxSlots) * 4)
-        acknowledgingPeers = AcknowledgingPeers(capacity: max(1, configuration.maxSlots) * 4,
-                                                memoryMs: Int64(configuration.incomingTimeoutMs))
+        acknowledgingPeers = AcknowledgingPeers(
+            capacity: max(1, configuration.maxSlots) * 4,
+            memoryMs: Int64(configuration.incomingTimeoutMs))
         let seed = configuration.randomSeed ?? UInt64(bitPattern: monotonicNanoseconds()) ^ UInt64(getpid())
         random = SplitMix64(seed: seed)
         // A random first id makes a restarted peer unlikely to reuse ids the other side remembers.
         nextTransactionId = UInt32(truncatingIfNeeded: random.next()) & DatagramHeader.maxTransactionId
         let perCall = configurationError == nil ? configuration.datagramsPerSystemCall : 1
-        receiveBatch = ReceiveBatch(capacity: min(perCall, max(1, configuration.maxDatagramsPerRead)),
-                                    datagramSize: geometry.datagramSize)
+        receiveBatch = ReceiveBatch(
+            capacity: min(perCall, max(1, configuration.maxDatagramsPerRead)),
+            datagramSize: geometry.datagramSize)
         sendBatch = SendBatch(capacity: perCall, datagramSize: geometry.datagramSize)
     }
 
@@ -123,9 +125,10 @@ public final class UdpServer {
         }
         let socket: DatagramSocket
         do {
-            socket = try DatagramSocket.bind(PeerAddress(ip: ip, port: configuration.port),
-                                             receiveBufferSize: configuration.receiveBufferSize,
-                                             sendBufferSize: configuration.sendBufferSize)
+            socket = try DatagramSocket.bind(
+                PeerAddress(ip: ip, port: configuration.port),
+                receiveBufferSize: configuration.receiveBufferSize,
+                sendBufferSize: configuration.sendBufferSize)
         } catch {
             if error.errno == EADDRINUSE { throw .addressInUse("\(configuration.bindAddress):\(configuration.port)") }
             throw .system(error)
@@ -168,10 +171,12 @@ public final class UdpServer {
     ///   - callback: called exactly once, on the loop's thread, with the reply or the failure.
     /// - Returns: a handle that `cancel(_:)` takes.
     @discardableResult
-    public func sendRequest(_ message: [UInt8], type: UInt8, to peer: PeerAddress,
-                            timeoutMs: Int = 60_000, niceness: Int = 1,
-                            backoffMs: Int? = nil, maxWaitMs: Int? = nil,
-                            callback: @escaping (RpcResult) -> Void) -> RequestHandle {
+    public func sendRequest(
+        _ message: [UInt8], type: UInt8, to peer: PeerAddress,
+        timeoutMs: Int = 60_000, niceness: Int = 1,
+        backoffMs: Int? = nil, maxWaitMs: Int? = nil,
+        callback: @escaping (RpcResult) -> Void
+    ) -> RequestHandle {
         precondition(boundAddress != nil, "start() the server before sending requests")
         nextRequestID += 1
         let handle = RequestHandle(id: nextRequestID)
@@ -192,11 +197,13 @@ public final class UdpServer {
             return handle
         }
         let key = TransactionKey(transactionId: allocateTransactionId(for: peer), peer: peer, initiatedByUs: true)
-        let policy = ResendPolicy(niceness: level, backoffMs: backoffMs, maxWaitMs: maxWaitMs,
-                                  peerIsLocal: peer.isLocal(to: boundAddress?.ip ?? 0))
-        let transaction = Transaction(key: key, type: type, niceness: level, timeoutMs: Int64(max(1, timeoutMs)),
-                                      serial: makeSerial(), phase: .sendingRequest, now: currentTime(),
-                                      resendPolicy: policy, requestID: handle.id, callback: callback)
+        let policy = ResendPolicy(
+            niceness: level, backoffMs: backoffMs, maxWaitMs: maxWaitMs,
+            peerIsLocal: peer.isLocal(to: boundAddress?.ip ?? 0))
+        let transaction = Transaction(
+            key: key, type: type, niceness: level, timeoutMs: Int64(max(1, timeoutMs)),
+            serial: makeSerial(), phase: .sendingRequest, now: currentTime(),
+            resendPolicy: policy, requestID: handle.id, callback: callback)
         transaction.outgoing = OutgoingMessage(bytes: message, hadError: false, geometry: geometry)
         resetResendTime(transaction)
         insert(transaction)
@@ -256,7 +263,8 @@ public final class UdpServer {
 
     private func reply(_ message: [UInt8], hadError: Bool, to request: IncomingRequest) throws(ReplyError) {
         guard let transaction = slots[request.key], transaction.serial == request.serial,
-              transaction.phase == .handling else { throw .notPending }
+            transaction.phase == .handling
+        else { throw .notPending }
         guard message.count <= geometry.maxMessageSize else {
             throw .messageTooLarge(size: message.count, limit: geometry.maxMessageSize)
         }
@@ -312,7 +320,9 @@ public final class UdpServer {
             incomingCount -= 1
             ledger.removed(transaction)
             if remember && receivedWhole {
-                let request = transaction.receivedSize.map { FinishedTransactions.Request(type: transaction.type, size: $0) }
+                let request = transaction.receivedSize.map {
+                    FinishedTransactions.Request(type: transaction.type, size: $0)
+                }
                 let now = currentTime()
                 // Expired here, not by the time poll, which stops once nothing is in flight.
                 finishedTransactions.expire(before: now - Int64(configuration.finishedMemoryMs))

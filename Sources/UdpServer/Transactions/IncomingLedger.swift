@@ -83,14 +83,16 @@ struct IncomingLedger {
         return Self.takeStalled(from: &started, isStalled)
     }
 
-    private static func takeStalled(from queue: inout FifoQueue<Transaction>,
-                                    _ isStalled: (Transaction) -> Bool) -> Transaction? {
+    private static func takeStalled(
+        from queue: inout FifoQueue<Transaction>,
+        _ isStalled: (Transaction) -> Bool
+    ) -> Transaction? {
         var looked = 0
         while looked < scanLimit, let front = queue.popFirst() {
-            guard front.phase == .receivingRequest else { continue }  // done with: drop it
+            guard front.phase == .receivingRequest else { continue } // done with: drop it
             looked += 1
             if isStalled(front) { return front }
-            queue.append(front)  // still progressing: look again later
+            queue.append(front) // still progressing: look again later
         }
         return nil
     }

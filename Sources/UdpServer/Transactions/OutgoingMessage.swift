@@ -81,7 +81,8 @@ final class OutgoingMessage {
         var i = firstUnacked
         while i < sentHighWater {
             if !acked[i] && sent[i] {
-                total += DatagramHeader.dataHeaderSize + geometry.payloadRange(ofDatagram: i, messageSize: bytes.count).count
+                total +=
+                    DatagramHeader.dataHeaderSize + geometry.payloadRange(ofDatagram: i, messageSize: bytes.count).count
             }
             i += 1
         }

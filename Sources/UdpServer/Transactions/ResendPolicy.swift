@@ -32,8 +32,9 @@ struct ResendPolicy: Sendable, Equatable {
         } else if niceness == 0 {
             time = Self.doubled(Self.urgentBaseMs, times: resends, cap: cap)
         } else {
-            let base = Self.doubled(peerIsLocal ? Self.backgroundLocalBaseMs : Self.backgroundBaseMs,
-                                    times: resends, cap: Int.max)
+            let base = Self.doubled(
+                peerIsLocal ? Self.backgroundLocalBaseMs : Self.backgroundBaseMs,
+                times: resends, cap: Int.max)
             time = min(cap, base > Int.max / 2 ? cap : base + jitter(base))
         }
         // A zero wait would resend on every scan; one scan period is the floor in practice anyway.

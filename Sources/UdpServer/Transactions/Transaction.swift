@@ -72,9 +72,11 @@ final class Transaction {
     let requestID: UInt64?
     var callback: ((RpcResult) -> Void)?
 
-    init(key: TransactionKey, type: UInt8, niceness: Int, timeoutMs: Int64, serial: UInt64,
-         phase: Phase, now: Int64, resendPolicy: ResendPolicy,
-         requestID: UInt64? = nil, callback: ((RpcResult) -> Void)? = nil) {
+    init(
+        key: TransactionKey, type: UInt8, niceness: Int, timeoutMs: Int64, serial: UInt64,
+        phase: Phase, now: Int64, resendPolicy: ResendPolicy,
+        requestID: UInt64? = nil, callback: ((RpcResult) -> Void)? = nil
+    ) {
         self.key = key
         self.type = type
         self.niceness = min(max(niceness, 0), 1)
@@ -95,10 +97,11 @@ final class Transaction {
     var isSending: Bool { phase == .sendingRequest || phase == .sendingReply }
 
     func header(forDatagram number: Int, of message: OutgoingMessage) -> DatagramHeader {
-        DatagramHeader(kind: .data(messageSize: UInt32(message.bytes.count)), messageType: type,
-                       isNice: niceness > 0, datagramNumber: UInt32(number),
-                       isFromInitiator: isRequester, hadError: message.hadError,
-                       transactionId: key.transactionId)
+        DatagramHeader(
+            kind: .data(messageSize: UInt32(message.bytes.count)), messageType: type,
+            isNice: niceness > 0, datagramNumber: UInt32(number),
+            isFromInitiator: isRequester, hadError: message.hadError,
+            transactionId: key.transactionId)
     }
 
     func ackHeader(forDatagram number: UInt32, cancel: Bool = false) -> DatagramHeader {
@@ -106,7 +109,8 @@ final class Transaction {
     }
 
     static func ackHeader(for key: TransactionKey, datagram number: UInt32, cancel: Bool) -> DatagramHeader {
-        DatagramHeader(kind: .ack, isCancel: cancel, datagramNumber: number,
-                       isFromInitiator: key.initiatedByUs, transactionId: key.transactionId)
+        DatagramHeader(
+            kind: .ack, isCancel: cancel, datagramNumber: number,
+            isFromInitiator: key.initiatedByUs, transactionId: key.transactionId)
     }
 }

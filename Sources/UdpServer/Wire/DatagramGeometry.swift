@@ -20,8 +20,10 @@ package struct DatagramGeometry: Hashable, Sendable {
     /// The largest message accepted, sent or received.
     package let maxMessageSize: Int
 
-    package init(datagramSize: Int = lanDatagramSize,
-                maxMessageSize: Int = defaultMaxMessageSize) throws(ConfigurationError) {
+    package init(
+        datagramSize: Int = lanDatagramSize,
+        maxMessageSize: Int = defaultMaxMessageSize
+    ) throws(ConfigurationError) {
         guard datagramSize > DatagramHeader.dataHeaderSize, datagramSize <= Self.largestDatagramSize else {
             throw .datagramSize(datagramSize)
         }
@@ -29,7 +31,8 @@ package struct DatagramGeometry: Hashable, Sendable {
         self.maxMessageSize = maxMessageSize
         // The size travels in a 32-bit word and the datagram number in 21 bits.
         guard maxMessageSize >= 0, maxMessageSize <= Int(UInt32.max),
-              datagramCount(forMessageSize: maxMessageSize) - 1 <= Int(DatagramHeader.maxDatagramNumber) else {
+            datagramCount(forMessageSize: maxMessageSize) - 1 <= Int(DatagramHeader.maxDatagramNumber)
+        else {
             throw .maxMessageSize(maxMessageSize)
         }
     }

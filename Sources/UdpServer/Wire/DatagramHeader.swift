@@ -34,8 +34,10 @@ package struct DatagramHeader: Hashable, Sendable {
     package var hadError: Bool
     package var transactionId: UInt32
 
-    package init(kind: Kind, messageType: UInt8 = 0, isCancel: Bool = false, isNice: Bool = false,
-                datagramNumber: UInt32, isFromInitiator: Bool, hadError: Bool = false, transactionId: UInt32) {
+    package init(
+        kind: Kind, messageType: UInt8 = 0, isCancel: Bool = false, isNice: Bool = false,
+        datagramNumber: UInt32, isFromInitiator: Bool, hadError: Bool = false, transactionId: UInt32
+    ) {
         precondition(datagramNumber <= Self.maxDatagramNumber, "datagram number \(datagramNumber) does not fit 21 bits")
         precondition(transactionId <= Self.maxTransactionId, "transaction id \(transactionId) does not fit 30 bits")
         self.kind = kind
@@ -91,8 +93,10 @@ package struct DatagramHeader: Hashable, Sendable {
     /// Parses and validates a whole received datagram (header and payload) against
     /// `geometry`. Every malformed shape is a distinct `DatagramError`; nothing here
     /// allocates or trusts the sizes it reads before checking them.
-    package static func decode(_ datagram: UnsafeRawBufferPointer,
-                              geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader {
+    package static func decode(
+        _ datagram: UnsafeRawBufferPointer,
+        geometry: DatagramGeometry
+    ) throws(DatagramError) -> DatagramHeader {
         let length = datagram.count
         guard length >= ackSize else { throw .tooShort(length: length) }
         let word0 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
@@ -129,12 +133,14 @@ package struct DatagramHeader: Hashable, Sendable {
         guard datagram.count >= ackSize else { return nil }
         let word0 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
         let word1 = UInt32(bigEndian: datagram.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        return DatagramHeader(kind: .ack, datagramNumber: word0 & Bits.datagramNumber,
-                              isFromInitiator: word1 & Bits.initiator != 0, transactionId: word1 & Bits.transactionId)
+        return DatagramHeader(
+            kind: .ack, datagramNumber: word0 & Bits.datagramNumber,
+            isFromInitiator: word1 & Bits.initiator != 0, transactionId: word1 & Bits.transactionId)
     }
 
     /// `decode` for a byte array (tests, tools).
-    package static func decode(_ datagram: [UInt8], geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader {
+    package static func decode(_ datagram: [UInt8], geometry: DatagramGeometry) throws(DatagramError) -> DatagramHeader
+    {
         // withUnsafeBytes cannot carry a typed throw out, so hand the result back as a Result.
         let result = datagram.withUnsafeBytes { bytes in
             Result { () throws(DatagramError) -> DatagramHeader in try decode(bytes, geometry: geometry) }

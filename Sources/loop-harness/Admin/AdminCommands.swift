@@ -1,7 +1,7 @@
+import Cluster
 import CommandLineOptions
 import Compat
 import Glibc
-import Cluster
 import HttpServer
 import LoopTools
 import NodeSupport
@@ -22,7 +22,8 @@ let shutdownOptions = CommandOptions(
 func runAdminCommand(_ args: Arguments, _ type: NodeMessage) throws -> Int32 {
     let options = try args.parse(type == .stats ? statsOptions : shutdownOptions)
     return try withClient(options) { loop, client, peer in
-        let result = try request(loop: loop, client: client, to: peer, type: type, timeoutMs: options.int("--timeout-ms"))
+        let result = try request(
+            loop: loop, client: client, to: peer, type: type, timeoutMs: options.int("--timeout-ms"))
         switch result {
         case .success(let reply):
             let text = String(decoding: reply, as: UTF8.self)

@@ -59,36 +59,50 @@ struct AttackPlan {
 }
 
 func runAttack(loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPlan) throws -> AttackReport {
-    let geometry = try DatagramGeometry(datagramSize: client.configuration.datagramSize,
-                                        maxMessageSize: client.configuration.maxMessageSize)
+    let geometry = try DatagramGeometry(
+        datagramSize: client.configuration.datagramSize,
+        maxMessageSize: client.configuration.maxMessageSize)
     var report = AttackReport()
 
     // Never-finished requests: the 1-byte last datagram of a message one byte over a datagram.
     let partialSize = geometry.payloadSize + 1
-    report.phases.append(try floodWhilePinging("slots", loop: loop, client: client, node: node, plan: plan,
-                                               type: .ping, pingSize: 0) { id in
-        DatagramHeader(kind: .data(messageSize: UInt32(partialSize)), messageType: NodeMessage.echo.rawValue,
-                       datagramNumber: 1, isFromInitiator: true, transactionId: id).encoded + [7]
-    })
+    report.phases.append(
+        try floodWhilePinging(
+            "slots", loop: loop, client: client, node: node, plan: plan,
+            type: .ping, pingSize: 0
+        ) { id in
+            DatagramHeader(
+                kind: .data(messageSize: UInt32(partialSize)), messageType: NodeMessage.echo.rawValue,
+                datagramNumber: 1, isFromInitiator: true, transactionId: id
+            ).encoded + [7]
+        })
     // The largest message announced by its last datagram, again and again.
     let largest = geometry.maxMessageSize
     let last = geometry.datagramCount(forMessageSize: largest) - 1
     let tail = [UInt8](repeating: 1, count: geometry.payloadRange(ofDatagram: last, messageSize: largest).count)
-    report.phases.append(try floodWhilePinging("memory", loop: loop, client: client, node: node, plan: plan,
-                                               type: .echo, pingSize: 64 << 10) { id in
-        DatagramHeader(kind: .data(messageSize: UInt32(largest)), messageType: NodeMessage.echo.rawValue,
-                       datagramNumber: UInt32(last), isFromInitiator: true, transactionId: id).encoded + tail
-    })
+    report.phases.append(
+        try floodWhilePinging(
+            "memory", loop: loop, client: client, node: node, plan: plan,
+            type: .echo, pingSize: 64 << 10
+        ) { id in
+            DatagramHeader(
+                kind: .data(messageSize: UInt32(largest)), messageType: NodeMessage.echo.rawValue,
+                datagramNumber: UInt32(last), isFromInitiator: true, transactionId: id
+            ).encoded + tail
+        })
     // At once after the floods: no garbage waited out.
     var recovery = AttackReport.Phase(name: "recovery")
     let start = monotonicNanoseconds()
-    recovery.pings = try runPing(loop: loop, client: client, to: node, count: 100, size: 0, concurrency: 1,
-                                 timeoutMs: plan.pingTimeoutMs, type: .ping)
+    recovery.pings = try runPing(
+        loop: loop, client: client, to: node, count: 100, size: 0, concurrency: 1,
+        timeoutMs: plan.pingTimeoutMs, type: .ping)
     recovery.seconds = Double(monotonicNanoseconds() - start) / 1e9
     report.phases.append(recovery)
 
-    report.reflections.append(try reflect("echo 1000 B", loop: loop, node: node, plan: plan, type: .echo,
-                                          payload: [UInt8](repeating: 3, count: 1_000)))
+    report.reflections.append(
+        try reflect(
+            "echo 1000 B", loop: loop, node: node, plan: plan, type: .echo,
+            payload: [UInt8](repeating: 3, count: 1_000)))
     report.reflections.append(try reflect("ping", loop: loop, node: node, plan: plan, type: .ping, payload: []))
 
     if case .success(let bytes) = try request(loop: loop, client: client, to: node, type: .stats) {
@@ -98,9 +112,11 @@ func runAttack(loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPla
 }
 
 /// Runs a flood thread sending `datagram(id)` with a fresh id each, while this thread pings.
-private func floodWhilePinging(_ name: String, loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPlan,
-                               type: NodeMessage, pingSize: Int,
-                               datagram: @escaping @Sendable (UInt32) -> [UInt8]) throws -> AttackReport.Phase {
+private func floodWhilePinging(
+    _ name: String, loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPlan,
+    type: NodeMessage, pingSize: Int,
+    datagram: @escaping @Sendable (UInt32) -> [UInt8]
+) throws -> AttackReport.Phase {
     let flooder = try LoopbackSocket(ip: AttackPlan.flooderIP)
     let stop = Atomic<Bool>(false)
     let sent = Atomic<Int>(0)
@@ -113,10 +129,12 @@ private func floodWhilePinging(_ name: String, loop: Loop, client: UdpServer, no
         while !stop.load(ordering: .relaxed) {
             for _ in 0..<burst {
                 let bytes = datagram(id)
-                if flooder.send(to: target.port, ip: target.ip, bytes) == bytes.count { sent.add(1, ordering: .relaxed) }
+                if flooder.send(to: target.port, ip: target.ip, bytes) == bytes.count {
+                    sent.add(1, ordering: .relaxed)
+                }
                 id = id == DatagramHeader.maxTransactionId ? 1 : id + 1
             }
-            flooder.drain()  // cancel ACKs and the like: read and forgotten
+            flooder.drain() // cancel ACKs and the like: read and forgotten
             due += burstNanoseconds
             let wait = due - monotonicNanoseconds()
             if wait > 0 { usleep(UInt32(min(wait / 1_000, 1_000_000))) }
@@ -128,16 +146,19 @@ private func floodWhilePinging(_ name: String, loop: Loop, client: UdpServer, no
     }
     var phase = AttackReport.Phase(name: name)
     let start = monotonicNanoseconds()
-    phase.pings = try pacedPings(loop: loop, client: client, to: node, type: type, size: pingSize,
-                                 everyMs: plan.pingEveryMs, forSeconds: plan.secondsPerFlood, timeoutMs: plan.pingTimeoutMs)
+    phase.pings = try pacedPings(
+        loop: loop, client: client, to: node, type: type, size: pingSize,
+        everyMs: plan.pingEveryMs, forSeconds: plan.secondsPerFlood, timeoutMs: plan.pingTimeoutMs)
     phase.seconds = Double(monotonicNanoseconds() - start) / 1e9
     phase.floodDatagrams = sent.load(ordering: .relaxed)
     return phase
 }
 
 /// One request every `everyMs` for `seconds`, each with its own timeout, then until all ended.
-private func pacedPings(loop: Loop, client: UdpServer, to node: PeerAddress, type: NodeMessage, size: Int,
-                        everyMs: Int, forSeconds seconds: Double, timeoutMs: Int) throws -> PingReport {
+private func pacedPings(
+    loop: Loop, client: UdpServer, to node: PeerAddress, type: NodeMessage, size: Int,
+    everyMs: Int, forSeconds seconds: Double, timeoutMs: Int
+) throws -> PingReport {
     var report = PingReport()
     let payload = [UInt8](repeating: 5, count: size)
     let expected = type == .echo ? payload : []
@@ -162,7 +183,9 @@ private func pacedPings(loop: Loop, client: UdpServer, to node: PeerAddress, typ
     defer { try? loop.unregister(ticker) }
     let deadline = end + Int64(timeoutMs + 10_000) * 1_000_000
     while monotonicNanoseconds() < end || report.completed < report.sent {
-        guard monotonicNanoseconds() < deadline else { throw CommandFailure("pings did not complete: \(report.completed)/\(report.sent)") }
+        guard monotonicNanoseconds() < deadline else {
+            throw CommandFailure("pings did not complete: \(report.completed)/\(report.sent)")
+        }
         try loop.runOnce()
     }
     report.seconds = Double(monotonicNanoseconds() - start) / 1e9
@@ -170,13 +193,18 @@ private func pacedPings(loop: Loop, client: UdpServer, to node: PeerAddress, typ
 }
 
 /// Requests from a source that never acknowledges; what comes back over what went.
-private func reflect(_ name: String, loop: Loop, node: PeerAddress, plan: AttackPlan, type: NodeMessage,
-                     payload: [UInt8]) throws -> AttackReport.Reflection {
+private func reflect(
+    _ name: String, loop: Loop, node: PeerAddress, plan: AttackPlan, type: NodeMessage,
+    payload: [UInt8]
+) throws -> AttackReport.Reflection {
     let victim = try LoopbackSocket(ip: AttackPlan.victimIP)
     var result = AttackReport.Reflection(name: name)
     for id in 1...UInt32(plan.reflectionRequests) {
-        let datagram = DatagramHeader(kind: .data(messageSize: UInt32(payload.count)), messageType: type.rawValue,
-                                      datagramNumber: 0, isFromInitiator: true, transactionId: id).encoded + payload
+        let datagram =
+            DatagramHeader(
+                kind: .data(messageSize: UInt32(payload.count)), messageType: type.rawValue,
+                datagramNumber: 0, isFromInitiator: true, transactionId: id
+            ).encoded + payload
         if victim.send(to: node.port, ip: node.ip, datagram) == datagram.count {
             result.requests += 1
             result.bytesSent += datagram.count

@@ -33,8 +33,11 @@ func runAttackCommand(_ args: Arguments) throws -> Int32 {
             say(report.json(ok: ok).description)
         } else {
             say(report.table)
-            say(ok ? "ok: every phase answered >= \(format(minimumSuccess, 0)) % of the second peer's pings; amplification <= \(format(maximumFactor, 0))x"
-                   : "FAIL: worst success \(format(report.worstSuccessPercent, 1)) % (need \(format(minimumSuccess, 0))), worst amplification \(format(report.worstFactor, 2))x (max \(format(maximumFactor, 0)))")
+            say(
+                ok
+                    ? "ok: every phase answered >= \(format(minimumSuccess, 0)) % of the second peer's pings; amplification <= \(format(maximumFactor, 0))x"
+                    : "FAIL: worst success \(format(report.worstSuccessPercent, 1)) % (need \(format(minimumSuccess, 0))), worst amplification \(format(report.worstFactor, 2))x (max \(format(maximumFactor, 0)))"
+            )
         }
         return ok ? 0 : 1
     }
@@ -44,14 +47,18 @@ extension AttackReport {
     var table: String {
         var rows = [["phase", "flood datagrams", "flood/s", "pings answered", "success %", "rtt p50 ms", "rtt p99 ms"]]
         for p in phases {
-            rows.append([p.name, "\(p.floodDatagrams)", format(p.seconds > 0 ? Double(p.floodDatagrams) / p.seconds : 0, 0),
-                         "\(p.pings.replies)/\(p.pings.sent)", format(p.successPercent, 1),
-                         format(p.pings.rtts.percentile(50), 3), format(p.pings.rtts.percentile(99), 3)])
+            rows.append([
+                p.name, "\(p.floodDatagrams)", format(p.seconds > 0 ? Double(p.floodDatagrams) / p.seconds : 0, 0),
+                "\(p.pings.replies)/\(p.pings.sent)", format(p.successPercent, 1),
+                format(p.pings.rtts.percentile(50), 3), format(p.pings.rtts.percentile(99), 3),
+            ])
         }
         var text = columns(rows)
         var reflection = [["forged source", "requests", "bytes sent", "bytes reflected", "amplification"]]
         for r in reflections {
-            reflection.append([r.name, "\(r.requests)", "\(r.bytesSent)", "\(r.bytesReflected)", format(r.factor, 2) + "x"])
+            reflection.append([
+                r.name, "\(r.requests)", "\(r.bytesSent)", "\(r.bytesReflected)", format(r.factor, 2) + "x",
+            ])
         }
         text += "\n" + columns(reflection)
         let shown = ["peerShareDrops", "evictions", "noSlotDrops", "memoryDrops", "repliesAbandoned", "corrupt"]
@@ -64,15 +71,27 @@ extension AttackReport {
         .object([
             ("ok", .bool(ok)),
             ("worstSuccessPercent", .number(worstSuccessPercent)), ("worstAmplification", .number(worstFactor)),
-            ("phases", .array(phases.map { p in
-                .object([("name", .string(p.name)), ("floodDatagrams", .int(p.floodDatagrams)),
-                         ("seconds", .number(p.seconds)), ("successPercent", .number(p.successPercent)),
-                         ("pings", p.pings.json)])
-            })),
-            ("reflection", .array(reflections.map { r in
-                .object([("name", .string(r.name)), ("requests", .int(r.requests)), ("bytesSent", .int(r.bytesSent)),
-                         ("bytesReflected", .int(r.bytesReflected)), ("amplification", .number(r.factor))])
-            })),
+            (
+                "phases",
+                .array(
+                    phases.map { p in
+                        .object([
+                            ("name", .string(p.name)), ("floodDatagrams", .int(p.floodDatagrams)),
+                            ("seconds", .number(p.seconds)), ("successPercent", .number(p.successPercent)),
+                            ("pings", p.pings.json),
+                        ])
+                    })
+            ),
+            (
+                "reflection",
+                .array(
+                    reflections.map { r in
+                        .object([
+                            ("name", .string(r.name)), ("requests", .int(r.requests)), ("bytesSent", .int(r.bytesSent)),
+                            ("bytesReflected", .int(r.bytesReflected)), ("amplification", .number(r.factor)),
+                        ])
+                    })
+            ),
             ("node", .object(nodeCounters.map { ($0.0, .int($0.1)) })),
         ])
     }

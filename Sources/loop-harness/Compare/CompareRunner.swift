@@ -1,8 +1,8 @@
 import CommandLineOptions
 import Compat
 import Glibc
-import Synchronization
 import LoopTools
+import Synchronization
 
 /// `loop-harness compare`: a fixed set of scenarios run on both backends in
 /// one process, one table, a stated tolerance per scenario. A divergence
@@ -32,8 +32,10 @@ final class DistributionRecorder: Sendable {
             var order: [String] = []
             for s in all where names(s.name) && !order.contains(s.name) { order.append(s.name) }
             return order.map { name in
-                (name, all.first { $0.name == name && $0.backend == .epoll }?.values ?? [],
-                 all.first { $0.name == name && $0.backend == .legacy }?.values ?? [])
+                (
+                    name, all.first { $0.name == name && $0.backend == .epoll }?.values ?? [],
+                    all.first { $0.name == name && $0.backend == .legacy }?.values ?? []
+                )
             }
         }
     }
@@ -65,9 +67,12 @@ var compareCommandOptions: CommandOptions {
             + "Exits 1 when a scenario diverges beyond its tolerance.",
         options: [
             .flag("--quick", "short runs (seconds in all)"),
-            .text("--only", "LIST", expects: "comma-separated scenarios of " + allScenarios.map(\.name).joined(separator: ","),
-                  "run only these scenarios: " + allScenarios.map(\.name).joined(separator: ",")),
-            .decimal("--tolerance-scale", 0...1e6, default: 1, "multiplies every tolerance; 0 forces every divergence out"),
+            .text(
+                "--only", "LIST",
+                expects: "comma-separated scenarios of " + allScenarios.map(\.name).joined(separator: ","),
+                "run only these scenarios: " + allScenarios.map(\.name).joined(separator: ",")),
+            .decimal(
+                "--tolerance-scale", 0...1e6, default: 1, "multiplies every tolerance; 0 forces every divergence out"),
         ])
 }
 
@@ -78,10 +83,13 @@ func runCompare(_ args: Arguments) throws -> Int32 {
     options.json = parsed.json
     options.toleranceScale = parsed.decimal("--tolerance-scale")
     let known = allScenarios.map(\.name)
-    if let only = try parsed.converted("--only", { text -> Set<String>? in
-        let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        return names.allSatisfy(known.contains) ? Set(names) : nil
-    }) {
+    if let only = try parsed.converted(
+        "--only",
+        { text -> Set<String>? in
+            let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            return names.allSatisfy(known.contains) ? Set(names) : nil
+        })
+    {
         options.only = only
     }
     let scenarios = allScenarios.filter { options.only.isEmpty || options.only.contains($0.name) }
@@ -91,11 +99,14 @@ func runCompare(_ args: Arguments) throws -> Int32 {
         if !options.json { sayError("compare: \(scenario.name) …") }
         let epoll = try scenario.measure(.epoll, options)
         let legacy = try scenario.measure(.legacy, options)
-        let verdict = scenario.judge(Dictionary(epoll, uniquingKeysWith: { a, _ in a }),
-                                     Dictionary(legacy, uniquingKeysWith: { a, _ in a }), options.toleranceScale)
+        let verdict = scenario.judge(
+            Dictionary(epoll, uniquingKeysWith: { a, _ in a }),
+            Dictionary(legacy, uniquingKeysWith: { a, _ in a }), options.toleranceScale)
         reports.append(ScenarioReport(scenario: scenario, epoll: epoll, legacy: legacy, divergence: verdict))
     }
-    say(options.json ? compareJSON(reports).description : compareTable(reports) + compareHistograms(options.distributions))
+    say(
+        options.json
+            ? compareJSON(reports).description : compareTable(reports) + compareHistograms(options.distributions))
     return reports.allSatisfy { $0.divergence == nil } ? 0 : 1
 }
 
@@ -154,7 +165,8 @@ func textHistogram(_ name: String, epoll: [Double], legacy: [Double], bins: Int 
         }
         return c
     }
-    let e = counts(epoll), l = counts(legacy)
+    let e = counts(epoll)
+    let l = counts(legacy)
     let most = max(e.max() ?? 0, l.max() ?? 0, 1)
     func bar(_ n: Int) -> String {
         let cells = Double(n) / Double(most) * Double(width)
@@ -164,7 +176,9 @@ func textHistogram(_ name: String, epoll: [Double], legacy: [Double], bins: Int 
     let labels = (0..<count).map { "\(format(edges[$0]))–\(format(edges[$0 + 1]))" }
     let labelWidth = max(labels.map(\.count).max() ?? 0, name.count)
     let column = width + 8
-    var lines = [name.padded(to: labelWidth) + "  " + "epoll (\(epoll.count))".padded(to: column) + "legacy (\(legacy.count))"]
+    var lines = [
+        name.padded(to: labelWidth) + "  " + "epoll (\(epoll.count))".padded(to: column) + "legacy (\(legacy.count))"
+    ]
     for i in 0..<count {
         let left = (bar(e[i]) + " " + String(e[i])).padded(to: column)
         lines.append(labels[i].padded(to: labelWidth) + "  " + left + bar(l[i]) + " " + String(l[i]))
@@ -174,17 +188,21 @@ func textHistogram(_ name: String, epoll: [Double], legacy: [Double], bins: Int 
 
 func compareJSON(_ reports: [ScenarioReport]) -> JSON {
     .object([
-        ("scenarios", .array(reports.map { r in
-            .object([
-                ("name", .string(r.scenario.name)),
-                ("summary", .string(r.scenario.summary)),
-                ("tolerance", .string(r.scenario.tolerance)),
-                ("ok", .bool(r.divergence == nil)),
-                ("divergence", r.divergence.map(JSON.string) ?? .null),
-                ("epoll", .object(r.epoll.map { ($0.name, .number($0.value)) })),
-                ("legacy", .object(r.legacy.map { ($0.name, .number($0.value)) })),
-            ])
-        })),
+        (
+            "scenarios",
+            .array(
+                reports.map { r in
+                    .object([
+                        ("name", .string(r.scenario.name)),
+                        ("summary", .string(r.scenario.summary)),
+                        ("tolerance", .string(r.scenario.tolerance)),
+                        ("ok", .bool(r.divergence == nil)),
+                        ("divergence", r.divergence.map(JSON.string) ?? .null),
+                        ("epoll", .object(r.epoll.map { ($0.name, .number($0.value)) })),
+                        ("legacy", .object(r.legacy.map { ($0.name, .number($0.value)) })),
+                    ])
+                })
+        ),
         ("ok", .bool(reports.allSatisfy { $0.divergence == nil })),
     ])
 }

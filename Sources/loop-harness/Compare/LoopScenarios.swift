@@ -18,7 +18,9 @@ func withCompareLoop<R>(_ kind: LoopBackendKind, _ body: (Loop) throws -> R) thr
 func drive(_ loop: Loop, timeoutMs: Int64 = 10_000, until done: () -> Bool) throws {
     let deadline = monotonicNanoseconds() + timeoutMs * 1_000_000
     while !done() {
-        guard monotonicNanoseconds() < deadline else { throw CommandFailure("scenario timed out after \(timeoutMs) ms") }
+        guard monotonicNanoseconds() < deadline else {
+            throw CommandFailure("scenario timed out after \(timeoutMs) ms")
+        }
         try loop.runOnce()
     }
 }
@@ -43,7 +45,12 @@ let readinessScenario = Scenario(
         try withCompareLoop(kind) { loop in
             let rounds = options.quick ? 5 : 50
             var pairs: [(Int32, Int32)] = []
-            defer { for (a, b) in pairs { close(a); close(b) } }
+            defer {
+                for (a, b) in pairs {
+                    close(a)
+                    close(b)
+                }
+            }
             var fired = 0
             for i in 0..<40 {
                 var fds: [Int32] = [-1, -1]
@@ -59,14 +66,19 @@ let readinessScenario = Scenario(
             }
             let before = loop.counters
             for _ in 0..<rounds {
-                for (_, w) in pairs { var b: UInt8 = 1; _ = write(w, &b, 1) }
+                for (_, w) in pairs {
+                    var b: UInt8 = 1
+                    _ = write(w, &b, 1)
+                }
                 let target = fired + pairs.count
                 try drive(loop) { fired >= target }
             }
             let after = loop.counters
-            return [("callbacks0", Double(after.callbacks[0] - before.callbacks[0])),
-                    ("callbacks1", Double(after.callbacks[1] - before.callbacks[1])),
-                    ("pollsPerRound", Double(after.polls - before.polls) / Double(rounds))]
+            return [
+                ("callbacks0", Double(after.callbacks[0] - before.callbacks[0])),
+                ("callbacks1", Double(after.callbacks[1] - before.callbacks[1])),
+                ("pollsPerRound", Double(after.polls - before.polls) / Double(rounds)),
+            ]
         }
     },
     judge: { e, l, _ in
@@ -92,14 +104,17 @@ let sleepScenario = Scenario(
             try drive(loop, forMs: duration)
             var out: Measurements = []
             for (i, p) in sleepPeriods.enumerated() {
-                var gaps = Sample(), errors = Sample()
+                var gaps = Sample()
+                var errors = Sample()
                 for (a, b) in zip(calls[i], calls[i].dropFirst()) {
                     let gap = Double(b - a) / 1e6
                     gaps.add(gap)
                     errors.add(abs(gap - Double(p)))
                 }
-                out += [("fires@\(p)", Double(calls[i].count)), ("meanPeriod@\(p)", gaps.mean),
-                        ("p99Error@\(p)", errors.percentile(99))]
+                out += [
+                    ("fires@\(p)", Double(calls[i].count)), ("meanPeriod@\(p)", gaps.mean),
+                    ("p99Error@\(p)", errors.percentile(99)),
+                ]
             }
             return out
         }
@@ -107,9 +122,13 @@ let sleepScenario = Scenario(
     judge: { e, l, scale in
         for p in sleepPeriods {
             let tol = max(3, 0.1 * Double(p)) * scale
-            if !within(e["meanPeriod@\(p)"], l["meanPeriod@\(p)"], tol) { return "mean period at \(p) ms differs by more than \(format(tol)) ms" }
+            if !within(e["meanPeriod@\(p)"], l["meanPeriod@\(p)"], tol) {
+                return "mean period at \(p) ms differs by more than \(format(tol)) ms"
+            }
             let fires = max(e["fires@\(p)"] ?? 0, l["fires@\(p)"] ?? 0)
-            if !within(e["fires@\(p)"], l["fires@\(p)"], (0.1 * fires + 2) * scale) { return "fire count at \(p) ms differs" }
+            if !within(e["fires@\(p)"], l["fires@\(p)"], (0.1 * fires + 2) * scale) {
+                return "fire count at \(p) ms differs"
+            }
         }
         return nil
     })
@@ -123,12 +142,16 @@ let quickPollScenario = Scenario(
     measure: { kind, options in
         try withCompareLoop(kind) { loop in
             var latencies = Sample()
-            for latency in try measureQuickPollLatency(loop, rounds: options.quick ? 5 : 20, drive: { try drive(loop, until: $0) }) {
+            for latency in try measureQuickPollLatency(
+                loop, rounds: options.quick ? 5 : 20, drive: { try drive(loop, until: $0) })
+            {
                 latencies.add(latency.wallMs)
             }
             options.distributions.record(kind, "quickpoll: urgent request served after, ms", latencies)
-            return [("p50ms", latencies.percentile(50)), ("p99ms", latencies.percentile(99)),
-                    ("quickpolls", Double(loop.counters.quickPolls))]
+            return [
+                ("p50ms", latencies.percentile(50)), ("p99ms", latencies.percentile(99)),
+                ("quickpolls", Double(loop.counters.quickPolls)),
+            ]
         }
     },
     judge: { e, l, scale in
@@ -160,8 +183,10 @@ let wakeupScenario = Scenario(
             next()
             try drive(loop) { done == rounds }
             options.distributions.record(kind, "wakeup: worker completion to callback, µs", latencies)
-            return [("p50us", latencies.percentile(50)), ("p99us", latencies.percentile(99)),
-                    ("wakeups", Double(loop.counters.wakeups))]
+            return [
+                ("p50us", latencies.percentile(50)), ("p99us", latencies.percentile(99)),
+                ("wakeups", Double(loop.counters.wakeups)),
+            ]
         }
     },
     judge: { e, l, scale in
@@ -181,9 +206,11 @@ let signalScenario = Scenario(
     measure: { kind, _ in
         var out: Measurements = []
         for (name, signo) in compareSignals {
-            let child = try ChildProcess(["child-loop", "--backend", kind.rawValue], executable: ChildProcess.probePath)
+            let child = try ChildProcess(
+                ["child-loop", "--backend", kind.rawValue], executable: ChildProcess.probePath)
             guard child.line(startingWith: "ready") != nil else {
-                throw CommandFailure("\(ChildProcess.probePath) child-loop did not start (swift build builds loop-probe)")
+                throw CommandFailure(
+                    "\(ChildProcess.probePath) child-loop did not start (swift build builds loop-probe)")
             }
             let sent = monotonicNanoseconds()
             kill(child.pid, signo)
@@ -209,8 +236,10 @@ let signalScenario = Scenario(
 
 let idleScenario = Scenario(
     name: "idle",
-    summary: "an idle loop with one heartbeat, in run() (stopped from another thread): CPU time and wake-ups per second",
-    tolerance: "epoll wakes at most 2.5 times a second (the heartbeat and the stop) and uses no more CPU than legacy (+0.5 percentage points)",
+    summary:
+        "an idle loop with one heartbeat, in run() (stopped from another thread): CPU time and wake-ups per second",
+    tolerance:
+        "epoll wakes at most 2.5 times a second (the heartbeat and the stop) and uses no more CPU than legacy (+0.5 percentage points)",
     measure: { kind, options in
         try withCompareLoop(kind) { loop in
             try loop.registerSleep(every: 1000) {}
@@ -228,12 +257,15 @@ let idleScenario = Scenario(
             _ = try loop.run()
             joinThread(stopper)
             let wall = Double(monotonicNanoseconds() - start) / 1e9
-            return [("cpuPercent", ((Double(processCPUNanoseconds()) / 1e9) - cpu) / wall * 100),
-                    ("wakeupsPerSec", Double(loop.counters.polls - polls) / wall)]
+            return [
+                ("cpuPercent", ((Double(processCPUNanoseconds()) / 1e9) - cpu) / wall * 100),
+                ("wakeupsPerSec", Double(loop.counters.polls - polls) / wall),
+            ]
         }
     },
     judge: { e, l, scale in
-        guard let ew = e["wakeupsPerSec"], let lw = l["wakeupsPerSec"], let ec = e["cpuPercent"], let lc = l["cpuPercent"]
+        guard let ew = e["wakeupsPerSec"], let lw = l["wakeupsPerSec"], let ec = e["cpuPercent"],
+            let lc = l["cpuPercent"]
         else { return "missing figures" }
         if ew > lw * scale { return "epoll wakes more often than legacy" }
         if ew > 2.5 * scale { return "epoll wakes \(format(ew)) times a second, not at most 2.5" }

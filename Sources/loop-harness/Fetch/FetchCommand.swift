@@ -6,7 +6,8 @@ import LoopTools
 
 let fetchOptions = CommandOptions(
     command: "fetch",
-    summary: "GETs URLs over the TcpServer's client: status, bytes and time per URL. Exits 1 if any URL got no response.",
+    summary:
+        "GETs URLs over the TcpServer's client: status, bytes and time per URL. Exits 1 if any URL got no response.",
     details: """
         Plain HTTP/1.1 (no TLS) to an IPv4 address, `localhost` or a name resolved before the
         loop starts. Connections to the same server are kept alive and reused. Redirects are
@@ -18,9 +19,11 @@ let fetchOptions = CommandOptions(
     options: [
         .integer("--concurrency", 1...1024, default: 4, "URLs fetched at once"),
         .integer("--timeout-ms", 1...86_400_000, default: 10_000, "how long a fetch may go without a byte moving, ms"),
-        .integer("--deadline-ms", 1...86_400_000, default: nil,
-                 "how long a fetch may take in all, however steadily bytes move, ms; 10 × --timeout-ms unless given"),
-        .integer("--max-bytes", 1...(1 << 30), default: 64 << 20, "the largest response read; a larger one is an error"),
+        .integer(
+            "--deadline-ms", 1...86_400_000, default: nil,
+            "how long a fetch may take in all, however steadily bytes move, ms; 10 × --timeout-ms unless given"),
+        .integer(
+            "--max-bytes", 1...(1 << 30), default: 64 << 20, "the largest response read; a larger one is an error"),
     ],
     operands: "URL…")
 
@@ -93,20 +96,26 @@ func runFetch(_ args: Arguments) throws -> Int32 {
         case .success(let response):
             let location = response.field("location")
             if options.json {
-                var fields: [(String, JSON)] = [("url", .string(result.url)), ("ok", .bool(true)), ("status", .int(response.status)),
-                                                ("bytes", .int(response.body.count)), ("ms", .number(result.milliseconds))]
+                var fields: [(String, JSON)] = [
+                    ("url", .string(result.url)), ("ok", .bool(true)), ("status", .int(response.status)),
+                    ("bytes", .int(response.body.count)), ("ms", .number(result.milliseconds)),
+                ]
                 if let location { fields.append(("location", .string(location))) }
                 say(JSON.object(fields).description)
             } else {
                 let time = String(format2: result.milliseconds)
-                say("\(response.status)  \(response.body.count) B  \(time) ms  \(result.url)"
-                    + (location.map { "  → \($0) (not followed)" } ?? ""))
+                say(
+                    "\(response.status)  \(response.body.count) B  \(time) ms  \(result.url)"
+                        + (location.map { "  → \($0) (not followed)" } ?? ""))
             }
         case .failure(let failure):
             failed += 1
             if options.json {
-                say(JSON.object([("url", .string(result.url)), ("ok", .bool(false)),
-                                 ("error", .string(failure.description))]).description)
+                say(
+                    JSON.object([
+                        ("url", .string(result.url)), ("ok", .bool(false)),
+                        ("error", .string(failure.description)),
+                    ]).description)
             } else {
                 say("error  \(failure.description)  \(result.url)")
             }
@@ -114,12 +123,16 @@ func runFetch(_ args: Arguments) throws -> Int32 {
     }
     let stats = client.tcp.stats
     if options.json {
-        say(JSON.object([("fetched", .int(results.count - failed)), ("failed", .int(failed)),
-                         ("connections", .int(stats.connectsStarted)), ("reused", .int(stats.connectionsReused)),
-                         ("backend", .string(loop.kind.rawValue))]).description)
+        say(
+            JSON.object([
+                ("fetched", .int(results.count - failed)), ("failed", .int(failed)),
+                ("connections", .int(stats.connectsStarted)), ("reused", .int(stats.connectionsReused)),
+                ("backend", .string(loop.kind.rawValue)),
+            ]).description)
     } else {
-        say("\(results.count - failed) of \(results.count) fetched; \(stats.connectsStarted) connects, "
-            + "\(stats.connectionsReused) reused, backend \(loop.kind)")
+        say(
+            "\(results.count - failed) of \(results.count) fetched; \(stats.connectsStarted) connects, "
+                + "\(stats.connectionsReused) reused, backend \(loop.kind)")
     }
     return failed == 0 ? 0 : 1
 }

@@ -12,8 +12,9 @@ let fuzzOptions = CommandOptions(
         + "every kind of divergence shrunk to a minimal script. Exits 1 on any divergence.",
     options: [
         .integer("--scripts", 1...10_000_000, default: 1_000, "in-process scripts to run"),
-        .integer("--process-scripts", -1...1_000_000, default: -1,
-                 "process-level scripts, each in a process of its own per backend; -1: max(10, scripts / 200)"),
+        .integer(
+            "--process-scripts", -1...1_000_000, default: -1,
+            "process-level scripts, each in a process of its own per backend; -1: max(10, scripts / 200)"),
         .integer("--seed", 0...Int.max, default: 1, "the run's seed"),
         .integer("--steps", 1...400, default: 24, "steps per script"),
         .integer("--show", 0...100, default: 3, "divergences shrunk and shown per kind"),
@@ -27,7 +28,8 @@ let fuzzOptions = CommandOptions(
 func runFuzz(_ args: Arguments) throws -> Int32 {
     let options = try args.parse(fuzzOptions)
     let scripts = options.int("--scripts")
-    let processScripts = options.int("--process-scripts") < 0 ? max(10, scripts / 200) : options.int("--process-scripts")
+    let processScripts =
+        options.int("--process-scripts") < 0 ? max(10, scripts / 200) : options.int("--process-scripts")
     let seed = options.int("--seed")
     let steps = options.int("--steps")
     let shown = options.int("--show")
@@ -64,35 +66,50 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
     let divergent = tally.counts.values.reduce(0, +) + tally.processCounts.values.reduce(0, +)
 
     if json {
-        say(JSON.object([
-            ("scripts", .int(scripts)), ("processScripts", .int(processScripts)),
-            ("seed", .int(seed)), ("steps", .int(steps)),
-            ("rules", .string(rules.description)), ("normalized", .bool(differ.normalizes)),
-            ("seconds", .number(seconds)),
-            ("divergent", .int(divergent)),
-            ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .int(tally.counts[$0] ?? 0)) })),
-            ("processByKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .int(tally.processCounts[$0] ?? 0)) })),
-            ("reproductions", .array(tally.reproductions.map { r in
-                .object([("index", .int(r.index)), ("processLevel", .bool(r.processLevel)),
-                         ("kind", .string(r.run.divergence?.rawValue ?? "")),
-                         ("script", .string(r.run.script.description)),
-                         ("epoll", .string(r.run.epoll.description)), ("legacy", .string(r.run.legacy.description)),
-                         ("model", .string(r.run.model.description))])
-            })),
-        ]).description)
+        say(
+            JSON.object([
+                ("scripts", .int(scripts)), ("processScripts", .int(processScripts)),
+                ("seed", .int(seed)), ("steps", .int(steps)),
+                ("rules", .string(rules.description)), ("normalized", .bool(differ.normalizes)),
+                ("seconds", .number(seconds)),
+                ("divergent", .int(divergent)),
+                ("byKind", .object(DivergenceKind.allCases.map { ($0.rawValue, .int(tally.counts[$0] ?? 0)) })),
+                (
+                    "processByKind",
+                    .object(DivergenceKind.allCases.map { ($0.rawValue, .int(tally.processCounts[$0] ?? 0)) })
+                ),
+                (
+                    "reproductions",
+                    .array(
+                        tally.reproductions.map { r in
+                            .object([
+                                ("index", .int(r.index)), ("processLevel", .bool(r.processLevel)),
+                                ("kind", .string(r.run.divergence?.rawValue ?? "")),
+                                ("script", .string(r.run.script.description)),
+                                ("epoll", .string(r.run.epoll.description)),
+                                ("legacy", .string(r.run.legacy.description)),
+                                ("model", .string(r.run.model.description)),
+                            ])
+                        })
+                ),
+            ]).description)
     } else {
-        say("fuzz: \(scripts) scripts of \(steps) steps and \(processScripts) process-level scripts, seed \(seed),\n"
-            + "model rules \(rules), " + (differ.normalizes ? "declared differences normalized" : "raw traces"))
+        say(
+            "fuzz: \(scripts) scripts of \(steps) steps and \(processScripts) process-level scripts, seed \(seed),\n"
+                + "model rules \(rules), " + (differ.normalizes ? "declared differences normalized" : "raw traces"))
         say("kind                     in-process  process-level")
         say("------------------------------------------------")
         for kind in DivergenceKind.allCases {
-            say(kind.rawValue.padded(to: 24)
-                + String(tally.counts[kind] ?? 0).leftPadded(to: 11) + String(tally.processCounts[kind] ?? 0).leftPadded(to: 15))
+            say(
+                kind.rawValue.padded(to: 24)
+                    + String(tally.counts[kind] ?? 0).leftPadded(to: 11)
+                    + String(tally.processCounts[kind] ?? 0).leftPadded(to: 15))
         }
         say("divergent                \(divergent) of \(scripts + processScripts)  (\(format(seconds, 1)) s)")
         for r in tally.reproductions {
-            say("\n\(r.run.divergence?.rawValue ?? "?"): \(r.processLevel ? "process script" : "script") \(r.index) "
-                + "(\(r.originalSize) steps) shrunk to \(r.run.script.size):")
+            say(
+                "\n\(r.run.divergence?.rawValue ?? "?"): \(r.processLevel ? "process script" : "script") \(r.index) "
+                    + "(\(r.originalSize) steps) shrunk to \(r.run.script.size):")
             say(r.run.script.description.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
             say(r.run.sideBySide)
         }
@@ -103,8 +120,11 @@ func runFuzz(_ args: Arguments) throws -> Int32 {
 /// `fuzz --print`: a script as text after a `#` line naming it, or one JSON object.
 private func printScript(_ script: Script, index: Int, processLevel: Bool, json: Bool) {
     if json {
-        say(JSON.object([("index", .int(index)), ("processLevel", .bool(processLevel)),
-                         ("script", .string(script.description))]).description)
+        say(
+            JSON.object([
+                ("index", .int(index)), ("processLevel", .bool(processLevel)),
+                ("script", .string(script.description)),
+            ]).description)
     } else {
         say("# \(processLevel ? "process script" : "script") \(index)\n\(script)")
     }

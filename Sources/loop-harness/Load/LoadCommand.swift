@@ -7,7 +7,8 @@ import UdpServer
 
 let loadOptions = CommandOptions(
     command: "load",
-    summary: "Echo requests at a steady rate to the hosts of a cluster, in turn, with failover. Exits 1 if any request failed.",
+    summary:
+        "Echo requests at a steady rate to the hosts of a cluster, in turn, with failover. Exits 1 if any request failed.",
     details: """
         The client pings every host (as the nodes do) and sends each request to the next live
         host; an attempt that times out or is refused is sent again, the same request, to another
@@ -28,8 +29,11 @@ let loadOptions = CommandOptions(
         .integer("--rate", 1...1_000_000, default: 100, "requests a second"),
         .integer("--seconds", 0...31_536_000, default: 10, "how long to send; 0: until the end of input (--phases)"),
         .integer("--size", 8...DatagramGeometry.defaultMaxMessageSize, default: 64, "bytes per request"),
-        .integer("--timeout-ms", 1...86_400_000, default: 1_000, "one attempt on one host may go this long without progress"),
-        .integer("--give-up-ms", 1...86_400_000, default: 30_000, "a request with no answer from any host this long after it was sent fails"),
+        .integer(
+            "--timeout-ms", 1...86_400_000, default: 1_000, "one attempt on one host may go this long without progress"),
+        .integer(
+            "--give-up-ms", 1...86_400_000, default: 30_000,
+            "a request with no answer from any host this long after it was sent fails"),
         .integer("--max-in-flight", 1...100_000, default: 2_000, "requests in flight at most; sending waits beyond"),
         .flag("--phases", "read phase names from standard input (see above)"),
         pingIntervalOption,
@@ -48,8 +52,11 @@ func runLoad(_ args: Arguments) throws -> Int32 {
     ProcessSignals.prepare(for: backend)
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
-    let client = UdpServer(loop: loop, configuration: nodeConfiguration(bind: clientBindAddress(toward: hosts.hosts[0].address),
-                                                                        options: options))
+    let client = UdpServer(
+        loop: loop,
+        configuration: nodeConfiguration(
+            bind: clientBindAddress(toward: hosts.hosts[0].address),
+            options: options))
     try client.start()
     defer { client.shutdown(urgent: true) }
     let pings = try PingServer(loop: loop, server: client, hosts: hosts, selfID: nil, configuration: pingConfiguration)
@@ -58,8 +65,9 @@ func runLoad(_ args: Arguments) throws -> Int32 {
     var failover = FailoverConfiguration()
     failover.attemptTimeoutMs = options.int("--timeout-ms")
     failover.giveUpMs = options.int("--give-up-ms")
-    let run = LoadRun(loop: loop, failover: FailoverClient(loop: loop, server: client, pings: pings, configuration: failover),
-                      rate: options.int("--rate"), size: options.int("--size"), maxInFlight: options.int("--max-in-flight"))
+    let run = LoadRun(
+        loop: loop, failover: FailoverClient(loop: loop, server: client, pings: pings, configuration: failover),
+        rate: options.int("--rate"), size: options.int("--size"), maxInFlight: options.int("--max-in-flight"))
 
     // The first pings tell which hosts are alive: wait for all, or for a second with some.
     let warmUpStart = monotonicNanoseconds()
@@ -113,12 +121,15 @@ final class PhaseInput {
         // the writer's pipe too. Reopening gives a new open file description; dup would not.
         var fd = open("/proc/self/fd/0", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 { fd = fcntl(0, F_DUPFD_CLOEXEC, 3) }
-        guard fd >= 0 else { throw CommandFailure("--phases: cannot open standard input: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw CommandFailure("--phases: cannot open standard input: \(String(cString: strerror(errno)))")
+        }
         self.fd = fd
         // epoll refuses regular files and /dev/null (select takes them, always readable):
         // those are read through at once, the same on either loop, and end the load there.
         var status = stat()
-        let watchable = fstat(fd, &status) == 0
+        let watchable =
+            fstat(fd, &status) == 0
             && (isatty(fd) != 0 || status.st_mode & S_IFMT == S_IFIFO || status.st_mode & S_IFMT == S_IFSOCK)
         guard watchable else { return }
         do {
@@ -199,7 +210,9 @@ final class PhaseInput {
 extension String {
     func trimmingWhitespace() -> Substring {
         let isSpace = { (c: Character) in c == " " || c == "\t" || c == "\r" || c == "\n" }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
         return self[first...last]
     }
 }

@@ -154,14 +154,16 @@ final class LoadRun {
             let latencies = hostLatencies[host.id]
             return .object([
                 ("id", .int(host.id)), ("address", .string(host.address.ipString)), ("attempts", .int(stats.attempts)),
-                ("completed", .int(stats.answered)), ("timedOut", .int(stats.timedOut)), ("refused", .int(stats.refused)),
+                ("completed", .int(stats.answered)), ("timedOut", .int(stats.timedOut)),
+                ("refused", .int(stats.refused)),
                 ("p50Ms", latencies.count > 0 ? .number(latencies.percentile(50)) : .null),
                 ("p99Ms", latencies.count > 0 ? .number(latencies.percentile(99)) : .null),
             ])
         }
-        return LoadReport(total: total, phases: phases, hostRows: hostRows, unfinished: inFlight.count,
-                          duplicateCompletions: duplicates, waitedForHost: failover.stats.waitedForHost,
-                          failures: failures, backend: loop.kind)
+        return LoadReport(
+            total: total, phases: phases, hostRows: hostRows, unfinished: inFlight.count,
+            duplicateCompletions: duplicates, waitedForHost: failover.stats.waitedForHost,
+            failures: failures, backend: loop.kind)
     }
 }
 
@@ -200,27 +202,32 @@ struct LoadReport {
         func ms(_ sample: Sample, _ p: Double) -> String { sample.count > 0 ? format(sample.percentile(p), 2) : "-" }
         var lines = [
             "\(total.sent) sent, \(total.completed) completed, \(total.retried) retried, \(total.failed) failed"
-                + (total.corrupt > 0 ? ", \(total.corrupt) corrupt" : "") + (unfinished > 0 ? ", \(unfinished) abandoned" : "")
+                + (total.corrupt > 0 ? ", \(total.corrupt) corrupt" : "")
+                + (unfinished > 0 ? ", \(unfinished) abandoned" : "")
                 + (duplicateCompletions > 0 ? ", \(duplicateCompletions) ENDED TWICE" : "")
                 + " in \(format(total.seconds, 1)) s (backend \(backend))",
             "latency p50 \(ms(total.latencies, 50)) ms, p99 \(ms(total.latencies, 99)) ms",
         ]
         if !failures.isEmpty {
-            lines.append("failures: " + failures.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
+            lines.append(
+                "failures: "
+                    + failures.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
         }
         if phases.count > 1 {
             lines.append("phase                            sent  completed  retried  failed  p50 ms  p99 ms")
             for phase in phases {
-                lines.append(pad(phase.name, 30) + padLeft("\(phase.sent)", 7) + padLeft("\(phase.completed)", 11)
-                             + padLeft("\(phase.retried)", 9) + padLeft("\(phase.failed)", 8)
-                             + padLeft(ms(phase.latencies, 50), 8) + padLeft(ms(phase.latencies, 99), 8))
+                lines.append(
+                    pad(phase.name, 30) + padLeft("\(phase.sent)", 7) + padLeft("\(phase.completed)", 11)
+                        + padLeft("\(phase.retried)", 9) + padLeft("\(phase.failed)", 8)
+                        + padLeft(ms(phase.latencies, 50), 8) + padLeft(ms(phase.latencies, 99), 8))
             }
         }
         lines.append("host  address            attempts  completed  timed out  refused")
         for case .object(let row) in hostRows {
             let value = { (key: String) in row.first { $0.0 == key }.map { ConsolePage.text($0.1) } ?? "" }
-            lines.append(pad(value("id"), 6) + pad(value("address"), 17) + padLeft(value("attempts"), 10)
-                         + padLeft(value("completed"), 11) + padLeft(value("timedOut"), 11) + padLeft(value("refused"), 9))
+            lines.append(
+                pad(value("id"), 6) + pad(value("address"), 17) + padLeft(value("attempts"), 10)
+                    + padLeft(value("completed"), 11) + padLeft(value("timedOut"), 11) + padLeft(value("refused"), 9))
         }
         return lines.joined(separator: "\n")
     }

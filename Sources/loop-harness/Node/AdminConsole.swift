@@ -27,8 +27,9 @@ final class AdminConsole {
     init(node: RpcNode, http: HttpServer, hostNames: [String] = []) {
         self.node = node
         self.http = http
-        self.authorities = ConsoleAuthorities(listening: http.tcp.listeningAddress ?? PeerAddress(ip: 0x7f00_0001, port: 0),
-                                              names: hostNames)
+        self.authorities = ConsoleAuthorities(
+            listening: http.tcp.listeningAddress ?? PeerAddress(ip: 0x7f00_0001, port: 0),
+            names: hostNames)
         var generator = SystemRandomNumberGenerator()
         self.token = (0..<2).map { _ in
             let hex = String(generator.next() as UInt64, radix: 16)
@@ -36,8 +37,10 @@ final class AdminConsole {
         }.joined()
         http.handler = { [unowned self] request, responder in self.route(request, responder) }
         node.addStatsSections { [unowned self] in
-            [("tcp", .object(self.http.tcp.stats.fields.map { ($0.0, .int($0.1)) })),
-             ("http", .object(self.http.stats.fields.map { ($0.0, .int($0.1)) }))]
+            [
+                ("tcp", .object(self.http.tcp.stats.fields.map { ($0.0, .int($0.1)) })),
+                ("http", .object(self.http.stats.fields.map { ($0.0, .int($0.1)) })),
+            ]
         }
     }
 
@@ -45,20 +48,33 @@ final class AdminConsole {
         // Before anything else, so no figure and no token goes to a page of another name.
         guard let authority = request.authority, authorities.admits(authority) else {
             node.countAdminRefusal()
-            responder.respond(.text(421, "misdirected request: this console answers only to its own address, "
-                                    + "Host \(authorities.canonical)"), thenClose: true)
+            responder.respond(
+                .text(
+                    421,
+                    "misdirected request: this console answers only to its own address, "
+                        + "Host \(authorities.canonical)"), thenClose: true)
             return
         }
         let readOnly = ["GET", "HEAD"]
         switch request.path {
         case "/":
-            guard readOnly.contains(request.method) else { responder.respond(methodNotAllowed("GET, HEAD")); return }
+            guard readOnly.contains(request.method) else {
+                responder.respond(methodNotAllowed("GET, HEAD"))
+                return
+            }
             responder.respond(HttpResponse(status: 200, fields: pageFields, body: Array(page().utf8)))
         case "/status.json":
-            guard readOnly.contains(request.method) else { responder.respond(methodNotAllowed("GET, HEAD")); return }
-            responder.respond(HttpResponse(status: 200, fields: jsonFields, body: Array(node.statsJSON().description.utf8)))
+            guard readOnly.contains(request.method) else {
+                responder.respond(methodNotAllowed("GET, HEAD"))
+                return
+            }
+            responder.respond(
+                HttpResponse(status: 200, fields: jsonFields, body: Array(node.statsJSON().description.utf8)))
         case "/save-exit":
-            guard request.method == "POST" else { responder.respond(methodNotAllowed("POST")); return }
+            guard request.method == "POST" else {
+                responder.respond(methodNotAllowed("POST"))
+                return
+            }
             saveAndExit(request, responder)
         default:
             responder.respond(.text(404, "not found: try / or /status.json"))
@@ -69,22 +85,30 @@ final class AdminConsole {
         // A browser names the page a request came from: only this console's own page may ask.
         if let origin = request.field("origin"), !authorities.admits(origin: origin) {
             node.countAdminRefusal()
-            responder.respond(json(403, ("ok", .bool(false)), ("error", .string("cross-origin request refused")))); return
+            responder.respond(json(403, ("ok", .bool(false)), ("error", .string("cross-origin request refused"))))
+            return
         }
         guard let given = request.field("x-admin-token"), constantTimeEqual(given, token) else {
             node.countAdminRefusal()
-            responder.respond(json(403, ("ok", .bool(false)), ("error", .string("missing or wrong X-Admin-Token")))); return
+            responder.respond(json(403, ("ok", .bool(false)), ("error", .string("missing or wrong X-Admin-Token"))))
+            return
         }
         switch node.saveAndExit(requestedBy: request.peer.ip) {
         case .refused:
-            responder.respond(json(403, ("ok", .bool(false)),
-                                   ("error", .string("\(request.peer.ipString) is not among the node's trusted peers"))))
+            responder.respond(
+                json(
+                    403, ("ok", .bool(false)),
+                    ("error", .string("\(request.peer.ipString) is not among the node's trusted peers"))))
         case .failed(let error):
-            responder.respond(json(500, ("ok", .bool(false)), ("error", .string(error.description)),
-                                   ("errno", .int(Int(error.errno)))))
+            responder.respond(
+                json(
+                    500, ("ok", .bool(false)), ("error", .string(error.description)),
+                    ("errno", .int(Int(error.errno)))))
         case .saved:
-            responder.respond(json(200, ("ok", .bool(true)), ("saved", .bool(true)),
-                                   ("path", node.savePath.map { .string($0) } ?? .null)), thenClose: true)
+            responder.respond(
+                json(
+                    200, ("ok", .bool(true)), ("saved", .bool(true)),
+                    ("path", node.savePath.map { .string($0) } ?? .null)), thenClose: true)
             node.exitWhenDrained()
         }
     }
@@ -107,7 +131,10 @@ final class AdminConsole {
     private let pageFields: [(name: String, value: String)] = [
         ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store"),
         ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
-        ("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        (
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+        ),
     ]
 
     private func page() -> String {
@@ -146,7 +173,9 @@ struct ConsoleAuthorities {
 
     /// An `Origin` (`http://host:port`, no path) of a page of this console.
     func admits(origin: String) -> Bool {
-        guard origin.hasPrefix("http://"), let authority = HttpAuthority(parsing: String(origin.dropFirst(7))) else { return false }
+        guard origin.hasPrefix("http://"), let authority = HttpAuthority(parsing: String(origin.dropFirst(7))) else {
+            return false
+        }
         return admits(authority)
     }
 
@@ -156,10 +185,14 @@ struct ConsoleAuthorities {
         let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.lowercased() }
         for name in names {
             let labels = name.split(separator: ".", omittingEmptySubsequences: false)
-            guard !name.isEmpty, name.count <= 253, labels.allSatisfy({ label in
-                !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
-                    && label.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d }
-            }) else { return nil }
+            guard !name.isEmpty, name.count <= 253,
+                labels.allSatisfy({ label in
+                    !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                        && label.utf8.allSatisfy {
+                            (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d
+                        }
+                })
+            else { return nil }
         }
         return names
     }
@@ -167,7 +200,8 @@ struct ConsoleAuthorities {
 
 /// Compares without stopping at the first difference: the time taken says nothing about the token.
 func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
+    let x = Array(a.utf8)
+    let y = Array(b.utf8)
     guard x.count == y.count else { return false }
     var difference: UInt8 = 0
     for i in x.indices { difference |= x[i] ^ y[i] }

@@ -14,8 +14,9 @@ final class ClusterMembership {
     init(node: RpcNode, hosts: HostsFile, me: ClusterHost, configuration: PingConfiguration) throws {
         self.hosts = hosts
         self.me = me
-        self.pings = try PingServer(loop: node.loop, server: node.server, hosts: hosts, selfID: me.id,
-                                    configuration: configuration)
+        self.pings = try PingServer(
+            loop: node.loop, server: node.server, hosts: hosts, selfID: me.id,
+            configuration: configuration)
         try pings.start()
         // Unowned both: the node keeps its sections, and a section holding the node would keep it forever.
         node.addStatsSections { [unowned self, unowned node] in [("cluster", self.json(now: node.loop.now))] }

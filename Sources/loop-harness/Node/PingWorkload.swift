@@ -34,7 +34,9 @@ struct PingReport {
     }
 
     var summary: String {
-        let errorText = errors.isEmpty ? "none" : errors.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
+        let errorText =
+            errors.isEmpty
+            ? "none" : errors.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
         return """
             \(replies)/\(sent) replies in \(format(seconds, 3)) s: \(format(requestsPerSecond, 0)) req/s, \(format(megabytesPerSecond)) MB/s
             rtt p50 \(format(rtts.percentile(50), 3)) ms, p99 \(format(rtts.percentile(99), 3)) ms
@@ -45,8 +47,10 @@ struct PingReport {
 
 /// Sends `count` echo requests of `size` bytes to `peer`, `concurrency` at a
 /// time, driving `loop` until every one has completed (each exactly once).
-func runPing(loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, size: Int, concurrency: Int,
-             timeoutMs: Int = 10_000, niceness: Int = 0, type: NodeMessage = .echo) throws -> PingReport {
+func runPing(
+    loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, size: Int, concurrency: Int,
+    timeoutMs: Int = 10_000, niceness: Int = 0, type: NodeMessage = .echo
+) throws -> PingReport {
     var report = PingReport()
     var payload = [UInt8](repeating: 0, count: size)
     for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
@@ -85,8 +89,10 @@ func runPing(loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, si
     let budgetNs = overflowed || budgetMs > Int64.max / 4_000_000 ? Int64.max / 4 : budgetMs * 1_000_000
     let deadline = start + budgetNs
     while report.completed < count {
-        guard monotonicNanoseconds() < deadline else { throw CommandFailure("requests did not complete: \(report.completed)/\(count)") }
-        if loop.takeShutdownRequest() != nil { break }  // Ctrl-C: report what completed
+        guard monotonicNanoseconds() < deadline else {
+            throw CommandFailure("requests did not complete: \(report.completed)/\(count)")
+        }
+        if loop.takeShutdownRequest() != nil { break } // Ctrl-C: report what completed
         try loop.runOnce()
     }
     report.seconds = Double(monotonicNanoseconds() - start) / 1e9
@@ -94,8 +100,10 @@ func runPing(loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, si
 }
 
 /// One request, driven to completion; returns its result.
-func request(loop: Loop, client: UdpServer, to peer: PeerAddress, type: NodeMessage, payload: [UInt8] = [],
-             timeoutMs: Int = 5_000) throws -> RpcResult {
+func request(
+    loop: Loop, client: UdpServer, to peer: PeerAddress, type: NodeMessage, payload: [UInt8] = [],
+    timeoutMs: Int = 5_000
+) throws -> RpcResult {
     var outcome: RpcResult?
     client.sendRequest(payload, type: type.rawValue, to: peer, timeoutMs: timeoutMs, niceness: 0) { outcome = $0 }
     let deadline = monotonicNanoseconds() + Int64(timeoutMs + 5_000) * 1_000_000

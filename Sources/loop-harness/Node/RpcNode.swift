@@ -132,15 +132,19 @@ final class RpcNode {
     }
 
     func statsJSON() -> JSON {
-        .object([
-            ("backend", .string(loop.kind.rawValue)),
-            ("uptimeMs", .int(Int(loop.now - startedAt))),
-            ("port", .int(Int(server.port))),
-            ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))])),
-            ("server", .object(server.stats.fields.map { ($0.0, .int($0.1)) })),
-            ("node", .object(counters.fields.map { ($0.0, .int($0.1)) } + [("saved", .bool(saved))])),
-            ("trusted", .array(trusted.prefixes.map { .string($0.description) })),
-        ] + extraSections.flatMap { $0() })
+        .object(
+            [
+                ("backend", .string(loop.kind.rawValue)),
+                ("uptimeMs", .int(Int(loop.now - startedAt))),
+                ("port", .int(Int(server.port))),
+                (
+                    "loop",
+                    .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))])
+                ),
+                ("server", .object(server.stats.fields.map { ($0.0, .int($0.1)) })),
+                ("node", .object(counters.fields.map { ($0.0, .int($0.1)) } + [("saved", .bool(saved))])),
+                ("trusted", .array(trusted.prefixes.map { .string($0.description) })),
+            ] + extraSections.flatMap { $0() })
     }
 }
 
@@ -166,11 +170,15 @@ func clientBindAddress(toward peer: PeerAddress) -> String {
     var target = peer.socketAddress
     var local = sockaddr_in()
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let found = withUnsafePointer(to: &target) { to in
-        to.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    } && withUnsafeMutablePointer(to: &local) { at in
-        at.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
-    }
+    let found =
+        withUnsafePointer(to: &target) { to in
+            to.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        && withUnsafeMutablePointer(to: &local) { at in
+            at.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+        }
     return found ? PeerAddress(local).ipString : "127.0.0.1"
 }
 

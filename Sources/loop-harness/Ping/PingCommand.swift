@@ -1,7 +1,7 @@
+import Cluster
 import CommandLineOptions
 import Compat
 import Glibc
-import Cluster
 import HttpServer
 import LoopTools
 import NodeSupport
@@ -9,11 +9,14 @@ import UdpServer
 
 let pingOptions = CommandOptions(
     command: "ping",
-    summary: "Echo requests to a node; prints RTT p50/p99, throughput and errors. Exits 1 unless every request is answered.",
+    summary:
+        "Echo requests to a node; prints RTT p50/p99, throughput and errors. Exits 1 unless every request is answered.",
     options: [
         targetOption,
         .integer("--count", 1...10_000_000, default: 100, "requests to send"),
-        .integer("--size", 0...DatagramGeometry.defaultMaxMessageSize, default: 64, "bytes per request, up to the largest message a server takes"),
+        .integer(
+            "--size", 0...DatagramGeometry.defaultMaxMessageSize, default: 64,
+            "bytes per request, up to the largest message a server takes"),
         .integer("--concurrency", 1...1024, default: 1, "requests in flight at once"),
         timeoutOption,
     ])
@@ -22,12 +25,14 @@ let pingOptions = CommandOptions(
 func runPingCommand(_ args: Arguments) throws -> Int32 {
     let options = try args.parse(pingOptions)
     return try withClient(options) { loop, client, peer in
-        let report = try runPing(loop: loop, client: client, to: peer, count: options.int("--count"),
-                                 size: options.int("--size"), concurrency: options.int("--concurrency"),
-                                 timeoutMs: options.int("--timeout-ms"))
+        let report = try runPing(
+            loop: loop, client: client, to: peer, count: options.int("--count"),
+            size: options.int("--size"), concurrency: options.int("--concurrency"),
+            timeoutMs: options.int("--timeout-ms"))
         let ok = report.replies == report.sent && report.sent > 0
         // Every request failed the same way: say it once, as stats and shutdown do.
-        let failure = report.replies == 0 && report.errors.count == 1 && report.timedOut > 0
+        let failure =
+            report.replies == 0 && report.errors.count == 1 && report.timedOut > 0
             ? failureText(.timedOut, peer: peer, client: client) : nil
         if options.json {
             var fields: [(String, JSON)] = [("ok", .bool(ok)), ("to", .string(peer.description))]

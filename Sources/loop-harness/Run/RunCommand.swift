@@ -28,8 +28,11 @@ func runRawLoop(_ args: Arguments) throws -> Int32 {
     try loop.registerSleep(every: 1000) {
         beats += 1
         if json {
-            say(JSON.object([("event", .string("heartbeat")), ("beat", .int(beats)), ("echoed", .int(echoed)),
-                             ("cpuPercent", .number(loop.cpuUsage))]).description)
+            say(
+                JSON.object([
+                    ("event", .string("heartbeat")), ("beat", .int(beats)), ("echoed", .int(echoed)),
+                    ("cpuPercent", .number(loop.cpuUsage)),
+                ]).description)
         } else {
             say("heartbeat \(beats): echoed \(echoed) datagrams, cpu \(Int(loop.cpuUsage.rounded()))%")
         }
@@ -37,8 +40,11 @@ func runRawLoop(_ args: Arguments) throws -> Int32 {
     let seconds = options.int("--seconds")
     if seconds > 0 { try stopLoop(loop, afterSeconds: seconds) }
     if json {
-        say(JSON.object([("event", .string("serving")), ("backend", .string(loop.kind.rawValue)),
-                         ("port", .int(Int(socket.port))), ("pid", .int(Int(getpid())))]).description)
+        say(
+            JSON.object([
+                ("event", .string("serving")), ("backend", .string(loop.kind.rawValue)),
+                ("port", .int(Int(socket.port))), ("pid", .int(Int(getpid()))),
+            ]).description)
     } else {
         say("loop-harness: backend \(loop.kind), echo on 127.0.0.1:\(socket.port), pid \(getpid())")
     }
@@ -47,8 +53,13 @@ func runRawLoop(_ args: Arguments) throws -> Int32 {
     if json {
         var fields: [(String, JSON)] = [("event", .string("stopped")), ("reason", .string(reason.kind))]
         if let signo = reason.signalNumber { fields.append(("signal", .int(Int(signo)))) }
-        fields += [("echoed", .int(echoed)),
-                   ("loop", .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))]))]
+        fields += [
+            ("echoed", .int(echoed)),
+            (
+                "loop",
+                .object(loop.counters.fields.map { ($0.0, .int($0.1)) } + [("cpuPercent", .number(loop.cpuUsage))])
+            ),
+        ]
         say(JSON.object(fields).description)
     } else {
         say("stopped: \(reason)")

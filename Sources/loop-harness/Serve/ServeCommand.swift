@@ -1,7 +1,7 @@
+import Cluster
 import CommandLineOptions
 import Compat
 import Glibc
-import Cluster
 import HttpServer
 import LoopTools
 import NodeSupport
@@ -23,19 +23,28 @@ let serveOptions = CommandOptions(
         """,
     options: [
         .integer("--port", 0...65535, default: 0, "UDP port; 0 takes any free one"),
-        .text("--bind", "ADDR", expects: "an IPv4 address (a.b.c.d)", "the IPv4 address to listen on; default 127.0.0.1 (loopback only)"),
-        .text("--trust", "LIST", expects: "comma-separated IPv4 addresses or a.b.c.d/N prefixes", "whose save-and-exit requests are obeyed: comma-separated IPv4 addresses "
-                                 + "or CIDR prefixes (10.0.0.0/8); replaces the default, \(TrustedPeers.loopback)"),
+        .text(
+            "--bind", "ADDR", expects: "an IPv4 address (a.b.c.d)",
+            "the IPv4 address to listen on; default 127.0.0.1 (loopback only)"),
+        .text(
+            "--trust", "LIST", expects: "comma-separated IPv4 addresses or a.b.c.d/N prefixes",
+            "whose save-and-exit requests are obeyed: comma-separated IPv4 addresses "
+                + "or CIDR prefixes (10.0.0.0/8); replaces the default, \(TrustedPeers.loopback)"),
         .integer("--seconds", 0...31_536_000, default: 0, "stop by itself after this many seconds; 0: never"),
         .text("--save", "PATH", "where save-and-exit writes the node's counters (JSON)"),
-        .text("--http", "PORT", expects: "a TCP port 0…65535", "also serve the admin console over HTTP on this TCP port "
-                                 + "(0: any free one), at the --bind address"),
-        .text("--http-host", "NAMES", expects: "comma-separated host names (console.example,node1.example)",
-              "names besides its address the console answers to (the Host a browser sends); a request "
-              + "naming anything else gets a 421 (a defence against DNS rebinding)"),
-        .text("--hosts", "FILE", "join a cluster: the hosts file (one host a line: ID ADDRESS UDP_PORT HTTP_PORT, "
-                                 + "HTTP_PORT '-' for no console); the node binds its own line's address and ports, pings "
-                                 + "the others, and obeys admin requests from the listed hosts and loopback only"),
+        .text(
+            "--http", "PORT", expects: "a TCP port 0…65535",
+            "also serve the admin console over HTTP on this TCP port "
+                + "(0: any free one), at the --bind address"),
+        .text(
+            "--http-host", "NAMES", expects: "comma-separated host names (console.example,node1.example)",
+            "names besides its address the console answers to (the Host a browser sends); a request "
+                + "naming anything else gets a 421 (a defence against DNS rebinding)"),
+        .text(
+            "--hosts", "FILE",
+            "join a cluster: the hosts file (one host a line: ID ADDRESS UDP_PORT HTTP_PORT, "
+                + "HTTP_PORT '-' for no console); the node binds its own line's address and ports, pings "
+                + "the others, and obeys admin requests from the listed hosts and loopback only"),
         .integer("--id", 0...(HostsFile.maxHosts - 1), default: 0, "with --hosts: which host this node is (required)"),
         pingIntervalOption,
         deadAfterOption,
@@ -54,16 +63,20 @@ struct NodePlacement {
             for option in ["--id", "--ping-interval-ms", "--dead-after-ms"] where options.given(option) {
                 throw options.declaration.usage("\(option) needs --hosts")
             }
-            bind = try options.converted("--bind") { text in PeerAddress.parseIPv4(text).map { _ in text } } ?? "127.0.0.1"
+            bind =
+                try options.converted("--bind") { text in PeerAddress.parseIPv4(text).map { _ in text } } ?? "127.0.0.1"
             udpPort = UInt16(options.int("--port"))
             httpPort = try options.converted("--http") { UInt16($0) }
             trusted = try options.converted("--trust") { try TrustedPeers(parsing: $0) } ?? .loopback
             return
         }
         for option in ["--bind", "--port", "--http", "--trust"] where options.given(option) {
-            throw options.declaration.usage("\(option) cannot go with --hosts: the hosts file says where the node listens and whom it obeys")
+            throw options.declaration.usage(
+                "\(option) cannot go with --hosts: the hosts file says where the node listens and whom it obeys")
         }
-        guard options.given("--id") else { throw options.declaration.usage("--hosts needs --id N: which host this node is") }
+        guard options.given("--id") else {
+            throw options.declaration.usage("--hosts needs --id N: which host this node is")
+        }
         let hosts = try options.hostsFile()
         let id = options.int("--id")
         guard hosts.hosts.indices.contains(id) else {
@@ -101,8 +114,11 @@ func runServe(_ args: Arguments) throws -> Int32 {
     if httpPort != nil { loopConfiguration.maxRegistrations = 2 * TcpServerConfiguration().maxIncomingSockets + 1_000 }
     let loop = try Loop.make(backend, configuration: loopConfiguration)
     defer { try? loop.close() }
-    let server = UdpServer(loop: loop, configuration: nodeConfiguration(port: placement.udpPort, bind: bind,
-                                                                        options: options))
+    let server = UdpServer(
+        loop: loop,
+        configuration: nodeConfiguration(
+            port: placement.udpPort, bind: bind,
+            options: options))
     try server.start()
     let node = RpcNode(loop: loop, server: server, savePath: options.string("--save"), trusted: trusted)
     let membership = try placement.cluster.map { cluster in
@@ -120,8 +136,11 @@ func runServe(_ args: Arguments) throws -> Int32 {
     }
     node.onSaveFailure = { (error: SaveError) in
         if json {
-            say(JSON.object([("event", .string("save failed")), ("path", .string(error.path)),
-                             ("error", .string(error.reason)), ("errno", .int(Int(error.errno)))]).description)
+            say(
+                JSON.object([
+                    ("event", .string("save failed")), ("path", .string(error.path)),
+                    ("error", .string(error.reason)), ("errno", .int(Int(error.errno))),
+                ]).description)
         } else {
             sayError(error.description + " (still serving: fix it and ask again)")
         }
@@ -135,7 +154,9 @@ func runServe(_ args: Arguments) throws -> Int32 {
     try loop.registerSleep(every: 1000) {
         beats += 1
         if !json && beats % 10 == 0 {
-            say("heartbeat \(beats): \(server.stats.requestsCompleted + server.stats.handlerCalls) transactions, cpu \(Int(loop.cpuUsage.rounded()))%")
+            say(
+                "heartbeat \(beats): \(server.stats.requestsCompleted + server.stats.handlerCalls) transactions, cpu \(Int(loop.cpuUsage.rounded()))%"
+            )
         }
     }
     if seconds > 0 { try stopLoop(loop, afterSeconds: seconds) }
@@ -144,19 +165,24 @@ func runServe(_ args: Arguments) throws -> Int32 {
     // A client reaches a node bound to every interface through loopback.
     let reachAt = address.ip == 0 ? PeerAddress.loopback(port: address.port) : address
     if json {
-        say(JSON.object([("event", .string("serving")), ("backend", .string(backend.rawValue)),
-                         ("address", .string(address.ipString)), ("port", .int(Int(server.port))),
-                         ("pid", .int(Int(getpid()))), ("beyondLoopback", .bool(beyondLoopback)),
-                         ("httpPort", console?.http.tcp.listeningAddress.map { .int(Int($0.port)) } ?? .null),
-                         ("hostId", membership.map { .int($0.me.id) } ?? .null),
-                         ("trusted", .array(trusted.prefixes.map { .string($0.description) }))]).description)
+        say(
+            JSON.object([
+                ("event", .string("serving")), ("backend", .string(backend.rawValue)),
+                ("address", .string(address.ipString)), ("port", .int(Int(server.port))),
+                ("pid", .int(Int(getpid()))), ("beyondLoopback", .bool(beyondLoopback)),
+                ("httpPort", console?.http.tcp.listeningAddress.map { .int(Int($0.port)) } ?? .null),
+                ("hostId", membership.map { .int($0.me.id) } ?? .null),
+                ("trusted", .array(trusted.prefixes.map { .string($0.description) })),
+            ]).description)
     } else {
-        say("serving on \(address), backend \(backend), pid \(getpid())"
-            + (membership.map { ", host \($0.me.id) of \($0.hosts.hosts.count)" } ?? ""))
+        say(
+            "serving on \(address), backend \(backend), pid \(getpid())"
+                + (membership.map { ", host \($0.me.id) of \($0.hosts.hosts.count)" } ?? ""))
         if let consoleURL { say("admin console at \(consoleURL)") }
         if beyondLoopback {
-            say("listening beyond loopback: every handler answers anyone who can reach \(address.ipString); "
-                + "save-and-exit only \(trusted)")
+            say(
+                "listening beyond loopback: every handler answers anyone who can reach \(address.ipString); "
+                    + "save-and-exit only \(trusted)")
         } else if trusted != .loopback {
             say("save-and-exit only from \(trusted)")
         }

@@ -57,7 +57,8 @@ let package = Package(
             swiftSettings: strict),
         // Test-only helpers every test target shares (imports Testing, so never linked into an executable).
         .target(
-            name: "TestSupport", dependencies: ["Compat", "LoopTools"], path: "Tests/TestSupport", swiftSettings: strict
+            name: "TestSupport", dependencies: ["Compat", "LoopTools", "Sockets"], path: "Tests/TestSupport",
+            swiftSettings: strict
         ),
         // The executables it runs as processes (loop-harness, loop-probe, loop-bench) are built by
         // `swift build --build-tests`; a test target depending on an executable target links its code in.

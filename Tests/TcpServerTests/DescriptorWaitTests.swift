@@ -14,17 +14,8 @@ private final class ThreadedOrigin {
     private var thread: pthread_t?
 
     init() {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        listener = fd
-        var address = PeerAddress.loopback(port: 0).socketAddress
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                precondition(bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0)
-            }
-        }
-        port = UInt16(bigEndian: address.sin_port)
-        precondition(Glibc.listen(fd, 1024) == 0)
+        let (fd, port) = loopbackListener(nonBlocking: false, backlog: 1024)
+        (listener, self.port) = (fd, port)
         thread = startThread {
             let reply = Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".utf8)
             while true {

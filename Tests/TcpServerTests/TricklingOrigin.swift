@@ -21,18 +21,7 @@ final class TricklingOrigin {
         self.loop = loop
         self.reply = reply
         self.piece = piece
-        let fd = socket(
-            AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        listener = fd
-        var address = PeerAddress.loopback(port: 0).socketAddress
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                precondition(bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0)
-            }
-        }
-        port = UInt16(bigEndian: address.sin_port)
-        precondition(Glibc.listen(fd, 4) == 0)
+        (listener, port) = loopbackListener(nonBlocking: true, backlog: 4)
         registration = try loop.registerSleep(every: everyMs) { [unowned self] in self.tick() }
     }
 

@@ -187,8 +187,10 @@ extension TcpServerLoopTests {
                     } else {
                         Issue.record("fetched a reply that never ends: \(results[0])")
                     }
-                    // Bytes kept moving: the silence timeout (1 s) never ran out, the deadline did.
-                    #expect(origin.sent > 10 && elapsed >= 1_500, "ended after \(elapsed) ms, \(origin.sent) bytes")
+                    // Bytes kept moving: the silence timeout (1 s) never ran out (that would have
+                    // been `.timedOut`), the deadline did. How many bytes came in 1.5 s depends on
+                    // how loaded the machine is (a sanitizer's run sent fewer than ten).
+                    #expect(origin.sent > 0 && elapsed >= 1_500, "ended after \(elapsed) ms, \(origin.sent) bytes")
                     #expect(tcp.stats.outgoingOpen == 0)
                 }
             }

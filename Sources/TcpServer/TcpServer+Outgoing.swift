@@ -37,10 +37,12 @@ extension TcpServer {
         guard (0...2).contains(niceness) else { throw .refusedByLoop(.invalidNiceness(niceness)) }
         guard timeoutMs >= 1 else { throw .refusedByLoop(.invalidPeriod(timeoutMs)) }
         if let deadlineMs, deadlineMs < 1 { throw .refusedByLoop(.invalidPeriod(deadlineMs)) }
+        // The deadline counts from the clock read now, rounded up, not from `loop.now` (the
+        // time of this poll, stale by whatever ran since): it never passes before its time.
         let asked = ExchangeRequest(
             request: request, peer: peer, framing: framing, timeoutMs: timeoutMs,
-            deadline: deadlineMs.map { loop.now + Int64($0) }, niceness: niceness,
-            askedAt: loop.now)
+            deadline: deadlineMs.map { loop.configuration.clock.millisecondsRoundedUp() + Int64($0) },
+            niceness: niceness, askedAt: loop.now)
         // Behind exchanges already waiting for a descriptor: first come, first connected.
         if !descriptorWaits.queue.isEmpty && !pool.keys.contains(peer) {
             do { try startScanning() } catch { throw .refusedByLoop(error) }

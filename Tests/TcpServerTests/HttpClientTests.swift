@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import TestSupport
 import Testing
 
@@ -192,6 +193,36 @@ extension TcpServerLoopTests {
                     // how loaded the machine is (a sanitizer's run sent fewer than ten).
                     #expect(origin.sent > 0 && elapsed >= 1_500, "ended after \(elapsed) ms, \(origin.sent) bytes")
                     #expect(tcp.stats.outgoingOpen == 0)
+                }
+            }
+        }
+
+        /// The deadline counts from when the fetch was asked for, on a clock read then and
+        /// rounded up, not from the loop's `now`, which is the time of its last poll: asked
+        /// 5.4 ms after that poll, a 10 ms deadline counted from it passed after 4.6 ms.
+        @Test(arguments: LoopBackendKind.allCases)
+        func aDeadlineNeverPassesEarly(kind: LoopBackendKind) throws {
+            let nanoseconds = Atomic<Int64>(1_000_500_000) // 1000.5 ms
+            var configuration = LoopConfiguration.unroutedTimerSignalsAccepted
+            configuration.clock = LoopClock(
+                { nanoseconds.load(ordering: .relaxed) / 1_000_000 },
+                roundedUp: { (nanoseconds.load(ordering: .relaxed) + 999_999) / 1_000_000 })
+            try withLoop(kind, configuration: configuration) { loop in
+                let (listener, port) = loopbackListener(nonBlocking: true, backlog: 4)
+                defer { close(listener) }
+                try withClient(loop, .testing { $0.scanIntervalMs = 1 }) { tcp in
+                    try loop.runOnce(maxWaitMs: 0) // the loop's `now` is 1000 from here
+                    nanoseconds.store(1_005_900_000, ordering: .relaxed) // asked at 1005.9 ms
+                    var endedAt: Int64 = -1
+                    try tcp.send(bytes("ping\n"), to: .loopback(port: port), framing: LineFraming(), deadlineMs: 10) {
+                        if case .failure(.deadlinePassed) = $0 { endedAt = nanoseconds.load(ordering: .relaxed) }
+                    }
+                    for step in 1...60 where endedAt < 0 {
+                        nanoseconds.store(1_005_900_000 + Int64(step) * 500_000, ordering: .relaxed)
+                        try loop.runOnce(maxWaitMs: 0)
+                    }
+                    #expect(endedAt >= 1_015_900_000, "ended at \(endedAt) ns, asked at 1,005,900,000 with 10 ms")
+                    #expect(endedAt > 0 && endedAt <= 1_017_900_000, "ended at \(endedAt) ns")
                 }
             }
         }

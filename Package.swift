@@ -28,7 +28,7 @@ let package = Package(
         .target(
             name: "Compat", dependencies: ["LoopCore", "LegacyLoop", "EpollLoop", "Sockets"], swiftSettings: strict),
         .target(name: "LoopTools", dependencies: ["LoopCore", "Sockets"], swiftSettings: strict),
-        .target(name: "UdpServer", dependencies: ["Compat", "Sockets"], swiftSettings: strict),
+        .target(name: "UdpServer", dependencies: ["Compat", "LoopCore", "Sockets"], swiftSettings: strict),
         .target(name: "TcpServer", dependencies: ["Compat", "Sockets"], swiftSettings: strict),
         // HTTP/1.1 on the TcpServer: the admin console's server and the fetch client.
         .target(name: "HttpServer", dependencies: ["TcpServer"], swiftSettings: strict),
@@ -67,7 +67,7 @@ let package = Package(
             dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(
-            name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopTools", "Sockets", "TestSupport"],
+            name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopCore", "LoopTools", "Sockets", "TestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],

@@ -2,20 +2,23 @@
 ///
 /// Inlinable, so other modules get it specialized for their element type: the
 /// servers push and pop on every datagram, and an unspecialized generic pays a
-/// runtime metadata lookup on each call.
-package struct FifoQueue<Element> {
+/// runtime metadata lookup on each call. Public, under the `LoopInternals` SPI (so
+/// out of the user's API): this toolchain does not specialize a `package` generic in
+/// another module, which cost the RPC server 15 % of its requests a second at 32 in
+/// flight (docs/BENCHMARKS.md).
+@_spi(LoopInternals) public struct FifoQueue<Element> {
     @usableFromInline var items: [Element?] = []
     @usableFromInline var head = 0
 
-    @inlinable package init() {}
+    @inlinable public init() {}
 
-    @inlinable package var isEmpty: Bool { head == items.count }
-    @inlinable package var count: Int { items.count - head }
-    @inlinable package var first: Element? { isEmpty ? nil : items[head] }
+    @inlinable public var isEmpty: Bool { head == items.count }
+    @inlinable public var count: Int { items.count - head }
+    @inlinable public var first: Element? { isEmpty ? nil : items[head] }
 
-    @inlinable package mutating func append(_ element: Element) { items.append(element) }
+    @inlinable public mutating func append(_ element: Element) { items.append(element) }
 
-    @inlinable package mutating func popFirst() -> Element? {
+    @inlinable public mutating func popFirst() -> Element? {
         guard !isEmpty else { return nil }
         let element = items[head]
         items[head] = nil // release what it holds now, not at the next compaction

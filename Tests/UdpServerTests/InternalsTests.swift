@@ -1,3 +1,4 @@
+@_spi(LoopInternals) import LoopCore
 import TestSupport
 import Testing
 

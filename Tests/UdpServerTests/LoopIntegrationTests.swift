@@ -1,4 +1,5 @@
 import Glibc
+@_spi(LoopInternals) import LoopCore
 import LoopTools
 import TestSupport
 import Testing

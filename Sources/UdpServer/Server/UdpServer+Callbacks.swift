@@ -1,3 +1,5 @@
+@_spi(LoopInternals) import LoopCore
+
 /// Callbacks of finished transactions: handler calls and request callbacks.
 extension UdpServer {
     /// The original's `needBottom`: callbacks are waiting, so the loop should run

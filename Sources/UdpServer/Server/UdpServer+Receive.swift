@@ -1,3 +1,5 @@
+@_spi(LoopInternals) import LoopCore
+
 /// The read side: drain the socket, route each datagram to its transaction, ACK data.
 extension UdpServer {
     /// The socket's read callback (the original's `readPoll`): reads until the

@@ -1,3 +1,4 @@
+@_spi(LoopInternals) import LoopCore
 import Sockets
 
 /// The write side: datagrams are assembled into a batch that leaves in one

@@ -1,3 +1,5 @@
+@_spi(LoopInternals) import LoopCore
+
 /// Shutting down: stop taking work, drain, close.
 extension UdpServer {
     /// Stops taking new requests: new incoming requests are dropped and

@@ -1,4 +1,5 @@
 import Glibc
+@_spi(LoopInternals) import LoopCore
 import Sockets
 
 /// The UDP RPC server: sends requests and calls back with their replies, and

@@ -1,3 +1,5 @@
+@_spi(LoopInternals) import LoopCore
+
 /// Peers that recently acknowledged something this server sent: proof that they
 /// receive from us at the address they claim. A reply to any other address may be
 /// a reflection (a request with a forged source), so its resends are bounded by

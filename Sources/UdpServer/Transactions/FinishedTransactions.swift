@@ -1,3 +1,5 @@
+@_spi(LoopInternals) import LoopCore
+
 /// Incoming transactions that ended recently, with what their request looked like.
 /// A late copy of one of their request datagrams is acknowledged again (its ACK
 /// may be what was lost) but does not start the request, or its handler, a second

@@ -1,3 +1,5 @@
+@_spi(LoopInternals) import LoopCore
+
 /// Who holds the incoming slots and buffered bytes, by peer address (IP), and
 /// which partial requests may be evicted when someone else needs the room.
 ///

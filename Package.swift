@@ -67,7 +67,8 @@ let package = Package(
             dependencies: ["Compat", "CLoopShim", "LoopTools", "LoopScript", "NodeSupport", "TestSupport"],
             exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(
-            name: "UdpServerTests", dependencies: ["UdpServer", "Compat", "LoopCore", "LoopTools", "Sockets", "TestSupport"],
+            name: "UdpServerTests",
+            dependencies: ["UdpServer", "Compat", "LoopCore", "LoopTools", "Sockets", "TestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "ClusterTests", dependencies: ["Cluster", "UdpServer", "Compat", "LoopTools", "TestSupport"],

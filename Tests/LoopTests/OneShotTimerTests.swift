@@ -1,6 +1,5 @@
 import Compat
 import Glibc
-import Synchronization
 import TestSupport
 import Testing
 
@@ -92,16 +91,14 @@ extension LoopConformance {
         /// It counts from the reading rounded up, so it never fires before its whole delay.
         @Test(arguments: LoopBackendKind.allCases)
         func neverEarlyByTheClocksFraction(kind: LoopBackendKind) throws {
-            let nanoseconds = Atomic<Int64>(1_000_500_000) // 1000.5 ms
+            let clock = NanosecondClock(1_000_500_000) // 1000.5 ms
             var configuration = LoopConfiguration.unroutedTimerSignalsAccepted
-            configuration.clock = LoopClock(
-                { nanoseconds.load(ordering: .relaxed) / 1_000_000 },
-                roundedUp: { (nanoseconds.load(ordering: .relaxed) + 999_999) / 1_000_000 })
+            configuration.clock = clock.loopClock
             try withLoop(kind, configuration: configuration) { loop in
                 var firedAt: Int64 = -1
-                try loop.after(ms: 10) { firedAt = nanoseconds.load(ordering: .relaxed) }
+                try loop.after(ms: 10) { firedAt = clock.nanoseconds }
                 for step in 1...30 {
-                    nanoseconds.store(1_000_500_000 + Int64(step) * 500_000, ordering: .relaxed)
+                    clock.nanoseconds = 1_000_500_000 + Int64(step) * 500_000
                     try loop.runOnce(maxWaitMs: 0)
                     if firedAt >= 0 { break }
                 }

@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 import TestSupport
 import Testing
 
@@ -202,23 +201,21 @@ extension TcpServerLoopTests {
         /// 5.4 ms after that poll, a 10 ms deadline counted from it passed after 4.6 ms.
         @Test(arguments: LoopBackendKind.allCases)
         func aDeadlineNeverPassesEarly(kind: LoopBackendKind) throws {
-            let nanoseconds = Atomic<Int64>(1_000_500_000) // 1000.5 ms
+            let clock = NanosecondClock(1_000_500_000) // 1000.5 ms
             var configuration = LoopConfiguration.unroutedTimerSignalsAccepted
-            configuration.clock = LoopClock(
-                { nanoseconds.load(ordering: .relaxed) / 1_000_000 },
-                roundedUp: { (nanoseconds.load(ordering: .relaxed) + 999_999) / 1_000_000 })
+            configuration.clock = clock.loopClock
             try withLoop(kind, configuration: configuration) { loop in
                 let (listener, port) = loopbackListener(nonBlocking: true, backlog: 4)
                 defer { close(listener) }
                 try withClient(loop, .testing { $0.scanIntervalMs = 1 }) { tcp in
                     try loop.runOnce(maxWaitMs: 0) // the loop's `now` is 1000 from here
-                    nanoseconds.store(1_005_900_000, ordering: .relaxed) // asked at 1005.9 ms
+                    clock.nanoseconds = 1_005_900_000 // asked at 1005.9 ms
                     var endedAt: Int64 = -1
                     try tcp.send(bytes("ping\n"), to: .loopback(port: port), framing: LineFraming(), deadlineMs: 10) {
-                        if case .failure(.deadlinePassed) = $0 { endedAt = nanoseconds.load(ordering: .relaxed) }
+                        if case .failure(.deadlinePassed) = $0 { endedAt = clock.nanoseconds }
                     }
                     for step in 1...60 where endedAt < 0 {
-                        nanoseconds.store(1_005_900_000 + Int64(step) * 500_000, ordering: .relaxed)
+                        clock.nanoseconds = 1_005_900_000 + Int64(step) * 500_000
                         try loop.runOnce(maxWaitMs: 0)
                     }
                     #expect(endedAt >= 1_015_900_000, "ended at \(endedAt) ns, asked at 1,005,900,000 with 10 ms")

@@ -44,6 +44,20 @@ class NetnsNames:
         self.client_ip = f"{subnet}.200"
         self.bridge_ip = f"{subnet}.254"
 
+    @staticmethod
+    def from_environment():
+        """The default names, or LOOP_NETNS=PREFIX,SUBNET (e.g. `lx,10.214.0`): a second cluster
+        on the machine, beside one that runs under the default names."""
+        value = os.environ.get("LOOP_NETNS")
+        if not value:
+            return NetnsNames()
+        prefix, _, subnet = value.partition(",")
+        if not (prefix.isalnum() and len(prefix) <= 4 and len(subnet.split(".")) == 3
+                and all(p.isdigit() and int(p) < 256 for p in subnet.split("."))):
+            raise ClusterError(f"LOOP_NETNS={value!r}: PREFIX,SUBNET as in lx,10.214.0 (a prefix of 1 to 4 "
+                               "letters or digits, the first three numbers of a /24)")
+        return NetnsNames(prefix, subnet)
+
     def node_ns(self, i):
         return f"{self.prefix}-h{i}"
 
@@ -127,7 +141,7 @@ class Cluster:
             raise ClusterError("--loss needs --netns (the loss is an nftables rule in each namespace)")
         self.harness = harness
         self.netns = netns
-        self.names = names or NetnsNames()
+        self.names = names or NetnsNames.from_environment()
         self.loss = loss
         self.ping_interval_ms = ping_interval_ms
         self.dead_after_ms = dead_after_ms

@@ -22,13 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flavours import FLAVOURS, clean_environment  # noqa: E402
 import original  # noqa: E402
 
-# Names and addresses of the --netns plumbing, chosen not to collide with anything usual.
-BRIDGE = "lmbr0"
+# Names and addresses of the --netns plumbing, chosen not to collide with anything usual. A
+# script that may run beside scripts/cluster gives a prefix and a subnet of its own (test-wire).
+PREFIX = "lm"
 SUBNET = "10.213.0"
-CLIENT_NS = "lm-client"
-CLIENT_IP = f"{SUBNET}.200"
-BRIDGE_IP = f"{SUBNET}.254"
-NFT_TABLE = "lmloss"
 
 
 class ClusterError(Exception):
@@ -96,7 +93,8 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, count, harness, netns=False, loss=0, workdir=None, ping_interval_ms=100, dead_after_ms=4000):
+    def __init__(self, count, harness, netns=False, loss=0, workdir=None, ping_interval_ms=100, dead_after_ms=4000,
+                 prefix=PREFIX, subnet=SUBNET):
         if not 1 <= count <= 200:
             raise ClusterError(f"--hosts {count}: 1 to 200 hosts")
         if not 0 <= loss < 100:
@@ -105,6 +103,12 @@ class Cluster:
             raise ClusterError("--loss needs --netns (the loss is an nftables rule in each namespace)")
         self.harness = harness
         self.netns = netns
+        self.prefix = prefix
+        self.bridge = f"{prefix}br0"
+        self.client_ns = f"{prefix}-client"
+        self.client_ip = f"{subnet}.200"
+        self.bridge_ip = f"{subnet}.254"
+        self.nft_table = f"{prefix}loss"
         self.loss = loss
         self.ping_interval_ms = ping_interval_ms
         self.dead_after_ms = dead_after_ms
@@ -116,7 +120,7 @@ class Cluster:
         self.bridge_made = False
         for i in range(count):
             if netns:
-                self.nodes.append(Node(i, f"{SUBNET}.{i + 1}", 7400, 8400, f"lm-h{i}"))
+                self.nodes.append(Node(i, f"{subnet}.{i + 1}", 7400, 8400, f"{prefix}-h{i}"))
             else:
                 ip = f"127.0.0.{i + 2}"
                 self.nodes.append(Node(i, ip, free_port(ip, socket.SOCK_DGRAM, 7400),
@@ -150,40 +154,57 @@ class Cluster:
             print("== installing nftables (apt-get)", flush=True)
             run(["apt-get", "install", "-y", "-qq", "nftables"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         self.remove_network(quiet=True)  # leftovers of a run that was killed
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        run(["ip", "link", "add", self.bridge, "type", "bridge"])
         self.bridge_made = True
-        run(["ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE])
-        run(["ip", "link", "set", BRIDGE, "up"])
-        spaces = [(n.namespace, n.ip, n.id) for n in self.nodes] + [(CLIENT_NS, CLIENT_IP, "c")]
+        run(["ip", "addr", "add", f"{self.bridge_ip}/24", "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
+        spaces = [(n.namespace, n.ip, n.id) for n in self.nodes] + [(self.client_ns, self.client_ip, "c")]
         for name, ip, tag in spaces:
             run(["ip", "netns", "add", name])
             self.namespaces_made.append(name)
-            outside, inside = f"lmv{tag}", f"lmp{tag}"
+            outside, inside = f"{self.prefix}v{tag}", f"{self.prefix}p{tag}"
             run(["ip", "link", "add", outside, "type", "veth", "peer", "name", inside])
             run(["ip", "link", "set", inside, "netns", name])
             run(["ip", "-n", name, "link", "set", inside, "name", "eth0"])
             run(["ip", "-n", name, "addr", "add", f"{ip}/24", "dev", "eth0"])
             run(["ip", "-n", name, "link", "set", "eth0", "up"])
             run(["ip", "-n", name, "link", "set", "lo", "up"])
-            run(["ip", "link", "set", outside, "master", BRIDGE])
+            run(["ip", "link", "set", outside, "master", self.bridge])
             run(["ip", "link", "set", outside, "up"])
             if self.loss:
-                # Each datagram is dropped at most once, by its receiver: the share is per datagram.
-                rules = (f"table inet {NFT_TABLE} {{\n  chain input {{\n"
-                         f"    type filter hook input priority 0; policy accept;\n"
-                         f"    meta l4proto udp numgen random mod 100 < {self.loss} counter drop\n  }}\n}}\n")
-                run(["ip", "netns", "exec", name, "nft", "-f", "-"], input=rules)
+                self.drop_in(name, self.loss)
+
+    def drop_in(self, namespace, loss):
+        """Each datagram is dropped at most once, by its receiver: the share is per datagram."""
+        rules = (f"table inet {self.nft_table} {{\n  chain input {{\n"
+                 f"    type filter hook input priority 0; policy accept;\n"
+                 f"    meta l4proto udp numgen random mod 100 < {loss} counter drop\n  }}\n}}\n")
+        run(["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=rules)
+
+    def set_loss(self, loss):
+        """Drops `loss` percent of the UDP datagrams every namespace receives from now on
+        (0: none), for a test that measures the same cluster without loss, then with it."""
+        if not self.netns:
+            raise ClusterError("loss needs --netns (the loss is an nftables rule in each namespace)")
+        if loss and shutil.which("nft") is None:
+            print("== installing nftables (apt-get)", flush=True)
+            run(["apt-get", "install", "-y", "-qq", "nftables"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        for name in [n.namespace for n in self.nodes] + [self.client_ns]:
+            run(["ip", "netns", "exec", name, "nft", "delete", "table", "inet", self.nft_table], check=False)
+            if loss:
+                self.drop_in(name, loss)
+        self.loss = loss
 
     def remove_network(self, quiet=False):
         names = set(self.namespaces_made)
         if quiet:  # a previous run's, by name
-            names |= {f"lm-h{i}" for i in range(200)} | {CLIENT_NS}
+            names |= {f"{self.prefix}-h{i}" for i in range(200)} | {self.client_ns}
             listed = run(["ip", "netns", "list"], check=False).stdout.split()
             names &= set(listed)
         for name in sorted(names):
             run(["ip", "netns", "delete", name], check=False)
         if self.bridge_made or quiet:
-            run(["ip", "link", "delete", BRIDGE], check=False)
+            run(["ip", "link", "delete", self.bridge], check=False)
         self.namespaces_made = []
         self.bridge_made = False
 
@@ -192,8 +213,8 @@ class Cluster:
         if not (self.netns and self.loss):
             return 0
         total = 0
-        for name in [n.namespace for n in self.nodes] + [CLIENT_NS]:
-            out = run(["ip", "netns", "exec", name, "nft", "-j", "list", "table", "inet", NFT_TABLE], check=False).stdout
+        for name in [n.namespace for n in self.nodes] + [self.client_ns]:
+            out = run(["ip", "netns", "exec", name, "nft", "-j", "list", "table", "inet", self.nft_table], check=False).stdout
             try:
                 for item in json.loads(out).get("nftables", []):
                     for expr in item.get("rule", {}).get("expr", []):
@@ -210,7 +231,7 @@ class Cluster:
         return ["ip", "netns", "exec", namespace] + cmd if namespace else cmd
 
     def client_command(self, build, args):
-        return self.command(self.harness[build], args, CLIENT_NS if self.netns else None)
+        return self.command(self.harness[build], args, self.client_ns if self.netns else None)
 
     # -- nodes
 

@@ -10,9 +10,19 @@ public struct UdpServerConfiguration {
     public var port: UInt16 = 0
     /// Loopback unless told otherwise.
     public var bindAddress = "127.0.0.1"
-    /// Bytes per datagram, header included; both ends must agree. 1462 by default (a LAN
-    /// frame); `loopback` uses 16400; at most 65507.
+    /// Bytes per datagram, header included, to and from every peer that is not one of the
+    /// server's own addresses: the original's `DGRAM_SIZE`, 1462 (a LAN frame), by default;
+    /// at most 65507. Both ends must agree: each applies the rule to the other's address.
     public var datagramSize = DatagramGeometry.lanDatagramSize
+    /// Bytes per datagram to and from the server's own addresses (`ownAddresses`, and
+    /// `bindAddress` when it names one address): the original's `DGRAM_SIZE_LB`, 16400,
+    /// which it uses where `Hostdb::isMyIp` holds. nil: `datagramSize` to every peer alike.
+    public var ownAddressDatagramSize: Int? = DatagramGeometry.loopbackDatagramSize
+    /// The server's own addresses besides the bind address (dotted quads): 127.0.0.1 by
+    /// default, which the original's `isMyIp` counts always; a cluster member adds its
+    /// hosts-file addresses, as `isMyIp` holds for its own IP and its second (shotgun) IP.
+    /// (A test peer at another 127/8 address that stands for another host leaves 127.0.0.1 out.)
+    public var ownAddresses: [String] = ["127.0.0.1"]
     /// The largest message sent or received. Lower it in tests.
     public var maxMessageSize = DatagramGeometry.defaultMaxMessageSize
     /// Period of the resend/timeout scan (the original's `pollTime`).
@@ -81,18 +91,37 @@ public struct UdpServerConfiguration {
     /// Sees every outgoing datagram before the socket does: the loss injector of the tests.
     package var datagramFilter: (any DatagramFilter)? = nil
 
-    /// The defaults: LAN datagrams, any free port on 127.0.0.1.
+    /// The defaults: the original's rule (16400-byte datagrams to this host's own addresses,
+    /// 1462 to every other), any free port on 127.0.0.1.
     public init() {}
 
-    /// The configuration for loopback peers: 16400-byte datagrams.
+    /// The configuration for peers that are all on this host (any 127/8 address): 16400-byte
+    /// datagrams to every peer.
     public static var loopback: UdpServerConfiguration {
         var c = UdpServerConfiguration()
         c.datagramSize = DatagramGeometry.loopbackDatagramSize
         return c
     }
 
-    func validated() throws(ConfigurationError) -> DatagramGeometry {
+    /// The datagram geometries (every other peer's, the own addresses'), and the own addresses.
+    func validated() throws(ConfigurationError) -> (
+        other: DatagramGeometry, own: DatagramGeometry, ownIPs: [UInt32]
+    ) {
         let geometry = try DatagramGeometry(datagramSize: datagramSize, maxMessageSize: maxMessageSize)
+        var own = geometry
+        if let ownAddressDatagramSize {
+            guard ownAddressDatagramSize > DatagramHeader.dataHeaderSize,
+                ownAddressDatagramSize <= DatagramGeometry.largestDatagramSize
+            else { throw .ownAddressDatagramSize(ownAddressDatagramSize) }
+            own = try DatagramGeometry(datagramSize: ownAddressDatagramSize, maxMessageSize: maxMessageSize)
+        }
+        var ownIPs: [UInt32] = []
+        for text in ownAddresses {
+            guard let ip = PeerAddress.parseIPv4(text) else { throw .ownAddress(text) }
+            if !ownIPs.contains(ip) { ownIPs.append(ip) }
+        }
+        // 0.0.0.0 is every address and none of them; an unparsable one is reported by `start()`.
+        if let ip = PeerAddress.parseIPv4(bindAddress), ip != 0, !ownIPs.contains(ip) { ownIPs.append(ip) }
         guard pollTimeMs >= 1 else { throw .pollTime(pollTimeMs) }
         guard maxSlots >= 1 else { throw .maxSlots(maxSlots) }
         guard ackWindow >= 1 else { throw .ackWindow(ackWindow) }
@@ -113,7 +142,7 @@ public struct UdpServerConfiguration {
         guard strangerReplyHoldMs >= 0 else { throw .strangerReplyHold(strangerReplyHoldMs) }
         guard requestResendAfterMs >= 1 else { throw .requestResendAfter(requestResendAfterMs) }
         guard dropLogIntervalMs >= 1 else { throw .dropLogInterval(dropLogIntervalMs) }
-        return geometry
+        return (geometry, own, ownIPs)
     }
 }
 
@@ -121,6 +150,10 @@ public struct UdpServerConfiguration {
 public enum ConfigurationError: Error, Hashable, Sendable {
     /// Must be above the 12-byte header and at most 65507.
     case datagramSize(Int)
+    /// `ownAddressDatagramSize`, when set: above the 12-byte header and at most 65507.
+    case ownAddressDatagramSize(Int)
+    /// An entry of `ownAddresses` that is not a dotted-quad IPv4 address.
+    case ownAddress(String)
     /// Must fit the 32-bit size word, and its datagram count the 21-bit number.
     case maxMessageSize(Int)
     /// `pollTimeMs` must be at least 1.

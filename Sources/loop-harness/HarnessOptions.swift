@@ -15,7 +15,10 @@ extension CommandOptions {
         .json,
         .integer(
             "--datagram-size", (DatagramHeader.dataHeaderSize + 1)...DatagramGeometry.largestDatagramSize,
-            default: DatagramGeometry.loopbackDatagramSize, "RPC datagram size in bytes (both ends must agree)"),
+            default: nil,
+            "RPC datagram size in bytes to every peer alike (both ends must agree); default: the original's "
+                + "rule, \(DatagramGeometry.loopbackDatagramSize) to this node's own addresses, "
+                + "\(DatagramGeometry.lanDatagramSize) to every other"),
         .help,
     ]
 }

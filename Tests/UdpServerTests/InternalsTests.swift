@@ -108,7 +108,8 @@ import Testing
             Transaction(
                 key: TransactionKey(transactionId: id, peer: PeerAddress(ip: ip, port: 9), initiatedByUs: false),
                 type: 1, niceness: 0, timeoutMs: 60_000, serial: UInt64(id), phase: .receivingRequest, now: now,
-                resendPolicy: ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true))
+                resendPolicy: ResendPolicy(niceness: 0, backoffMs: nil, maxWaitMs: nil, peerIsLocal: true),
+                geometry: .lan)
         }
         var ledger = IncomingLedger()
         let old = transaction(0, ip: 1, at: 0)

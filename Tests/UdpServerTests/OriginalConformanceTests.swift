@@ -240,7 +240,7 @@ enum OriginalProtocol {
             "only an 8-byte datagram is an ACK", "a non-last datagram shorter than its payload",
             "an unknown message type gets an error reply", "a late copy of a request received whole",
             "largest message", "while shutting down", "127/8 counts as local",
-            "replies to an address that never acknowledged",
+            "replies to an address that never acknowledged", "the datagram size per peer",
         ] {
             #expect(migration.contains(declared), "MIGRATION.md does not declare: \(declared)")
         }

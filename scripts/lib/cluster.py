@@ -28,7 +28,6 @@ SUBNET = "10.213.0"
 # A cluster's names are fixed by its prefix: one cluster of a prefix at a time. A second run of the
 # same prefix waits for the first instead of tearing down its network (its start removes leftovers).
 NETWORK_LOCK = "/run/lock/loop-migration-netns-{prefix}.lock"
-NFT_TABLE = "lmloss"
 
 
 class NetnsNames:
@@ -43,6 +42,7 @@ class NetnsNames:
         self.client_ns = f"{prefix}-client"
         self.client_ip = f"{subnet}.200"
         self.bridge_ip = f"{subnet}.254"
+        self.nft_table = f"{prefix}loss"
 
     @staticmethod
     def from_environment():
@@ -216,11 +216,28 @@ class Cluster:
             run(["ip", "link", "set", outside, "master", bridge])
             run(["ip", "link", "set", outside, "up"])
             if self.loss:
-                # Each datagram is dropped at most once, by its receiver: the share is per datagram.
-                rules = (f"table inet {NFT_TABLE} {{\n  chain input {{\n"
-                         f"    type filter hook input priority 0; policy accept;\n"
-                         f"    meta l4proto udp numgen random mod 100 < {self.loss} counter drop\n  }}\n}}\n")
-                run(["ip", "netns", "exec", name, "nft", "-f", "-"], input=rules)
+                self.drop_in(name, self.loss)
+
+    def drop_in(self, namespace, loss):
+        """Each datagram is dropped at most once, by its receiver: the share is per datagram."""
+        rules = (f"table inet {self.names.nft_table} {{\n  chain input {{\n"
+                 f"    type filter hook input priority 0; policy accept;\n"
+                 f"    meta l4proto udp numgen random mod 100 < {loss} counter drop\n  }}\n}}\n")
+        run(["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=rules)
+
+    def set_loss(self, loss):
+        """Drops `loss` percent of the UDP datagrams every namespace receives from now on
+        (0: none), for a test that measures the same cluster without loss, then with it."""
+        if not self.netns:
+            raise ClusterError("loss needs --netns (the loss is an nftables rule in each namespace)")
+        if loss and shutil.which("nft") is None:
+            print("== installing nftables (apt-get)", flush=True)
+            run(["apt-get", "install", "-y", "-qq", "nftables"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        for name in [n.namespace for n in self.nodes] + [self.names.client_ns]:
+            run(["ip", "netns", "exec", name, "nft", "delete", "table", "inet", self.names.nft_table], check=False)
+            if loss:
+                self.drop_in(name, loss)
+        self.loss = loss
 
     def remove_network(self, quiet=False):
         names = set(self.namespaces_made)
@@ -241,7 +258,7 @@ class Cluster:
             return 0
         total = 0
         for name in [n.namespace for n in self.nodes] + [self.names.client_ns]:
-            out = run(["ip", "netns", "exec", name, "nft", "-j", "list", "table", "inet", NFT_TABLE], check=False).stdout
+            out = run(["ip", "netns", "exec", name, "nft", "-j", "list", "table", "inet", self.names.nft_table], check=False).stdout
             try:
                 for item in json.loads(out).get("nftables", []):
                     for expr in item.get("rule", {}).get("expr", []):

@@ -43,7 +43,7 @@ extension UdpServer {
     func process(_ datagram: UnsafeRawBufferPointer, from peer: PeerAddress) {
         let header: DatagramHeader
         do {
-            header = try DatagramHeader.decode(datagram, geometry: geometry)
+            header = try DatagramHeader.decode(datagram, geometry: geometry(toward: peer.ip))
         } catch .messageTooLarge {
             // A well-formed request for more than this server takes: refused at once with a
             // cancel ACK, as the original answers a message it cannot allocate (ENOMEM).
@@ -189,7 +189,8 @@ extension UdpServer {
         let transaction = Transaction(
             key: key, type: header.messageType, niceness: niceness,
             timeoutMs: Int64(configuration.incomingTimeoutMs), serial: makeSerial(),
-            phase: .receivingRequest, now: currentTime(), resendPolicy: policy)
+            phase: .receivingRequest, now: currentTime(), resendPolicy: policy,
+            geometry: geometry(toward: key.peer.ip))
         transaction.bytesHeard = size
         finishedTransactions.remove(key) // if the id was reused: a new request, admitted now
         insert(transaction)
@@ -244,7 +245,7 @@ extension UdpServer {
         if now - transaction.lastProgress >= Int64(configuration.stalledAfterMs) { return true }
         guard let message = transaction.incoming, message.receivedCount > 0 else { return true }
         // Whole datagrams' worth received (the last may be shorter: close enough for a rate).
-        let received = message.receivedCount * geometry.payloadSize
+        let received = message.receivedCount * transaction.geometry.payloadSize
         return Double(age) * Double(message.size) / Double(received) > Double(configuration.maximumTransferMs)
     }
 
@@ -281,7 +282,7 @@ extension UdpServer {
             guard let size = header.messageSize else { return }
             message = IncomingMessage(
                 size: size, type: header.messageType, hadError: header.hadError,
-                geometry: geometry)
+                geometry: transaction.geometry)
             transaction.incoming = message
             transaction.receivedSize = size
             transaction.reservedBytes = size
@@ -290,7 +291,7 @@ extension UdpServer {
         }
         let number = Int(header.datagramNumber)
         transaction.lastReceivedNumber = number
-        let isNew = message.accept(number: number, payload: payload, geometry: geometry)
+        let isNew = message.accept(number: number, payload: payload, geometry: transaction.geometry)
         if isNew { transaction.lastProgress = currentTime() } else { counters.duplicates += 1 }
         sendAck(for: transaction, datagram: number)
         if isNew && message.isComplete { complete(transaction, message) }

@@ -236,7 +236,7 @@ extension UdpServer {
     /// not take it, it is sent again later unless `retry` is false (a reply poke).
     func transmitData(_ number: Int, of message: OutgoingMessage, in transaction: Transaction, retry: Bool = true) {
         let header = transaction.header(forDatagram: number, of: message)
-        let range = geometry.payloadRange(ofDatagram: number, messageSize: message.bytes.count)
+        let range = transaction.geometry.payloadRange(ofDatagram: number, messageSize: message.bytes.count)
         let slot = sendBatch.slot
         header.write(to: slot)
         message.bytes.withUnsafeBytes { source in

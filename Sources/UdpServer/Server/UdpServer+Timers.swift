@@ -110,7 +110,7 @@ extension UdpServer {
             transaction.resendCredits -= 1
             return true
         }
-        let resend = message.unacknowledgedBytes(geometry: geometry)
+        let resend = message.unacknowledgedBytes(geometry: transaction.geometry)
         return transaction.bytesSent + resend <= configuration.unacknowledgedReplyFactor * transaction.bytesHeard
     }
 
@@ -156,7 +156,8 @@ extension UdpServer {
     func resendWholeRequest(_ transaction: Transaction, at now: Int64) {
         guard let request = transaction.outgoing else { return }
         counters.requestsResent += 1
-        transaction.outgoing = OutgoingMessage(bytes: request.bytes, hadError: request.hadError, geometry: geometry)
+        transaction.outgoing = OutgoingMessage(
+            bytes: request.bytes, hadError: request.hadError, geometry: transaction.geometry)
         transaction.phase = .sendingRequest
         transaction.wasResentWhole = true
         transaction.lastHeard = now

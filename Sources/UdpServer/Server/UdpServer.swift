@@ -21,7 +21,13 @@ public final class UdpServer {
     public let loop: Loop
     /// The configuration given at creation; `start()` checks it.
     public let configuration: UdpServerConfiguration
+    /// How messages to and from every peer not among `ownIPs` are cut (`datagramSize`).
     let geometry: DatagramGeometry
+    /// How messages to and from `ownIPs` are cut (`ownAddressDatagramSize`): the original
+    /// chooses per peer (UdpSlot.cpp:213-218), and each transaction keeps its peer's.
+    let ownGeometry: DatagramGeometry
+    /// This server's own addresses: a few, so a scan costs less than a hash.
+    let ownIPs: [UInt32]
     private let configurationError: ConfigurationError?
 
     /// The bound port (the ephemeral one when configured with 0); 0 before `start()`.
@@ -91,10 +97,10 @@ public final class UdpServer {
         self.loop = loop
         self.configuration = configuration
         do {
-            geometry = try configuration.validated()
+            (geometry, ownGeometry, ownIPs) = try configuration.validated()
             configurationError = nil
         } catch {
-            geometry = .lan
+            (geometry, ownGeometry, ownIPs) = (.lan, .lan, [])
             configurationError = error
         }
         finishedTransactions = FinishedTransactions(capacity: max(1, configuration.maxSlots) * 4)
@@ -106,10 +112,11 @@ public final class UdpServer {
         // A random first id makes a restarted peer unlikely to reuse ids the other side remembers.
         nextTransactionId = UInt32(truncatingIfNeeded: random.next()) & DatagramHeader.maxTransactionId
         let perCall = configurationError == nil ? configuration.datagramsPerSystemCall : 1
+        // Room for the larger of the two sizes, whichever peer a datagram is for or from.
+        let largest = max(geometry.datagramSize, ownGeometry.datagramSize)
         receiveBatch = ReceiveBatch(
-            capacity: min(perCall, max(1, configuration.maxDatagramsPerRead)),
-            datagramSize: geometry.datagramSize)
-        sendBatch = SendBatch(capacity: perCall, datagramSize: geometry.datagramSize)
+            capacity: min(perCall, max(1, configuration.maxDatagramsPerRead)), datagramSize: largest)
+        sendBatch = SendBatch(capacity: perCall, datagramSize: largest)
     }
 
     deinit {
@@ -204,8 +211,8 @@ public final class UdpServer {
         let transaction = Transaction(
             key: key, type: type, niceness: level, timeoutMs: Int64(max(1, timeoutMs)),
             serial: makeSerial(), phase: .sendingRequest, now: currentTime(),
-            resendPolicy: policy, requestID: handle.id, callback: callback)
-        transaction.outgoing = OutgoingMessage(bytes: message, hadError: false, geometry: geometry)
+            resendPolicy: policy, geometry: geometry(toward: peer.ip), requestID: handle.id, callback: callback)
+        transaction.outgoing = OutgoingMessage(bytes: message, hadError: false, geometry: transaction.geometry)
         resetResendTime(transaction)
         insert(transaction)
         requests[handle.id] = key
@@ -282,7 +289,7 @@ public final class UdpServer {
         guard message.count <= geometry.maxMessageSize else {
             throw .messageTooLarge(size: message.count, limit: geometry.maxMessageSize)
         }
-        transaction.outgoing = OutgoingMessage(bytes: message, hadError: hadError, geometry: geometry)
+        transaction.outgoing = OutgoingMessage(bytes: message, hadError: hadError, geometry: transaction.geometry)
         transaction.phase = .sendingReply
         transaction.lastProgress = currentTime()
         cutTimeoutForShutdown(transaction)
@@ -358,6 +365,14 @@ public final class UdpServer {
         if !transaction.isRequester { ledger.released(transaction.reservedBytes, for: transaction.key.peer.ip) }
         transaction.reservedBytes = 0
         transaction.incoming = nil
+    }
+
+    /// The geometry of every transaction with `ip`: the own addresses' size to one of this
+    /// server's own addresses (the original's `isMyIp`), the other size to everyone else.
+    /// Both ends apply the rule to each other's address, so they agree.
+    func geometry(toward ip: UInt32) -> DatagramGeometry {
+        for own in ownIPs where own == ip { return ownGeometry }
+        return geometry
     }
 
     func allocateTransactionId(for peer: PeerAddress) -> UInt32 {

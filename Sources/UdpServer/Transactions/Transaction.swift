@@ -58,6 +58,9 @@ final class Transaction {
     /// When it started, for the progress rate of a partial request.
     let startedAt: Int64
 
+    /// How its messages are cut: chosen once from the peer's address (`UdpServer.geometry(toward:)`).
+    let geometry: DatagramGeometry
+
     // Resending.
     let resendPolicy: ResendPolicy
     var resendCount = 0
@@ -74,7 +77,7 @@ final class Transaction {
 
     init(
         key: TransactionKey, type: UInt8, niceness: Int, timeoutMs: Int64, serial: UInt64,
-        phase: Phase, now: Int64, resendPolicy: ResendPolicy,
+        phase: Phase, now: Int64, resendPolicy: ResendPolicy, geometry: DatagramGeometry,
         requestID: UInt64? = nil, callback: ((RpcResult) -> Void)? = nil
     ) {
         self.key = key
@@ -87,6 +90,7 @@ final class Transaction {
         self.lastHeard = now
         self.startedAt = now
         self.resendPolicy = resendPolicy
+        self.geometry = geometry
         self.requestID = requestID
         self.callback = callback
     }

@@ -59,6 +59,8 @@ struct AttackPlan {
 }
 
 func runAttack(loop: Loop, client: UdpServer, node: PeerAddress, plan: AttackPlan) throws -> AttackReport {
+    // The node takes the flooder (127.0.0.2, not one of its own addresses) at the size for
+    // every other peer: `datagramSize`, whether or not --datagram-size set one size for all.
     let geometry = try DatagramGeometry(
         datagramSize: client.configuration.datagramSize,
         maxMessageSize: client.configuration.maxMessageSize)

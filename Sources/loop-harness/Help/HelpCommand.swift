@@ -31,7 +31,8 @@ let usage = """
     options for every command:
       --backend epoll|legacy   override the build's default (also LOOP_BACKEND)
       --json                   machine-readable output, errors included
-      --datagram-size N        RPC datagram size (default 16400, the loopback size)
+      --datagram-size N        RPC datagram size to every peer (default: 16400 to this node's
+                               own addresses, 1462 to every other, as the original)
       --help                   the command's options
 
     exit status: 0 success, 1 failure, 2 usage error

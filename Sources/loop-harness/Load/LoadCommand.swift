@@ -64,7 +64,7 @@ func runLoad(_ args: Arguments) throws -> Int32 {
         loop: loop,
         configuration: nodeConfiguration(
             bind: clientBindAddress(toward: hosts.hosts[0].address),
-            options: options))
+            ownAddresses: sameHostAddresses(hosts.hosts.map(\.address)), options: options))
     try client.start()
     defer { client.shutdown(urgent: true) }
     let pings = try PingServer(loop: loop, server: client, hosts: hosts, selfID: nil, configuration: pingConfiguration)

@@ -25,7 +25,9 @@ func withClient<R>(_ options: ParsedOptions, _ body: (Loop, UdpServer, PeerAddre
     let loop = try Loop.make(backend)
     defer { try? loop.close() }
     let client = UdpServer(
-        loop: loop, configuration: nodeConfiguration(bind: clientBindAddress(toward: peer), options: options))
+        loop: loop,
+        configuration: nodeConfiguration(
+            bind: clientBindAddress(toward: peer), ownAddresses: sameHostAddresses([peer]), options: options))
     try client.start()
     return try body(loop, client, peer)
 }

@@ -16,6 +16,8 @@ struct PingReport {
     var rtts = Sample()
     var seconds = 0.0
     var payloadBytes = 0
+    /// Bytes of the replies counted in `replies`.
+    var replyBytes = 0
 
     var timedOut: Int { errors["timed out"] ?? 0 }
     var requestsPerSecond: Double { seconds > 0 ? Double(replies) / seconds : 0 }
@@ -26,7 +28,7 @@ struct PingReport {
         .object([
             ("sent", .int(sent)), ("completed", .int(completed)), ("replies", .int(replies)),
             ("errors", .object(errors.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
-            ("corruptReplies", .int(corruptReplies)),
+            ("corruptReplies", .int(corruptReplies)), ("replyBytes", .int(replyBytes)),
             ("rttP50Ms", .number(rtts.percentile(50))), ("rttP99Ms", .number(rtts.percentile(99))),
             ("requestsPerSecond", .number(requestsPerSecond)), ("megabytesPerSecond", .number(megabytesPerSecond)),
             ("seconds", .number(seconds)),
@@ -49,12 +51,20 @@ struct PingReport {
 /// time, driving `loop` until every one has completed (each exactly once).
 func runPing(
     loop: Loop, client: UdpServer, to peer: PeerAddress, count: Int, size: Int, concurrency: Int,
-    timeoutMs: Int = 10_000, niceness: Int = 0, type: NodeMessage = .echo
+    timeoutMs: Int = 10_000, niceness: Int = 0, type: NodeMessage = .echo, rawType: UInt8? = nil
 ) throws -> PingReport {
     var report = PingReport()
     var payload = [UInt8](repeating: 0, count: size)
     for i in payload.indices { payload[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-    let expected = type == .echo ? payload : []
+    // What a reply must be: the request for echo, empty for ping; for a type of another
+    // node's (`rawType`: the original's 0x11), any reply counts.
+    let wireType = rawType ?? type.rawValue
+    let expected: [UInt8]? =
+        switch NodeMessage(rawValue: wireType) {
+        case .echo: payload
+        case .ping: []
+        default: nil
+        }
     var inFlight = 0
     let start = monotonicNanoseconds()
 
@@ -63,14 +73,15 @@ func runPing(
         report.sent += 1
         inFlight += 1
         let sentAt = monotonicNanoseconds()
-        client.sendRequest(payload, type: type.rawValue, to: peer, timeoutMs: timeoutMs, niceness: niceness) { result in
+        client.sendRequest(payload, type: wireType, to: peer, timeoutMs: timeoutMs, niceness: niceness) { result in
             inFlight -= 1
             report.completed += 1
             switch result {
             case .success(let reply):
-                if reply == expected {
+                if expected == nil || reply == expected {
                     report.replies += 1
                     report.payloadBytes += size
+                    report.replyBytes += reply.count
                     report.rtts.add(Double(monotonicNanoseconds() - sentAt) / 1e6)
                 } else {
                     report.corruptReplies += 1

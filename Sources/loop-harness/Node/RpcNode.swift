@@ -196,11 +196,26 @@ func clientBindAddress(toward peer: PeerAddress) -> String {
     return found ? PeerAddress(local).ipString : "127.0.0.1"
 }
 
-/// The server configuration the harness uses: loopback-sized datagrams (`--datagram-size`).
-func nodeConfiguration(port: UInt16 = 0, bind: String = "127.0.0.1", options: ParsedOptions) -> UdpServerConfiguration {
+/// A client's own addresses besides 127.0.0.1, from whom it talks to: its targets on 127/8.
+/// They are this host: a node at 127.0.0.2 sees the client at 127.0.0.1, one of its own
+/// addresses, and sends it 16400-byte datagrams; the client must cut its side the same way.
+func sameHostAddresses(_ peers: [PeerAddress]) -> [String] {
+    peers.filter { $0.ip >> 24 == 127 }.map(\.ipString)
+}
+
+/// The server configuration the harness uses: the original's datagram size per peer (16400
+/// to this node's own addresses: 127.0.0.1, a specific `bind`, `ownAddresses`; 1462 to every
+/// other), or `--datagram-size` to every peer alike.
+func nodeConfiguration(
+    port: UInt16 = 0, bind: String = "127.0.0.1", ownAddresses: [String] = [], options: ParsedOptions
+) -> UdpServerConfiguration {
     var config = UdpServerConfiguration()
     config.port = port
     config.bindAddress = bind
-    config.datagramSize = options.int("--datagram-size")
+    config.ownAddresses += ownAddresses
+    if options.given("--datagram-size") {
+        config.datagramSize = options.int("--datagram-size", default: DatagramGeometry.lanDatagramSize)
+        config.ownAddressDatagramSize = nil
+    }
     return config
 }

@@ -18,6 +18,10 @@ let pingOptions = CommandOptions(
             "--size", 0...DatagramGeometry.defaultMaxMessageSize, default: 64,
             "bytes per request, up to the largest message a server takes"),
         .integer("--concurrency", 1...1024, default: 1, "requests in flight at once"),
+        .integer(
+            "--type", 0...255, default: Int(NodeMessage.echo.rawValue),
+            "message type: 2 echo (the reply must equal the request), 1 ping (an empty reply); "
+                + "any other is sent as it is and any reply counts (17, 0x11: the original's ping)"),
         timeoutOption,
     ])
 
@@ -28,7 +32,7 @@ func runPingCommand(_ args: Arguments) throws -> Int32 {
         let report = try runPing(
             loop: loop, client: client, to: peer, count: options.int("--count"),
             size: options.int("--size"), concurrency: options.int("--concurrency"),
-            timeoutMs: options.int("--timeout-ms"))
+            timeoutMs: options.int("--timeout-ms"), rawType: UInt8(options.int("--type")))
         let ok = report.replies == report.sent && report.sent > 0
         // Every request failed the same way: say it once, as stats and shutdown do.
         let failure =

@@ -65,6 +65,8 @@ struct NodePlacement {
     var udpPort: UInt16 = 0
     var httpPort: UInt16?
     var trusted = TrustedPeers.loopback
+    /// Its own addresses besides 127.0.0.1 and `bind`: its hosts-file line's second IP.
+    var ownAddresses: [String] = []
     var cluster: (hosts: HostsFile, me: ClusterHost, pings: PingConfiguration)?
 
     init(_ options: ParsedOptions) throws {
@@ -97,6 +99,7 @@ struct NodePlacement {
         udpPort = me.address.port
         httpPort = me.httpPort
         trusted = ClusterMembership.trustedPeers(hosts)
+        ownAddresses = secondAddresses(of: me, inHostsFile: options.string("--hosts") ?? "")
         cluster = (hosts, me, pings)
     }
 }
@@ -128,7 +131,7 @@ func runServe(_ args: Arguments) throws -> Int32 {
     let server = UdpServer(
         loop: loop,
         configuration: nodeConfiguration(
-            port: placement.udpPort, bind: bind,
+            port: placement.udpPort, bind: bind, ownAddresses: placement.ownAddresses,
             options: options))
     try server.start()
     let node = RpcNode(loop: loop, server: server, savePath: options.string("--save"), trusted: trusted)

@@ -91,7 +91,7 @@ def harness_paths(builds_needed, overrides):
             paths[name] = overrides[name]
             continue
         flavour = {f.name: f for f in FLAVOURS}[name]
-        if not os.path.exists(flavour.harness):
+        if flavour.is_stale():
             if not flavour.build():
                 raise ClusterError(f"the {name} build failed")
         paths[name] = flavour.harness

@@ -25,6 +25,18 @@ class Flavour:
     def harness(self) -> str:
         return os.path.join(ROOT, self.scratch, "debug", "loop-harness")
 
+    def is_stale(self) -> bool:
+        """Whether the flavour's loop-harness is missing or older than a source file: a
+        script must not run a binary of other sources than the tree's."""
+        if not os.path.exists(self.harness):
+            return True
+        built = os.path.getmtime(self.harness)
+        newest = os.path.getmtime(os.path.join(ROOT, "Package.swift"))
+        for directory, _, files in os.walk(os.path.join(ROOT, "Sources")):
+            for name in files:
+                newest = max(newest, os.path.getmtime(os.path.join(directory, name)))
+        return newest > built
+
     def build(self, tests: bool = False) -> bool:
         """`swift build [--build-tests]` for this flavour; whether it succeeded.
         The compiler's output is shown only when the build fails."""

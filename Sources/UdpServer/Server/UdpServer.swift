@@ -22,6 +22,8 @@ public final class UdpServer {
     /// The configuration given at creation; `start()` checks it.
     public let configuration: UdpServerConfiguration
     let geometry: DatagramGeometry
+    /// `configuration.admission`, read for every datagram.
+    let admission: UdpAdmission?
     private let configurationError: ConfigurationError?
 
     /// The bound port (the ephemeral one when configured with 0); 0 before `start()`.
@@ -90,6 +92,7 @@ public final class UdpServer {
     public init(loop: Loop, configuration: UdpServerConfiguration = UdpServerConfiguration()) {
         self.loop = loop
         self.configuration = configuration
+        admission = configuration.admission
         do {
             geometry = try configuration.validated()
             configurationError = nil

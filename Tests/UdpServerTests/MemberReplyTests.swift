@@ -92,7 +92,8 @@ extension UdpServerLoopTests {
                 peer.send(Self.request, to: server.address)
                 var replies: [[UInt8]] = []
                 try runUntil(loop) {
-                    Self.replyData(peer, into: &replies) && (server.stats.duplicates >= 1 || server.stats.handlerCalls > 1)
+                    (Self.replyData(peer, into: &replies) && server.stats.duplicates >= 1)
+                        || server.stats.handlerCalls > 1
                 }
                 #expect(server.stats.handlerCalls == 1 && server.stats.repliesAbandoned == 0)
                 #expect(server.stats.duplicates >= 1, "the copy joined the reply in progress")
@@ -119,7 +120,9 @@ extension UdpServerLoopTests {
                 for copy in 1...8 {
                     try runFor(loop, ms: 300)
                     peer.send(Self.request, to: server.address)
-                    try runUntil(loop) { server.stats.duplicates + server.stats.lateDuplicates + server.stats.handlerCalls > copy }
+                    try runUntil(loop) {
+                        server.stats.duplicates + server.stats.lateDuplicates + server.stats.handlerCalls > copy
+                    }
                 }
                 #expect(server.stats.timeouts == 0 && server.stats.incomingSlots == 1)
                 dropper.remaining = 0

@@ -69,10 +69,15 @@ public struct PingServerStats: Sendable, Equatable {
     /// Going-down notes from an address that is not the member's own: EPERM, and ignored,
     /// or anyone could declare the cluster dead.
     public var refusedNotes = 0
+    /// Pings left unanswered while going down.
+    public var pingsDiscarded = 0
 
     /// Every counter by name, for a status page.
     public var fields: [(String, Int)] {
-        [("pingsAnswered", pingsAnswered), ("malformedPings", malformedPings), ("refusedNotes", refusedNotes)]
+        [
+            ("pingsAnswered", pingsAnswered), ("malformedPings", malformedPings), ("refusedNotes", refusedNotes),
+            ("pingsDiscarded", pingsDiscarded),
+        ]
     }
 }
 
@@ -107,10 +112,8 @@ public final class PingServer {
     private var outstanding = 0
     private var nextPingID: UInt64 = 0
     private var handles: [Int: RequestHandle] = [:]
-    private let startedAt: Int64
-    /// Set by `broadcastGoingDown`: pings are answered as going-down notes from then on, so
-    /// that no host counts this one alive again while it drains (a note it did not get, a
-    /// ping that crossed the note).
+    /// Set by `broadcastGoingDown`: pings go unanswered from then on, so that no host counts
+    /// this one alive again while it drains (a note it did not get, a ping that crossed the note).
     public private(set) var isGoingDown = false
     /// Non-members that pinged this node lately (clients of the cluster), with when:
     /// they get the going-down note too, so that they stop sending here before the drain.
@@ -128,7 +131,6 @@ public final class PingServer {
         self.configuration = try configuration.validated()
         self.selfID = selfID
         self.table = hosts.hosts.map { HostStatus(host: $0, isSelf: $0.id == selfID) }
-        self.startedAt = loop.now
     }
 
     /// Answers pings and starts pinging (again, after `broadcastGoingDown`: a node that stayed).
@@ -154,12 +156,18 @@ public final class PingServer {
     public var aliveIDs: [Int] { table.filter(\.alive).map(\.host.id) }
 
     /// Tells every other member this node is going down, so that they count it dead
-    /// now; `completion` runs once every note has been acknowledged or has timed out.
-    /// Pinging stops: from now on this node's answers are not news of its health.
+    /// now: the original's 5-byte shutdown note (PingServer.cpp:2424-2500). `completion`
+    /// runs once every note has been acknowledged or has timed out. From now on pings go
+    /// unanswered (`discardRequest`): an original counts any reply, even an error, as a sign
+    /// of life (PingServer.cpp:648). A client of the cluster (no ID) has no one to tell.
     public func broadcastGoingDown(_ completion: @escaping () -> Void) {
         isGoingDown = true
         if let sleepRegistration { try? loop.unregister(sleepRegistration) }
         sleepRegistration = nil
+        guard let selfID else {
+            completion()
+            return
+        }
         let now = loop.now
         let recent = observers.filter { now - $0.value < Int64(configuration.deadAfterMs) }.keys
         // The members that count on this node: those it counts alive, and those that pinged
@@ -175,7 +183,7 @@ public final class PingServer {
             return
         }
         var remaining = others.count
-        let note = ownInfo.bytes
+        let note = PingMessage.goingDown(hostID: Int32(selfID)).bytes
         for address in others {
             server.sendRequest(
                 note, type: pingMessageType, to: address,
@@ -213,8 +221,11 @@ public final class PingServer {
         outstanding += 1
         // The ping's own timeout is the dead-host timeout: by then the host is dead
         // by age anyway, and the next ping goes out on the next tick.
+        // A member sends its PingInfo, as the original does; a client the 3-byte ping of a
+        // stranger, which an original answers without logging "No host".
+        let payload = ownInfo.map { PingMessage.info($0).bytes } ?? PingMessage.probe.bytes
         let handle = server.sendRequest(
-            ownInfo.bytes, type: pingMessageType, to: table[index].host.address,
+            payload, type: pingMessageType, to: table[index].host.address,
             timeoutMs: configuration.deadAfterMs, niceness: 0
         ) { [weak self] result in
             self?.pingEnded(index, id: id, result)
@@ -229,17 +240,12 @@ public final class PingServer {
         outstanding -= 1
         let now = loop.now
         switch result {
-        case .success(let payload):
-            // A reply to a ping sent before the host's going-down note is old news.
+        case .success:
+            // A reply to a ping sent before the host's going-down note is old news. The reply
+            // itself is empty, as the original's (PingServer.cpp:1265): what a member says of
+            // itself comes in its own pings.
             if let noted = table[index].notedDownAt, inFlight.sentAt <= noted { break }
             table[index].pingReplies += 1
-            let info = try? PingInfo(parsing: payload)
-            if let info { table[index].info = info }
-            if info?.kind == .goingDown {
-                // Still answering while it drains: going down all the same.
-                if table[index].lastReplyAt != nil { markGoingDown(index) }
-                break
-            }
             table[index].rttMs = Double(max(0, monotonicNanoseconds() - inFlight.sentNs)) / 1e6
             table[index].lastReplyAt = now
             table[index].lastSeenAt = now
@@ -266,32 +272,49 @@ public final class PingServer {
 
     // MARK: Answering
 
+    /// The original's `handleRequest11`: the sender is looked up by its address; a member's
+    /// `PingInfo` goes into its row, its going-down note makes it dead; everyone gets an
+    /// empty reply. Where the original crashes on purpose (a member's `PingInfo` naming
+    /// another ID, PingServer.cpp:960) the port refuses with EINVAL and counts it.
     private func handle(_ request: IncomingRequest) {
-        let note: PingInfo
+        if isGoingDown {
+            // As the original after its notes (its server discards every datagram,
+            // UdpServer.cpp:1395): no answer, so that no host, original or port, counts
+            // this one alive again while it drains.
+            stats.pingsDiscarded += 1
+            try? server.discardRequest(request)
+            return
+        }
+        let member = table.firstIndex { !$0.isSelf && $0.host.address == request.peer }
+        let message: PingMessage
         do throws(PingInfoError) {
-            note = try PingInfo(parsing: request.payload)
+            message = try PingMessage(request.payload)
+            if case .info(let info) = message, let member, info.hostID != member {
+                throw .notTheSendersID(claimed: info.hostID, sender: member)
+            }
         } catch {
             stats.malformedPings += 1
             try? server.sendErrorReply(errno: EINVAL, to: request)
             return
         }
-        if note.kind == .goingDown {
+        switch (message, member) {
+        case (.goingDown, let member?):
+            markGoingDown(member)
+        case (.goingDown, nil):
             // Only the member itself, from its own address, may say it is going down.
-            guard let id = note.hostID, table.indices.contains(id), !table[id].isSelf,
-                table[id].host.address == request.peer
-            else {
-                stats.refusedNotes += 1
-                try? server.sendErrorReply(errno: EPERM, to: request)
-                return
-            }
-            markGoingDown(id)
-        } else if let id = note.hostID, table.indices.contains(id), table[id].host.address == request.peer {
-            table[id].pingedUsAt = loop.now
-        } else if note.hostID == nil, !table.contains(where: { $0.host.address == request.peer }) {
+            stats.refusedNotes += 1
+            try? server.sendErrorReply(errno: EPERM, to: request)
+            return
+        case (.info(let info), let member?):
+            table[member].info = info
+            table[member].pingedUsAt = loop.now
+        case (_, let member?):
+            table[member].pingedUsAt = loop.now
+        case (_, nil):
             noteObserver(request.peer)
         }
         stats.pingsAnswered += 1
-        try? server.sendReply(ownInfo.bytes, to: request)
+        try? server.sendReply([], to: request)
     }
 
     private func noteObserver(_ address: PeerAddress) {
@@ -316,11 +339,14 @@ public final class PingServer {
         refresh(id, now: now)
     }
 
-    /// What this node says of itself in its pings and replies.
-    public var ownInfo: PingInfo {
-        PingInfo(
-            kind: isGoingDown ? .goingDown : .ping, hostID: selfID, backend: loop.kind,
-            pid: UInt32(truncatingIfNeeded: getpid()),
-            uptimeMs: UInt64(max(0, loop.now - startedAt)))
+    /// What this node says of itself in its pings; nil for a client of the cluster.
+    public var ownInfo: PingInfo? {
+        guard let selfID else { return nil }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return PingInfo(
+            hostID: selfID, localTimeMs: Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000,
+            version: PingInfo.portVersion(backend: loop.kind, pid: getpid()),
+            udpSlotsInUseIncoming: Int32(clamping: server.stats.incomingSlots))
     }
 }

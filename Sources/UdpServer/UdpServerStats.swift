@@ -37,6 +37,8 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     public var repliesSent = 0
     /// Error replies started with `sendErrorReply`.
     public var errorRepliesSent = 0
+    /// Requests a handler ended without a reply (`discardRequest`): their requesters time out.
+    public var requestsDiscarded = 0
     /// Transactions ended for lack of progress, both directions.
     public var timeouts = 0
     /// `sendRequest` calls ended at once because every slot was taken.
@@ -114,6 +116,7 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
             ("cancelAcksIn", cancelAcksIn), ("cancelAcksOut", cancelAcksOut), ("resends", resends),
             ("requestsSent", requestsSent), ("requestsCompleted", requestsCompleted),
             ("handlerCalls", handlerCalls), ("repliesSent", repliesSent), ("errorRepliesSent", errorRepliesSent),
+            ("requestsDiscarded", requestsDiscarded),
             ("timeouts", timeouts), ("noSlotRequests", noSlotRequests), ("unhandledRequests", unhandledRequests),
             ("corrupt", corrupt), ("duplicates", duplicates), ("strayAcks", strayAcks),
             ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),

@@ -182,35 +182,74 @@ import UdpServer
 }
 
 @Suite(.processExclusive) struct PingInfoWire {
-    @Test func roundTripsEveryField() throws {
-        for info in [
-            PingInfo(kind: .ping, hostID: 0, backend: .epoll, pid: 1, uptimeMs: 0),
-            PingInfo(kind: .goingDown, hostID: 511, backend: .legacy, pid: .max, uptimeMs: .max),
-            PingInfo(kind: .ping, hostID: nil, backend: .legacy, pid: 4242, uptimeMs: 123_456_789),
-        ] {
-            #expect(info.bytes.count == PingInfo.size)
-            #expect(try PingInfo(parsing: info.bytes) == info)
-        }
+    /// The original's `PingInfo` (Hostdb.h:85) as g++ lays it out on x86-64, written here
+    /// field by field from the header as an oracle: natural alignment, little-endian,
+    /// the whole padded to the 8 of its first member.
+    static func originalLayout(
+        time: Int64, hostID: Int32, flags: Int32, udpSlots: Int32, tcpSockets: Int32, version: String
+    ) -> [UInt8] {
+        var out: [UInt8] = []
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
+        append(time) // m_localHostTimeMS
+        append(hostID) // m_hostId
+        for _ in 0..<7 { append(Int32(0)) } // load, mem, cpu, docs, slow reads, CRC, disk
+        append(flags) // m_flags
+        for _ in 0..<5 { append(Int32(0)) } // corrupt reads … etryagains
+        append(udpSlots) // m_udpSlotsInUseIncoming
+        append(tcpSockets) // m_tcpSocketsInUse
+        append(Int16(0)) // m_currentSpiders
+        append(Int16(-1)) // m_dailyMergeCollnum
+        for _ in 0..<4 { append(Int16(0)) } // m_hdtemps
+        out += Array(version.utf8) + [UInt8](repeating: 0, count: 21 - version.utf8.count) // m_gbVersionStr
+        out += [0, 0, 0] // repair mode, kernel errors, recovery level
+        while out.count % 8 != 0 { out.append(0) } // sizeof: a multiple of alignof(int64_t)
+        return out
     }
 
-    @Test func malformedPayloadsAreRefusedWithTheirReason() {
-        let good = PingInfo(kind: .ping, hostID: 3, backend: .epoll, pid: 9, uptimeMs: 9).bytes
-        func with(_ index: Int, _ value: UInt8) -> [UInt8] {
+    @Test func bytesAreTheOriginalsLayout() throws {
+        let info = PingInfo(
+            hostID: 3, localTimeMs: 1_796_000_000_123, version: "port legacy 4242", flags: 0x18,
+            udpSlotsInUseIncoming: 7, tcpSocketsInUse: 300)
+        let oracle = Self.originalLayout(
+            time: 1_796_000_000_123, hostID: 3, flags: 0x18, udpSlots: 7, tcpSockets: 300, version: "port legacy 4242")
+        #expect(oracle.count == 112)
+        #expect(info.bytes == oracle)
+        #expect(try PingInfo(parsing: oracle) == info)
+        #expect(info.backend == .legacy && info.pid == 4242)
+    }
+
+    @Test func anOriginalsVersionNamesNoBackend() throws {
+        let original = Self.originalLayout(
+            time: 1, hostID: 0, flags: 0x18, udpSlots: 0, tcpSockets: 0, version: "Dec  7 2026 12:00:00")
+        let info = try PingInfo(parsing: original)
+        #expect(info.version == "Dec  7 2026 12:00:00" && info.backend == nil && info.pid == nil)
+        #expect(try PingMessage(original) == .info(info))
+    }
+
+    @Test func messagesAreToldApartBySizeAsTheOriginalDoes() throws {
+        #expect(try PingMessage([7, 0, 0, 0, 1]) == .goingDown(hostID: 7))
+        #expect(PingMessage.goingDown(hostID: 258).bytes == [2, 1, 0, 0, 0])
+        #expect(try PingMessage([0, 0, 0]) == .probe)
+        #expect(try PingMessage([1, 2, 3, 4]) == .other(size: 4))
+        #expect(try PingMessage([]) == .other(size: 0))
+    }
+
+    @Test func malformedPayloadsAreRefusedWithTheirReason() throws {
+        let good = PingInfo(hostID: 3, localTimeMs: 9, version: "v").bytes
+        func withID(_ id: Int32) -> [UInt8] {
             var bytes = good
-            bytes[index] = value
+            withUnsafeBytes(of: id.littleEndian) { bytes.replaceSubrange(8..<12, with: $0) }
             return bytes
         }
         #expect(throws: PingInfoError.wrongSize(0)) { try PingInfo(parsing: []) }
-        #expect(throws: PingInfoError.wrongSize(18)) { try PingInfo(parsing: good + [0]) }
-        #expect(throws: PingInfoError.unknownVersion(2)) { try PingInfo(parsing: with(0, 2)) }
-        #expect(throws: PingInfoError.unknownKind(7)) { try PingInfo(parsing: with(1, 7)) }
-        #expect(throws: PingInfoError.badHostID(512)) {
-            try PingInfo(parsing: with(2, 2) /* 0x0203 */.enumerated().map { $0.offset == 3 ? 0 : $0.element })
-        }
-        #expect(throws: PingInfoError.badHostID(-2)) {
-            try PingInfo(parsing: with(2, 0xff).enumerated().map { $0.offset == 3 ? 0xfe : $0.element })
-        }
-        #expect(throws: PingInfoError.unknownBackend(2)) { try PingInfo(parsing: with(4, 2)) }
+        #expect(throws: PingInfoError.wrongSize(113)) { try PingInfo(parsing: good + [0]) }
+        #expect(throws: PingInfoError.badHostID(512)) { try PingInfo(parsing: withID(512)) }
+        #expect(throws: PingInfoError.badHostID(-1)) { try PingInfo(parsing: withID(-1)) }
+        var unterminated = good
+        for index in 84..<105 { unterminated[index] = 0x20 }
+        #expect(throws: PingInfoError.unterminatedVersion) { try PingInfo(parsing: unterminated) }
+        let long = PingInfo(hostID: 0, localTimeMs: 0, version: String(repeating: "x", count: 40))
+        #expect(try PingInfo(parsing: long.bytes).version.count == 20, "cut to 20 bytes and its NUL")
     }
 }
 

@@ -216,20 +216,28 @@ extension LoopConformance {
             #expect(monotonicNanoseconds() - start < 10_000_000_000)
         }
 
-        /// A member stopped by a signal tells the others too: they count it dead at once,
-        /// not after the 4 s dead-host timeout.
+        /// A member stopped by a signal saves, as the original does on one, and tells the
+        /// others too (the original does not): they count it dead at once, not after the
+        /// 4 s dead-host timeout.
         @Test(arguments: LoopBackendKind.allCases)
         func signalledMemberTellsTheOthers(kind: LoopBackendKind) throws {
             let hosts = try TestHostsFile(count: 2)
             defer { hosts.remove() }
+            let savePath = "/tmp/signalled-member-\(getpid())-\(kind.rawValue).json"
+            unlink(savePath)
+            defer { unlink(savePath) }
             let nodes = try (0..<2).map { id in
-                try ServedNode(["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json"])
+                try ServedNode(
+                    ["--backend", kind.rawValue, "--hosts", hosts.path, "--id", "\(id)", "--json"]
+                        + (id == 1 ? ["--save", savePath] : []))
             }
             defer { for node in nodes where node.isRunning { kill(node.process.pid, SIGKILL) } }
             let deadline = monotonicNanoseconds() + 10_000_000_000
             while try !seenAlive(1, by: [hosts.addresses[0]]) && monotonicNanoseconds() < deadline { usleep(50_000) }
             kill(nodes[1].process.pid, SIGTERM)
             #expect(nodes[1].finish() == 0)
+            #expect(nodes[1].seen.last?.contains("\"saved\":true") == true, "\(nodes[1].seen.suffix(1))")
+            #expect(access(savePath, R_OK) == 0, "the signal saved the node's state")
             let seen = try stats(of: hosts.addresses[0])
             #expect(try !seenAlive(1, by: [hosts.addresses[0]]), "\(seen)")
             #expect(seen.contains("\"goingDownNotes\":1"), "\(seen)")

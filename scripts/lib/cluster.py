@@ -8,6 +8,7 @@ the original's hosts.conf, which the port reads as it is.
 Every wait is bounded and names what it waited for (ClusterError).
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -26,6 +27,9 @@ import original  # noqa: E402
 BRIDGE = "lmbr0"
 SUBNET = "10.213.0"
 CLIENT_NS = "lm-client"
+# The bridge and the namespaces have fixed names: one cluster on the bridge at a time. A second
+# run waits for the first instead of tearing down its network (its start removes leftovers).
+NETWORK_LOCK = "/run/lock/loop-migration-netns.lock"
 CLIENT_IP = f"{SUBNET}.200"
 BRIDGE_IP = f"{SUBNET}.254"
 NFT_TABLE = "lmloss"
@@ -114,6 +118,7 @@ class Cluster:
         self.nodes = []
         self.namespaces_made = []
         self.bridge_made = False
+        self.network_lock = None
         for i in range(count):
             if netns:
                 self.nodes.append(Node(i, f"{SUBNET}.{i + 1}", 7400, 8400, f"lm-h{i}"))
@@ -149,6 +154,14 @@ class Cluster:
         if self.loss and shutil.which("nft") is None:
             print("== installing nftables (apt-get)", flush=True)
             run(["apt-get", "install", "-y", "-qq", "nftables"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        if self.network_lock is None:
+            os.makedirs(os.path.dirname(NETWORK_LOCK), exist_ok=True)
+            self.network_lock = open(NETWORK_LOCK, "w")
+            try:
+                fcntl.flock(self.network_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("== another cluster holds the test bridge; waiting for it", flush=True)
+                fcntl.flock(self.network_lock, fcntl.LOCK_EX)
         self.remove_network(quiet=True)  # leftovers of a run that was killed
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
         self.bridge_made = True
@@ -351,6 +364,9 @@ class Cluster:
         """Kills what still runs, removes the namespaces; the logs go too unless asked for."""
         self.kill_all()
         self.remove_network()
+        if self.network_lock is not None:
+            self.network_lock.close()  # and with it the lock
+            self.network_lock = None
         if not (self.keep_workdir or keep_logs):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -1,5 +1,6 @@
-"""scripts/rolling-migration: a cluster moved host by host from the legacy build
-to the epoll build and one host rolled back, under load, with a table per phase.
+"""scripts/rolling-migration: a cluster moved host by host from one build to another
+(legacy to epoll by default, or from the original) and one host rolled back, under load,
+with a table per phase.
 Exit 1 if any request failed or ended twice, any node did not exit 0, or any wait
 ran out; 2 on a usage error."""
 
@@ -22,6 +23,10 @@ def parse():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hosts", type=int, default=4, help="hosts in the cluster (4)")
     p.add_argument("--rate", type=int, default=200, help="requests a second from the load client (200)")
+    p.add_argument("--from", dest="source", choices=["legacy", "epoll", "original"], default="legacy",
+                   help="the build the cluster starts on (legacy)")
+    p.add_argument("--to", dest="target", choices=["legacy", "epoll", "original"], default="epoll",
+                   help="the build it moves to (epoll)")
     p.add_argument("--netns", action="store_true", help="each node in a network namespace of its own (root)")
     p.add_argument("--loss", type=int, default=0, help="percent of UDP datagrams dropped, with --netns (0)")
     p.add_argument("--steady-seconds", type=float, default=3, help="length of the steady phases (3)")
@@ -35,6 +40,10 @@ def parse():
         p.error("--hosts: at least 2 (one moves while the others serve)")
     if args.rate < 1:
         p.error("--rate: at least 1")
+    if args.source == args.target:
+        p.error("--from and --to: two different builds")
+    if "original" in (args.source, args.target) and not args.netns:
+        p.error("the original runs only in network namespaces of its own: add --netns")
     if args.loss and not args.netns:
         p.error("--loss needs --netns")
     if not 0 <= args.loss < 100:
@@ -45,8 +54,9 @@ def parse():
 class Load:
     """`loop-harness load --phases`, fed phase names on its standard input."""
 
-    def __init__(self, cluster, rate, log_path):
+    def __init__(self, cluster, rate, log_path, request="echo"):
         cmd = cluster.client_command("epoll", ["load", "--hosts", cluster.hosts_file, "--rate", str(rate),
+                                               "--request", request,
                                                "--seconds", "0", "--phases", "--json", "--give-up-ms", "30000",
                                                "--ping-interval-ms", str(cluster.ping_interval_ms),
                                                "--dead-after-ms", str(cluster.dead_after_ms)])
@@ -91,7 +101,8 @@ def main():
     args = parse()
     overrides = {"epoll": args.epoll_harness, "legacy": args.legacy_harness}
     try:
-        harness = harness_paths(["epoll", "legacy"], overrides)
+        # The load client runs on the epoll build, whichever builds the nodes run.
+        harness = harness_paths(sorted({"epoll", args.source, args.target}), overrides)
     except ClusterError as error:
         print(f"rolling-migration: {error}", file=sys.stderr)
         return 1
@@ -111,10 +122,10 @@ def main():
         where = f"network namespaces, {args.loss}% UDP loss" if args.netns else "loopback addresses"
         print(f"== {args.hosts} hosts on {where}; hosts file {cluster.hosts_file}", flush=True)
         for node in cluster.nodes:
-            cluster.start(node, "legacy")
+            cluster.start(node, args.source)
         for node in cluster.nodes:
             cluster.wait_seen_alive(node.id, args.wait_seconds)
-        if args.netns:
+        if args.netns and args.source != "original":
             # Admin requests are obeyed from members only: the load client's namespace is not one.
             refused = subprocess.run(cluster.client_command("epoll", ["shutdown", "--to", cluster.nodes[0].address]),
                                      capture_output=True, text=True, env=clean_environment())
@@ -122,7 +133,9 @@ def main():
                 raise ClusterError(f"a save-and-exit from the non-member {cluster.client_command('epoll', [])[3]} "
                                    f"was not refused: {refused.stdout}{refused.stderr}")
             print("== a save-and-exit from the load client's address (not a member) was refused", flush=True)
-        load = Load(cluster, args.rate, os.path.join(cluster.workdir, "load.log"))
+        # A request both kinds of node serve when the original is in the cluster: the 3-byte ping.
+        request = "ping" if "original" in (args.source, args.target) else "echo"
+        load = Load(cluster, args.rate, os.path.join(cluster.workdir, "load.log"), request)
 
         def steady(name):
             load.phase(name)
@@ -141,12 +154,12 @@ def main():
             print(f"== {name}: {time.monotonic() - started:.1f} s, down {down} ms as seen by the others", flush=True)
             phases.append((name, cluster.builds(), down))
 
-        steady("all legacy")
+        steady(f"all {args.source}")
         for node in cluster.nodes:
-            move(node, "epoll", f"host {node.id} → epoll")
-        steady("all epoll")
+            move(node, args.target, f"host {node.id} → {args.target}")
+        steady(f"all {args.target}")
         back = cluster.nodes[-2] if len(cluster.nodes) > 1 else cluster.nodes[0]
-        move(back, "legacy", f"host {back.id} → legacy (roll-back)")
+        move(back, args.source, f"host {back.id} → {args.source} (roll-back)")
         steady("mixed, after the roll-back")
         report, load_code = load.finish()
         load = None
@@ -177,7 +190,7 @@ def main():
             report["phases"] = report["phases"][1:]
         for index, (name, builds, down) in enumerate(phases):
             figures = report["phases"][index] if index < len(report["phases"]) else {}
-            counts = f"{builds.count('legacy')} legacy, {builds.count('epoll')} epoll"
+            counts = ", ".join(f"{builds.count(b)} {b}" for b in (args.source, args.target))
             rows.append([name, counts, figures.get("sent", "-"), figures.get("completed", "-"),
                          figures.get("retried", "-"), figures.get("failed", "-"), fmt(figures.get("p50Ms"), 2),
                          fmt(figures.get("p99Ms"), 2), "-" if down is None else down])

@@ -265,6 +265,19 @@ public final class UdpServer {
         counters.errorRepliesSent += 1
     }
 
+    /// Ends `request` without a reply, as the original's server ends one it discards while
+    /// shutting down: the requester hears nothing more, and times out unless a copy it sends
+    /// later is answered: the request is forgotten, so a copy is a new request, as at the
+    /// original, which keeps no memory of what it discarded.
+    public func discardRequest(_ request: IncomingRequest) throws(ReplyError) {
+        guard let transaction = slots[request.key], transaction.serial == request.serial,
+            transaction.phase == .handling
+        else { throw .notPending }
+        remove(transaction, remember: false)
+        counters.requestsDiscarded += 1
+        checkDrained()
+    }
+
     private func reply(_ message: [UInt8], hadError: Bool, to request: IncomingRequest) throws(ReplyError) {
         guard let transaction = slots[request.key], transaction.serial == request.serial,
             transaction.phase == .handling

@@ -8,7 +8,7 @@ import UdpServer
 let loadOptions = CommandOptions(
     command: "load",
     summary:
-        "Echo requests at a steady rate to the hosts of a cluster, in turn, with failover. Exits 1 if any request failed.",
+        "Requests at a steady rate to the hosts of a cluster, in turn, with failover. Exits 1 if any request failed.",
     details: """
         The client pings every host (as the nodes do) and sends each request to the next live
         host; an attempt that times out or is refused is sent again, the same request, to another
@@ -28,7 +28,11 @@ let loadOptions = CommandOptions(
         .text("--hosts", "FILE", "the cluster's hosts file (as serve --hosts takes it)", required: true),
         .integer("--rate", 1...1_000_000, default: 100, "requests a second"),
         .integer("--seconds", 0...31_536_000, default: 10, "how long to send; 0: until the end of input (--phases)"),
-        .integer("--size", 8...DatagramGeometry.defaultMaxMessageSize, default: 64, "bytes per request"),
+        .choice(
+            "--request", ["echo", "ping"], default: "echo",
+            "echo: the port's echo (type 2) of --size bytes, checked on its return; ping: the cluster's "
+                + "3-byte ping (type 0x11), which original and port nodes both answer, empty"),
+        .integer("--size", 8...DatagramGeometry.defaultMaxMessageSize, default: 64, "bytes per echo request"),
         .integer(
             "--timeout-ms", 1...86_400_000, default: 1_000, "one attempt on one host may go this long without progress"),
         .integer(
@@ -46,6 +50,10 @@ func runLoad(_ args: Arguments) throws -> Int32 {
     let backend = try options.backend()
     let hosts = try options.hostsFile()
     let pingConfiguration = try options.pingConfiguration()
+    let request: LoadRequest = options.string("--request") == "ping" ? .ping : .echo(size: options.int("--size"))
+    if case .ping = request, options.given("--size") {
+        throw options.declaration.usage("--size is the echo's: a ping is 3 bytes")
+    }
     guard options.flag("--phases") || options.int("--seconds") > 0 else {
         throw options.declaration.usage("--seconds 0 runs until the end of input: it needs --phases")
     }
@@ -67,7 +75,7 @@ func runLoad(_ args: Arguments) throws -> Int32 {
     failover.giveUpMs = options.int("--give-up-ms")
     let run = LoadRun(
         loop: loop, failover: FailoverClient(loop: loop, server: client, pings: pings, configuration: failover),
-        rate: options.int("--rate"), size: options.int("--size"), maxInFlight: options.int("--max-in-flight"))
+        rate: options.int("--rate"), request: request, maxInFlight: options.int("--max-in-flight"))
 
     // The first pings tell which hosts are alive: wait for all, or for a second with some.
     let warmUpStart = monotonicNanoseconds()

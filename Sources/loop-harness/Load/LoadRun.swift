@@ -35,10 +35,10 @@ struct LoadFigures {
 /// A run of `loop-harness load`: paces requests, keeps the figures per phase and per
 /// host, and checks each request ends once and intact.
 final class LoadRun {
+    let request: LoadRequest
     let loop: Loop
     let failover: FailoverClient
     let rate: Int
-    let size: Int
     let maxInFlight: Int
     private(set) var phases: [LoadFigures]
     private var total: LoadFigures
@@ -52,11 +52,11 @@ final class LoadRun {
     private var stopping = false
     private var failures: [String: Int] = [:]
 
-    init(loop: Loop, failover: FailoverClient, rate: Int, size: Int, maxInFlight: Int) {
+    init(loop: Loop, failover: FailoverClient, rate: Int, request: LoadRequest, maxInFlight: Int) {
         self.loop = loop
         self.failover = failover
         self.rate = rate
-        self.size = size
+        self.request = request
         self.maxInFlight = maxInFlight
         let now = monotonicNanoseconds()
         self.phases = [LoadFigures(name: "start", startedNs: now)]
@@ -108,15 +108,13 @@ final class LoadRun {
     private func send() {
         nextSerial += 1
         let serial = nextSerial
-        var payload = [UInt8](repeating: 0, count: size)
-        for i in 0..<8 { payload[i] = UInt8(truncatingIfNeeded: serial >> (56 - 8 * UInt64(i))) }
-        for i in 8..<size { payload[i] = UInt8(truncatingIfNeeded: i &* 31 &+ Int(serial & 0xff)) }
+        let (payload, type, expected) = request.message(serial: serial)
         let phase = phases.count - 1
         phases[phase].sent += 1
         total.sent += 1
         inFlight.insert(serial)
-        failover.send(payload, type: NodeMessage.echo.rawValue) { [unowned self] outcome in
-            self.ended(serial, phase: phase, expected: payload, outcome)
+        failover.send(payload, type: type) { [unowned self] outcome in
+            self.ended(serial, phase: phase, expected: expected, outcome)
         }
     }
 
@@ -239,5 +237,27 @@ struct LoadReport {
 
     private func padLeft(_ text: String, _ width: Int) -> String {
         String(repeating: " ", count: max(1, width - text.count)) + text
+    }
+}
+
+/// What the load client sends.
+enum LoadRequest {
+    /// The port's echo of `size` bytes: the serial, then a pattern; the reply must be the same bytes.
+    case echo(size: Int)
+    /// The cluster's ping of a client (`PingMessage.probe`, type 0x11), which an original node
+    /// answers too: the reply must be empty. A migration from the original runs on these.
+    case ping
+
+    /// The payload and type of request `serial`, and the reply it must get.
+    func message(serial: UInt64) -> (payload: [UInt8], type: UInt8, expected: [UInt8]) {
+        switch self {
+        case .echo(let size):
+            var payload = [UInt8](repeating: 0, count: size)
+            for i in 0..<8 { payload[i] = UInt8(truncatingIfNeeded: serial >> (56 - 8 * UInt64(i))) }
+            for i in 8..<size { payload[i] = UInt8(truncatingIfNeeded: i &* 31 &+ Int(serial & 0xff)) }
+            return (payload, NodeMessage.echo.rawValue, payload)
+        case .ping:
+            return (PingMessage.probe.bytes, pingMessageType, [])
+        }
     }
 }

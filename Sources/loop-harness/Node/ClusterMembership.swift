@@ -65,8 +65,11 @@ final class ClusterMembership {
             ("alive", .bool(status.alive)),
             ("rttMs", status.rttMs.map { .number($0) } ?? .null),
             ("lastSeenMsAgo", status.lastSeenMsAgo(now: now).map { .int(Int($0)) } ?? .null),
-            ("backend", info.map { .string($0.backend.rawValue) } ?? .null),
-            ("pid", info.map { .int(Int($0.pid)) } ?? .null),
+            // What the host said of itself in its last ping: a port node names its backend
+            // and process ID in its version; an original, its build date.
+            ("backend", info.map { .string($0.backend?.rawValue ?? "original") } ?? .null),
+            ("pid", info?.pid.map { .int(Int($0)) } ?? .null),
+            ("version", info.map { .string($0.version) } ?? .null),
             ("pingsSent", .int(status.pingsSent)),
             ("pingReplies", .int(status.pingReplies)),
             ("pingTimeouts", .int(status.pingTimeouts)),

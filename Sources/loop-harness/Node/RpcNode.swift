@@ -112,6 +112,20 @@ final class RpcNode {
         return .saved
     }
 
+    /// The save of an admin signal (SIGTERM, SIGHUP, SIGINT): as the original's urgent
+    /// shutdown, which saves before it exits (Loop.cpp:1416, Process.cpp:1377); the signal's
+    /// sender is the machine's operator, so no trust check. A failure is counted and reported,
+    /// and the node exits all the same: the signal asked for it.
+    func saveOnSignal() {
+        do throws(SaveError) {
+            try save()
+            saved = savePath != nil
+        } catch {
+            counters.savesFailed += 1
+            onSaveFailure(error)
+        }
+    }
+
     /// An admin request refused before it reached `saveAndExit` (the console's token or origin check).
     func countAdminRefusal() { counters.adminRefused += 1 }
 

@@ -36,6 +36,10 @@ let serveOptions = CommandOptions(
             "--http", "PORT", expects: "a TCP port 0…65535",
             "also serve the admin console over HTTP on this TCP port "
                 + "(0: any free one), at the --bind address"),
+        .integer(
+            "--http-max-sockets", 1...15_000, default: consoleMaxSockets,
+            "connections the console holds at once; past it the least used is closed (the original's "
+                + "m_httpMaxSockets)"),
         .text(
             "--http-host", "NAMES", expects: "comma-separated host names (console.example,node1.example)",
             "names besides its address the console answers to (the Host a browser sends); a request "
@@ -56,6 +60,11 @@ let serveOptions = CommandOptions(
         pingIntervalOption,
         deadAfterOption,
     ])
+
+/// The console's connection limit by default: the original's HTTP server takes
+/// `m_httpMaxSockets`, 300 by default (Parms.cpp:10055-10060, HttpServer.cpp:78-82), not
+/// its TcpServer's array bound (`MAX_TCP_SOCKS`, 15,000).
+let consoleMaxSockets = 300
 
 /// Where a node listens and whom it obeys: from --bind/--port/--http/--trust, or from its hosts file line.
 struct NodePlacement {
@@ -126,9 +135,11 @@ func runServe(_ args: Arguments) throws -> Int32 {
     if options.given("--http-host") && httpPort == nil {
         throw options.declaration.usage("--http-host needs a console: --http PORT, or a console port in the hosts file")
     }
+    var httpConfiguration = TcpServerConfiguration()
+    httpConfiguration.maxIncomingSockets = options.int("--http-max-sockets")
     var loopConfiguration = LoopConfiguration()
     // Each TCP socket may hold a read and a write registration: room for the TcpServer's limit.
-    if httpPort != nil { loopConfiguration.maxRegistrations = 2 * TcpServerConfiguration().maxIncomingSockets + 1_000 }
+    if httpPort != nil { loopConfiguration.maxRegistrations = 2 * httpConfiguration.maxIncomingSockets + 1_000 }
     let loop = try Loop.make(backend, configuration: loopConfiguration)
     defer { try? loop.close() }
     var udpConfiguration = nodeConfiguration(port: placement.udpPort, bind: bind, options: options)
@@ -141,7 +152,7 @@ func runServe(_ args: Arguments) throws -> Int32 {
     }
     var console: AdminConsole?
     if let httpPort, let ip = PeerAddress.parseIPv4(bind) {
-        let http = HttpServer(loop: loop)
+        let http = HttpServer(loop: loop, configuration: httpConfiguration)
         try http.listen(on: PeerAddress(ip: ip, port: httpPort))
         console = AdminConsole(node: node, http: http, hostNames: httpHostNames)
     }
@@ -204,8 +215,10 @@ func runServe(_ args: Arguments) throws -> Int32 {
         say(CounterReport.nextSteps(reachAt.description))
     }
     let reason = try loop.run()
-    // Signals end the node at once: outstanding transactions end with shuttingDown.
+    // Signals end the node at once, saved as the original saves on them: outstanding
+    // transactions end with shuttingDown.
     if reason != .stopped {
+        node.saveOnSignal()
         // A member tells the others first, as on save-and-exit, but waits for them a second
         // at most (a second signal ends the wait): whoever sent the signal wants it gone.
         if let membership {

@@ -23,16 +23,47 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from flavours import FLAVOURS, clean_environment  # noqa: E402
 import original  # noqa: E402
 
-# Names and addresses of the --netns plumbing, chosen not to collide with anything usual.
-BRIDGE = "lmbr0"
+# The --netns plumbing's default subnet (NetnsNames), chosen not to collide with anything usual.
 SUBNET = "10.213.0"
-CLIENT_NS = "lm-client"
-# The bridge and the namespaces have fixed names: one cluster on the bridge at a time. A second
-# run waits for the first instead of tearing down its network (its start removes leftovers).
-NETWORK_LOCK = "/run/lock/loop-migration-netns.lock"
-CLIENT_IP = f"{SUBNET}.200"
-BRIDGE_IP = f"{SUBNET}.254"
+# A cluster's names are fixed by its prefix: one cluster of a prefix at a time. A second run of the
+# same prefix waits for the first instead of tearing down its network (its start removes leftovers).
+NETWORK_LOCK = "/run/lock/loop-migration-netns-{prefix}.lock"
 NFT_TABLE = "lmloss"
+
+
+class NetnsNames:
+    """The names and subnet of one cluster's namespaces, bridge and veth pairs. A script that may
+    run while scripts/cluster or another test runs a cluster takes a prefix and subnet of its own:
+    each cluster deletes its names' leftovers before it starts, and would take the other's down."""
+
+    def __init__(self, prefix="lm", subnet=SUBNET):
+        self.prefix = prefix
+        self.subnet = subnet
+        self.bridge = f"{prefix}br0"
+        self.client_ns = f"{prefix}-client"
+        self.client_ip = f"{subnet}.200"
+        self.bridge_ip = f"{subnet}.254"
+
+    @staticmethod
+    def from_environment():
+        """The default names, or LOOP_NETNS=PREFIX,SUBNET (e.g. `lx,10.214.0`): a second cluster
+        on the machine, beside one that runs under the default names."""
+        value = os.environ.get("LOOP_NETNS")
+        if not value:
+            return NetnsNames()
+        prefix, _, subnet = value.partition(",")
+        if not (prefix.isalnum() and len(prefix) <= 4 and len(subnet.split(".")) == 3
+                and all(p.isdigit() and int(p) < 256 for p in subnet.split("."))):
+            raise ClusterError(f"LOOP_NETNS={value!r}: PREFIX,SUBNET as in lx,10.214.0 (a prefix of 1 to 4 "
+                               "letters or digits, the first three numbers of a /24)")
+        return NetnsNames(prefix, subnet)
+
+    def node_ns(self, i):
+        return f"{self.prefix}-h{i}"
+
+    def veth(self, tag):
+        """The pair's two ends: outside (on the bridge) and inside (eth0 in the namespace)."""
+        return f"{self.prefix}v{tag}", f"{self.prefix}p{tag}"
 
 
 class ClusterError(Exception):
@@ -100,7 +131,8 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, count, harness, netns=False, loss=0, workdir=None, ping_interval_ms=100, dead_after_ms=4000):
+    def __init__(self, count, harness, netns=False, loss=0, workdir=None, ping_interval_ms=100, dead_after_ms=4000,
+                 names=None):
         if not 1 <= count <= 200:
             raise ClusterError(f"--hosts {count}: 1 to 200 hosts")
         if not 0 <= loss < 100:
@@ -109,6 +141,7 @@ class Cluster:
             raise ClusterError("--loss needs --netns (the loss is an nftables rule in each namespace)")
         self.harness = harness
         self.netns = netns
+        self.names = names or NetnsNames.from_environment()
         self.loss = loss
         self.ping_interval_ms = ping_interval_ms
         self.dead_after_ms = dead_after_ms
@@ -121,7 +154,7 @@ class Cluster:
         self.network_lock = None
         for i in range(count):
             if netns:
-                self.nodes.append(Node(i, f"{SUBNET}.{i + 1}", 7400, 8400, f"lm-h{i}"))
+                self.nodes.append(Node(i, f"{self.names.subnet}.{i + 1}", 7400, 8400, self.names.node_ns(i)))
             else:
                 ip = f"127.0.0.{i + 2}"
                 self.nodes.append(Node(i, ip, free_port(ip, socket.SOCK_DGRAM, 7400),
@@ -155,30 +188,32 @@ class Cluster:
             print("== installing nftables (apt-get)", flush=True)
             run(["apt-get", "install", "-y", "-qq", "nftables"], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         if self.network_lock is None:
-            os.makedirs(os.path.dirname(NETWORK_LOCK), exist_ok=True)
-            self.network_lock = open(NETWORK_LOCK, "w")
+            path = NETWORK_LOCK.format(prefix=self.names.prefix)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.network_lock = open(path, "w")
             try:
                 fcntl.flock(self.network_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 print("== another cluster holds the test bridge; waiting for it", flush=True)
                 fcntl.flock(self.network_lock, fcntl.LOCK_EX)
         self.remove_network(quiet=True)  # leftovers of a run that was killed
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        bridge = self.names.bridge
+        run(["ip", "link", "add", bridge, "type", "bridge"])
         self.bridge_made = True
-        run(["ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE])
-        run(["ip", "link", "set", BRIDGE, "up"])
-        spaces = [(n.namespace, n.ip, n.id) for n in self.nodes] + [(CLIENT_NS, CLIENT_IP, "c")]
+        run(["ip", "addr", "add", f"{self.names.bridge_ip}/24", "dev", bridge])
+        run(["ip", "link", "set", bridge, "up"])
+        spaces = [(n.namespace, n.ip, n.id) for n in self.nodes] + [(self.names.client_ns, self.names.client_ip, "c")]
         for name, ip, tag in spaces:
             run(["ip", "netns", "add", name])
             self.namespaces_made.append(name)
-            outside, inside = f"lmv{tag}", f"lmp{tag}"
+            outside, inside = self.names.veth(tag)
             run(["ip", "link", "add", outside, "type", "veth", "peer", "name", inside])
             run(["ip", "link", "set", inside, "netns", name])
             run(["ip", "-n", name, "link", "set", inside, "name", "eth0"])
             run(["ip", "-n", name, "addr", "add", f"{ip}/24", "dev", "eth0"])
             run(["ip", "-n", name, "link", "set", "eth0", "up"])
             run(["ip", "-n", name, "link", "set", "lo", "up"])
-            run(["ip", "link", "set", outside, "master", BRIDGE])
+            run(["ip", "link", "set", outside, "master", bridge])
             run(["ip", "link", "set", outside, "up"])
             if self.loss:
                 # Each datagram is dropped at most once, by its receiver: the share is per datagram.
@@ -190,13 +225,13 @@ class Cluster:
     def remove_network(self, quiet=False):
         names = set(self.namespaces_made)
         if quiet:  # a previous run's, by name
-            names |= {f"lm-h{i}" for i in range(200)} | {CLIENT_NS}
+            names |= {self.names.node_ns(i) for i in range(200)} | {self.names.client_ns}
             listed = run(["ip", "netns", "list"], check=False).stdout.split()
             names &= set(listed)
         for name in sorted(names):
             run(["ip", "netns", "delete", name], check=False)
         if self.bridge_made or quiet:
-            run(["ip", "link", "delete", BRIDGE], check=False)
+            run(["ip", "link", "delete", self.names.bridge], check=False)
         self.namespaces_made = []
         self.bridge_made = False
 
@@ -205,7 +240,7 @@ class Cluster:
         if not (self.netns and self.loss):
             return 0
         total = 0
-        for name in [n.namespace for n in self.nodes] + [CLIENT_NS]:
+        for name in [n.namespace for n in self.nodes] + [self.names.client_ns]:
             out = run(["ip", "netns", "exec", name, "nft", "-j", "list", "table", "inet", NFT_TABLE], check=False).stdout
             try:
                 for item in json.loads(out).get("nftables", []):
@@ -223,7 +258,7 @@ class Cluster:
         return ["ip", "netns", "exec", namespace] + cmd if namespace else cmd
 
     def client_command(self, build, args):
-        return self.command(self.harness[build], args, CLIENT_NS if self.netns else None)
+        return self.command(self.harness[build], args, self.names.client_ns if self.netns else None)
 
     # -- nodes
 

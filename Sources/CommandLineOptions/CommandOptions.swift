@@ -46,6 +46,7 @@ public struct CommandOptions: Sendable {
                 let facts = [option.rangeText, option.defaultText.map { "default \($0)" } ?? ""].filter { !$0.isEmpty }
                 if !facts.isEmpty { text += " (" + facts.joined(separator: ", ") + ")" }
                 if option.required { text += " (required)" }
+                if option.repeatable { text += " (repeatable)" }
                 let name = "  " + option.synopsis
                 lines.append(
                     name.count + 1 >= width + 2

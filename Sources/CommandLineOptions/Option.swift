@@ -19,12 +19,15 @@ public struct Option: Sendable {
     public let kind: Kind
     public let help: String
     public var required = false
+    /// May be given more than once (a text option): `ParsedOptions.strings` has every value.
+    public var repeatable = false
 
-    public init(name: String, kind: Kind, help: String, required: Bool = false) {
+    public init(name: String, kind: Kind, help: String, required: Bool = false, repeatable: Bool = false) {
         self.name = name
         self.kind = kind
         self.help = help
         self.required = required
+        self.repeatable = repeatable
     }
 
     public static func flag(_ name: String, _ help: String) -> Option {
@@ -48,11 +51,11 @@ public struct Option: Sendable {
 
     public static func text(
         _ name: String, _ placeholder: String, expects: String? = nil, _ help: String,
-        required: Bool = false
+        required: Bool = false, repeatable: Bool = false
     ) -> Option {
         Option(
             name: name, kind: .text(placeholder: placeholder, expects: expects ?? placeholder), help: help,
-            required: required)
+            required: required, repeatable: repeatable)
     }
 
     /// `--port P`, `--backend epoll|legacy`, `--json`: the option as the help shows it.

@@ -11,6 +11,8 @@ public struct ParsedOptions {
 
     public let declaration: CommandOptions
     private var values: [String: Value] = [:]
+    /// Every value of a repeatable option, in order.
+    private var repeated: [String: [String]] = [:]
     /// The arguments that are not options, for a command that declares `operands`.
     public private(set) var operands: [String] = []
 
@@ -40,7 +42,7 @@ public struct ParsedOptions {
                 throw declaration.usage("unknown option \(name)")
             }
             if name == "--help" { throw .helpRequested(declaration.help) }
-            guard values[name] == nil else { throw declaration.usage("\(name) is given twice") }
+            guard values[name] == nil || option.repeatable else { throw declaration.usage("\(name) is given twice") }
             if case .flag = option.kind {
                 guard inlineValue == nil else { throw declaration.usage("\(name) takes no value") }
                 values[name] = .flag
@@ -57,7 +59,9 @@ public struct ParsedOptions {
             } else {
                 throw declaration.usage("\(name) needs a value: \(option.accepted)")
             }
-            values[name] = try Self.value(raw, of: option, in: declaration)
+            let value = try Self.value(raw, of: option, in: declaration)
+            values[name] = value
+            if option.repeatable, case .text(let text) = value { repeated[name, default: []].append(text) }
         }
         // --help anywhere wins over a missing required option.
         if let wanted = declaration.operands, operands.isEmpty {
@@ -153,6 +157,12 @@ public struct ParsedOptions {
         if case .text(let value) = values[name] { return value }
         if case .choice(_, let fallback) = option.kind { return fallback }
         return nil
+    }
+
+    /// Every value a repeatable text option was given, in order; empty when not given.
+    public func strings(_ name: String) -> [String] {
+        precondition(declared(name).repeatable, "\(name) is not a repeatable option of \(command)")
+        return repeated[name] ?? []
     }
 
     /// A text option's value through `convert`; a value it refuses (nil or a thrown

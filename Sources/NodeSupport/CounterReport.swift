@@ -46,6 +46,7 @@ public enum CounterReport {
         Field(name: "memoryDrops", words: "over the memory cap"),
         Field(name: "peerShareDrops", words: "over their address's share"),
         Field(name: "lateDuplicates", words: "late copies"),
+        Field(name: "unauthorized", words: "unauthorized (not member, local or admin)"),
         Field(name: "evictions", words: "stalled requests evicted"),
         Field(name: "repliesAbandoned", words: "replies to strangers given up"),
     ]

@@ -88,6 +88,11 @@ public struct UdpServerConfiguration {
     public var finishedMemoryMs = 10_000
     /// Seeds the resend jitter and the first transaction id; nil takes the clock.
     public var randomSeed: UInt64? = nil
+    /// Whom the server answers: nil answers everyone; otherwise every datagram from an
+    /// address the rule does not admit is dropped unread (counted in `unauthorized`), as the
+    /// original drops anything not from its hosts.conf, local networks or admin IPs. Its
+    /// members' replies are resent without the reflection bound (`unacknowledgedReplyFactor`).
+    public var admission: UdpAdmission? = nil
     /// Sees every outgoing datagram before the socket does: the loss injector of the tests.
     package var datagramFilter: (any DatagramFilter)? = nil
 

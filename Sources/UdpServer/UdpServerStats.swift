@@ -67,6 +67,9 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     public var peerShareDrops = 0
     /// Late copies of a finished request: re-acknowledged, not served again.
     public var lateDuplicates = 0
+    /// Datagrams from an address the admission rule does not admit (neither member, local
+    /// network nor admin): dropped unread, as the original's "unauthorized udp packet".
+    public var unauthorized = 0
 
     // Pressure and reflection.
     /// Partial requests that made no progress, evicted to make room for another.
@@ -101,7 +104,7 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
     /// Incoming datagrams discarded for any reason.
     public var dropped: Int {
         corrupt + duplicates + strayAcks + strayReplies + noSlotDrops + shutdownDrops + memoryDrops
-            + peerShareDrops + lateDuplicates
+            + peerShareDrops + lateDuplicates + unauthorized
     }
 
     /// Name/value pairs in a fixed order, for tables and logs.
@@ -118,6 +121,7 @@ public struct UdpServerStats: Sendable, Equatable, CustomStringConvertible {
             ("corrupt", corrupt), ("duplicates", duplicates), ("strayAcks", strayAcks),
             ("strayReplies", strayReplies), ("noSlotDrops", noSlotDrops), ("shutdownDrops", shutdownDrops),
             ("memoryDrops", memoryDrops), ("peerShareDrops", peerShareDrops), ("lateDuplicates", lateDuplicates),
+            ("unauthorized", unauthorized),
             ("dropped", dropped), ("evictions", evictions), ("repliesAbandoned", repliesAbandoned),
             ("requestsResent", requestsResent), ("replyPokes", replyPokes),
             ("receiveSystemCalls", receiveSystemCalls), ("sendSystemCalls", sendSystemCalls),

@@ -154,6 +154,50 @@ extension LoopConformance {
             #expect(node.seen.last?.contains("\"saved\":true") == true, "\(node.seen.suffix(2))")
         }
 
+        /// `serve --hosts` answers, as the original, only its members, its local networks
+        /// (10/8, 192.168/16, its own /16: here 127.0/16) and the `--admin-ip` addresses: a ping
+        /// from 127.1.0.1 is dropped unanswered and counted as unauthorized, one from the admin
+        /// address 127.1.0.2 is answered and its save-and-exit obeyed. Before, it answered anyone.
+        @Test(arguments: LoopBackendKind.allCases)
+        func membersLocalNetworksAndAdminsOnly(kind: LoopBackendKind) throws {
+            let hosts = try TestHostsFile(count: 2)
+            defer { hosts.remove() }
+            for (arguments, message) in [
+                (["--admin-ip", "127.1.0.2"], "--admin-ip needs --hosts"),
+                (["--hosts", hosts.path, "--id", "0", "--admin-ip", "127.1.0"], "--admin-ip takes an IPv4 address"),
+            ] {
+                let run = try HarnessRun(["serve"] + arguments)
+                #expect(run.exitCode == 2 && run.output.contains(message), "\(arguments): \(run.output)")
+            }
+            let node = try ServedNode([
+                "--backend", kind.rawValue, "--hosts", hosts.path, "--id", "0", "--json",
+                "--admin-ip", "127.1.0.2", "--admin-ip", "127.1.0.3",
+            ])
+            defer { if node.isRunning { kill(node.process.pid, SIGKILL) } }
+            let loop = try Loop.make(kind, configuration: .unroutedTimerSignalsAccepted)
+            defer { try? loop.close() }
+            func ask(from ip: String, type: UInt8, timeoutMs: Int) throws -> RpcResult? {
+                var configuration = UdpServerConfiguration.loopback
+                configuration.bindAddress = ip
+                let client = UdpServer(loop: loop, configuration: configuration)
+                try client.start()
+                defer { client.shutdown(urgent: true) }
+                var result: RpcResult?
+                client.sendRequest([], type: type, to: PeerAddress(hosts.addresses[0])!, timeoutMs: timeoutMs) {
+                    result = $0
+                }
+                let deadline = monotonicNanoseconds() + Int64(timeoutMs + 10_000) * 1_000_000
+                while result == nil && monotonicNanoseconds() < deadline { try loop.runOnce() }
+                return result
+            }
+            #expect(try ask(from: "127.1.0.1", type: 1, timeoutMs: 1_000) == .failure(.timedOut))
+            #expect((jsonInt(try stats(of: hosts.addresses[0]), "unauthorized") ?? 0) >= 1)
+            #expect(try ask(from: "127.1.0.3", type: 1, timeoutMs: 5_000) == .success([]))
+            let saved = try ask(from: "127.1.0.2", type: 4, timeoutMs: 5_000)
+            #expect(saved.map { if case .success = $0 { true } else { false } } == true, "\(String(describing: saved))")
+            #expect(node.finish() == 0)
+        }
+
         /// `load` refuses what it cannot run (no way to end, a bad file) as usage errors, and
         /// a cluster where no host answers a ping is an error of its own, not a hang.
         @Test func loadCommandLine() throws {

@@ -3,7 +3,7 @@
 /// second): a flood must not also flood the log.
 struct DropLog {
     enum Reason: Int, CaseIterable {
-        case peerSlotShare, peerByteShare, noSlot, noMemory, evicted, replyAbandoned
+        case peerSlotShare, peerByteShare, noSlot, noMemory, evicted, replyAbandoned, unauthorized
 
         var phrase: String {
             switch self {
@@ -13,6 +13,7 @@ struct DropLog {
             case .noMemory: return "messages beyond the incoming memory cap or size limit"
             case .evicted: return "stalled partial requests evicted"
             case .replyAbandoned: return "replies abandoned (address never acknowledged)"
+            case .unauthorized: return "unauthorized datagrams (not from a member, a local network or an admin)"
             }
         }
     }

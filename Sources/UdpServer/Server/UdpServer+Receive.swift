@@ -41,6 +41,13 @@ extension UdpServer {
     }
 
     func process(_ datagram: UnsafeRawBufferPointer, from peer: PeerAddress) {
+        if let admission, !admission.admits(peer.ip) {
+            // The original's "unauthorized udp packet": dropped unread, ACKs too, and
+            // never answered (an answer would confirm the port to a scanner).
+            counters.unauthorized += 1
+            noteDrop(.unauthorized, from: peer.ip)
+            return
+        }
         let header: DatagramHeader
         do {
             header = try DatagramHeader.decode(datagram, geometry: geometry(toward: peer.ip))
@@ -261,7 +268,7 @@ extension UdpServer {
         case .noMemory:
             counters.memoryDrops += 1
             transmitAck(Transaction.ackHeader(for: key, datagram: number, cancel: true), to: key.peer)
-        case .evicted, .replyAbandoned: break
+        case .evicted, .replyAbandoned, .unauthorized: break
         }
     }
 

@@ -23,7 +23,7 @@ extension UdpServer {
             transaction.lastProgress = min(transaction.lastProgress, now)
             transaction.lastHeard = min(transaction.lastHeard, now)
             transaction.lastSend = min(transaction.lastSend, now)
-            if now - transaction.lastProgress >= transaction.timeoutMs {
+            if now - timeoutStart(of: transaction) >= transaction.timeoutMs {
                 expired.append(transaction)
                 continue
             }
@@ -97,9 +97,9 @@ extension UdpServer {
 }
 
 extension UdpServer {
-    /// Whether a reply may be resent. A transaction the peer acknowledged, or an address
+    /// Whether a reply may be resent. A transaction the peer acknowledged, an address
     /// that answered one of this server's own requests (an id it could not have guessed),
-    /// is resent as long as it takes. Otherwise the source may be forged: the first resend
+    /// or a member of the admission rule, is resent as long as it takes. Otherwise the source may be forged: the first resend
     /// is allowed (one lost datagram must not cost a real first contact its reply), further
     /// ones only while everything sent stays within `unacknowledgedReplyFactor` times what
     /// that source sent, so it reflects a small factor, not a minute of resends.
@@ -146,8 +146,23 @@ extension UdpServer {
 
     /// The peer of `transaction` is known to receive at the address it claims: it
     /// acknowledged this transaction, or answered one of this server's own requests lately.
+    /// A member of the admission rule (a hosts.conf address) counts as such from the start,
+    /// as every peer does in the original.
     func receivesAtItsAddress(_ transaction: Transaction, at now: Int64) -> Bool {
-        transaction.peerAcknowledged || acknowledgingPeers.contains(transaction.key.peer, at: now)
+        transaction.peerAcknowledged || admission?.isMember(transaction.key.peer.ip) == true
+            || acknowledgingPeers.contains(transaction.key.peer, at: now)
+    }
+
+    /// Where a transaction's timeout counts from: its last progress, so that a peer repeating
+    /// itself cannot keep a slot forever. A reply to a member counts from its last word too,
+    /// as the original's counts from `m_lastReadTime` (UdpServer.cpp `readTimeoutPoll`): an
+    /// original requester whose reply is lost re-sends its whole request every 30 s, and
+    /// each copy must find the reply still going out, not a forgotten request to serve again.
+    func timeoutStart(of transaction: Transaction) -> Int64 {
+        guard transaction.phase == .sendingReply, admission?.isMember(transaction.key.peer.ip) == true else {
+            return transaction.lastProgress
+        }
+        return max(transaction.lastProgress, transaction.lastHeard)
     }
 
     /// The original's `readTimeoutPoll` "resend it ALL": every datagram of the request

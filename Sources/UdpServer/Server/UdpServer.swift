@@ -28,6 +28,8 @@ public final class UdpServer {
     let ownGeometry: DatagramGeometry
     /// This server's own addresses: a few, so a scan costs less than a hash.
     let ownIPs: [UInt32]
+    /// `configuration.admission`, read for every datagram.
+    let admission: UdpAdmission?
     private let configurationError: ConfigurationError?
 
     /// The bound port (the ephemeral one when configured with 0); 0 before `start()`.
@@ -96,6 +98,7 @@ public final class UdpServer {
     public init(loop: Loop, configuration: UdpServerConfiguration = UdpServerConfiguration()) {
         self.loop = loop
         self.configuration = configuration
+        admission = configuration.admission
         do {
             (geometry, ownGeometry, ownIPs) = try configuration.validated()
             configurationError = nil

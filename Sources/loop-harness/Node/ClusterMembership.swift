@@ -25,15 +25,22 @@ final class ClusterMembership {
         node.beforeExit = { [unowned self] drain in self.pings.broadcastGoingDown(drain) }
     }
 
-    /// Admin requests are obeyed from the listed hosts and from 127.0.0.1, where the
-    /// machine's own tools (`loop-harness shutdown`) send from. Not all of 127/8: a cluster
-    /// on loopback aliases gives its members 127.0.0.2 …, so an address there is no credential.
-    static func trustedPeers(_ hosts: HostsFile) -> TrustedPeers {
+    /// Admin requests are obeyed from the listed hosts, from the admin addresses (the
+    /// original's gb.conf admin IPs make their holder its master admin) and from 127.0.0.1,
+    /// where the machine's own tools (`loop-harness shutdown`) send from. Not all of 127/8: a
+    /// cluster on loopback aliases gives its members 127.0.0.2 …, so an address there is no credential.
+    static func trustedPeers(_ hosts: HostsFile, admins: [UInt32] = []) -> TrustedPeers {
         var prefixes = [TrustedPeers.Prefix(network: 0x7f00_0001, length: 32)]
-        for host in hosts.hosts where !prefixes.contains(where: { $0.contains(host.address.ip) }) {
-            prefixes.append(TrustedPeers.Prefix(network: host.address.ip, length: 32))
+        for ip in hosts.hosts.map(\.address.ip) + admins where !prefixes.contains(where: { $0.contains(ip) }) {
+            prefixes.append(TrustedPeers.Prefix(network: ip, length: 32))
         }
         return TrustedPeers(prefixes: prefixes)
+    }
+
+    /// The original's rule: the UDP server answers the listed hosts (by address alone, as
+    /// `Hostdb::isIpInNetwork`), the admin addresses and its local networks, nobody else.
+    static func admission(_ hosts: HostsFile, me: ClusterHost, admins: [UInt32]) -> UdpAdmission {
+        .original(members: Set(hosts.hosts.map(\.address.ip)), admins: Set(admins), ownAddress: me.address.ip)
     }
 
     func json(now: Int64) -> JSON {

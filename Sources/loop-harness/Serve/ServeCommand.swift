@@ -48,8 +48,15 @@ let serveOptions = CommandOptions(
             "--hosts", "FILE",
             "join a cluster: the hosts file (one host a line: ID ADDRESS UDP_PORT HTTP_PORT, "
                 + "HTTP_PORT '-' for no console); the node binds its own line's address and ports, pings "
-                + "the others, and obeys admin requests from the listed hosts and loopback only"),
+                + "the others, answers only the listed hosts, its local networks (10/8, 192.168/16, its "
+                + "own /16, 127.0.0.1) and --admin-ip addresses, as the original, and obeys admin requests "
+                + "from the listed hosts, 127.0.0.1 and --admin-ip only"),
         .integer("--id", 0...(HostsFile.maxHosts - 1), default: 0, "with --hosts: which host this node is (required)"),
+        .text(
+            "--admin-ip", "ADDR", expects: "an IPv4 address (a.b.c.d)",
+            "with --hosts: an admin address (the original's gb.conf admin IPs), answered besides the "
+                + "members and the local networks, and obeyed on save-and-exit",
+            repeatable: true),
         pingIntervalOption,
         deadAfterOption,
     ])
@@ -68,10 +75,12 @@ struct NodePlacement {
     /// Its own addresses besides 127.0.0.1 and `bind`: its hosts-file line's second IP.
     var ownAddresses: [String] = []
     var cluster: (hosts: HostsFile, me: ClusterHost, pings: PingConfiguration)?
+    /// Whom the UDP server answers: with --hosts, the original's rule; else everyone.
+    var admission: UdpAdmission?
 
     init(_ options: ParsedOptions) throws {
         guard options.string("--hosts") != nil else {
-            for option in ["--id", "--ping-interval-ms", "--dead-after-ms"] where options.given(option) {
+            for option in ["--id", "--ping-interval-ms", "--dead-after-ms", "--admin-ip"] where options.given(option) {
                 throw options.declaration.usage("\(option) needs --hosts")
             }
             bind =
@@ -98,7 +107,15 @@ struct NodePlacement {
         bind = me.address.ipString
         udpPort = me.address.port
         httpPort = me.httpPort
-        trusted = ClusterMembership.trustedPeers(hosts)
+        var admins: [UInt32] = []
+        for text in options.strings("--admin-ip") {
+            guard let ip = PeerAddress.parseIPv4(text) else {
+                throw options.declaration.usage("--admin-ip takes an IPv4 address (a.b.c.d), not '\(text)'")
+            }
+            admins.append(ip)
+        }
+        trusted = ClusterMembership.trustedPeers(hosts, admins: admins)
+        admission = ClusterMembership.admission(hosts, me: me, admins: admins)
         ownAddresses = secondAddresses(of: me, inHostsFile: options.string("--hosts") ?? "")
         cluster = (hosts, me, pings)
     }
@@ -128,11 +145,10 @@ func runServe(_ args: Arguments) throws -> Int32 {
     if httpPort != nil { loopConfiguration.maxRegistrations = 2 * httpConfiguration.maxIncomingSockets + 1_000 }
     let loop = try Loop.make(backend, configuration: loopConfiguration)
     defer { try? loop.close() }
-    let server = UdpServer(
-        loop: loop,
-        configuration: nodeConfiguration(
-            port: placement.udpPort, bind: bind, ownAddresses: placement.ownAddresses,
-            options: options))
+    var udpConfiguration = nodeConfiguration(
+        port: placement.udpPort, bind: bind, ownAddresses: placement.ownAddresses, options: options)
+    udpConfiguration.admission = placement.admission
+    let server = UdpServer(loop: loop, configuration: udpConfiguration)
     try server.start()
     let node = RpcNode(loop: loop, server: server, savePath: options.string("--save"), trusted: trusted)
     let membership = try placement.cluster.map { cluster in

@@ -7,6 +7,7 @@ difference MIGRATION.md Part 2 declares); a node that does otherwise fails the p
 """
 
 import random
+import select
 import socket
 import threading
 import time
@@ -143,7 +144,6 @@ class PingRecorder(threading.Thread):
         self.began = time.monotonic()
 
     def run(self):
-        import select
         while not self.stop.is_set():
             if select.select([self.sock], [], [], 0.05)[0]:
                 payload, _ = self.sock.recvfrom(70000)

@@ -120,6 +120,9 @@ public final class PingServer {
     private var observers: [PeerAddress: Int64] = [:]
     /// A bound on `observers`: pings from many addresses cannot grow it, or the note's fan-out.
     package static let maxObservers = 64
+    /// An unanswered ping's resends: the original's backoff and max wait (PingServer.cpp:571-585).
+    package static let resendBackoffMs = 1_000
+    package static let resendMaxWaitMs = 2_000
 
     /// A ping server for `hosts` on `server`; it pings once `start()` is called. Throws when `configuration` is out of range.
     public init(
@@ -224,9 +227,12 @@ public final class PingServer {
         // A member sends its PingInfo, as the original does; a client the 3-byte ping of a
         // stranger, which an original answers without logging "No host".
         let payload = ownInfo.map { PingMessage.info($0).bytes } ?? PingMessage.probe.bytes
+        // Unanswered, it is sent again after 1 s, then every 2 s, as the original's
+        // (PingServer.cpp:571-585: backoff 1000 ms, max wait 2000 ms), not every 200 ms.
         let handle = server.sendRequest(
             payload, type: pingMessageType, to: table[index].host.address,
-            timeoutMs: configuration.deadAfterMs, niceness: 0
+            timeoutMs: configuration.deadAfterMs, niceness: 0,
+            backoffMs: Self.resendBackoffMs, maxWaitMs: Self.resendMaxWaitMs
         ) { [weak self] result in
             self?.pingEnded(index, id: id, result)
         }

@@ -155,6 +155,39 @@ extension ClusterLoopTests {
             }
         }
 
+        /// An unanswered ping is sent again after 1 s, then 2 s later, as the original's
+        /// (backoff 1000 ms, max wait 2000 ms: PingServer.cpp:571-585), not every 200 ms;
+        /// `scripts/probe-original` sees the same gaps between the original's copies.
+        @Test(arguments: LoopBackendKind.allCases)
+        func unansweredPingsAreResentAsTheOriginals(kind: LoopBackendKind) throws {
+            var configuration = PingConfiguration.testing
+            configuration.deadAfterMs = 20_000
+            try withCluster(kind, count: 2, configuration: configuration) { loop, cluster in
+                try runUntil(loop) { cluster.pings[0].aliveIDs == [0, 1] }
+                // Host 1 stops pinging, then hears without answering once its exchanges ended.
+                cluster.pings[1].stop()
+                let settled = loop.now + 300
+                try runUntil(loop) { loop.now >= settled }
+                cluster.silencers[1].silent = true
+                let server = cluster.servers[0]
+                let silencedAt = loop.now
+                var seen = server.stats.resends
+                var resentAt: [Int64] = []
+                try runUntil(loop, timeoutMs: 15_000) {
+                    if server.stats.resends > seen {
+                        seen = server.stats.resends
+                        resentAt.append(loop.now)
+                    }
+                    return resentAt.count >= 2
+                }
+                // A ping leaves within an interval (20 ms) of the silence; a loaded machine
+                // only delays a resend, so the lower bounds hold with a margin for the interval.
+                #expect(
+                    resentAt[0] - silencedAt >= 900, "first resend \(resentAt[0] - silencedAt) ms after the silence")
+                #expect(resentAt[1] - resentAt[0] >= 1_900, "second resend \(resentAt[1] - resentAt[0]) ms later")
+            }
+        }
+
         /// A client of the cluster (no ID) pings too, and gets the going-down note of a
         /// host it pinged; a flood of pings from many addresses cannot grow the list of
         /// such clients past its bound.

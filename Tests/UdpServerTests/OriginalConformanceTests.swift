@@ -106,6 +106,14 @@ enum OriginalProtocol {
         return resendTime
     }
 
+    // UdpServer.h
+    /// `UdpServer::getTransId` (UdpServer.h:320-324): the id issued and the next; ids start at 0
+    /// (UdpServer.cpp:279) and 0 follows 0x3ffffffe: `UDP_MAX_TRANSID` itself is never issued.
+    static func getTransId(next: Int32) -> (issued: Int32, next: Int32) {
+        let following = next + 1
+        return (next, following >= Int32(maxTransId) ? 0 : following)
+    }
+
     // UdpServer.cpp
     static let incomingTimeoutSeconds = 60 // slot->connect(..., timeout = 60, ...) for a new request
     static let resendAllAfterMs = 30_000 // readTimeoutPoll: "if over 30 secs has passed, resend it ALL"
@@ -241,6 +249,8 @@ enum OriginalProtocol {
             "an unknown message type gets an error reply", "a late copy of a request received whole",
             "largest message", "while shutting down", "127/8 counts as local",
             "replies to an address that never acknowledged", "the datagram size per peer",
+            "a one-datagram message whose size exceeds its payload", "a refusal's cancel ACK",
+            "a cancel ACK ends a reply at once", "the first transaction id is random",
         ] {
             #expect(migration.contains(declared), "MIGRATION.md does not declare: \(declared)")
         }

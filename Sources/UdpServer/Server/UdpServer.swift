@@ -112,8 +112,10 @@ public final class UdpServer {
             memoryMs: Int64(configuration.incomingTimeoutMs))
         let seed = configuration.randomSeed ?? UInt64(bitPattern: monotonicNanoseconds()) ^ UInt64(getpid())
         random = SplitMix64(seed: seed)
-        // A random first id makes a restarted peer unlikely to reuse ids the other side remembers.
-        nextTransactionId = UInt32(truncatingIfNeeded: random.next()) & DatagramHeader.maxTransactionId
+        // A random first id makes a restarted peer unlikely to reuse ids the other side remembers
+        // (the original starts at 0, UdpServer.cpp:279); never `maxTransactionId`, which the
+        // original never issues.
+        nextTransactionId = UInt32(truncatingIfNeeded: random.next() % UInt64(DatagramHeader.maxTransactionId))
         let perCall = configurationError == nil ? configuration.datagramsPerSystemCall : 1
         // Room for the larger of the two sizes, whichever peer a datagram is for or from.
         let largest = max(geometry.datagramSize, ownGeometry.datagramSize)
@@ -381,7 +383,8 @@ public final class UdpServer {
     func allocateTransactionId(for peer: PeerAddress) -> UInt32 {
         while true {
             let id = nextTransactionId
-            nextTransactionId = id == DatagramHeader.maxTransactionId ? 0 : id + 1
+            // As the original's `getTransId` (UdpServer.h:320-324): 0 follows 0x3ffffffe.
+            nextTransactionId = id + 1 >= DatagramHeader.maxTransactionId ? 0 : id + 1
             if slots[TransactionKey(transactionId: id, peer: peer, initiatedByUs: true)] == nil { return id }
         }
     }

@@ -18,7 +18,8 @@ package struct DatagramHeader: Hashable, Sendable {
     package static let dataHeaderSize = 12
     package static let ackSize = 8
     package static let maxDatagramNumber: UInt32 = 0x001f_ffff
-    /// The original's `UDP_MAX_TRANSID`; ids wrap to 0 after it.
+    /// The original's `UDP_MAX_TRANSID`: the largest id a datagram carries; ids issued wrap to 0
+    /// before it, as the original's (which never issues it).
     package static let maxTransactionId: UInt32 = 0x3fff_ffff
 
     package var kind: Kind

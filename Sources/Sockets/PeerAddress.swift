@@ -31,6 +31,7 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
     }
 
     /// Parses a dotted quad, strictly: four decimal octets, no extras.
+    @inlinable // specialized where it is called: through the protocol, each byte was a witness call
     public static func parseIPv4(_ text: some StringProtocol) -> UInt32? {
         // By byte: the admin console checks every request's Host with it, and splitting
         // into Substrings of Characters cost more than the rest of the request's parse.

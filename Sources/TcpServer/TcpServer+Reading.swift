@@ -70,6 +70,9 @@ extension TcpServer {
             if connection.isIncoming && served >= max(configuration.maxRequestsPerTurn, 1)
                 && !connection.received.isEmpty
             {
+                // Nothing more is read until its turn comes (the registration a request
+                // answered at once left in place goes too): it has served its share.
+                stopWatchingReads(connection)
                 awaitNextTurn(connection)
                 return
             }

@@ -103,5 +103,31 @@ extension TcpServerLoopTests {
                 #expect(server.stats.requestsIn == 5 && server.stats.incomingOpen == 1)
             }
         }
+
+        /// A pipelining client that has served its share of a turn is not read again
+        /// until its turn comes, even though its requests were answered at once: the
+        /// requests served from the turn find the connection without a read registration.
+        @Test(arguments: LoopBackendKind.allCases)
+        func connectionAwaitingItsTurnIsNotRead(kind: LoopBackendKind) throws {
+            var configuration = TcpServerConfiguration.testing()
+            configuration.maxRequestsPerTurn = 1
+            try withTcpServer(kind, configuration) { loop, server in
+                var watched: [Bool] = []
+                server.onRequest = { [unowned server] request in // the server holds this closure
+                    watched.append(server.connections[request.connection]?.readRegistration != nil)
+                    server.reply(upper(request.bytes), to: request)
+                }
+                let client = try TestClient(port: server.port)
+                client.send("one\ntwo\nthree\n")
+                #expect(
+                    try [awaitLine(loop, client), awaitLine(loop, client), awaitLine(loop, client)] == [
+                        "ONE", "TWO", "THREE",
+                    ])
+                #expect(watched == [true, false, false], "read while awaiting its turn: \(watched)")
+                #expect(
+                    server.connections.values.first?.readRegistration != nil, "reading again once the turns are done")
+                #expect(server.stats.turnsYielded >= 2)
+            }
+        }
     }
 }

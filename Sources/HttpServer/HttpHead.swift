@@ -89,8 +89,12 @@ struct HttpHead {
             guard let colon = line.firstIndex(of: 0x3a) else { throw .malformed("a header line without a colon") }
             let name = line[line.startIndex..<colon]
             guard !name.isEmpty, name.allSatisfy(isTokenByte) else { throw .malformed("an invalid header name") }
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
-            fields.append((String(decoding: name, as: UTF8.self).lowercased(), value))
+            // Bytes, not Characters: the head is ASCII (checked above), where the two agree.
+            var value = line[(colon + 1)...]
+            while let first = value.first, first == 0x20 || first == 0x09 { value = value.dropFirst() }
+            while let last = value.last, last == 0x20 || last == 0x09 { value = value.dropLast() }
+            let lowercased = name.map { (0x41...0x5a).contains($0) ? $0 | 0x20 : $0 }
+            fields.append((String(decoding: lowercased, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
         return HttpHead(
             start: (
@@ -100,10 +104,16 @@ struct HttpHead {
             fields: fields, length: length)
     }
 
+    /// RFC 9110's tchar. A `switch` over the bytes: an array of them built for every byte
+    /// looked at was a tenth of what a small request cost.
     private static func isTokenByte(_ b: UInt8) -> Bool {
         switch b {
-        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
-        default: return Array("!#$%&'*+-.^_`|~".utf8).contains(b)
+        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+            UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+            UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            true
+        default: false
         }
     }
 }

@@ -7,7 +7,7 @@ public struct HttpRequest: Sendable {
     /// The request target as sent (`/status.json?x=1`).
     public let target: String
     /// The target up to `?`.
-    public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
+    public var path: Substring { target[..<(target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.endIndex)] }
     /// `HTTP/1.0` or `HTTP/1.1`.
     public let version: String
     /// Field names lowercased, in order.
@@ -43,21 +43,23 @@ public struct HttpAuthority: Sendable, Equatable {
     /// Nil when `text` is not a uri-host with an optional port: userinfo (`user@`), a path,
     /// spaces, a port that is not a number up to 65535.
     public init?(parsing text: String) {
-        var hostPart = Substring(text)
-        var portPart: Substring?
-        if let colon = text.lastIndex(of: ":"), !text[colon...].contains("]") {
-            hostPart = text[..<colon]
-            portPart = text[text.index(after: colon)...]
+        // By byte (every request's Host goes through here): a byte that is not ASCII
+        // fails the host's check below, as the Character it belongs to did.
+        let all = Array(text.utf8)
+        var bytes = all[...]
+        var portPart: ArraySlice<UInt8>?
+        if let colon = all.lastIndex(of: 0x3a), !all[colon...].contains(0x5d) { // ':', no ']' after it
+            bytes = all[..<colon]
+            portPart = all[(colon + 1)...]
         }
         if let digits = portPart, !digits.isEmpty {
-            guard digits.count <= 5, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-                let port = Int(digits), port <= 65_535
-            else { return nil }
+            guard digits.count <= 5, digits.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+            let port = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+            guard port <= 65_535 else { return nil }
             self.port = UInt16(port)
         } else {
             self.port = nil
         }
-        let bytes = Array(hostPart.utf8)
         if bytes.first == UInt8(ascii: "[") {
             guard bytes.count > 2, bytes.last == UInt8(ascii: "]"),
                 bytes.dropFirst().dropLast().allSatisfy({
@@ -67,88 +69,27 @@ public struct HttpAuthority: Sendable, Equatable {
         } else {
             guard bytes.allSatisfy(Self.isRegNameByte) else { return nil }
         }
-        host = String(decoding: bytes, as: UTF8.self).lowercased()
+        // The bytes are ASCII (checked above): lowercase them only if one is upper case.
+        host =
+            bytes.contains(where: { (0x41...0x5a).contains($0) })
+            ? String(decoding: bytes.map { (0x41...0x5a).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
+            : String(decoding: bytes, as: UTF8.self)
     }
 
     private static func isHexDigit(_ b: UInt8) -> Bool {
         (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b)
     }
 
+    /// A `switch`: an array of the bytes built for every byte looked at cost more than the rest of the parse.
     private static func isRegNameByte(_ b: UInt8) -> Bool {
         switch b {
-        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
-        default: return Array("-._~!$&'()*+,;=%".utf8).contains(b)
-        }
-    }
-}
-
-/// An HTTP response to send.
-public struct HttpResponse: Sendable, Equatable {
-    /// The status code.
-    public var status: Int
-    /// Header fields, in order.
-    public var fields: [(name: String, value: String)]
-    /// The body.
-    public var body: [UInt8]
-
-    /// A response with `status`, `fields` and `body`.
-    public init(status: Int, fields: [(name: String, value: String)] = [], body: [UInt8] = []) {
-        self.status = status
-        self.fields = fields
-        self.body = body
-    }
-
-    public static func == (a: HttpResponse, b: HttpResponse) -> Bool {
-        a.status == b.status && a.body == b.body && a.fields.map(\.name) == b.fields.map(\.name)
-            && a.fields.map(\.value) == b.fields.map(\.value)
-    }
-
-    /// A short text body (the reason, for errors) with its type.
-    public static func text(_ status: Int, _ text: String) -> HttpResponse {
-        HttpResponse(
-            status: status, fields: [("Content-Type", "text/plain; charset=utf-8")], body: Array((text + "\n").utf8))
-    }
-
-    /// The value of the first field named `name` (any case), if there is one.
-    public func field(_ name: String) -> String? {
-        let name = name.lowercased()
-        return fields.first { $0.name.lowercased() == name }?.value
-    }
-
-    /// The bytes on the wire: status line, the fields, `Content-Length` and
-    /// `Connection` from the server's decision, and the body (none for HEAD).
-    func serialized(keepAlive: Bool, includeBody: Bool = true) -> [UInt8] {
-        var head = "HTTP/1.1 \(status) \(HttpResponse.reason(status))\r\n"
-        for (name, value) in fields where !["content-length", "connection"].contains(name.lowercased()) {
-            head += "\(name): \(value)\r\n"
-        }
-        head += "Content-Length: \(body.count)\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n\r\n"
-        return Array(head.utf8) + (includeBody ? body : [])
-    }
-
-    /// The reason phrase the status line carries for `status`.
-    public static func reason(_ status: Int) -> String {
-        switch status {
-        case 200: "OK"
-        case 204: "No Content"
-        case 301: "Moved Permanently"
-        case 302: "Found"
-        case 304: "Not Modified"
-        case 400: "Bad Request"
-        case 403: "Forbidden"
-        case 404: "Not Found"
-        case 405: "Method Not Allowed"
-        case 408: "Request Timeout"
-        case 411: "Length Required"
-        case 413: "Content Too Large"
-        case 414: "URI Too Long"
-        case 421: "Misdirected Request"
-        case 431: "Request Header Fields Too Large"
-        case 500: "Internal Server Error"
-        case 501: "Not Implemented"
-        case 503: "Service Unavailable"
-        case 505: "HTTP Version Not Supported"
-        default: "Status"
+        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"),
+            UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="),
+            UInt8(ascii: "%"):
+            true
+        default: false
         }
     }
 }

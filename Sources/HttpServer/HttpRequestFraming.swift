@@ -16,6 +16,9 @@ final class HttpRequestFraming: TcpFraming {
     /// What the last read left of each connection's incomplete request (`frame(_:atEnd:of:)`),
     /// until its verdict or the connection's close.
     private var pending: [TcpConnectionID: Pending] = [:]
+    /// The head of the request last framed whole, and its connection: the server takes it
+    /// (`takeFramedHead`) rather than parse the same bytes a second time.
+    private var framedHead: (connection: TcpConnectionID, head: HttpHead)?
 
     private struct Pending {
         var scanner: HttpHeadScanner
@@ -92,7 +95,15 @@ final class HttpRequestFraming: TcpFraming {
             if let connection { remember(connection, scanner, total: total, bytes) }
             return .incomplete
         }
+        if let connection { framedHead = (connection, head) }
         return .complete(length: total, reusable: Self.keepAlive(head))
+    }
+
+    /// The head of the request just framed whole on `connection`, once; nil for another.
+    func takeFramedHead(_ connection: TcpConnectionID) -> HttpHead? {
+        defer { framedHead = nil }
+        guard let framedHead, framedHead.connection == connection else { return nil }
+        return framedHead.head
     }
 
     private func remember(

@@ -16,6 +16,14 @@ public struct HttpResponder {
         return server.tcp.reply(
             response.serialized(keepAlive: keep, includeBody: !isHead), to: request, thenClose: !keep)
     }
+
+    /// Sends a response serialized beforehand, its bytes as they are.
+    @discardableResult
+    public func respond(_ prepared: HttpPreparedResponse, thenClose: Bool = false) -> Bool {
+        server.count(prepared.status)
+        let keep = keepAlive && !thenClose
+        return server.tcp.reply(prepared.bytes(keepAlive: keep, includeBody: !isHead), to: request, thenClose: !keep)
+    }
 }
 
 /// What the HTTP server counts beyond its TcpServer.
@@ -94,9 +102,13 @@ public final class HttpServer {
     private func received(_ message: TcpRequest) {
         counted.requests += 1
         let bytes = message.bytes[...]
-        // The framing accepted these bytes: the head parses and the length is right.
-        guard let length = HttpHead.end(in: bytes, limit: limits.maxHeaderBytes),
-            let head = try? HttpHead.parse(bytes, length: length, limits: limits)
+        // The framing accepted these bytes: the head parses and the length is right. It
+        // parsed the head of the request it has just framed; others are parsed here.
+        guard
+            let head = framing.takeFramedHead(message.connection).flatMap({ $0.length <= bytes.count ? $0 : nil })
+                ?? HttpHead.end(in: bytes, limit: limits.maxHeaderBytes).flatMap({
+                    try? HttpHead.parse(bytes, length: $0, limits: limits)
+                })
         else {
             let responder = HttpResponder(server: self, request: message, keepAlive: false, isHead: false)
             responder.respond(.text(400, "malformed request"), thenClose: true)
@@ -104,7 +116,7 @@ public final class HttpServer {
         }
         let request = HttpRequest(
             method: head.start.0, target: head.start.1, version: head.start.2,
-            fields: head.fields, body: Array(bytes[(bytes.startIndex + length)...]),
+            fields: head.fields, body: Array(bytes[(bytes.startIndex + head.length)...]),
             peer: message.peer, keepAlive: HttpRequestFraming.keepAlive(head))
         let responder = HttpResponder(
             server: self, request: message, keepAlive: request.keepAlive,

@@ -24,23 +24,39 @@ public struct PeerAddress: Hashable, Sendable, CustomStringConvertible, Lossless
             let ip = Self.parseIPv4(description[..<colon])
         else { return nil }
         let portText = description[description.index(after: colon)...]
-        guard !portText.isEmpty, portText.allSatisfy(Self.isDigit), let port = UInt16(portText) else { return nil }
+        guard !portText.isEmpty, portText.allSatisfy({ ("0"..."9").contains($0) }), let port = UInt16(portText) else {
+            return nil
+        }
         self.init(ip: ip, port: port)
     }
 
     /// Parses a dotted quad, strictly: four decimal octets, no extras.
+    @inlinable // specialized where it is called: through the protocol, each byte was a witness call
     public static func parseIPv4(_ text: some StringProtocol) -> UInt32? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
+        // By byte: the admin console checks every request's Host with it, and splitting
+        // into Substrings of Characters cost more than the rest of the request's parse.
         var ip: UInt32 = 0
-        for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(isDigit), let octet = UInt8(part) else { return nil }
-            ip = ip << 8 | UInt32(octet)
+        var octet: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        for byte in text.utf8 {
+            switch byte {
+            case 0x30...0x39:
+                guard digits < 3 else { return nil }
+                octet = octet * 10 + UInt32(byte - 0x30)
+                digits += 1
+            case 0x2e:
+                guard digits > 0, octet <= 255, dots < 3 else { return nil }
+                ip = ip << 8 | octet
+                octet = 0
+                digits = 0
+                dots += 1
+            default: return nil
+            }
         }
-        return ip
+        guard dots == 3, digits > 0, octet <= 255 else { return nil }
+        return ip << 8 | octet
     }
-
-    private static func isDigit(_ c: Character) -> Bool { ("0"..."9").contains(c) }
 
     /// The address as a dotted quad, e.g. `127.0.0.1`.
     public var ipString: String {

@@ -81,13 +81,19 @@ def median_wrk(rounds):
     return summary
 
 
+def rounds_of(d, prefix):
+    """The median of the wrk runs PREFIX-N.json in directory d (phase a: wrk-alone-, phase a2: wrk-page-)."""
+    return median_wrk([load_json(os.path.join(d, name)) for name in sorted(os.listdir(d))
+                       if name.startswith(prefix) and name.endswith(".json")] if os.path.isdir(d) else [])
+
+
 def collect(run, backend):
     d = os.path.join(run, backend)
     events = load_events(os.path.join(d, "holder.out"))
     return {
         "figures": load_figures(os.path.join(d, "figures")),
-        "wrkAlone": median_wrk([load_json(os.path.join(d, name)) for name in sorted(os.listdir(d))
-                                if name.startswith("wrk-alone-") and name.endswith(".json")] if os.path.isdir(d) else []),
+        "wrkAlone": rounds_of(d, "wrk-alone-"),
+        "wrkPage": rounds_of(d, "wrk-page-"),
         "wrkHeld": load_json(os.path.join(d, "wrk-held.json")),
         "wrkFirst": load_json(os.path.join(d, "wrk-first.json")),
         "readyDuring": (load_events(os.path.join(d, "holder-during.out")).get("ready") or [None])[0],
@@ -304,24 +310,28 @@ def table(results, backends, count, seconds, label, source, load, rounds, result
         [f"{f['endStatus']}; {f['exitStatus']}" if "endStatus" in f and "exitStatus" in f else None for f in fig],
         False)
     nginx_dir = os.path.join(results_dir, "nginx")
-    nginx = median_wrk([load_json(os.path.join(nginx_dir, name)) for name in sorted(os.listdir(nginx_dir))
-                        if name.startswith("wrk-alone-") and name.endswith(".json")]) if os.path.isdir(nginx_dir) else None
+    nginx = rounds_of(nginx_dir, "wrk-alone-")
     if nginx:
-        n = wrk_figures(nginx)
         size = os.path.getsize(os.path.join(nginx_dir, "www", "status.json"))
+        page = os.path.join(nginx_dir, "www", "index.html")
         lines += [
             "",
-            f"Beside phase a, in the same rotation: nginx ({nginx_version()}, one process: `master_process off`, "
-            f"`worker_processes 1`, pinned to CPU 0 like the node) serving the node's /status.json as a static file "
-            f"of the same {size} bytes, under the same wrk:",
+            f"Beside phases a and a2, in the same rotation: nginx ({nginx_version()}, one process: "
+            "`master_process off`, `worker_processes 1`, pinned to CPU 0 like the node) serving the node's "
+            f"/status.json ({size} bytes) and its console page ({os.path.getsize(page) if os.path.exists(page) else '?'} "
+            "bytes, as index.html for GET /) as static files of the same bytes, under the same wrk:",
             "",
-            "| server | requests/s | p50 ms | p99 ms | requests/s ÷ nginx |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| path | server | requests/s | p50 ms | p99 ms | requests/s ÷ nginx |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
         ]
-        for b, a in zip(backends, alone):
-            lines.append(f"| node, {b} | {fmt(a.get('rps'))} | {fmt(a.get('p50'), 2)} | {fmt(a.get('p99'), 2)} | "
-                         f"{ratio(a.get('rps'), n['rps'])} |")
-        lines.append(f"| nginx | {fmt(n['rps'])} | {fmt(n['p50'], 2)} | {fmt(n['p99'], 2)} | 1.00 |")
+        for path, key, prefix in (("/status.json", "wrkAlone", "wrk-alone-"), ("/", "wrkPage", "wrk-page-")):
+            n = wrk_figures(rounds_of(nginx_dir, prefix))
+            for b in backends:
+                a = wrk_figures(results[b][key])
+                lines.append(f"| {path} | node, {b} | {fmt(a.get('rps'))} | {fmt(a.get('p50'), 2)} | "
+                             f"{fmt(a.get('p99'), 2)} | {ratio(a.get('rps'), n.get('rps'))} |")
+            lines.append(f"| {path} | nginx | {fmt(n.get('rps'))} | {fmt(n.get('p50'), 2)} | {fmt(n.get('p99'), 2)} | "
+                         "1.00 |")
     lines += [
         "",
         "Phase a alternates between the two nodes (both running) in rotating order; the others run one node at "

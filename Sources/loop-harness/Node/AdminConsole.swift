@@ -22,11 +22,17 @@ final class AdminConsole {
     let token: String
     /// The Host (and Origin) forms the console answers to.
     let authorities: ConsoleAuthorities
+    /// What the page shows as rendered, beyond what never changes (the hosts table's
+    /// liveness and backends): the page is rendered again when it differs.
+    let pageKey: () -> [String]
+    /// The page as last rendered, serialized, and the key it was rendered for.
+    private var page: (key: [String], response: HttpPreparedResponse)?
 
     /// `hostNames`: names besides its address the console answers to (`serve --http-host`).
-    init(node: RpcNode, http: HttpServer, hostNames: [String] = []) {
+    init(node: RpcNode, http: HttpServer, hostNames: [String] = [], pageKey: @escaping () -> [String] = { [] }) {
         self.node = node
         self.http = http
+        self.pageKey = pageKey
         self.authorities = ConsoleAuthorities(
             listening: http.tcp.listeningAddress ?? PeerAddress(ip: 0x7f00_0001, port: 0),
             names: hostNames)
@@ -55,21 +61,20 @@ final class AdminConsole {
                         + "Host \(authorities.canonical)"), thenClose: true)
             return
         }
-        let readOnly = ["GET", "HEAD"]
+        let readOnly = request.method == "GET" || request.method == "HEAD"
         switch request.path {
         case "/":
-            guard readOnly.contains(request.method) else {
+            guard readOnly else {
                 responder.respond(methodNotAllowed("GET, HEAD"))
                 return
             }
-            responder.respond(HttpResponse(status: 200, fields: pageFields, body: Array(page().utf8)))
+            responder.respond(pageResponse())
         case "/status.json":
-            guard readOnly.contains(request.method) else {
+            guard readOnly else {
                 responder.respond(methodNotAllowed("GET, HEAD"))
                 return
             }
-            responder.respond(
-                HttpResponse(status: 200, fields: jsonFields, body: Array(node.statsJSON().description.utf8)))
+            responder.respond(HttpResponse(status: 200, fields: jsonFields, body: node.statsJSON().utf8))
         case "/save-exit":
             guard request.method == "POST" else {
                 responder.respond(methodNotAllowed("POST"))
@@ -120,7 +125,7 @@ final class AdminConsole {
     }
 
     private func json(_ status: Int, _ fields: (String, JSON)...) -> HttpResponse {
-        HttpResponse(status: status, fields: jsonFields, body: Array(JSON.object(fields).description.utf8))
+        HttpResponse(status: status, fields: jsonFields, body: JSON.object(fields).utf8)
     }
 
     private let jsonFields: [(name: String, value: String)] = [
@@ -137,8 +142,15 @@ final class AdminConsole {
         ),
     ]
 
-    private func page() -> String {
-        ConsolePage.html(stats: node.statsJSON(), token: token)
+    /// Rendered on the first request and again only when `pageKey` changes: the figures
+    /// are filled in by the page's script, so the bytes are the same for every request.
+    private func pageResponse() -> HttpPreparedResponse {
+        let key = pageKey()
+        if let page, page.key == key { return page.response }
+        let html = ConsolePage.html(stats: node.statsJSON(), token: token)
+        let response = HttpPreparedResponse(HttpResponse(status: 200, fields: pageFields, body: Array(html.utf8)))
+        page = (key, response)
+        return response
     }
 }
 

@@ -54,6 +54,15 @@ final class ClusterMembership {
         ])
     }
 
+    /// What the console page shows of each host as rendered (`ConsolePage.renderedHostColumns`
+    /// that can change: alive or not, the backend): the page is rendered again when it does.
+    func pageKey() -> [String] {
+        pings.table.map { status in
+            let info = status.isSelf ? pings.ownInfo : status.info
+            return (status.alive ? "+" : "-") + (info.map { $0.backend?.rawValue ?? "original" } ?? "")
+        }
+    }
+
     private func row(_ status: HostStatus, now: Int64) -> JSON {
         let info = status.isSelf ? pings.ownInfo : status.info
         return .object([

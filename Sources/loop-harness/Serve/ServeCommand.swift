@@ -158,7 +158,8 @@ func runServe(_ args: Arguments) throws -> Int32 {
     if let httpPort, let ip = PeerAddress.parseIPv4(bind) {
         let http = HttpServer(loop: loop, configuration: httpConfiguration)
         try http.listen(on: PeerAddress(ip: ip, port: httpPort))
-        console = AdminConsole(node: node, http: http, hostNames: httpHostNames)
+        console = AdminConsole(
+            node: node, http: http, hostNames: httpHostNames, pageKey: membership.map { $0.pageKey } ?? { [] })
     }
     defer { console?.http.close() }
     let consoleURL = console?.http.tcp.listeningAddress.map { address in

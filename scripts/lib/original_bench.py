@@ -18,6 +18,7 @@ Prints, one a line (loop-bench reads them):
   skipped original REASON                        the original cannot run here (said aloud)
   rest subject=S round=R cpu_pct=X wakeups_per_s=Y
   result subject=S round=R window=W rtt_per_s=... p50_us=... p99_us=... samples=... lost=... errors=...
+         acks_per_rpc=... server_cpu_us=... (the node's CPU time per RPC answered)
   failed subject=S round=R REASON
 Exits 0, or 2 on a set-up error (no root, no client).
 
@@ -38,7 +39,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import original  # noqa: E402
 from cluster import Cluster, ClusterError, NetnsNames  # noqa: E402
-from syscall_profile import ProfileError, node_pid, untraced_window  # noqa: E402
+from syscall_profile import ProfileError, cpu_seconds, node_pid, untraced_window  # noqa: E402
 
 SUBJECTS = ("original", "epoll", "legacy")
 SETTLE_S = 1.0
@@ -90,7 +91,14 @@ def measure(cluster, subject, round_number, args):
         say(f"rest subject={subject} round={round_number} cpu_pct={rest['cpu_untraced']:.4f} "
             f"wakeups_per_s={rest['switches_untraced']:.1f}")
         for window in args.windows:
+            cpu_before = cpu_seconds(pid)
             fields = load(cluster, node, args.client, window, args)
+            # The node's CPU per RPC: whether a rate is the server's limit or the path's (the
+            # client's CPU, which carries the bridge's delivery, and the wake-ups between CPUs).
+            # Over the client's whole run, warm-up included, at the measured rate.
+            served = float(fields.get("rtt_per_s", 0)) * (args.warmup_ms + args.ms) / 1000
+            if served > 0:
+                fields["server_cpu_us"] = f"{(cpu_seconds(pid) - cpu_before) * 1e6 / served:.1f}"
             say(f"result subject={subject} round={round_number} window={window} "
                 + " ".join(f"{k}={v}" for k, v in fields.items()))
     finally:

@@ -33,8 +33,8 @@ let usage = """
                            scripts/lib/original_bench.py; needs root and loop-harness beside loop-bench)
       --label TEXT         the command recorded in the output (default: this command line)
       --busy-retries N     run a workload again up to N times while other processes use more than
-                           10 % of a CPU during it (default 1, with --quick 0); the table records
-                           every workload's load and marks the busy ones
+                           10 % of a CPU during it (default 1, with --quick 0) and keep the quietest
+                           attempt; the table records every workload's load and marks the busy ones
 
     child-mode options:
       --backend epoll|legacy
@@ -87,7 +87,7 @@ let benchCommands: [String: CommandOptions] = {
                 count(
                     "--busy-retries",
                     "run a workload again this many times while other processes use more than 10 % of a CPU "
-                        + "during it (default 1, with --quick 0)"),
+                        + "during it and keep the quietest attempt (default 1, with --quick 0)"),
             ]),
         command(
             "echo-server", "A UDP echo server on one backend (the raw read callback), for the C client.",

@@ -199,13 +199,41 @@ final class Report {
     var mark: Mark {
         Mark(counts: [rows.count, targets.count, peers.count, notes.count, curves.count, distributions.count])
     }
-    func rollback(to mark: Mark) {
-        rows.removeLast(rows.count - mark.counts[0])
-        targets.removeLast(targets.count - mark.counts[1])
-        peers.removeLast(peers.count - mark.counts[2])
-        notes.removeLast(notes.count - mark.counts[3])
-        curves.removeLast(curves.count - mark.counts[4])
-        distributions.removeLast(distributions.count - mark.counts[5])
+    /// What one attempt of a workload added, taken out of the report.
+    struct Attempt {
+        fileprivate let rows: [Row], targets: [TargetResult], peers: [(workload: String, peer: String)]
+        fileprivate let notes: [String], curves: [Curve], distributions: [Distribution]
+        let load: WorkloadLoad
+    }
+
+    /// Takes out what was added since `mark` (an attempt that ran on a busy machine), to be
+    /// put back if the next attempt is busier still.
+    func takeAttempt(since mark: Mark, load: WorkloadLoad) -> Attempt {
+        defer {
+            rows.removeLast(rows.count - mark.counts[0])
+            targets.removeLast(targets.count - mark.counts[1])
+            peers.removeLast(peers.count - mark.counts[2])
+            notes.removeLast(notes.count - mark.counts[3])
+            curves.removeLast(curves.count - mark.counts[4])
+            distributions.removeLast(distributions.count - mark.counts[5])
+        }
+        return Attempt(
+            rows: Array(rows[mark.counts[0]...]), targets: Array(targets[mark.counts[1]...]),
+            peers: Array(peers[mark.counts[2]...]), notes: Array(notes[mark.counts[3]...]),
+            curves: Array(curves[mark.counts[4]...]), distributions: Array(distributions[mark.counts[5]...]),
+            load: load)
+    }
+
+    /// Puts an attempt back in place of what was added since `mark`, with its load.
+    func restore(_ attempt: Attempt, since mark: Mark) {
+        _ = takeAttempt(since: mark, load: attempt.load)
+        rows += attempt.rows
+        targets += attempt.targets
+        peers += attempt.peers
+        notes += attempt.notes
+        curves += attempt.curves
+        distributions += attempt.distributions
+        add(attempt.load)
     }
     func add(_ curve: Curve) { curves.append(curve) }
     func add(_ distribution: Distribution) { distributions.append(distribution) }

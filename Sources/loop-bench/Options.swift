@@ -24,12 +24,17 @@ let usage = """
 
     run options:
       --quick              tiny iteration counts: every workload once, in seconds (a smoke test)
-      --only LIST          comma-separated workloads: udp-echo,rpc,pipes,wakeup,timers,idle,scale
+      --only LIST          comma-separated workloads: udp-echo,rpc,pipes,wakeup,timers,idle,original,scale
       --json PATH          where the results go (default .build-bench/bench-latest.json,
                            with --quick .build-bench/bench-quick.json)
       --markdown PATH      the table as markdown (default: the JSON path with .md)
       --peers DIR          the compiled C peers (default scripts/peers/bin; built by scripts/bench)
+      --original-driver PATH  the original workload's namespaces and nodes (default
+                           scripts/lib/original_bench.py; needs root and loop-harness beside loop-bench)
       --label TEXT         the command recorded in the output (default: this command line)
+      --busy-retries N     run a workload again up to N times while other processes use more than
+                           10 % of a CPU during it (default 1, with --quick 0) and keep the quietest
+                           attempt; the table records every workload's load and marks the busy ones
 
     child-mode options:
       --backend epoll|legacy
@@ -75,7 +80,14 @@ let benchCommands: [String: CommandOptions] = {
                     "where the results go (default .build-bench/bench-latest.json, with --quick bench-quick.json)"),
                 .text("--markdown", "PATH", "the table as markdown (default: the JSON path with .md)"),
                 .text("--peers", "DIR", "the compiled C peers (default scripts/peers/bin)"),
+                .text(
+                    "--original-driver", "PATH",
+                    "the original workload's driver (default scripts/lib/original_bench.py)"),
                 .text("--label", "TEXT", "the command recorded in the output (default: this command line)"),
+                count(
+                    "--busy-retries",
+                    "run a workload again this many times while other processes use more than 10 % of a CPU "
+                        + "during it and keep the quietest attempt (default 1, with --quick 0)"),
             ]),
         command(
             "echo-server", "A UDP echo server on one backend (the raw read callback), for the C client.",

@@ -50,20 +50,24 @@ func benchPipes(_ context: BenchContext) throws {
             guard let times = runs[c]?[n], !times.isEmpty else { return .missing("failed") }
             return .value(median(times))
         }
-        let row = Row(
+        var row = Row(
             workload: workload, label: "N=\(n)", metric: "median µs", key: "median_us",
             epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: 0)
+        // Run k of a round of one contender beside run k of the same round of another.
+        row.runs = runs.compactMapValues { $0[n] }
         context.report.add(row)
         sayError(
             "  N=\(n): epoll \(row.epoll.text(decimals: 0)) µs, legacy \(row.legacy.text(decimals: 0)), libevent \(row.peer?.text(decimals: 0) ?? "-")"
         )
     }
     for (n, goal) in [(1000, 1.2), (8000, 1.3)] {
-        let r = context.report.row(workload, "N=\(n)", "median_us")?.epollOverPeer
-        context.report.add(
-            TargetResult(
-                name: "pipes N=\(n): epoll vs libevent-epoll", formula: "time epoll ÷ libevent",
-                ratio: r, goal: .atMost(goal), note: r == nil ? "no figure for N=\(n)" : nil))
+        let row = context.report.row(workload, "N=\(n)", "median_us")
+        let r = row?.epollOverPeer
+        var target = TargetResult(
+            name: "pipes N=\(n): epoll vs libevent-epoll", formula: "time epoll ÷ libevent",
+            ratio: r, goal: .atMost(goal), note: r == nil ? "no figure for N=\(n)" : nil)
+        target.spread = row?.spread(.epoll, over: .peer)
+        context.report.add(target)
     }
 }
 

@@ -26,9 +26,21 @@ struct Row: Sendable {
     /// nil when the workload has no peer.
     var peer: Cell?
     let decimals: Int
+    /// The original C++ node doing the same work, where it can (the `original` workload).
+    var original: Cell? = nil
+    /// Each repetition's figure per column, in the order they ran (NaN where one gave none):
+    /// the spreads of the ratios.
+    var runs: [Column: [Double]] = [:]
 
     var epollOverLegacy: Double? { ratio(epoll, legacy) }
     var epollOverPeer: Double? { peer.flatMap { ratio(epoll, $0) } }
+    var epollOverOriginal: Double? { original.flatMap { ratio(epoll, $0) } }
+
+    /// The spread over the repetitions of `a ÷ b` (nil with fewer than two).
+    func spread(_ a: Column, over b: Column) -> Spread? {
+        guard let x = runs[a], let y = runs[b], let s = Spread.ofRatios(x, y), s.runs >= 2 else { return nil }
+        return s
+    }
 
     /// nil when either is missing or the divisor shows as zero (an error of
     /// 0.00 ms has no meaningful ratio).
@@ -42,15 +54,31 @@ struct Row: Sendable {
 
 /// A pass mark for a ratio.
 struct Goal: Sendable {
-    enum Bound: Sendable { case atLeast, atMost }
+    enum Bound: Sendable, Equatable {
+        case atLeast, atMost
+        case within(Double, Double)
+    }
     let bound: Bound
     let value: Double
 
     static func atLeast(_ v: Double) -> Goal { Goal(bound: .atLeast, value: v) }
     static func atMost(_ v: Double) -> Goal { Goal(bound: .atMost, value: v) }
+    static func within(_ low: Double, _ high: Double) -> Goal { Goal(bound: .within(low, high), value: low) }
 
-    func holds(_ r: Double) -> Bool { bound == .atLeast ? r >= value : r <= value }
-    var text: String { (bound == .atLeast ? "≥ " : "≤ ") + format(value, decimals: 2) }
+    func holds(_ r: Double) -> Bool {
+        switch bound {
+        case .atLeast: return r >= value
+        case .atMost: return r <= value
+        case .within(let low, let high): return r >= low && r <= high
+        }
+    }
+    var text: String {
+        switch bound {
+        case .atLeast: return "≥ " + format(value, decimals: 2)
+        case .atMost: return "≤ " + format(value, decimals: 2)
+        case .within(let low, let high): return format(low, decimals: 2) + "–" + format(high, decimals: 2)
+        }
+    }
 }
 
 /// One of the targets, evaluated on this run's numbers.
@@ -62,12 +90,12 @@ struct TargetResult: Sendable {
     let goal: Goal
     /// Why there is no ratio, when there is none.
     let note: String?
-
-    var met: Bool? { ratio.map(goal.holds) }
-    var verdict: String {
-        guard let met else { return note.map { "n/a: \($0)" } ?? "n/a" }
-        return met ? "met" : "MISSED"
-    }
+    /// The ratio's spread over the repetitions (nil: one run, or no figure).
+    var spread: Spread? = nil
+    /// Workloads besides the one that adds it whose figures it uses (their load counts too).
+    var alsoUses: [String] = []
+    /// The workload that added it (set by the report).
+    var workload = ""
 }
 
 /// A curve per contender: a figure for each count of something registered.
@@ -79,6 +107,8 @@ struct Curve: Sendable {
     let counts: [Int]
     /// Contender → count → figure (or why there is none).
     let series: [String: [Int: Cell]]
+    /// Contender → count → each timed run's figure, in the order they ran.
+    var runs: [String: [Int: [Double]]] = [:]
 
     /// Contenders in a fixed order: the loops first, then the peers by name.
     var contenders: [String] {
@@ -128,6 +158,13 @@ final class Report {
     private(set) var notes: [String] = []
     private(set) var curves: [Curve] = []
     private(set) var distributions: [Distribution] = []
+    /// The machine's load over each workload, in the order they ran (item 3 of the run's honesty).
+    private(set) var loads: [WorkloadLoad] = []
+    /// The workload running now: the targets it adds rest on its load.
+    var currentWorkload = ""
+    /// Over the whole run, from its start to its last workload's end.
+    private let started = CPUSnapshot.now()
+    private(set) var wholeRun: WorkloadLoad?
 
     init(command: String, quick: Bool) {
         self.command = command
@@ -135,7 +172,69 @@ final class Report {
     }
 
     func add(_ row: Row) { rows.append(row) }
-    func add(_ target: TargetResult) { targets.append(target) }
+    func add(_ target: TargetResult) {
+        var target = target
+        target.workload = currentWorkload
+        targets.append(target)
+    }
+    func add(_ load: WorkloadLoad) {
+        loads.removeAll { $0.workload == load.workload }
+        loads.append(load)
+        wholeRun = WorkloadLoad("the whole run", from: started, to: .now(), attempt: 1)
+    }
+
+    /// Whether a workload the target rests on ran while others used the machine.
+    func busy(_ target: TargetResult) -> Bool {
+        let names = [target.workload] + target.alsoUses
+        return loads.contains { names.contains($0.workload) && $0.busy }
+    }
+
+    /// Whether any workload's figures were taken on a busy machine.
+    var anyBusy: Bool { loads.contains(where: \.busy) }
+
+    /// What has been added so far, to take back a workload's attempt that ran on a busy machine.
+    struct Mark {
+        fileprivate let counts: [Int]
+    }
+    var mark: Mark {
+        Mark(counts: [rows.count, targets.count, peers.count, notes.count, curves.count, distributions.count])
+    }
+    /// What one attempt of a workload added, taken out of the report.
+    struct Attempt {
+        fileprivate let rows: [Row], targets: [TargetResult], peers: [(workload: String, peer: String)]
+        fileprivate let notes: [String], curves: [Curve], distributions: [Distribution]
+        let load: WorkloadLoad
+    }
+
+    /// Takes out what was added since `mark` (an attempt that ran on a busy machine), to be
+    /// put back if the next attempt is busier still.
+    func takeAttempt(since mark: Mark, load: WorkloadLoad) -> Attempt {
+        defer {
+            rows.removeLast(rows.count - mark.counts[0])
+            targets.removeLast(targets.count - mark.counts[1])
+            peers.removeLast(peers.count - mark.counts[2])
+            notes.removeLast(notes.count - mark.counts[3])
+            curves.removeLast(curves.count - mark.counts[4])
+            distributions.removeLast(distributions.count - mark.counts[5])
+        }
+        return Attempt(
+            rows: Array(rows[mark.counts[0]...]), targets: Array(targets[mark.counts[1]...]),
+            peers: Array(peers[mark.counts[2]...]), notes: Array(notes[mark.counts[3]...]),
+            curves: Array(curves[mark.counts[4]...]), distributions: Array(distributions[mark.counts[5]...]),
+            load: load)
+    }
+
+    /// Puts an attempt back in place of what was added since `mark`, with its load.
+    func restore(_ attempt: Attempt, since mark: Mark) {
+        _ = takeAttempt(since: mark, load: attempt.load)
+        rows += attempt.rows
+        targets += attempt.targets
+        peers += attempt.peers
+        notes += attempt.notes
+        curves += attempt.curves
+        distributions += attempt.distributions
+        add(attempt.load)
+    }
     func add(_ curve: Curve) { curves.append(curve) }
     func add(_ distribution: Distribution) { distributions.append(distribution) }
     func note(_ text: String) { notes.append(text) }

@@ -6,16 +6,23 @@ import LoopTools
 /// docs/BENCHMARKS.md, and JSON for tools.
 extension Report {
     private static let headers = [
-        "workload", "case", "metric", "epoll", "legacy", "peer", "epoll/legacy", "epoll/peer",
+        "workload", "case", "metric", "epoll", "legacy", "peer", "original", "epoll/legacy", "epoll/peer",
+        "epoll/original",
     ]
 
     private func cells(_ row: Row) -> [String] {
-        [
+        /// A ratio, and its spread over the repetitions where there are several.
+        func ratio(_ r: Double?, _ spread: Spread?) -> String {
+            guard let r else { return "—" }
+            return format(r, decimals: 2) + (spread.map { " (\($0.text))" } ?? "")
+        }
+        return [
             row.workload, row.label, row.metric,
             row.epoll.text(decimals: row.decimals), row.legacy.text(decimals: row.decimals),
-            row.peer?.text(decimals: row.decimals) ?? "—",
-            row.epollOverLegacy.map { format($0, decimals: 2) } ?? "—",
-            row.epollOverPeer.map { format($0, decimals: 2) } ?? "—",
+            row.peer?.text(decimals: row.decimals) ?? "—", row.original?.text(decimals: row.decimals) ?? "—",
+            ratio(row.epollOverLegacy, row.spread(.epoll, over: .legacy)),
+            ratio(row.epollOverPeer, row.spread(.epoll, over: .peer)),
+            ratio(row.epollOverOriginal, row.spread(.epoll, over: .original)),
         ]
     }
 
@@ -23,13 +30,41 @@ extension Report {
         "\(date) on nproc \(machine.cpus), \(machine.model) (/proc/cpuinfo), \(machine.kernel)"
             + (canPin ? ", clients and servers pinned with taskset" : ", unpinned")
             + (quick ? ", QUICK (smoke test, numbers meaningless)" : "")
+            + ", " + loadSummary
+    }
+
+    /// Other processes' CPU over the run, and BUSY when any workload's figures were taken while
+    /// they used more than `WorkloadLoad.busyPercent` of a CPU.
+    var loadSummary: String {
+        guard let whole = wholeRun else { return "machine load not measured" }
+        let busyOnes = loads.filter(\.busy).map(\.workload)
+        return "other processes used \(format(whole.othersPercent, decimals: 1)) % of a CPU over the run"
+            + (busyOnes.isEmpty
+                ? " (quiet)"
+                : "; BUSY machine during \(busyOnes.joined(separator: ", ")) (over "
+                    + "\(format(WorkloadLoad.busyPercent, decimals: 0)) % of a CPU): their verdicts are not decided")
     }
 
     private var targetLines: [[String]] {
         targets.map {
-            [$0.name, $0.formula, $0.ratio.map { format($0, decimals: 2) } ?? "—", $0.goal.text, $0.verdict]
+            [
+                $0.name, $0.formula, $0.ratio.map { format($0, decimals: 2) } ?? "—",
+                $0.spread.flatMap { $0.runs >= 2 ? "\($0.text) (\($0.runs) runs)" : nil }
+                    ?? ($0.ratio == nil ? "—" : "1 run"),
+                $0.goal.text, $0.verdict(busy: busy($0)).text,
+            ]
         }
     }
+
+    private var loadLines: [[String]] {
+        loads.map {
+            [
+                $0.workload, format($0.seconds, decimals: 1), format($0.othersPercent, decimals: 1),
+                format($0.ownPercent, decimals: 1), String($0.attempt), $0.busy ? "BUSY" : "quiet",
+            ]
+        }
+    }
+    private static let loadHeaders = ["workload", "s", "others' CPU %", "this run's CPU %", "attempt", "machine"]
 
     // MARK: Console
 
@@ -42,15 +77,18 @@ extension Report {
             previous = row.workload
             return c
         }
-        out += columns([Self.headers] + lines, rightAligned: 3...7)
+        out += columns([Self.headers] + lines, rightAligned: 3...9)
         if !peers.isEmpty {
             out += "\npeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + "\n"
         }
         for curve in curves {
             out += "\n\(curve.title) (\(curve.y))\n" + columns(curveTable(curve), rightAligned: 1...9)
         }
-        out += "\ntargets\n"
-        out += columns([["target", "ratio of", "ratio", "goal", "result"]] + targetLines, rightAligned: 2...3)
+        out += "\ntargets (a figure whose spread over the repetitions exceeds its margin to the goal is not decided)\n"
+        out += columns(
+            [["target", "ratio of", "ratio", "spread", "goal", "result"]] + targetLines, rightAligned: 2...4)
+        out += "\nmachine load per workload (/proc/stat less this run's processes)\n"
+        out += columns([Self.loadHeaders] + loadLines, rightAligned: 1...4)
         for n in notes { out += "note: \(n)\n" }
         return out
     }
@@ -87,7 +125,7 @@ extension Report {
     var markdown: String {
         var out = "Measured \(heading).\n\nCommand: `\(command)` (source \(revision))\n\n"
         out += "| " + Self.headers.joined(separator: " | ") + " |\n"
-        out += "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+        out += "| --- | --- | --- |" + String(repeating: " ---: |", count: Self.headers.count - 3) + "\n"
         for row in rows { out += "| " + cells(row).joined(separator: " | ") + " |\n" }
         if !peers.isEmpty {
             out += "\nPeers: " + peers.map { "\($0.workload): \($0.peer)" }.joined(separator: "; ") + ".\n"
@@ -98,8 +136,12 @@ extension Report {
             out += "| --- |" + String(repeating: " ---: |", count: table[0].count - 1) + "\n"
             for line in table.dropFirst() { out += "| " + line.joined(separator: " | ") + " |\n" }
         }
-        out += "\n| target | ratio of | ratio | goal | result |\n| --- | --- | ---: | ---: | --- |\n"
+        out += "\n| target | ratio of | ratio | spread | goal | result |\n| --- | --- | ---: | ---: | ---: | --- |\n"
         for line in targetLines { out += "| " + line.joined(separator: " | ") + " |\n" }
+        out +=
+            "\nThe machine's load while each workload ran (other processes' CPU from /proc/stat, less this run's):\n\n"
+        out += "| " + Self.loadHeaders.joined(separator: " | ") + " |\n| --- | ---: | ---: | ---: | ---: | --- |\n"
+        for line in loadLines { out += "| " + line.joined(separator: " | ") + " |\n" }
         if !notes.isEmpty { out += "\n" + notes.map { "- \($0)\n" }.joined() }
         return out
     }
@@ -118,15 +160,37 @@ extension Report {
             JSON.object([
                 ("workload", .string(r.workload)), ("case", .string(r.label)), ("metric", .string(r.key)),
                 ("label", .string(r.metric)), ("epoll", cell(r.epoll)), ("legacy", cell(r.legacy)),
-                ("peer", cell(r.peer)), ("epollOverLegacy", r.epollOverLegacy.map(JSON.number) ?? .null),
+                ("peer", cell(r.peer)), ("original", cell(r.original)),
+                ("epollOverLegacy", r.epollOverLegacy.map(JSON.number) ?? .null),
                 ("epollOverPeer", r.epollOverPeer.map(JSON.number) ?? .null),
+                ("epollOverOriginal", r.epollOverOriginal.map(JSON.number) ?? .null),
+                (
+                    "runs",
+                    .object(
+                        r.runs.keys.sorted { $0.rawValue < $1.rawValue }.map { column in
+                            (column.rawValue, JSON.array(r.runs[column]!.map { $0.isFinite ? .number($0) : .null }))
+                        })
+                ),
             ])
+        }
+        func spread(_ s: Spread?) -> JSON {
+            s.map { .object([("min", .number($0.low)), ("max", .number($0.high)), ("runs", .int($0.runs))]) } ?? .null
         }
         let targetObjects = targets.map { t in
             JSON.object([
                 ("target", .string(t.name)), ("ratioOf", .string(t.formula)),
                 ("ratio", t.ratio.map(JSON.number) ?? .null), ("goal", .string(t.goal.text)),
-                ("met", t.met.map(JSON.bool) ?? .null), ("note", t.note.map(JSON.string) ?? .null),
+                ("spread", spread(t.spread)), ("busy", .bool(busy(t))),
+                ("verdict", .string(t.verdict(busy: busy(t)).text)),
+                ("met", t.verdict(busy: busy(t)).met.map(JSON.bool) ?? .null),
+                ("note", t.note.map(JSON.string) ?? .null),
+            ])
+        }
+        let loadObjects = loads.map { l in
+            JSON.object([
+                ("workload", .string(l.workload)), ("seconds", .number(l.seconds)),
+                ("othersCpuPct", .number(l.othersPercent)), ("ownCpuPct", .number(l.ownPercent)),
+                ("attempt", .int(l.attempt)), ("busy", .bool(l.busy)),
             ])
         }
         return JSON.object([
@@ -141,6 +205,14 @@ extension Report {
             ("command", .string(command)), ("revision", .string(revision)), ("quick", .bool(quick)),
             ("pinned", .bool(canPin)),
             ("peers", .object(peers.map { ($0.workload, JSON.string($0.peer)) })),
+            (
+                "load",
+                .object([
+                    ("othersCpuPct", wholeRun.map { .number($0.othersPercent) } ?? .null),
+                    ("busyAbovePct", .number(WorkloadLoad.busyPercent)), ("busy", .bool(anyBusy)),
+                    ("summary", .string(loadSummary)), ("workloads", .array(loadObjects)),
+                ])
+            ),
             ("rows", .array(rowObjects)), ("targets", .array(targetObjects)),
             ("notes", .array(notes.map(JSON.string))),
             ("cdfPercentiles", .array(cdfPercentiles.map(JSON.number))),

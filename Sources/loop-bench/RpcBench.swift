@@ -69,10 +69,13 @@ func benchRpc(_ context: BenchContext) throws {
                     .compactMap { $0.number(key) }
                 return values.isEmpty ? .missing("failed") : .value(median(values))
             }
-            context.report.add(
-                Row(
-                    workload: "rpc", label: c.label, metric: metric, key: key,
-                    epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: decimals))
+            var row = Row(
+                workload: "rpc", label: c.label, metric: metric, key: key,
+                epoll: cell(.epoll), legacy: cell(.legacy), peer: nil, decimals: decimals)
+            row.runs = results.mapValues { byCase in
+                (byCase[c.label] ?? []).map { r in r.number("samples") ?? 0 > 0 ? r.number(key) ?? .nan : .nan }
+            }
+            context.report.add(row)
         }
     }
 
@@ -84,24 +87,24 @@ func benchRpc(_ context: BenchContext) throws {
             Distribution(name: "rpc \(label)", title: "RPC round trip, 64 B request, \(label)", series: series))
     }
 
-    // The C echo's RTT rate at window 32 comes from the udp-echo rows of this run.
-    let rpcRate = context.report.row("rpc", "1 dgram, c=32", "rpc_per_s")?.epoll.number
-    let echoRate = context.report.row("udp-echo", "window 32", "rtt_per_s")?.peer?.number
-    let r = quotient(rpcRate, echoRate)
-    context.report.add(
-        TargetResult(
-            name: "UdpServer 1-dgram RPC rate vs the C echo RTT rate", formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32",
+    // The C echo's RTT rate at window 32 comes from the udp-echo rows of this run; repetition i
+    // of one is paired with repetition i of the other for the spread.
+    for (rpcCase, echoCase, name) in [
+        ("1 dgram, c=32", "window 32", "UdpServer 1-dgram RPC rate vs the C echo RTT rate"),
+        // The same comparison with client and server sharing one CPU (informational).
+        ("1 dgram, c=32, one CPU", "window 32, one CPU", "(same, both ends on one CPU)"),
+    ] {
+        let rpc = context.report.row("rpc", rpcCase, "rpc_per_s")
+        let echo = context.report.row("udp-echo", echoCase, "rtt_per_s")
+        let r = quotient(rpc?.epoll.number, echo?.peer?.number)
+        var target = TargetResult(
+            name: name,
+            formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32" + (echoCase.hasSuffix("CPU") ? ", one CPU" : ""),
             ratio: r, goal: .atLeast(0.45), note: r == nil ? "needs the udp-echo and rpc figures of the same run" : nil)
-    )
-    // The same comparison with client and server sharing one CPU (informational).
-    let rpcShared = context.report.row("rpc", "1 dgram, c=32, one CPU", "rpc_per_s")?.epoll.number
-    let echoShared = context.report.row("udp-echo", "window 32, one CPU", "rtt_per_s")?.peer?.number
-    let rShared = quotient(rpcShared, echoShared)
-    context.report.add(
-        TargetResult(
-            name: "(same, both ends on one CPU)", formula: "RPC/s epoll c=32 ÷ C echo RTT/s w=32, one CPU",
-            ratio: rShared, goal: .atLeast(0.45),
-            note: rShared == nil ? "needs the udp-echo and rpc figures of the same run" : nil))
+        target.spread = Spread.ofRatios(rpc?.runs[.epoll] ?? [], echo?.runs[.peer] ?? [])
+        target.alsoUses = ["udp-echo"]
+        context.report.add(target)
+    }
 }
 
 /// `loop-bench rpc-server`: a UdpServer answering every request of the bench

@@ -33,7 +33,12 @@ struct Budget {
     var timer100Intervals: Int { quick ? 2 : 20 }
     var quickPollSamples: Int { quick ? 2 : 40 }
 
-    var idleMs: Int { quick ? 300 : 3000 }
+    var originalRounds: Int { quick ? 1 : 3 }
+    var originalRestSeconds: Int { quick ? 1 : 3 }
+    var originalMeasureMs: Int { quick ? 200 : 1000 }
+
+    var idleMs: Int { quick ? 300 : 2000 }
+    var idleRepeats: Int { quick ? 1 : 3 }
 
     var scaleRounds: Int { quick ? 1 : 3 }
     var scaleRuns: Int { quick ? 1 : 3 }
@@ -55,6 +60,8 @@ struct BenchContext {
     /// This executable, for the server modes it starts in child processes.
     let selfPath: String
     let peersDirectory: String
+    /// scripts/lib/original_bench.py: the `original` workload's namespaces and nodes.
+    let originalDriver: String
 
     /// The path of a compiled C peer, if `scripts/bench` built it.
     func peer(_ name: String) -> String? {
@@ -71,6 +78,7 @@ let workloads: [(name: String, run: @Sendable (BenchContext) throws -> Void)] = 
     ("wakeup", benchWakeup),
     ("timers", benchTimers),
     ("idle", benchIdle),
+    ("original", benchOriginal),
     ("scale", benchScale),
 ]
 
@@ -100,19 +108,38 @@ func runAll(_ options: Options) throws -> Int32 {
     let report = Report(command: command, quick: quick)
     let context = BenchContext(
         budget: Budget(quick: quick), report: report, selfPath: selfExecutablePath(),
-        peersDirectory: options.value("--peers") ?? "scripts/peers/bin")
+        peersDirectory: options.value("--peers") ?? "scripts/peers/bin",
+        originalDriver: options.value("--original-driver") ?? "scripts/lib/original_bench.py")
     if !canPin { report.note("taskset or a second CPU is missing: nothing was pinned") }
 
+    // A workload that ran while other processes used the machine is run again up to this many
+    // times; the quietest attempt is kept, and its load says how busy the machine was.
+    let retries = try options.int("--busy-retries", default: quick ? 0 : 1)
     for workload in workloads where selected.contains(workload.name) {
-        sayError("== \(workload.name)")
-        let start = monotonicNanoseconds()
-        do {
-            try workload.run(context)
-        } catch {
-            report.note("\(workload.name) failed: \(error)")
-            sayError("  failed: \(error)")
+        report.currentWorkload = workload.name
+        let mark = report.mark
+        var quietest: Report.Attempt?
+        for attempt in 1...(retries + 1) {
+            sayError("== \(workload.name)" + (attempt > 1 ? " (again: the machine was busy)" : ""))
+            let start = CPUSnapshot.now()
+            do {
+                try workload.run(context)
+            } catch {
+                report.note("\(workload.name) failed: \(error)")
+                sayError("  failed: \(error)")
+            }
+            let load = WorkloadLoad(workload.name, from: start, to: .now(), attempt: attempt)
+            report.add(load)
+            sayError(
+                "  (\(format(load.seconds, decimals: 1)) s; other processes used \(format(load.othersPercent, decimals: 1)) %"
+                    + " of a CPU\(load.busy ? ": BUSY" : ""))")
+            guard load.busy else { break }
+            let taken = report.takeAttempt(since: mark, load: load)
+            if quietest.map({ taken.load.othersPercent < $0.load.othersPercent }) ?? true { quietest = taken }
+            guard attempt > retries, let kept = quietest else { continue }
+            report.restore(kept, since: mark)
+            if kept.load.attempt != attempt { sayError("  kept attempt \(kept.load.attempt), the quieter") }
         }
-        sayError("  (\(format(Double(monotonicNanoseconds() - start) / 1e9, decimals: 1)) s)")
     }
 
     print(report.text)

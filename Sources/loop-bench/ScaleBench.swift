@@ -38,7 +38,7 @@ func benchScale(_ context: BenchContext) throws {
         Curve(
             name: "scale-fds", title: "Cost per event vs idle descriptors registered",
             x: "registered idle descriptors", y: "ns per dispatched event",
-            counts: budget.scaleFds, series: fds))
+            counts: budget.scaleFds, series: fds.cells, runs: fds.runs))
     addScaleTarget(
         context, fds, name: "idle descriptors: epoll at 15,000 vs at 10",
         formula: "ns/event epoll N=15000 ÷ N=10", from: 10, to: 15_000, goal: 1.2)
@@ -60,12 +60,12 @@ func benchScale(_ context: BenchContext) throws {
         Curve(
             name: "scale-sleepers", title: "Cost per event vs sleep callbacks of 1 s registered",
             x: "sleep callbacks (1 s each)", y: "ns per dispatched event",
-            counts: budget.scaleSleepers, series: sleepers))
+            counts: budget.scaleSleepers, series: sleepers.cells, runs: sleepers.runs))
     context.report.add(
         Curve(
             name: "scale-sleepers-idle", title: "CPU of an idle loop vs sleep callbacks of 1 s",
             x: "sleep callbacks (1 s each)", y: "CPU %",
-            counts: budget.scaleSleepers, series: sleepersIdle))
+            counts: budget.scaleSleepers, series: sleepersIdle.cells, runs: sleepersIdle.runs))
     addScaleTarget(
         context, sleepers, name: "sleep callbacks: epoll with 100,000 vs 10",
         formula: "ns/event epoll N=100000 ÷ N=10", from: 10, to: 100_000, goal: 2.0)
@@ -82,7 +82,7 @@ func benchScale(_ context: BenchContext) throws {
         Curve(
             name: "scale-jobs", title: "Cost per worker job vs jobs in one batch",
             x: "jobs submitted at once", y: "ns per job (submit to completion)",
-            counts: budget.scaleJobs, series: jobs))
+            counts: budget.scaleJobs, series: jobs.cells, runs: jobs.runs))
     for kind in LoopBackendKind.allCases {
         addScaleTarget(
             context, jobs, series: kind.rawValue, name: "worker jobs, \(kind.rawValue): per job at 100,000 vs 1,000",
@@ -90,10 +90,13 @@ func benchScale(_ context: BenchContext) throws {
     }
 }
 
+/// Per series and N, the median of every timed run's figure (or why there is none), and the runs.
+private typealias Measured = (cells: [String: [Int: Cell]], runs: [String: [Int: [Double]]])
+
 private func measureCurve(
     _ contenders: [(String, [String])], shape: [String], key: String,
     rounds: Int
-) throws -> [String: [Int: Cell]] {
+) throws -> Measured {
     try measureCurves(contenders, shape: shape, keys: ("result", key), ("result", key), rounds: rounds).0
 }
 
@@ -103,7 +106,7 @@ private func measureCurves(
     _ contenders: [(String, [String])], shape: [String],
     keys first: (tag: String, key: String), _ second: (tag: String, key: String),
     rounds: Int
-) throws -> ([String: [Int: Cell]], [String: [Int: Cell]]) {
+) throws -> (Measured, Measured) {
     var values: [[String: [Int: [Double]]]] = [[:], [:]]
     var refused: [String: [Int: String]] = [:]
     for round in 0..<rounds {
@@ -134,18 +137,21 @@ private func measureCurves(
             if i == 0 || wanted.key != first.key { sayError("  \(name) \(wanted.key): \(shown)") }
         }
     }
-    return (result[0], result[1])
+    return ((result[0], values[0]), (result[1], values[1]))
 }
 
 private func addScaleTarget(
-    _ context: BenchContext, _ series: [String: [Int: Cell]], series name: String = "epoll",
+    _ context: BenchContext, _ measured: Measured, series name: String = "epoll",
     name target: String, formula: String, from: Int, to: Int, goal: Double
 ) {
+    let series = measured.cells
     let r = quotient(series[name]?[to]?.number, series[name]?[from]?.number)
-    context.report.add(
-        TargetResult(
-            name: target, formula: formula, ratio: r, goal: .atMost(goal),
-            note: r == nil ? "no figure" : nil))
+    var result = TargetResult(
+        name: target, formula: formula, ratio: r, goal: .atMost(goal),
+        note: r == nil ? "no figure" : nil)
+    // Run k at N=to beside run k at N=from: the same child, one after the other.
+    result.spread = Spread.ofRatios(measured.runs[name]?[to] ?? [], measured.runs[name]?[from] ?? [])
+    context.report.add(result)
 }
 
 // MARK: The child

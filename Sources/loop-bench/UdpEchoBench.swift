@@ -74,8 +74,11 @@ func benchUdpEcho(_ context: BenchContext) throws {
         context.report.add(
             Distribution(name: "echo \(c.label)", title: "UDP echo round trip, 64 B, \(c.label)", series: series))
     }
-    let r = context.report.row(workload, "window 32", "rtt_per_s")?.epollOverPeer
-    context.report.add(echoTarget(r, note: r == nil ? "no C echo figure" : nil))
+    let row = context.report.row(workload, "window 32", "rtt_per_s")
+    let r = row?.epollOverPeer
+    var target = echoTarget(r, note: r == nil ? "no C echo figure" : nil)
+    target.spread = row?.spread(.epoll, over: .peer)
+    context.report.add(target)
 }
 
 private func addEchoRows(_ report: Report, _ c: EchoCase, results: [Column: [[String: String]]], peerMissing: String?) {
@@ -86,10 +89,11 @@ private func addEchoRows(_ report: Report, _ c: EchoCase, results: [Column: [[St
             let values = (results[column] ?? []).filter { $0.number("samples") ?? 0 > 0 }.compactMap { $0.number(key) }
             return values.isEmpty ? .missing("failed") : .value(median(values))
         }
-        report.add(
-            Row(
-                workload: "udp-echo", label: c.label, metric: metric, key: key,
-                epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: decimals))
+        var row = Row(
+            workload: "udp-echo", label: c.label, metric: metric, key: key,
+            epoll: cell(.epoll), legacy: cell(.legacy), peer: cell(.peer), decimals: decimals)
+        row.runs = results.mapValues { $0.map { r in r.number("samples") ?? 0 > 0 ? r.number(key) ?? .nan : .nan } }
+        report.add(row)
     }
 }
 
@@ -101,7 +105,7 @@ private func echoTarget(_ ratio: Double?, note: String?) -> TargetResult {
 
 /// Which column of the table a measurement belongs to.
 enum Column: String, Hashable, CustomStringConvertible {
-    case epoll, legacy, peer
+    case epoll, legacy, peer, original
     init(_ kind: LoopBackendKind) { self = kind == .epoll ? .epoll : .legacy }
     var description: String { rawValue }
 }

@@ -38,18 +38,21 @@ func benchWakeup(_ context: BenchContext) throws {
         let values = (results[name] ?? []).compactMap { $0.number(key) }
         return values.isEmpty ? .missing("failed") : .value(median(values))
     }
+    func runs(_ name: String, _ key: String) -> [Double] { (results[name] ?? []).map { $0.number(key) ?? .nan } }
     for (key, metric) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
-        context.report.add(
-            Row(
-                workload: workload, label: "job → completion", metric: metric, key: key,
-                epoll: cell("loop epoll", key), legacy: cell("loop legacy", key),
-                peer: cell("C eventfd", key), decimals: 1))
+        var row = Row(
+            workload: workload, label: "job → completion", metric: metric, key: key,
+            epoll: cell("loop epoll", key), legacy: cell("loop legacy", key),
+            peer: cell("C eventfd", key), decimals: 1)
+        row.runs = [.epoll: runs("loop epoll", key), .legacy: runs("loop legacy", key), .peer: runs("C eventfd", key)]
+        context.report.add(row)
     }
     for (key, metric) in [("p50_us", "p50 µs"), ("p99_us", "p99 µs")] {
-        context.report.add(
-            Row(
-                workload: workload, label: "bare mechanism in C", metric: metric, key: key,
-                epoll: cell("C eventfd", key), legacy: cell("C signal", key), peer: nil, decimals: 1))
+        var row = Row(
+            workload: workload, label: "bare mechanism in C", metric: metric, key: key,
+            epoll: cell("C eventfd", key), legacy: cell("C signal", key), peer: nil, decimals: 1)
+        row.runs = [.epoll: runs("C eventfd", key), .legacy: runs("C signal", key)]
+        context.report.add(row)
     }
     let curves = ["loop epoll", "loop legacy", "C eventfd", "C signal"].compactMap { name in
         mergedCDF(results[name] ?? []).map { (name, $0) }
@@ -58,21 +61,26 @@ func benchWakeup(_ context: BenchContext) throws {
         Distribution(
             name: "wakeup", title: "Wake-up latency: job done → completion on the loop thread",
             series: curves))
-    let overBare = context.report.row(workload, "job → completion", "p50_us")?.epollOverPeer
-    context.report.add(
-        TargetResult(
-            name: "wake-up p50: the epoll loop vs the bare eventfd in C", formula: "p50 loop epoll ÷ C eventfd",
-            ratio: overBare, goal: .atMost(1.15), note: overBare == nil ? "the C peer is not built" : nil))
-    let r = context.report.row(workload, "job → completion", "p50_us")?.epollOverLegacy
-    context.report.add(
-        TargetResult(
-            name: "wake-up p50: eventfd vs SIGCHLD", formula: "p50 epoll ÷ legacy",
-            ratio: r, goal: .atMost(0.5), note: r == nil ? "no figure" : nil))
-    let floor = context.report.row(workload, "bare mechanism in C", "p50_us")?.epollOverLegacy
-    context.report.add(
-        TargetResult(
-            name: "(the same for the bare mechanisms in C)", formula: "p50 C eventfd ÷ C signal",
-            ratio: floor, goal: .atMost(0.5), note: floor == nil ? "the C peer is not built" : nil))
+    let job = context.report.row(workload, "job → completion", "p50_us")
+    let overBare = job?.epollOverPeer
+    var target = TargetResult(
+        name: "wake-up p50: the epoll loop vs the bare eventfd in C", formula: "p50 loop epoll ÷ C eventfd",
+        ratio: overBare, goal: .atMost(1.15), note: overBare == nil ? "the C peer is not built" : nil)
+    target.spread = job?.spread(.epoll, over: .peer)
+    context.report.add(target)
+    let r = job?.epollOverLegacy
+    target = TargetResult(
+        name: "wake-up p50: eventfd vs SIGCHLD", formula: "p50 epoll ÷ legacy",
+        ratio: r, goal: .atMost(0.5), note: r == nil ? "no figure" : nil)
+    target.spread = job?.spread(.epoll, over: .legacy)
+    context.report.add(target)
+    let bare = context.report.row(workload, "bare mechanism in C", "p50_us")
+    let floor = bare?.epollOverLegacy
+    target = TargetResult(
+        name: "(the same for the bare mechanisms in C)", formula: "p50 C eventfd ÷ C signal",
+        ratio: floor, goal: .atMost(0.5), note: floor == nil ? "the C peer is not built" : nil)
+    target.spread = bare?.spread(.epoll, over: .legacy)
+    context.report.add(target)
     sayError(
         "  p50: loop epoll \(cell("loop epoll", "p50_us").text(decimals: 1)) µs, legacy \(cell("loop legacy", "p50_us").text(decimals: 1)) µs;"
             + " C eventfd \(cell("C eventfd", "p50_us").text(decimals: 1)) µs, signal \(cell("C signal", "p50_us").text(decimals: 1)) µs"

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 
-from strace_trace import EPOLL_WAIT_CALLS, SELECT_CALLS, proc_stat_fields, read_trace
+from strace_trace import EPOLL_WAIT_CALLS, SELECT_CALLS, child_pids, proc_stat_fields, read_trace
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ATTACH_TIMEOUT_S = 15
@@ -40,6 +40,23 @@ COLUMNS = (
 
 class ProfileError(Exception):
     pass
+
+
+def node_pid(node, build) -> int:
+    """The node's own process (scripts/syscall-profile, scripts/lib/original_bench.py): `ip netns
+    exec` and run-node.sh exec it, but look down the tree all the same."""
+    wanted = "gb" if build == "original" else "loop-harness"
+    pids = [node.process.pid]
+    while pids:
+        pid = pids.pop(0)
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == wanted:
+                    return pid
+        except OSError:
+            continue
+        pids += child_pids(pid)
+    raise ProfileError(f"no process named {wanted} under {node.process.pid}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -139,8 +139,9 @@ public final class PingServer {
     /// Answers pings and starts pinging (again, after `broadcastGoingDown`: a node that stayed).
     public func start() throws(LoopError) {
         isGoingDown = false
-        guard sleepRegistration == nil else { return }
         server.registerHandler(type: pingMessageType) { [unowned self] request in self.handle(request) }
+        // A member alone in its hosts file has no one to ping: no timer, so that it rests.
+        guard sleepRegistration == nil, table.contains(where: { !$0.isSelf }) else { return }
         sleepRegistration = try loop.registerSleep(every: configuration.intervalMs) { [unowned self] in self.tick() }
     }
 

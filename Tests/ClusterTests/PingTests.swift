@@ -28,6 +28,20 @@ extension ClusterLoopTests {
             }
         }
 
+        /// A member alone in its hosts file has no one to ping: no ping timer wakes its loop,
+        /// which rests (its heartbeat alone: at most a wake-up a second, the rest the servers').
+        @Test(arguments: LoopBackendKind.allCases)
+        func aLoneMemberDoesNotWakeToPing(kind: LoopBackendKind) throws {
+            try withCluster(kind, count: 1) { loop, cluster in
+                #expect(cluster.pings[0].aliveIDs == [0])
+                try runFor(loop, ms: 200)
+                let before = loop.counters.sleepCallbacks
+                try runFor(loop, ms: 1_000)
+                let ran = loop.counters.sleepCallbacks - before
+                #expect(ran <= 3, "\(ran) sleep callbacks in a second of rest")
+            }
+        }
+
         /// A host that stops answering is dead once it has been silent for the dead-host
         /// timeout, not before; its down time grows while it is dead and stops when it
         /// answers again, and each transition is reported once.
